@@ -1,0 +1,98 @@
+"""Criterion ``fast_hubert``: cross-entropy of the linear heads on masked frames.
+
+loss = pred_masked_weight * sum CE(masked) + pred_nomask_weight * sum CE(unmasked), summed over
+label sets and supervised layers (ILS) and normalised by the number of (head, frame) pairs, as
+the official Fast-HuBERT ILS does. Logs loss and accuracy per supervised layer.
+"""
+import math
+from dataclasses import dataclass, field
+from typing import List
+
+import torch
+import torch.nn.functional as F
+from fairseq import metrics
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+
+
+@dataclass
+class FastHubertCriterionConfig(FairseqDataclass):
+    pred_masked_weight: float = field(default=1.0, metadata={"help": "weight of the CE on masked frames"})
+    pred_nomask_weight: float = field(
+        default=0.0, metadata={"help": "weight of the CE on unmasked frames (0: their logits are not computed)"}
+    )
+    log_keys: List[str] = field(default_factory=list, metadata={"help": "net_output keys to log"})
+
+
+def head_name(net_output, k: int) -> str:
+    """Name of head k: 'L12' for one label set, 'km1_L12' style index for several."""
+    layers = net_output["layers"]
+    layer = layers[k % len(layers)]
+    if net_output["num_label_sets"] == 1:
+        return f"L{layer}"
+    return f"t{k // len(layers)}_L{layer}"
+
+
+@register_criterion("fast_hubert", dataclass=FastHubertCriterionConfig)
+class FastHubertCriterion(FairseqCriterion):
+    def __init__(self, task, pred_masked_weight: float = 1.0, pred_nomask_weight: float = 0.0, log_keys=None):
+        super().__init__(task)
+        self.pred_masked_weight = pred_masked_weight
+        self.pred_nomask_weight = pred_nomask_weight
+        self.log_keys = [] if log_keys is None else log_keys
+
+    def forward(self, model, sample, reduce=True):
+        net_output = model(
+            target_list=sample["target_list"],
+            compute_masked=self.pred_masked_weight > 0,
+            compute_unmasked=self.pred_nomask_weight > 0,
+            **sample["net_input"],
+        )
+        loss = 0.0
+        sample_size = 0
+        logging_output = {}
+        for kind, weight in (("m", self.pred_masked_weight), ("u", self.pred_nomask_weight)):
+            for k, (logits, targets) in enumerate(zip(net_output[f"logit_{kind}_list"], net_output[f"target_{kind}_list"])):
+                if logits is None:
+                    continue
+                ce = F.cross_entropy(logits.float(), targets, reduction="sum")
+                name = head_name(net_output, k)
+                logging_output[f"loss_{kind}_{name}"] = ce.detach().item()
+                with torch.no_grad():
+                    logging_output[f"correct_{kind}_{name}"] = (logits.argmax(-1) == targets).sum().item()
+                    logging_output[f"count_{kind}_{name}"] = targets.numel()
+                if weight > 0:
+                    loss = loss + weight * ce
+                    if kind == "m" or self.pred_masked_weight == 0:
+                        sample_size += targets.numel()
+        if not torch.is_tensor(loss):
+            raise RuntimeError("no loss term: every head was skipped (check pred_*_weight and skip_masked/skip_nomask)")
+        for key in self.log_keys:
+            if key in net_output:
+                logging_output[key] = float(net_output[key])
+        logging_output.update({
+            "loss": loss.item() if reduce else loss.detach(),
+            "ntokens": sample_size,
+            "nsentences": sample["id"].numel(),
+            "sample_size": sample_size,
+        })
+        return loss, sample_size, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        total = lambda key: sum(log.get(key, 0) for log in logging_outputs)  # noqa: E731
+        sample_size = total("sample_size")
+        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2),
+                           sample_size, round=3)
+        keys = {k for log in logging_outputs for k in log}
+        for key in sorted(keys):
+            if key.startswith("loss_"):
+                count = total("count_" + key[len("loss_"):])
+                metrics.log_scalar(key, total(key) / max(count, 1) / math.log(2), count, round=3)
+            elif key.startswith("correct_"):
+                name = key[len("correct_"):]
+                metrics.log_scalar("acc_" + name, total(key) / max(total("count_" + name), 1), round=4)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return False

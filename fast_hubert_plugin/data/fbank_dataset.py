@@ -1,0 +1,156 @@
+"""HuBERT dataset over 80-dim fbank frames.
+
+Reuses fairseq's ``HubertDataset`` batching (cropping, label collation, ordering) with sizes
+counted in fbank frames (100 per second): ``self.sample_rate`` is that frame rate, so fairseq's
+label arithmetic (labels per frame = label_rate / 100) holds unchanged. Everything is validated
+when the split is loaded: manifest rows, audio files, label line counts and lengths, units.
+"""
+import logging
+import sys
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from fairseq.data.audio.hubert_dataset import HubertDataset, load_label_offset
+from fairseq.data.dictionary import Dictionary
+
+from ..features.audio import read_audio
+from ..features.fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, compute_fbank, num_fbank_frames
+from ..utils.errors import DataError
+from .feature_store import FbankStore
+from .labels import check_label_lengths, check_units_in_dictionary, read_label_lines
+from .manifest import read_manifest
+
+logger = logging.getLogger(__name__)
+
+# Crop starts are multiples of 8 fbank frames: whole 20/40/80 ms model frames and whole
+# 25/50/100 Hz label frames, so labels stay aligned after random cropping.
+CROP_MULTIPLE = 8
+
+
+class LabelEncoderStrict:
+    """Units -> dictionary ids; unknown units were rejected when the file was loaded."""
+
+    def __init__(self, dictionary: Dictionary):
+        self.dictionary = dictionary
+
+    def __call__(self, line: str) -> torch.Tensor:
+        return self.dictionary.encode_line(line, append_eos=False, add_if_not_exist=False)
+
+
+class FbankHubertDataset(HubertDataset):
+    def __init__(
+        self,
+        manifest_path: str,
+        label_paths: List[str],
+        label_rates: Sequence[float],
+        dictionaries: List[Dictionary],
+        dict_paths: List[str],
+        audio_sample_rate: int = 16000,
+        max_keep_size: Optional[int] = None,
+        min_keep_size: Optional[int] = None,
+        max_sample_size: Optional[int] = None,
+        shuffle: bool = True,
+        pad_audio: bool = False,
+        random_crop: bool = True,
+        single_target: bool = False,
+        feature_store: Optional[FbankStore] = None,
+        label_length_tolerance_s: float = 0.1,
+        check_audio_files: bool = True,
+    ):
+        # fairseq's HubertDataset.__init__ only warns about mismatched labels: validate here instead.
+        manifest = read_manifest(manifest_path)
+        if check_audio_files and feature_store is None:
+            manifest.check_files_exist()
+        all_frames = [num_fbank_frames(n) for n in manifest.num_samples]
+        if feature_store is not None:
+            feature_store.check_matches(all_frames, manifest_path)
+        for i, frames in enumerate(all_frames):
+            if frames == 0:
+                raise DataError(manifest_path, f"utterance shorter than one 25 ms frame ({manifest.num_samples[i]} samples)",
+                                "remove it from the manifest", line=manifest.line_of(i))
+        keep = [
+            i for i, f in enumerate(all_frames)
+            if (min_keep_size is None or f >= min_keep_size) and (max_keep_size is None or f <= max_keep_size)
+        ]
+        if not keep:
+            raise DataError(manifest_path, f"no utterance within min/max size ({min_keep_size}, {max_keep_size}) fbank frames",
+                            "lower task.min_sample_size or raise task.max_keep_size (both in fbank frames, 100 per second)")
+        logger.info(f"{manifest_path}: kept {len(keep)} of {len(manifest)} utterances "
+                    f"({sum(all_frames[i] for i in keep) / FBANK_FRAME_RATE / 3600:.2f} h)")
+
+        self.manifest = manifest
+        self.rows = keep
+        self.audio_sample_rate = audio_sample_rate
+        self.feature_store = feature_store
+        self.sizes = np.array([all_frames[i] for i in keep], dtype=np.int64)
+        self.sample_rate = FBANK_FRAME_RATE
+        self.shuffle = shuffle
+        self.random_crop = random_crop
+        self.num_labels = len(label_paths)
+        self.pad_list = [d.pad() for d in dictionaries]
+        self.eos_list = [d.eos() for d in dictionaries]
+        self.label_processors = [LabelEncoderStrict(d) for d in dictionaries]
+        self.single_target = single_target
+        self.label_rates = [float(r) for r in label_rates]
+        # Labels are read from disk by byte offset (fairseq's store_labels=False): data-loader
+        # workers do not each hold a copy of every label file.
+        self.store_labels = False
+        self.label_paths = list(label_paths)
+        self.label_offsets_list = []
+        for path, rate, d, dpath in zip(label_paths, self.label_rates, dictionaries, dict_paths):
+            lines = read_label_lines(path, len(manifest), manifest_path)
+            check_units_in_dictionary(lines, d, path, dpath)
+            if rate > 0:
+                check_label_lengths(lines, manifest.num_samples, rate, path, manifest_path,
+                                    tolerance_s=label_length_tolerance_s, sample_rate=audio_sample_rate)
+            self.label_offsets_list.append(load_label_offset(path, keep, len(manifest)))
+        self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
+        self.pad_audio = pad_audio
+        self.normalize = False
+
+    def get_audio(self, index: int) -> torch.Tensor:
+        """Raw log-Mel fbank (frames, 80) of kept utterance ``index``; CMVN is applied in the model."""
+        row = self.rows[index]
+        if self.feature_store is not None:
+            feats = self.feature_store[row]
+            where = f"{self.feature_store.path}, row {row}"
+        else:
+            where = self.manifest.where(row)
+            wav = read_audio(self.manifest.audio_path(row), self.audio_sample_rate, where=where)
+            if len(wav) != self.manifest.num_samples[row]:
+                raise DataError(self.manifest.audio_path(row),
+                                f"{len(wav)} samples but {where} says {self.manifest.num_samples[row]}",
+                                "regenerate the manifest: its sizes must match the audio for labels to line up")
+            feats = compute_fbank(wav, self.audio_sample_rate)
+        if not np.isfinite(feats).all():
+            raise DataError(self.manifest.audio_path(row), f"fbank has NaN/inf values ({where})",
+                            "check the audio for corrupt samples and drop or re-encode it")
+        return torch.from_numpy(feats)
+
+    def crop_to_max_size(self, feats: torch.Tensor, target_size: int):
+        size = len(feats)
+        diff = size - target_size
+        if diff <= 0:
+            return feats, 0
+        start = 0
+        if self.random_crop:
+            start = int(np.random.randint(0, diff // CROP_MULTIPLE + 1)) * CROP_MULTIPLE
+        return feats[start : start + target_size], start
+
+    def collater_audio(self, audios: List[torch.Tensor], audio_size: int):
+        """(B, audio_size, 80) features, (B, audio_size) padding mask, crop starts."""
+        collated = audios[0].new_zeros(len(audios), audio_size, audios[0].size(-1))
+        padding_mask = torch.zeros(len(audios), audio_size, dtype=torch.bool)
+        starts = [0] * len(audios)
+        for i, feats in enumerate(audios):
+            diff = len(feats) - audio_size
+            if diff == 0:
+                collated[i] = feats
+            elif diff < 0:
+                assert self.pad_audio
+                collated[i, : len(feats)] = feats
+                padding_mask[i, len(feats):] = True
+            else:
+                collated[i], starts[i] = self.crop_to_max_size(feats, audio_size)
+        return collated, padding_mask, starts

@@ -1,0 +1,75 @@
+"""fairseq audio manifests: first line the audio root, then ``relative/path<TAB>num_samples``.
+
+Loaded once, validated row by row, with errors that name the line (1-based, as an editor shows).
+"""
+import os
+from dataclasses import dataclass
+from typing import List
+
+from ..utils.errors import DataError
+
+MANIFEST_FIX = "each row must be 'relative/path<TAB>num_samples' after a first line holding the audio root"
+
+
+@dataclass
+class AudioManifest:
+    path: str
+    root: str
+    names: List[str]
+    num_samples: List[int]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def audio_path(self, i: int) -> str:
+        return os.path.join(self.root, self.names[i])
+
+    def line_of(self, i: int) -> int:
+        """1-based line of row ``i`` in the manifest file (line 1 is the root)."""
+        return i + 2
+
+    def where(self, i: int) -> str:
+        return f"manifest {self.path}, line {self.line_of(i)}"
+
+    def check_files_exist(self) -> None:
+        for i in range(len(self)):
+            p = self.audio_path(i)
+            if not os.path.isfile(p):
+                raise DataError(
+                    p, f"audio file not found (listed in {self.where(i)})",
+                    "fix the manifest's root line or the row's path, or remove the row",
+                )
+
+
+def read_manifest(path) -> AudioManifest:
+    path = str(path)
+    if not os.path.isfile(path):
+        raise DataError(path, "manifest not found", "check task.data (the folder holding {split}.tsv)")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    if not lines or not lines[0].strip():
+        raise DataError(path, "empty manifest or empty root line", MANIFEST_FIX, line=1)
+    root = lines[0].strip()
+    if "\t" in root:
+        raise DataError(
+            path, "the first line has a tab: it looks like a data row, not the audio root",
+            "put the audio root directory alone on the first line", line=1,
+        )
+    names, sizes = [], []
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            raise DataError(path, "empty line", "remove it: rows must line up with the label files", line=n)
+        items = line.split("\t")
+        if len(items) < 2:
+            raise DataError(path, f"expected 2 tab-separated fields, got {len(items)}", MANIFEST_FIX, line=n)
+        try:
+            size = int(items[1])
+        except ValueError:
+            raise DataError(path, f"num_samples {items[1]!r} is not an integer", MANIFEST_FIX, line=n) from None
+        if size <= 0:
+            raise DataError(path, f"num_samples is {size}", "remove empty utterances from the manifest", line=n)
+        names.append(items[0])
+        sizes.append(size)
+    if not names:
+        raise DataError(path, "manifest has no utterances", MANIFEST_FIX)
+    return AudioManifest(path=path, root=root, names=names, num_samples=sizes)

@@ -1,0 +1,272 @@
+"""Fast-HuBERT: fbank input, conv subsampler to 40 ms, HuBERT Transformer, linear CE heads.
+
+One utterance through the model (shapes for the default 40 ms Base):
+  source (B, T, 80) raw log-Mel fbank at 100 Hz
+  -> global CMVN (buffers, so checkpoints carry their statistics)
+  -> FbankSubsampler: 2 x [Conv1d k5 s2 + GLU]       (B, ceil(ceil(T/2)/2), 512) at 25 Hz
+  -> LayerNorm(512) -> Linear(512, 768) -> dropout -> span masking (mask_emb)
+  -> Transformer (12 x 768, post-LN; fairseq's wav2vec 2.0 / HuBERT encoder)
+  -> for each supervised block (ILS) a Linear(768, #units) head on masked frames only.
+"""
+import ast
+import logging
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from fairseq.data.dictionary import Dictionary
+from fairseq.models import BaseFairseqModel, register_model
+from fairseq.models.hubert.hubert import HubertConfig, HubertModel
+from fairseq.modules import GradMultiply, LayerNorm
+
+from ..features.cmvn import GlobalCMVN
+from ..features.fbank import FBANK_FRAME_RATE
+from ..features.spec_augment import spec_augment
+from .layer_encoder import LayerOutputEncoder
+from .subsampler import FbankSubsampler, lengths_to_padding_mask
+
+logger = logging.getLogger(__name__)
+
+# HubertModel.apply_mask reads these attributes; the values come straight from the config.
+_MASK_ATTRS = (
+    "mask_prob", "mask_selection", "mask_other", "mask_length", "no_mask_overlap", "mask_min_space",
+    "mask_channel_prob", "mask_channel_selection", "mask_channel_other", "mask_channel_length",
+    "no_mask_channel_overlap", "mask_channel_min_space",
+)
+# Keys of the cosine-similarity loss of stock HuBERT that a linear CE head has no use for.
+_COSINE_LOSS_KEYS = {"final_dim": 0, "untie_final_proj": False, "target_glu": False}
+
+
+@dataclass
+class FastHubertConfig(HubertConfig):
+    input_feat_per_channel: int = field(default=80, metadata={"help": "fbank bins per frame (model input dim)"})
+    conv_channels: int = field(
+        default=1024, metadata={"help": "channels of each subsampler conv (GLU halves them)"}
+    )
+    fbank_encoder_dim: int = field(default=512, metadata={"help": "subsampler output dim (before the projection)"})
+    conv_kernel_sizes: str = field(
+        default="5,5",
+        metadata={"help": "odd kernel size of each stride-2 subsampler conv; 1/2/3 convs give 20/40/80 ms frames"},
+    )
+    supervised_layers: str = field(
+        default="[]",
+        metadata={
+            "help": "intermediate layer supervision (ILS): 1-based Transformer blocks trained with the CE loss "
+            "in addition to the last one, each with its own head, e.g. '[4]' (Fast-HuBERT: blocks 4 and 12). "
+            "Indices are absolute: under layerdrop block 4 stays block 4"
+        },
+    )
+    spec_aug_freq_masks: int = field(default=0, metadata={"help": "fine-tuning SpecAugment: frequency masks per utterance"})
+    spec_aug_freq_width: int = field(default=30, metadata={"help": "fine-tuning SpecAugment: frequency masks are < this many bins"})
+    spec_aug_time_masks: int = field(default=0, metadata={"help": "fine-tuning SpecAugment: time masks per utterance"})
+    spec_aug_time_width: int = field(default=40, metadata={"help": "fine-tuning SpecAugment: time masks are < this many fbank frames"})
+
+
+def parse_int_list(text: str, name: str) -> List[int]:
+    try:
+        values = ast.literal_eval(text) if text.strip() else []
+    except (ValueError, SyntaxError):
+        raise ValueError(f"{name}={text!r} is not a list of integers, e.g. '[4,12]'") from None
+    if isinstance(values, int):
+        values = [values]
+    if not all(isinstance(v, int) for v in values):
+        raise ValueError(f"{name}={text!r} is not a list of integers, e.g. '[4,12]'")
+    return list(values)
+
+
+def label_stride(label_rate: float, frame_rate: float) -> int:
+    """How many labels per model frame: labels at 50 Hz with 25 Hz frames -> every 2nd label."""
+    ratio = label_rate / frame_rate
+    if label_rate <= 0 or ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
+        raise ValueError(
+            f"model.label_rate={label_rate:g} Hz does not fit the model frame rate {frame_rate:g} Hz: labels must "
+            f"come at the frame rate or an integer multiple of it (e.g. {frame_rate:g} or {2 * frame_rate:g} Hz). "
+            "Set model.label_rate to the rate your label files were written at, or change conv_kernel_sizes "
+            "(1 conv: 50 Hz frames, 2: 25 Hz, 3: 12.5 Hz)"
+        )
+    return int(round(ratio))
+
+
+@register_model("fast_hubert", dataclass=FastHubertConfig)
+class FastHubertModel(HubertModel):
+    def __init__(
+        self,
+        cfg: FastHubertConfig,
+        dictionaries: List[Dictionary],
+        cmvn: Optional[GlobalCMVN] = None,
+    ) -> None:
+        # HubertModel.__init__ would build the waveform CNN: build only what Fast-HuBERT uses.
+        BaseFairseqModel.__init__(self)
+        self.cfg = cfg
+        kernels = parse_int_list(cfg.conv_kernel_sizes, "conv_kernel_sizes")
+        self.subsampler = FbankSubsampler(cfg.input_feat_per_channel, cfg.conv_channels, cfg.fbank_encoder_dim, kernels)
+        self.frame_rate = FBANK_FRAME_RATE / self.subsampler.downsample_factor
+        self.register_buffer("cmvn_mean", torch.zeros(cfg.input_feat_per_channel))
+        self.register_buffer("cmvn_inv_std", torch.ones(cfg.input_feat_per_channel))
+        if cmvn is not None:
+            if cmvn.dim != cfg.input_feat_per_channel:
+                raise ValueError(f"CMVN stats have {cmvn.dim} bins, model.input_feat_per_channel is {cfg.input_feat_per_channel}")
+            self.cmvn_mean.copy_(torch.from_numpy(cmvn.mean))
+            self.cmvn_inv_std.copy_(torch.from_numpy(cmvn.inv_std))
+
+        self.embed = cfg.fbank_encoder_dim
+        self.layer_norm = LayerNorm(self.embed)
+        self.post_extract_proj = (
+            nn.Linear(self.embed, cfg.encoder_embed_dim) if self.embed != cfg.encoder_embed_dim else None
+        )
+        self.dropout_input = nn.Dropout(cfg.dropout_input)
+        for name in _MASK_ATTRS:
+            setattr(self, name, getattr(cfg, name))
+        self.mask_emb = nn.Parameter(torch.FloatTensor(cfg.encoder_embed_dim).uniform_())
+        self.feature_grad_mult = cfg.feature_grad_mult
+        self.logit_temp = cfg.logit_temp
+        self.skip_masked = cfg.skip_masked
+        self.skip_nomask = cfg.skip_nomask
+        self.encoder = LayerOutputEncoder(cfg)
+
+        num_layers = cfg.encoder_layers
+        extra = parse_int_list(cfg.supervised_layers, "supervised_layers")
+        bad = [layer for layer in extra if not 1 <= layer <= num_layers]
+        if bad:
+            raise ValueError(f"supervised_layers {bad} outside 1..{num_layers} (1-based Transformer blocks)")
+        self.supervised_layers = sorted(set(extra) | {num_layers})
+
+        # Label heads: one per (label set, supervised block); absent in fine-tuning (no dictionaries).
+        self.label_stride = None
+        self.label_heads = None
+        if dictionaries and all(d is not None for d in dictionaries):
+            self.label_stride = label_stride(cfg.label_rate, self.frame_rate)
+            self.num_classes = [len(d) for d in dictionaries]
+            self.label_heads = nn.ModuleList(
+                nn.Linear(cfg.encoder_embed_dim, n) for n in self.num_classes for _ in self.supervised_layers
+            )
+        for key, default in _COSINE_LOSS_KEYS.items():
+            if getattr(cfg, key, default) != default:
+                logger.warning(f"model.{key}={getattr(cfg, key)} has no effect: Fast-HuBERT uses a linear CE head")
+
+    @classmethod
+    def build_model(cls, cfg: FastHubertConfig, task):
+        cmvn = None if getattr(task, "model_from_checkpoint", False) else task.load_cmvn(cfg.input_feat_per_channel)
+        dictionaries = None if task.cfg.fine_tuning else task.dictionaries
+        return cls(cfg, dictionaries, cmvn)
+
+    @property
+    def spec_augment_enabled(self) -> bool:
+        return self.cfg.spec_aug_freq_masks > 0 or self.cfg.spec_aug_time_masks > 0
+
+    def forward_features(
+        self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None, augment: bool = False
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """source: (B, T, F) raw fbank; padding_mask: (B, T) bool, True on padding, or None.
+
+        Returns subsampled features (B, T', fbank_encoder_dim) and their padding mask (B, T'),
+        derived from the input lengths (exact for every T), or None when nothing is padded.
+        """
+        lengths = None
+        x = (source - self.cmvn_mean) * self.cmvn_inv_std
+        if padding_mask is not None and padding_mask.any():
+            lengths = (~padding_mask).sum(dim=1)
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        if augment:
+            c = self.cfg
+            x = spec_augment(x, lengths, c.spec_aug_freq_masks, c.spec_aug_freq_width, c.spec_aug_time_masks, c.spec_aug_time_width)
+        if self.feature_grad_mult > 0:
+            features, out_lengths = self.subsampler(x, lengths)
+            if self.feature_grad_mult != 1.0:
+                features = GradMultiply.apply(features, self.feature_grad_mult)
+        else:
+            with torch.no_grad():
+                features, out_lengths = self.subsampler(x, lengths)
+        out_mask = None if out_lengths is None else lengths_to_padding_mask(out_lengths, features.size(1))
+        return features, out_mask
+
+    def forward_targets(
+        self, features: torch.Tensor, target_list: List[torch.Tensor], padding_mask: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, List[torch.Tensor], Optional[torch.Tensor]]:
+        """Pick the label of each model frame (every ``label_stride``-th) and trim to the labels present."""
+        stride = self.label_stride
+        target_list = [t[:, ::stride] for t in target_list]
+        n = min([features.size(1)] + [t.size(1) for t in target_list])
+        features = features[:, :n]
+        padding_mask = None if padding_mask is None else padding_mask[:, :n]
+        return features, [t[:, :n] for t in target_list], padding_mask
+
+    def forward(
+        self,
+        source: torch.Tensor,
+        target_list: Optional[List[torch.Tensor]] = None,
+        padding_mask: Optional[torch.Tensor] = None,
+        mask: bool = True,
+        features_only: bool = False,
+        output_layer: Optional[int] = None,
+        compute_masked: bool = True,
+        compute_unmasked: bool = False,
+    ) -> Dict[str, torch.Tensor]:
+        """output_layer is 1-based. In fine-tuning (features_only with mask) SpecAugment is applied
+        to the fbank when configured. Logits are computed only for the frames the loss uses:
+        masked frames, and unmasked ones only when ``compute_unmasked``."""
+        augment = features_only and mask and self.training and self.spec_augment_enabled
+        features, padding_mask = self.forward_features(source, padding_mask, augment=augment)
+        if target_list is not None:
+            features, target_list, padding_mask = self.forward_targets(features, target_list, padding_mask)
+        features = self.layer_norm(features)
+        if self.post_extract_proj is not None:
+            features = self.post_extract_proj(features)
+        features = self.dropout_input(features)
+        if mask:
+            x, mask_indices = self.apply_mask(features, padding_mask, target_list)
+        else:
+            x, mask_indices = features, None
+
+        if features_only:
+            layer = None if output_layer is None else output_layer - 1
+            x, _ = self.encoder(x, padding_mask=padding_mask, layer=layer)
+            return {"x": x, "padding_mask": padding_mask, "features": features}
+
+        if self.label_heads is None:
+            raise RuntimeError("this model has no label heads (built for fine-tuning); use extract_features")
+        _, layer_outputs = self.encoder.extract_features(x, padding_mask, return_layers=self.supervised_layers)
+        if self.encoder.layer_norm_first:
+            last = self.supervised_layers[-1]
+            layer_outputs[last] = self.encoder.layer_norm(layer_outputs[last])
+
+        valid = None if padding_mask is None else ~padding_mask
+        if mask_indices is None:
+            mask_indices = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+        selections = {}
+        if compute_masked and not self.skip_masked:
+            selections["m"] = mask_indices if valid is None else mask_indices & valid
+        if compute_unmasked and not self.skip_nomask:
+            selections["u"] = ~mask_indices if valid is None else ~mask_indices & valid
+
+        result = {"padding_mask": padding_mask, "layers": list(self.supervised_layers), "num_label_sets": len(target_list)}
+        for kind in ("m", "u"):
+            logits, targets = [], []
+            sel = selections.get(kind)
+            for ti, t in enumerate(target_list):
+                for li, layer in enumerate(self.supervised_layers):
+                    if sel is None:
+                        logits.append(None)
+                        targets.append(None)
+                        continue
+                    head = self.label_heads[ti * len(self.supervised_layers) + li]
+                    logits.append(head(layer_outputs[layer][sel]) / self.logit_temp)
+                    targets.append(t[sel].long())
+            result[f"logit_{kind}_list"] = logits
+            result[f"target_{kind}_list"] = targets
+        return result
+
+    def get_logits(self, net_output, is_masked=True):
+        key = "logit_m_list" if is_masked else "logit_u_list"
+        return [x.float() for x in net_output[key] if x is not None]
+
+    def get_targets(self, net_output, is_masked=True):
+        key = "target_m_list" if is_masked else "target_u_list"
+        return [x for x in net_output[key] if x is not None]
+
+    def get_extra_losses(self, net_output):
+        return [], []
+
+    def remove_pretraining_modules(self):
+        self.label_heads = None
