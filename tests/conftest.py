@@ -47,3 +47,75 @@ def small_manifests(speech_root, tmp_path_factory):
     write_manifest(out / "train.tsv", train, speech_root)
     write_manifest(out / "valid.tsv", valid, speech_root)
     return out
+
+
+def run_hydra_train(config_dir: Path, config_name: str, run_dir: Path, overrides, timeout=900):
+    """Run the real `fairseq-hydra-train` CLI with the plugin; returns the completed process."""
+    import subprocess
+
+    cmd = [
+        str(Path(sys.executable).parent / "fairseq-hydra-train"),
+        "--config-dir", str(config_dir), "--config-name", config_name,
+        f"common.user_dir={REPO / 'fast_hubert_plugin'}",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+    ]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=run_dir.parent)
+    if proc.returncode != 0:
+        raise AssertionError(f"fairseq-hydra-train failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def train_log_records(text: str, tag: str = "train_inner"):
+    """The JSON records fairseq logs under [tag] (log_format: json)."""
+    import json
+
+    out = []
+    for line in text.splitlines():
+        if f"[{tag}]" in line and "{" in line:
+            out.append(json.loads(line[line.index("{"):]))
+    return out
+
+
+@pytest.fixture(scope="session")
+def pretraining_data(small_manifests):
+    """Manifests + CMVN stats + 50 Hz k-means labels (fbank, K=50) for the tiny pretraining runs."""
+    import faiss
+    import numpy as np
+
+    from fast_hubert_plugin.data.manifest import read_manifest
+    from fast_hubert_plugin.features import compute_fbank, read_audio
+    from fast_hubert_plugin.features.cmvn_cli import compute_cmvn
+
+    d = small_manifests
+    cmvn = compute_cmvn(d / "train.tsv", progress=False)
+    cmvn.save(d / "cmvn.npz")
+    feats = {}
+    for split in ("train", "valid"):
+        m = read_manifest(d / f"{split}.tsv")
+        feats[split] = [cmvn(compute_fbank(read_audio(m.audio_path(i)))) for i in range(len(m))]
+    km = faiss.Kmeans(80, 50, niter=20, seed=1)
+    km.train(np.concatenate(feats["train"]).astype(np.float32))
+    for split, rows in feats.items():
+        with open(d / f"{split}.km", "w") as f:
+            for x in rows:  # 100 Hz frames -> 50 Hz labels: every second frame
+                _, ids = km.index.search(np.ascontiguousarray(x[::2], dtype=np.float32), 1)
+                f.write(" ".join(map(str, ids[:, 0])) + "\n")
+    with open(d / "dict.km.txt", "w") as f:
+        f.writelines(f"{i} 1\n" for i in range(50))
+    return d
+
+
+@pytest.fixture(scope="session")
+def pretrained_tiny(pretraining_data, tmp_path_factory):
+    """The tiny CPU config trained for 60 updates on real speech: (run_dir, train log text)."""
+    run_dir = tmp_path_factory.mktemp("pretrain") / "run"
+    run_dir.mkdir()
+    proc = run_hydra_train(
+        REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", run_dir,
+        [f"task.data={pretraining_data}", f"task.label_dir={pretraining_data}", "model.label_rate=50",
+         "optimization.max_update=60", "common.log_interval=5", "checkpoint.save_interval_updates=30",
+         "dataset.validate_interval_updates=30", "dataset.validate_interval=1000"],
+    )
+    return run_dir, proc.stdout + proc.stderr

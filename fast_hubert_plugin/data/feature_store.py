@@ -6,7 +6,6 @@
 A few large files instead of one file per utterance: no inode storm, and readers page in only
 the frames they touch. Both files are written under temporary names and renamed at the end.
 """
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 

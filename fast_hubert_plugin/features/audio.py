@@ -1,4 +1,6 @@
 """Reading audio with errors that say which file failed and why."""
+import os
+
 import numpy as np
 import soundfile as sf
 
@@ -12,10 +14,10 @@ def read_audio(path, expected_sample_rate: int = 16000, where: str = "") -> np.n
     ``where`` (e.g. "manifest train.tsv, line 12") is added to error messages.
     """
     suffix = f" (listed in {where})" if where else ""
+    if not os.path.isfile(path):
+        raise DataError(path, f"audio file not found{suffix}", "check the manifest's root line and path")
     try:
         wav, sr = sf.read(str(path), dtype="float32", always_2d=False)
-    except FileNotFoundError:
-        raise DataError(path, f"audio file not found{suffix}", "check the manifest's root line and path") from None
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise DataError(path, f"cannot read audio{suffix}: {e}", "re-encode it as 16-bit WAV/FLAC or drop the row") from None
     if sr != expected_sample_rate:

@@ -18,8 +18,11 @@ from ..data.fbank_dataset import FbankHubertDataset
 from ..data.feature_store import FbankStore
 from ..data.labels import DEFAULT_LENGTH_TOLERANCE_S, load_dictionary
 from ..features.cmvn import GlobalCMVN
+from ..finetuning.hubert_ctc_compat import fix_hubert_ctc_config, keep_pretrained_config, set_spec_augment, wrapped_model
 
 logger = logging.getLogger(__name__)
+
+fix_hubert_ctc_config()  # fine-tuning mode serves fairseq's hubert_ctc: make it buildable
 
 
 @dataclass
@@ -41,6 +44,20 @@ class FastHubertPretrainingConfig(HubertPretrainingConfig):
     check_audio_files: bool = field(
         default=True, metadata={"help": "check at start-up that every audio file of the manifest exists"}
     )
+    # Fine-tuning SpecAugment (hubert_ctc): fairseq rebuilds the pretrained model from the checkpoint's
+    # own config and overrides only its own keys, so these reach the model through the task.
+    spec_aug_freq_masks: Optional[int] = field(
+        default=None, metadata={"help": "fine-tuning: SpecAugment frequency masks per utterance on the fbank "
+                                "(official Fast-HuBERT: 2); unset keeps the pretrained model's value (0 = off)"})
+    spec_aug_freq_width: Optional[int] = field(
+        default=None, metadata={"help": "fine-tuning: frequency masks are < this many bins (official: 30)"})
+    spec_aug_time_masks: Optional[int] = field(
+        default=None, metadata={"help": "fine-tuning: SpecAugment time masks per utterance (official: 2)"})
+    spec_aug_time_width: Optional[int] = field(
+        default=None, metadata={"help": "fine-tuning: time masks are < this many fbank frames (official: 40)"})
+
+
+SPEC_AUG_KEYS = ("spec_aug_freq_masks", "spec_aug_freq_width", "spec_aug_time_masks", "spec_aug_time_width")
 
 
 @register_task("fast_hubert_pretraining", dataclass=FastHubertPretrainingConfig)
@@ -60,7 +77,13 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
         return [os.path.join(self.get_label_dir(), f"dict.{label}.txt") for label in self.cfg.labels]
 
     def load_dictionaries(self):
-        dictionaries = [load_dictionary(p) for p in self.dict_paths()]
+        paths = self.dict_paths()
+        if self.model_from_checkpoint and not self.cfg.fine_tuning and not all(os.path.isfile(p) for p in paths):
+            # hubert_ctc rebuilds the pretrained model of a fine-tuned checkpoint with a fresh pretraining
+            # task and drops its label heads at once: the pretraining dictionaries are not needed.
+            logger.info(f"pretraining dictionaries {paths} not found: building the model without label heads")
+            return [None] * len(paths)
+        dictionaries = [load_dictionary(p) for p in paths]
         return dictionaries[0] if self.cfg.fine_tuning else dictionaries
 
     def load_cmvn(self, dim: int) -> GlobalCMVN:
@@ -73,9 +96,13 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
         # A model restored from a checkpoint carries its CMVN buffers: the stats file is not needed.
         self.model_from_checkpoint = from_checkpoint
         try:
-            return super().build_model(cfg, from_checkpoint)
+            model = super().build_model(cfg, from_checkpoint)
         finally:
             self.model_from_checkpoint = False
+        if wrapped_model(model) is not None:  # hubert_ctc around fast_hubert
+            keep_pretrained_config(cfg, model)
+            set_spec_augment(model, {k: getattr(self.cfg, k) for k in SPEC_AUG_KEYS if getattr(self.cfg, k) is not None})
+        return model
 
     def load_dataset(self, split: str, **kwargs) -> None:
         manifest = os.path.join(self.cfg.data, f"{split}.tsv")

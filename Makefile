@@ -1,0 +1,31 @@
+# fast-hubert: set-up, tests and the end-to-end demo (CPU). See README.md.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Keep every install, including fairseq-fixed's compiled build, on CPU torch.
+PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(PY) -m pip
+
+.PHONY: setup test demo bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	# fairseq-fixed is an sdist compiled against the torch already in the venv (no isolated build env)
+	$(PIP) install -q torch==2.13.0 numpy==2.4.6 cython==3.3.1 setuptools==84.2.1 wheel==0.48.0
+	$(PIP) install -q --no-build-isolation -r requirements.txt -r requirements-dev.txt
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	$(PY) -c "import fairseq, faiss, kaldi_native_fbank, fast_hubert_plugin; print('fast-hubert environment ready')"
+	touch $@
+
+test: setup
+	OMP_NUM_THREADS=2 $(PY) -m pytest tests -q
+
+demo: setup
+	$(VENV)/bin/python examples/demo.py
+
+bench: setup
+	$(PY) benchmarks/train_step_speed.py
+
+clean:
+	rm -rf $(VENV) demo_output

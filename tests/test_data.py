@@ -1,0 +1,156 @@
+"""Manifests, label files and the fbank dataset: bad input fails early, naming file and line."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from fast_hubert_plugin.data import fbank_dataset
+from fast_hubert_plugin.data.manifest import read_manifest
+from fast_hubert_plugin.features import compute_fbank, read_audio
+from fast_hubert_plugin.tasks.fast_hubert_pretraining import FastHubertPretrainingConfig, FastHubertPretrainingTask
+from fast_hubert_plugin.utils.errors import DataError
+
+
+@pytest.fixture
+def data(pretraining_data, tmp_path):
+    """A private copy of the tiny pretraining data folder, free to corrupt."""
+    d = tmp_path / "data"
+    shutil.copytree(pretraining_data, d)
+    return d
+
+
+def make_task(d, **kw):
+    cfg = FastHubertPretrainingConfig(data=str(d), label_dir=str(d), labels=["km"], label_rate=50.0,
+                                      cmvn_stats_path=str(d / "cmvn.npz"), min_sample_size=150,
+                                      max_sample_size=600, **kw)
+    return FastHubertPretrainingTask(cfg)
+
+
+def rewrite_line(path, line_no, text):
+    lines = path.read_text().splitlines()
+    lines[line_no - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_manifest_errors_name_the_line(tmp_path):
+    p = tmp_path / "m.tsv"
+    p.write_text("/root\na.flac\t100\nb.flac\tabc\n")
+    with pytest.raises(DataError, match=r"m.tsv, line 3: num_samples 'abc'"):
+        read_manifest(p)
+    p.write_text("/root\na.flac\n")
+    with pytest.raises(DataError, match="line 2: expected 2 tab-separated fields"):
+        read_manifest(p)
+    p.write_text("a.flac\t100\n")
+    with pytest.raises(DataError, match="line 1: the first line has a tab"):
+        read_manifest(p)
+    p.write_text("/root\na.flac\t100\n\nb.flac\t5\n")
+    with pytest.raises(DataError, match="line 3: empty line"):
+        read_manifest(p)
+    with pytest.raises(DataError, match="manifest not found"):
+        read_manifest(tmp_path / "none.tsv")
+
+
+def test_dataset_batches_fbank_and_aligned_labels(data):
+    task = make_task(data)
+    task.load_dataset("train")
+    ds = task.datasets["train"]
+    m = read_manifest(data / "train.tsv")
+    assert len(ds) == sum(1 for n in m.num_samples if 1 + (n - 400) // 160 >= 150)
+    item = ds[0]
+    wav = read_audio(m.audio_path(ds.rows[0]))
+    np.testing.assert_array_equal(item["source"].numpy(), compute_fbank(wav))
+    batch = ds.collater([ds[i] for i in range(4)])
+    src = batch["net_input"]["source"]
+    size = min(min(len(ds[i]["source"]) for i in range(4)), 600)
+    assert src.shape == (4, size, 80)
+    assert not batch["net_input"]["padding_mask"].any()
+    (targets,) = batch["target_list"]
+    assert targets.shape[1] == round(size * 0.5) or targets.shape[1] < round(size * 0.5)
+    # labels of a cropped utterance are the labels of the crop's own frames
+    np.random.seed(3)
+    long_item = max(range(len(ds)), key=lambda i: ds.sizes[i])
+    b = ds.collater([ds[long_item]])
+    full = ds[long_item]["source"]
+    crop = b["net_input"]["source"][0]
+    start = next(s for s in range(0, len(full) - len(crop) + 1) if torch.equal(full[s:s + len(crop)], crop))
+    assert start % 8 == 0
+    labels = ds.get_label(long_item, 0)
+    assert torch.equal(b["target_list"][0][0], labels[start // 2: start // 2 + b["target_list"][0].shape[1]])
+
+
+def test_label_line_count_mismatch(data):
+    lines = (data / "train.km").read_text().splitlines()
+    (data / "train.km").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(DataError, match=r"train.km: 63 lines but the manifest .*train.tsv has 64 rows"):
+        make_task(data).load_dataset("train")
+
+
+def test_label_length_mismatch_names_line_and_label_rate(data):
+    rewrite_line(data / "train.km", 5, "1 2 3")
+    with pytest.raises(DataError, match=r"train.km, line 5: 3 labels .* label_rate=50 Hz.*model.label_rate"):
+        make_task(data).load_dataset("train")
+
+
+def test_wrong_label_rate_is_caught(data):
+    task = make_task(data)
+    task.cfg.label_rate = 100.0
+    with pytest.raises(DataError, match="line 1: .* label_rate=100 Hz"):
+        task.load_dataset("train")
+
+
+def test_empty_dictionary_and_unknown_units(data):
+    (data / "dict.km.txt").write_text("")
+    with pytest.raises(DataError, match="dictionary is empty: every label would silently become <unk>"):
+        make_task(data).dictionaries
+    (data / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(40)))  # units 40..49 missing
+    with pytest.raises(DataError, match=r"train.km, line \d+: unit\(s\) \['4[0-9]'"):
+        make_task(data).load_dataset("train")
+
+
+def test_missing_audio_fails_at_load_with_manifest_line(data):
+    rewrite_line(data / "train.tsv", 4, "so762/train/nope.flac\t32000")
+    with pytest.raises(DataError, match=r"nope.flac: audio file not found \(listed in manifest .*train.tsv, line 4\)"):
+        make_task(data).load_dataset("train")
+
+
+def test_manifest_size_must_match_the_audio(data):
+    lines = (data / "train.tsv").read_text().splitlines()
+    path, n = lines[1].split("\t")
+    rewrite_line(data / "train.tsv", 2, f"{path}\t{int(n) + 1600}")
+    lines2 = (data / "train.km").read_text().splitlines()
+    rewrite_line(data / "train.km", 1, lines2[0] + " 1 1 1 1 1")
+    task = make_task(data)
+    task.load_dataset("train")
+    with pytest.raises(DataError, match=r"samples but manifest .*train.tsv, line 2 says"):
+        task.datasets["train"].get_audio(task.datasets["train"].rows.index(0))
+
+
+def test_nan_features_are_refused(data, monkeypatch):
+    task = make_task(data)
+    task.load_dataset("train")
+    monkeypatch.setattr(fbank_dataset, "compute_fbank", lambda wav, sr: np.full((10, 80), np.nan, np.float32))
+    with pytest.raises(DataError, match="fbank has NaN/inf values .*line"):
+        task.datasets["train"][0]
+
+
+def test_missing_cmvn_stats_is_a_clear_error(data):
+    task = make_task(data)
+    task.cfg.cmvn_stats_path = str(data / "absent.npz")
+    with pytest.raises(DataError, match="CMVN stats file not found.*fast-hubert-cmvn"):
+        task.load_cmvn(80)
+    task.cfg.cmvn_stats_path = None
+    with pytest.raises(ValueError, match="task.cmvn_stats_path is not set"):
+        task.load_cmvn(80)
+
+
+def test_precomputed_store_gives_the_same_batches(data, tmp_path):
+    from fast_hubert_plugin.features.store_cli import main as store_main
+
+    store_main([str(data / "train.tsv"), "--output-dir", str(tmp_path / "feats")])
+    a = make_task(data)
+    a.load_dataset("train")
+    b = make_task(data, feature_dir=str(tmp_path / "feats"))
+    b.load_dataset("train")
+    for i in (0, 7, 30):
+        assert torch.equal(a.datasets["train"][i]["source"], b.datasets["train"][i]["source"])

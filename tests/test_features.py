@@ -1,0 +1,162 @@
+"""fbank (against torchaudio's Kaldi compliance), CMVN, SpecAugment, precomputed feature store."""
+import importlib.util
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import read_corpus_tsv
+from fast_hubert_plugin.data.feature_store import FbankStore, write_store
+from fast_hubert_plugin.features import GlobalCMVN, compute_fbank, num_fbank_frames, read_audio
+from fast_hubert_plugin.features.cmvn import CMVNAccumulator
+from fast_hubert_plugin.features.spec_augment import spec_augment
+from fast_hubert_plugin.utils.errors import DataError
+
+
+def torchaudio_kaldi():
+    """torchaudio.compliance.kaldi, the reference Kaldi fbank in pure torch.
+
+    On CPU-only torch the torchaudio package fails to import (its CUDA extension), but the
+    compliance module only needs torchaudio for MFCC's DCT: load the file on its own."""
+    try:
+        import torchaudio.compliance.kaldi as kaldi
+        return kaldi
+    except Exception:
+        pass
+    spec = importlib.util.find_spec("torchaudio")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("torchaudio is not installed")
+    path = f"{list(spec.submodule_search_locations)[0]}/compliance/kaldi.py"
+    saved = sys.modules.get("torchaudio")
+    sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+    try:
+        mod_spec = importlib.util.spec_from_file_location("reference_kaldi", path)
+        kaldi = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(kaldi)
+    finally:
+        if saved is None:
+            del sys.modules["torchaudio"]
+        else:
+            sys.modules["torchaudio"] = saved
+    return kaldi
+
+
+@pytest.mark.parametrize("n,frames", [(0, 0), (399, 0), (400, 1), (559, 1), (560, 2), (16000, 98), (41280, 256)])
+def test_num_fbank_frames(n, frames):
+    assert num_fbank_frames(n) == frames
+    if n:
+        assert compute_fbank(np.random.default_rng(0).uniform(-0.1, 0.1, n).astype(np.float32)).shape == (frames, 80)
+
+
+def test_fbank_matches_torchaudio_kaldi_on_real_speech(speech_root):
+    kaldi = torchaudio_kaldi()
+    rows = read_corpus_tsv("so762_train.tsv")[:3] + read_corpus_tsv("librispeech_train_clean_100.tsv")[:2]
+    for r in rows:
+        wav = read_audio(speech_root / r["path"])
+        ours = compute_fbank(wav)
+        ref = kaldi.fbank(torch.from_numpy(wav * 32768.0)[None], num_mel_bins=80, frame_length=25.0, frame_shift=10.0,
+                          dither=0.0, energy_floor=0.0, sample_frequency=16000, window_type="povey",
+                          preemphasis_coefficient=0.97, remove_dc_offset=True, snip_edges=True, low_freq=20.0,
+                          high_freq=0.0).numpy()
+        assert ours.shape == ref.shape == (num_fbank_frames(len(wav)), 80)
+        diff = np.abs(ours - ref)
+        # float32 FFTs in different libraries: agreement to ~1e-3 on log-mel values of order 10
+        assert diff.max() < 0.02 and diff.mean() < 1e-3, (r["path"], diff.max(), diff.mean())
+
+
+def test_cmvn_statistics_match_numpy():
+    rng = np.random.default_rng(0)
+    utts = [rng.normal(3.0, 2.0, size=(rng.integers(5, 50), 80)).astype(np.float32) for _ in range(20)]
+    acc = CMVNAccumulator(80)
+    for u in utts:
+        acc.add(u)
+    cmvn = acc.finalize()
+    allf = np.concatenate(utts).astype(np.float64)
+    np.testing.assert_allclose(cmvn.mean, allf.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(cmvn.std, allf.std(0), rtol=1e-4)
+    normed = np.concatenate([cmvn(u) for u in utts])
+    np.testing.assert_allclose(normed.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(normed.std(0), 1, atol=1e-3)
+    assert cmvn.frames == len(allf) and cmvn.utterances == 20
+
+
+def test_cmvn_floors_constant_bins_and_round_trips(tmp_path):
+    acc = CMVNAccumulator(3)
+    acc.add(np.ones((10, 3), dtype=np.float32))
+    cmvn = acc.finalize()
+    assert np.all(cmvn.std == pytest.approx(1e-4))
+    cmvn.save(tmp_path / "s.npz")
+    back = GlobalCMVN.load(tmp_path / "s.npz", expected_dim=3)
+    np.testing.assert_array_equal(back.mean, cmvn.mean)
+    assert back.frames == 10
+    assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]  # no temporary left behind
+
+
+def test_cmvn_load_errors(tmp_path):
+    with pytest.raises(DataError, match="not found.*fast-hubert-cmvn"):
+        GlobalCMVN.load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "bad.npz", avg=np.zeros(80))
+    with pytest.raises(DataError, match="'mean' and 'std'"):
+        GlobalCMVN.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "nan.npz", mean=np.full(80, np.nan), std=np.ones(80))
+    with pytest.raises(DataError, match="NaN"):
+        GlobalCMVN.load(tmp_path / "nan.npz")
+    np.savez(tmp_path / "dim.npz", mean=np.zeros(40), std=np.ones(40))
+    with pytest.raises(DataError, match="40 bins, features have 80"):
+        GlobalCMVN.load(tmp_path / "dim.npz", expected_dim=80)
+
+
+def test_read_audio_errors(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_audio(tmp_path / "nope.flac")
+    (tmp_path / "junk.wav").write_bytes(b"not audio at all")
+    with pytest.raises(DataError, match="cannot read audio"):
+        read_audio(tmp_path / "junk.wav", where="manifest x.tsv, line 3")
+    import soundfile as sf
+    sf.write(tmp_path / "8k.wav", np.zeros(800, dtype=np.float32), 8000)
+    with pytest.raises(DataError, match="8000 Hz.*expected 16000"):
+        read_audio(tmp_path / "8k.wav")
+
+
+def test_spec_augment_masks_inside_lengths_only():
+    torch.manual_seed(0)
+    x = torch.randn(4, 100, 80) + 10.0
+    lengths = torch.tensor([100, 60, 37, 10])
+    y = spec_augment(x, lengths, freq_masks=2, freq_width=30, time_masks=2, time_width=40)
+    assert torch.equal(x, x.clone())  # input untouched
+    zeroed = y == 0
+    for b, n in enumerate(lengths.tolist()):
+        # masked frames are whole rows, masked bins whole columns: never past the utterance end
+        full_rows = zeroed[b].all(dim=1)
+        assert not full_rows[n:].any() or n == 100
+        kept_rows = zeroed[b, :n][~full_rows[:n]]
+        if len(kept_rows):
+            assert kept_rows.all(dim=0).sum() <= 2 * 29
+        assert full_rows[:n].sum() <= min(n, 2 * 39)
+    assert zeroed.any()
+    assert torch.equal(spec_augment(x, lengths, 0, 30, 0, 40), x)
+
+
+def test_feature_store_round_trip_and_validation(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [rng.normal(size=(n, 80)).astype(np.float32) for n in (5, 1, 12)]
+    write_store(tmp_path, "train", [5, 1, 12], lambda i: rows[i], 80)
+    store = FbankStore(tmp_path, "train")
+    assert len(store) == 3
+    for i in range(3):
+        np.testing.assert_array_equal(store[i], rows[i])
+    store.check_matches([5, 1, 12], "train.tsv")
+    with pytest.raises(DataError, match="row 1 has 1 frames.*manifest line 3"):
+        store.check_matches([5, 2, 12], "train.tsv")
+    with pytest.raises(DataError, match="3 rows but the manifest"):
+        store.check_matches([5, 1], "train.tsv")
+    # a failure while writing leaves no file that looks finished
+    def boom(i):
+        if i == 2:
+            raise KeyboardInterrupt
+        return rows[i]
+    with pytest.raises(KeyboardInterrupt):
+        write_store(tmp_path, "valid", [5, 1, 12], boom, 80)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.fbank.lengths.npy", "train.fbank.npy"]

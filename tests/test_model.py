@@ -1,0 +1,232 @@
+"""The Fast-HuBERT model and criterion on small random inputs: shapes, lengths, padding, loss, ILS."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from fairseq.data import Dictionary
+
+from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
+from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel, label_stride
+from fast_hubert_plugin.models.official_names import OfficialFastHubertConfig, OfficialFastHubertModel
+from fast_hubert_plugin.models.subsampler import FbankSubsampler, subsampled_lengths
+
+
+def units(n=20) -> Dictionary:
+    d = Dictionary()
+    for i in range(n):
+        d.add_symbol(str(i))
+    return d
+
+
+def tiny_cfg(cls=FastHubertConfig, **kw):
+    base = dict(label_rate=50, encoder_layers=4, encoder_embed_dim=64, encoder_ffn_embed_dim=128,
+                encoder_attention_heads=4, conv_channels=64, fbank_encoder_dim=32, conv_pos=16, conv_pos_groups=4,
+                supervised_layers="[2]", dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+                dropout_input=0.0, encoder_layerdrop=0.0, mask_prob=0.5, mask_length=2)
+    base.update(kw)
+    return cls(**base)
+
+
+def tiny_model(**kw) -> FastHubertModel:
+    torch.manual_seed(0)
+    return FastHubertModel(tiny_cfg(**kw), [units()])
+
+
+def batch(lengths, label_rate=50, dim=80, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    source = torch.randn(len(lengths), T, dim, generator=g) * 3 + 10
+    padding = torch.arange(T)[None, :] >= torch.tensor(lengths)[:, None]
+    source = source.masked_fill(padding[..., None], 0)
+    n_labels = math.ceil(T * label_rate / 100)
+    targets = torch.randint(4, 24, (len(lengths), n_labels), generator=g)
+    return source, padding, targets
+
+
+@pytest.mark.parametrize("kernels,factor", [([5], 2), ([5, 5], 4), ([5, 5, 5], 8), ([3, 7], 4)])
+def test_subsampler_output_lengths_for_every_T(kernels, factor):
+    sub = FbankSubsampler(80, 16, 8, kernels)
+    assert sub.downsample_factor == factor
+    for T in range(1, 70):
+        out, _ = sub(torch.randn(1, T, 80))
+        want = T
+        for _ in kernels:
+            want = math.ceil(want / 2)
+        assert out.shape == (1, want, 8), T
+        assert subsampled_lengths(torch.tensor([T]), len(kernels)).item() == want
+
+
+def test_even_kernels_are_rejected():
+    with pytest.raises(ValueError, match="odd"):
+        FbankSubsampler(80, 16, 8, [4, 5])
+
+
+def test_padded_batch_gives_the_outputs_of_each_utterance_alone():
+    model = tiny_model().eval()
+    lengths = [101, 66, 37, 50]  # none a multiple of 4
+    source, padding, _ = batch(lengths)
+    with torch.no_grad():
+        x, pad = model.extract_features(source, padding, mask=False)
+        assert pad.tolist() == [[t >= math.ceil(math.ceil(n / 2) / 2) for t in range(x.size(1))] for n in lengths]
+        for i, n in enumerate(lengths):
+            alone, alone_pad = model.extract_features(source[i:i + 1, :n], None, mask=False)
+            assert alone_pad is None
+            valid = alone.size(1)
+            assert valid == math.ceil(math.ceil(n / 2) / 2)
+            torch.testing.assert_close(x[i, :valid], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_all_false_padding_mask_is_dropped():
+    model = tiny_model().eval()
+    source, padding, _ = batch([64, 64])
+    with torch.no_grad():
+        a, pad_a = model.extract_features(source, padding, mask=False)
+        b, pad_b = model.extract_features(source, None, mask=False)
+    assert pad_a is None and pad_b is None
+    assert torch.equal(a, b)
+
+
+def test_label_stride():
+    assert label_stride(50, 25) == 2 and label_stride(25, 25) == 1 and label_stride(100, 25) == 4
+    assert label_stride(50, 50) == 1
+    for bad in (30, 12.5, -1):
+        with pytest.raises(ValueError, match="does not fit the model frame rate 25 Hz"):
+            label_stride(bad, 25)
+    with pytest.raises(ValueError, match="label_rate=30"):
+        tiny_model(label_rate=30)
+
+
+def test_every_second_50hz_label_is_used_with_40ms_frames():
+    model = tiny_model().eval()
+    source, padding, targets = batch([64, 64])
+    feats, _ = model.forward_features(source, None)
+    _, (t,), _ = model.forward_targets(feats, [targets], None)
+    assert t.shape == (2, 16)
+    assert torch.equal(t, targets[:, 0:32:2])
+
+
+def test_cross_entropy_equals_hand_computation(monkeypatch):
+    model = tiny_model(mask_prob=0.5).eval()
+    crit = FastHubertCriterion(SimpleNamespace())
+    source, padding, targets = batch([120, 120])
+    sample = {"id": torch.arange(2), "net_input": {"source": source, "padding_mask": padding}, "target_list": [targets]}
+    # record the span mask the criterion's forward draws, then replay it
+    masks = []
+    apply_mask = type(model).apply_mask
+
+    def recording(self, x, padding_mask, target_list):
+        if masks:
+            x = x.clone()
+            x[masks[0]] = self.mask_emb
+            return x, masks[0]
+        x, m = apply_mask(self, x, padding_mask, target_list)
+        masks.append(m)
+        return x, m
+
+    monkeypatch.setattr(type(model), "apply_mask", recording)
+    loss, sample_size, log = crit(model, sample)
+    masked = masks[0]
+    net = model(source, [targets], padding, mask=True, compute_unmasked=True)
+    expected, n_masked = 0.0, int(masked.sum())
+    for k, layer in enumerate([2, 4]):
+        x = model(source, [targets], padding, mask=True, features_only=True, output_layer=layer)["x"]
+        logits = model.label_heads[k](x[masked]) / 0.1
+        torch.testing.assert_close(logits, net["logit_m_list"][k], atol=1e-5, rtol=1e-5)
+        tgt = targets[:, ::2][:, : x.size(1)][masked]
+        log_probs = torch.log_softmax(logits.double(), dim=-1)
+        expected += -log_probs[torch.arange(len(tgt)), tgt].sum().item()
+        assert log[f"count_m_L{layer}"] == n_masked
+        assert log[f"correct_m_L{layer}"] == (logits.argmax(-1) == tgt).sum().item()
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert sample_size == 2 * n_masked  # normalised over (layer, masked frame) pairs
+    # unmasked logits exist only when asked for, and cover exactly the unmasked frames
+    assert len(net["logit_u_list"][0]) == 2 * 30 - n_masked
+
+
+def test_no_unmasked_logits_when_their_weight_is_zero(monkeypatch):
+    model = tiny_model().train()
+    rows = []
+    for head in model.label_heads:
+        head.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    crit = FastHubertCriterion(SimpleNamespace(), pred_nomask_weight=0.0)
+    source, padding, targets = batch([120, 120])
+    sample = {"id": torch.arange(2), "net_input": {"source": source, "padding_mask": padding}, "target_list": [targets]}
+    _, sample_size, log = crit(model, sample)
+    assert sum(rows) == sample_size  # heads saw masked frames only
+    assert not any(k.startswith("loss_u") for k in log)
+
+
+def test_no_parameter_is_left_unused():
+    """DDP without find_unused_parameters: one backward (layerdrop off) reaches every parameter."""
+    model = tiny_model().train()
+    crit = FastHubertCriterion(SimpleNamespace())
+    source, padding, targets = batch([200, 180])
+    padding[:] = False
+    sample = {"id": torch.arange(2), "net_input": {"source": source, "padding_mask": padding}, "target_list": [targets]}
+    loss, _, _ = crit(model, sample)
+    loss.backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert unused == []
+    assert not any("feature_extractor" in n for n, _ in model.named_parameters())  # no waveform CNN
+
+
+def test_ils_layers_are_absolute_under_layerdrop(monkeypatch):
+    model = tiny_model(encoder_layerdrop=0.5).train()
+    enc = model.encoder
+    x = torch.randn(2, 30, 64)
+    draws = iter([0.9, 0.1, 0.9, 0.1])  # layerdrop 0.5: blocks 2 and 4 dropped, 1 and 3 run
+    monkeypatch.setattr(np.random, "random", lambda: next(draws))
+    _, outs = enc.extract_features(x, None, return_layers=[2, 4])
+    assert sorted(outs) == [2, 4]
+    monkeypatch.setattr(np.random, "random", lambda: 0.9)
+    h1, _ = enc.extract_features(x, None, tgt_layer=0)
+    h3 = enc.layers[2](h1.transpose(0, 1), self_attn_padding_mask=None, need_weights=False)[0].transpose(0, 1)
+    torch.testing.assert_close(outs[2], h1)  # block 2 dropped: its output is block 1's
+    torch.testing.assert_close(outs[4], h3)  # block 4 dropped: block 3's output, not "the last survivor list entry"
+
+
+def test_extract_features_output_layer_is_one_based():
+    model = tiny_model().eval()
+    source, _, _ = batch([90])
+    with torch.no_grad():
+        _, outs = model.encoder.extract_features(
+            model.post_extract_proj(model.layer_norm(model.forward_features(source)[0])), None, return_layers=[1, 3])
+        for layer in (1, 3):
+            x, _ = model.extract_features(source, None, mask=False, output_layer=layer)
+            torch.testing.assert_close(x, outs[layer])
+        last, _ = model.extract_features(source, None, mask=False)
+        x4, _ = model.extract_features(source, None, mask=False, output_layer=4)
+        torch.testing.assert_close(last, x4)
+
+
+def test_feature_grad_mult_scales_the_front_end_gradient():
+    grads = {}
+    for mult in (1.0, 0.1, 0.0):
+        model = tiny_model(feature_grad_mult=mult).eval()
+        source, _, _ = batch([64])
+        x, _ = model.extract_features(source, None, mask=False)
+        x.sum().backward()
+        g = model.subsampler.conv_layers[0].weight.grad
+        grads[mult] = None if g is None else g.clone()
+    torch.testing.assert_close(grads[0.1], 0.1 * grads[1.0])
+    assert grads[0.0] is None
+
+
+def test_official_names_map_to_ours():
+    cfg = tiny_cfg(OfficialFastHubertConfig, ils=True, predict_layers="[1,3]", supervised_layers="[]")
+    model = OfficialFastHubertModel(cfg, [units()])
+    assert model.supervised_layers == [2, 4]
+    assert cfg.spec_aug_freq_masks == 2 and cfg.spec_aug_time_width == 40
+    with pytest.raises(ValueError, match="time_wrap_W"):
+        OfficialFastHubertModel(tiny_cfg(OfficialFastHubertConfig, time_wrap_W=5), [units()])
+
+
+def test_supervised_layers_validation():
+    with pytest.raises(ValueError, match=r"\[7\] outside 1..4"):
+        tiny_model(supervised_layers="[7]")
+    with pytest.raises(ValueError, match="not a list of integers"):
+        tiny_model(supervised_layers="four")
+    assert tiny_model(supervised_layers="[]").supervised_layers == [4]
