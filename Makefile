@@ -5,11 +5,11 @@ PY := $(VENV)/bin/python
 # Keep every install, including fairseq-fixed's compiled build, on CPU torch.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(PY) -m pip
 
-.PHONY: setup test demo bench clean
+.PHONY: setup setup-gpu test demo bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt setup.py
+$(VENV)/.installed: requirements.txt requirements-base.txt requirements-dev.txt constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	# fairseq-fixed is an sdist compiled against the torch already in the venv (no isolated build env)
 	$(PIP) install -q torch==2.13.0 numpy==2.4.6 cython==3.3.1 setuptools==84.2.1 wheel==0.48.0
@@ -17,6 +17,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt setup.
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	$(PY) -c "import fairseq, faiss, kaldi_native_fbank, fast_hubert_plugin; print('fast-hubert environment ready')"
 	touch $@
+
+# GPU machines: CUDA torch from PyPI and faiss-gpu instead of faiss-cpu (no CPU constraint).
+setup-gpu:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0 numpy==2.4.6 cython==3.3.1 setuptools==84.2.1 wheel==0.48.0
+	$(PY) -m pip install -q --no-build-isolation -r requirements-gpu.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	$(PY) -c "import torch, faiss; print('cuda:', torch.cuda.is_available(), 'faiss gpus:', faiss.get_num_gpus())"
+	touch $(VENV)/.installed
 
 test: setup
 	OMP_NUM_THREADS=2 $(PY) -m pytest tests -q
