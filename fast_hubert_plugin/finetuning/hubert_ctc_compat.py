@@ -1,0 +1,73 @@
+"""Make fairseq's ``hubert_ctc`` work on top of ``fast_hubert`` with fairseq-fixed 0.12.3.1.
+
+Three gaps, each closed without copying fairseq code:
+
+1. ``HubertEncoder.__init__`` reads ``cfg.autoregressive``, a key ``HubertCtcConfig`` lacks
+   (only ``HubertSeq2SeqConfig`` has it): building ``hubert_ctc`` fails with
+   ``Key 'autoregressive' not in 'HubertCtcConfig'``. :func:`fix_hubert_ctc_config` registers a
+   subclass of the config with ``autoregressive: false`` (CTC never is) for ``hubert_ctc``.
+2. ``HubertEncoder`` stores the pretrained checkpoint's config in ``cfg.w2v_args``, but on a copy
+   of the model config (``merge_with_parent``), so fine-tuned checkpoints are saved with
+   ``w2v_args: null`` and loading them needs the pretrained checkpoint (``w2v_path``) again.
+   :func:`keep_pretrained_config` writes it into the config that the trainer saves.
+3. fairseq overrides only its own keys on the pretrained model: the fine-tuning SpecAugment
+   settings (``task.spec_aug_*``) are set by :func:`set_spec_augment`.
+"""
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Dict
+
+from fairseq.models import MODEL_DATACLASS_REGISTRY
+from fairseq.models.hubert import hubert_asr
+from omegaconf import DictConfig, open_dict
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class HubertCtcConfig(hubert_asr.HubertCtcConfig):
+    autoregressive: bool = field(
+        default=False, metadata={"help": "always false for CTC (read by fairseq's HubertEncoder)"}
+    )
+
+
+def fix_hubert_ctc_config() -> None:
+    """Idempotent; a no-op on fairseq versions whose HubertCtcConfig has the key."""
+    current = MODEL_DATACLASS_REGISTRY.get("hubert_ctc")
+    if current is not None and "autoregressive" not in current.__dataclass_fields__:
+        MODEL_DATACLASS_REGISTRY["hubert_ctc"] = HubertCtcConfig
+
+
+def _writable(cfg):
+    return open_dict(cfg) if isinstance(cfg, DictConfig) else contextlib.nullcontext()
+
+
+def wrapped_model(model):
+    """The pretrained model inside a ``hubert_ctc`` / ``hubert_seq2seq`` model, else None."""
+    encoder = getattr(model, "w2v_encoder", None) or getattr(model, "encoder", None)
+    return getattr(encoder, "w2v_model", None)
+
+
+def keep_pretrained_config(model_cfg, model) -> None:
+    """Copy the pretrained config that ``HubertEncoder`` loaded into ``model_cfg.w2v_args``."""
+    encoder_cfg = getattr(model, "cfg", None)
+    w2v_args = getattr(encoder_cfg, "w2v_args", None)
+    if w2v_args is None or model_cfg is encoder_cfg or getattr(model_cfg, "w2v_args", None) is not None:
+        return
+    with _writable(model_cfg):
+        model_cfg.w2v_args = w2v_args
+
+
+def set_spec_augment(model, values: Dict[str, int]) -> None:
+    """Set ``spec_aug_*`` values on the fast_hubert model wrapped by ``model``."""
+    inner = wrapped_model(model)
+    if inner is None or not values:
+        return
+    if not hasattr(inner, "spec_augment_enabled"):
+        raise ValueError(f"task.spec_aug_* is set but the fine-tuned model is {type(inner).__name__}, "
+                         "not fast_hubert: unset task.spec_aug_*")
+    with _writable(inner.cfg):
+        for k, v in values.items():
+            setattr(inner.cfg, k, v)
+    logger.info("fine-tuning SpecAugment on the fbank: " + ", ".join(f"{k}={v}" for k, v in values.items()))
