@@ -31,6 +31,7 @@ setup(
         "gpu": ["faiss-gpu>=1.8"],
         "report": ["matplotlib>=3.7"],
         "bench": ["scikit-learn>=1.3"],
+        "lm": ["flashlight-text>=0.0.7"],
         "dev": ["pytest>=8"],
     },
     entry_points={

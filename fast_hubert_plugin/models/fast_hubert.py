@@ -57,6 +57,11 @@ class FastHubertConfig(HubertConfig):
             "Indices are absolute: under layerdrop block 4 stays block 4"
         },
     )
+    required_seq_len_multiple: int = field(
+        default=1,
+        metadata={"help": "pad Transformer inputs to a multiple of this length; HuBERT's 2 pads odd lengths and "
+                  "then needs a padding mask in every attention layer, so Fast-HuBERT uses 1"},
+    )
     spec_aug_freq_masks: int = field(default=0, metadata={"help": "fine-tuning SpecAugment: frequency masks per utterance"})
     spec_aug_freq_width: int = field(default=30, metadata={"help": "fine-tuning SpecAugment: frequency masks are < this many bins"})
     spec_aug_time_masks: int = field(default=0, metadata={"help": "fine-tuning SpecAugment: time masks per utterance"})

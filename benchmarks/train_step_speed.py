@@ -1,0 +1,549 @@
+"""Training-step speed: fairseq HuBERT Base vs fast_hubert Base (and + ILS), with lever ablations.
+
+One training step = forward + loss + backward + gradient clipping (clip_norm 10) + Adam step
+(betas 0.9/0.98, eps 1e-6, decoupled weight decay 0.01, as the recipes) + zero_grad, in train
+mode with every recipe dropout and layerdrop 0.05. All systems run in ONE process on the SAME
+real-speech utterances, cropped to the same length (HuBERT's pad_audio=false collation: no
+padding), interleaved A,B,C,A,B,C,... so that background load hits every system alike; the
+layerdrop pattern of repeat r is the same for every system (numpy is reseeded right before the
+Transformer layers). Reported: median and min step time, audio seconds trained per second,
+ratio vs stock HuBERT, peak memory of the step.
+
+Systems (rows):
+  stock            fairseq HubertModel, hubert_base_librispeech settings, HubertCriterion
+                   (waveform in; its CNN front-end is inside the step)
+  fast             fast_hubert Base as the model code is (fbank in: the fbank is computed by the
+                   data loader and NOT inside the step; its cost is measured separately)
+  fast_ils         fast_hubert Base + ILS (supervised_layers [4] + last)
+Lever ablations (fast, single shape): rows that ADD the work the official Fast-HuBERT code does
+  +unmasked        (a) logits (and a logged CE) also for unmasked frames, weight 0
+  +padmask         (b) the all-false padding mask is kept and passed to the Transformer
+  +official        (a) + (b) together
+and rows that REMOVE work (prototypes inside this file; the model code is unchanged):
+  -seqmult         required_seq_len_multiple=1 (fairseq's default 2 pads an odd-length batch by
+                   one frame and then builds a padding mask for it)
+  +sdpa            packed QKV projection + F.scaled_dot_product_attention, batch-first heads
+  -wnorm           pos_conv weight norm folded into a plain weight (as at inference)
+  best             every lever above that removes work
+bf16 autocast on CPU (``--dtype bf16``) is a separate run.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the step, minus the allocation
+before it; on CPU, in the untimed warmup step, the process's peak resident set (VmHWM, reset
+through /proc/self/clear_refs, free heap given back with malloc_trim first) minus the resident set
+just before the step: the memory the step adds on top of the models and optimizer states that all
+systems keep resident (it includes the gradients, which are freed after each step).
+
+    python benchmarks/train_step_speed.py --output benchmarks/results/train_step_cpu.md
+    python benchmarks/train_step_speed.py --device cuda --dtype bf16 --shapes 8x15.6,16x15.6
+"""
+import argparse
+import ctypes
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import MethodType
+from typing import Callable, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import logging  # noqa: E402
+
+logging.disable(logging.WARNING)
+
+import fairseq  # noqa: E402
+from fairseq.criterions.hubert_criterion import HubertCriterion  # noqa: E402
+from fairseq.data.dictionary import Dictionary  # noqa: E402
+from fairseq.models.hubert.hubert import HubertConfig, HubertModel  # noqa: E402
+from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig  # noqa: E402
+
+from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion  # noqa: E402
+from fast_hubert_plugin.features.audio import read_audio  # noqa: E402
+from fast_hubert_plugin.features.fbank import compute_fbank  # noqa: E402
+from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel  # noqa: E402
+
+SAMPLE_RATE = 16000
+LABEL_RATE = 50
+NUM_UNITS = 500
+
+# examples/hubert/config/pretrain/hubert_base_librispeech.yaml (model section)
+STOCK_MODEL = dict(
+    label_rate=LABEL_RATE, skip_masked=False, skip_nomask=False, mask_prob=0.80, extractor_mode="default",
+    conv_feature_layers="[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2", final_dim=256,
+    encoder_layerdrop=0.05, dropout_input=0.1, dropout_features=0.1, dropout=0.1, attention_dropout=0.1,
+    feature_grad_mult=0.1, untie_final_proj=True, activation_dropout=0.0,
+)
+# config/pretraining/fast_hubert_base_librispeech.yaml (model section)
+FAST_MODEL = dict(
+    label_rate=LABEL_RATE, conv_kernel_sizes="5,5", conv_channels=1024, fbank_encoder_dim=512,
+    mask_prob=0.80, mask_length=10, encoder_layerdrop=0.05, dropout_input=0.1, dropout=0.1,
+    attention_dropout=0.1, activation_dropout=0.0, feature_grad_mult=1.0,
+)
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class Batch:
+    name: str
+    seconds: float          # audio seconds in the batch
+    wave: torch.Tensor      # (B, N) float32
+    fbank: torch.Tensor     # (B, T, 80) float32
+    labels: torch.Tensor    # (B, L) int64 dictionary indices at 50 Hz
+    fbank_s_per_audio_s: float  # loader cost of compute_fbank (seconds per audio second, 1 thread)
+
+
+def read_manifest(path: Path):
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        rows = [dict(zip(header, line.rstrip("\n").split("\t"))) for line in f if line.strip()]
+    return rows
+
+
+def make_batch(speech_dir: Path, manifest: str, size: int, seconds: float, seed: int, dictionary: Dictionary) -> Batch:
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * SAMPLE_RATE))
+    rows = [r for r in read_manifest(speech_dir / manifest) if int(r["num_samples"]) >= n]
+    if len(rows) < size:
+        raise SystemExit(f"{manifest}: only {len(rows)} utterances of >= {seconds} s, need {size}")
+    picked = rng.choice(len(rows), size=size, replace=False)
+    waves = []
+    for i in sorted(picked):
+        w = read_audio(speech_dir / rows[i]["path"])
+        start = int(rng.integers(0, len(w) - n + 1))  # random_crop: true
+        waves.append(w[start:start + n])
+    t0 = time.perf_counter()
+    feats = [compute_fbank(w) for w in waves]
+    fbank_time = time.perf_counter() - t0
+    n_labels = int(math.floor(seconds * LABEL_RATE))
+    # Unit ids are random (the loss cost does not depend on their values), mapped like the task does.
+    labels = torch.from_numpy(rng.integers(0, NUM_UNITS, size=(size, n_labels))) + dictionary.nspecial
+    return Batch(f"{size}x{seconds:g}s", size * n / SAMPLE_RATE, torch.from_numpy(np.stack(waves)),
+                 torch.from_numpy(np.stack(feats)), labels.long(), fbank_time / (size * n / SAMPLE_RATE))
+
+
+def unit_dictionary() -> Dictionary:
+    d = Dictionary()
+    for i in range(NUM_UNITS):
+        d.add_symbol(str(i))
+    return d
+
+
+class DummyTask:
+    """FairseqCriterion.__init__ only reads task.target_dictionary."""
+    target_dictionary = None
+
+
+# ----------------------------------------------------------------------------- levers (prototypes)
+class ForceUnmaskedLogits(torch.nn.Module):
+    """(a) The official code computes logits for unmasked frames every step (weight 0, logged only)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, **kwargs):
+        kwargs["compute_unmasked"] = True
+        return self.model(**kwargs)
+
+
+def keep_padding_mask(model: FastHubertModel) -> None:
+    """(b) Keep an all-false padding mask and pass it on to masking, the Transformer and the heads."""
+    orig = model.forward_features
+
+    def forward_features(self, source, padding_mask=None, augment=False):
+        features, out_mask = orig(source, padding_mask, augment)
+        if out_mask is None and padding_mask is not None:
+            out_mask = torch.zeros(features.shape[:2], dtype=torch.bool, device=features.device)
+        return features, out_mask
+
+    model.forward_features = MethodType(forward_features, model)
+
+
+def sdpa_attention_forward(self, query, key, value, key_padding_mask=None, incremental_state=None, need_weights=False,
+                           static_kv=False, attn_mask=None, before_softmax=False, need_head_weights=False):
+    """Self-attention with one packed QKV GEMM and F.scaled_dot_product_attention on (B, H, T, D).
+
+    Same parameters as fairseq's MultiheadAttention (q/k/v/out_proj), same maths and dropout."""
+    tgt_len, bsz, embed_dim = query.shape
+    h, d = self.num_heads, self.head_dim
+    w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+    b = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias))
+    qkv = F.linear(query.transpose(0, 1), w, b)  # B x T x 3C
+    q, k, v = qkv.view(bsz, tgt_len, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)  # each B x H x T x D
+    mask = None
+    if key_padding_mask is not None:
+        mask = ~key_padding_mask.bool()[:, None, None, :]
+    if attn_mask is not None:
+        raise NotImplementedError("attn_mask is not used by the wav2vec/HuBERT encoder")
+    p = self.dropout_module.p if self.training else 0.0
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # B x H x T x D
+    out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
+    return self.out_proj(out), None
+
+
+def use_sdpa_attention(model) -> None:
+    for layer in model.encoder.layers:
+        layer.self_attn.forward = MethodType(sdpa_attention_forward, layer.self_attn)
+
+
+def fold_pos_conv_weight_norm(model) -> None:
+    """Replace the weight-normed pos_conv by a plain Conv1d with the same (current) weight."""
+    conv = model.encoder.pos_conv[0]
+    if hasattr(conv, "weight_g"):
+        torch.nn.utils.remove_weight_norm(conv)
+    elif hasattr(conv, "parametrizations"):
+        torch.nn.utils.parametrize.remove_parametrizations(conv, "weight")
+
+
+# ----------------------------------------------------------------------------- systems
+@dataclass
+class System:
+    name: str
+    what: str
+    model: torch.nn.Module
+    criterion: torch.nn.Module
+    make_sample: Callable[[Batch], dict]
+    optimizer: Optional[torch.optim.Optimizer] = None
+    times: List[float] = None
+    mems: List[float] = None
+    group: str = "main"
+
+
+def stock_system(dictionary: Dictionary) -> System:
+    cfg = HubertConfig(**STOCK_MODEL)
+    task_cfg = HubertPretrainingConfig(data="-", sample_rate=SAMPLE_RATE, label_rate=LABEL_RATE, labels=["km"])
+    model = HubertModel(cfg, task_cfg, [dictionary])
+    crit = HubertCriterion(DummyTask(), pred_masked_weight=1.0, pred_nomask_weight=0.0, loss_weights=[10.0])
+
+    def sample(b: Batch):
+        return {"id": torch.arange(b.wave.size(0)),
+                "net_input": {"source": b.wave, "padding_mask": torch.zeros(b.wave.shape, dtype=torch.bool)},
+                "target_list": [b.labels]}
+
+    return System("stock", "fairseq `hubert` Base (waveform CNN, cosine logits on masked + unmasked frames)",
+                  model, crit, sample)
+
+
+def fast_system(dictionary: Dictionary, name: str, what: str, ils: bool = False, unmasked=False, padmask=False,
+                seqmult=None, sdpa=False, no_wnorm=False, group="ablation") -> System:
+    cfg = FastHubertConfig(**FAST_MODEL, supervised_layers="[4]" if ils else "[]")
+    if seqmult is not None:
+        cfg.required_seq_len_multiple = seqmult
+    model = FastHubertModel(cfg, dictionaries=[dictionary], cmvn=None)
+    if padmask:
+        keep_padding_mask(model)
+    if sdpa:
+        use_sdpa_attention(model)
+    if no_wnorm:
+        fold_pos_conv_weight_norm(model)
+    crit = FastHubertCriterion(DummyTask(), pred_masked_weight=1.0, pred_nomask_weight=0.0)
+    wrapped = ForceUnmaskedLogits(model) if unmasked else model
+
+    def sample(b: Batch):
+        return {"id": torch.arange(b.fbank.size(0)),
+                "net_input": {"source": b.fbank, "padding_mask": torch.zeros(b.fbank.shape[:2], dtype=torch.bool)},
+                "target_list": [b.labels]}
+
+    s = System(name, what, model, crit, sample, group=group)
+    s.call_model = wrapped
+    return s
+
+
+def build_systems(dictionary, with_ablations: bool) -> List[System]:
+    systems = [
+        stock_system(dictionary),
+        fast_system(dictionary, "fast", "fast_hubert Base, model code as is", group="main"),
+        fast_system(dictionary, "fast_ils", "fast_hubert Base + ILS ([4] + last)", ils=True, group="main"),
+    ]
+    if with_ablations:
+        systems += [
+            fast_system(dictionary, "fast +unmasked", "(a) + logits/CE of unmasked frames (weight 0)", unmasked=True),
+            fast_system(dictionary, "fast +padmask", "(b) + all-false padding mask through the Transformer", padmask=True),
+            fast_system(dictionary, "fast +official", "(a) + (b): the official code's extra work", unmasked=True,
+                        padmask=True),
+            fast_system(dictionary, "fast_ils +official", "ILS + (a) + (b)", ils=True, unmasked=True, padmask=True),
+            fast_system(dictionary, "fast -seqmult", "required_seq_len_multiple=1 (no pad to even length)", seqmult=1),
+            fast_system(dictionary, "fast +sdpa", "packed QKV + F.scaled_dot_product_attention", sdpa=True),
+            fast_system(dictionary, "fast -wnorm", "pos_conv weight norm folded (plain conv weight)", no_wnorm=True),
+            fast_system(dictionary, "fast best", "-seqmult +sdpa", seqmult=1, sdpa=True),
+            fast_system(dictionary, "fast_ils best", "ILS -seqmult +sdpa", ils=True, seqmult=1, sdpa=True),
+        ]
+    return systems
+
+
+# ----------------------------------------------------------------------------- measuring
+_libc = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+
+
+def _status_kb(key: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class PeakMemory:
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cpu_ok = False
+        if device.type == "cpu" and _libc is not None:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+                self.cpu_ok = _status_kb("VmHWM") is not None
+            except OSError:
+                pass
+
+    def start(self, trim: bool):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        elif self.cpu_ok:
+            if trim:  # give freed heap back first, so the baseline holds no other step's leftovers
+                _libc.malloc_trim(0)
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.base = _status_kb("VmRSS") * 1024
+
+    def stop(self) -> float:
+        """Peak bytes added by the step (nan when not measurable)."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated() - self.base
+        if self.cpu_ok:
+            return _status_kb("VmHWM") * 1024 - self.base
+        return float("nan")
+
+
+def seed_layerdrop(model, seed: int) -> None:
+    """Reseed numpy right before the Transformer layers (pos_conv runs just before them in both models),
+    so that layerdrop drops the same blocks in every system at a given repeat."""
+    model.encoder.pos_conv.register_forward_pre_hook(lambda m, inp: np.random.seed(model._ld_seed))
+    model._ld_seed = seed
+
+
+def train_step(s: System, sample: dict, device, dtype) -> None:
+    model, crit = s.model, s.criterion
+    call = getattr(s, "call_model", model)
+    amp = dtype in (torch.bfloat16, torch.float16)
+    with torch.autocast(device.type, dtype=dtype, enabled=amp):
+        loss, sample_size, _ = crit(call, sample)
+    loss = loss / sample_size  # fairseq divides gradients by sample_size before clipping
+    if s.scaler is not None:
+        s.scaler.scale(loss).backward()
+        s.scaler.unscale_(s.optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        s.optimizer.step()
+    s.optimizer.zero_grad(set_to_none=True)
+
+
+def to_device(x, device):
+    if torch.is_tensor(x):
+        return x.to(device)
+    if isinstance(x, dict):
+        return {k: to_device(v, device) for k, v in x.items()}
+    if isinstance(x, list):
+        return [to_device(v, device) for v in x]
+    return x
+
+
+def run_shape(systems: List[System], batch: Batch, repeats: int, warmup: int, device, dtype, log) -> None:
+    mem = PeakMemory(device)
+    samples = {s.name: to_device(s.make_sample(batch), device) for s in systems}
+    for s in systems:
+        s.times, s.mems = [], []
+    for r in range(-warmup, repeats):
+        for s in systems:
+            s.model._ld_seed = 1000 + r
+            np.random.seed(2000 + r)
+            torch.manual_seed(3000 + r)
+            # CPU: memory is taken from the (untimed) warmup step only, because malloc_trim makes the
+            # next step fault its pages in again; without it the RSS baseline holds freed heap.
+            mem.start(trim=r < 0)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            train_step(s, samples[s.name], device, dtype)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            peak = mem.stop()
+            if r >= 0:
+                s.times.append(dt)
+            if r < 0 or device.type == "cuda" or warmup == 0:
+                s.mems.append(peak)
+            log(f"  {batch.name} {'warmup' if r < 0 else f'repeat {r + 1}/{repeats}'} {s.name:<20} {dt:7.2f} s "
+                f"({batch.seconds / dt:6.1f} audio-s/s)"
+                + (f" peak +{peak / 2**20:,.0f} MiB" if (r < 0 or device.type == "cuda" or warmup == 0) else "")
+                + f"  load {os.getloadavg()[0]:.2f}")
+
+
+def profile(system: System, batch: Batch, device, dtype, rows: int) -> str:
+    from torch.profiler import ProfilerActivity, profile as tprofile
+    sample = to_device(system.make_sample(batch), device)
+    system.model._ld_seed = 1
+    train_step(system, sample, device, dtype)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with tprofile(activities=acts) as prof:
+        train_step(system, sample, device, dtype)
+    key = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows)
+
+
+# ----------------------------------------------------------------------------- report
+def machine_lines(device) -> List[str]:
+    cpu = "unknown"
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    lines = [f"- CPU: {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}, "
+             f"capability {torch.backends.cpu.get_cpu_capability()}; {platform.system()} {platform.machine()}",
+             f"- Python {platform.python_version()}, torch {torch.__version__}, fairseq {fairseq.__version__}, "
+             f"numpy {np.__version__}"]
+    if device.type == "cuda":
+        lines.append(f"- GPU: {torch.cuda.get_device_name(device)}")
+    return lines
+
+
+def fmt_mem(values: List[float]) -> str:
+    v = max(values)
+    return "n/a" if math.isnan(v) else f"{v / 2**20:,.0f}"
+
+
+def table(systems: List[System], batch: Batch, group: Optional[str]) -> List[str]:
+    stock = next(s for s in systems if s.name == "stock")
+    stock_med, stock_min = statistics.median(stock.times), min(stock.times)
+    fb = batch.fbank_s_per_audio_s * batch.seconds  # loader cost of this batch's fbank
+    out = ["| system | what | step median (s) | step min (s) | audio-s/s (median) | vs stock (median) | "
+           "vs stock (min) | vs stock incl. fbank | peak step memory (MiB) | params (M) |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in systems:
+        if group is not None and s.group != group and s.name != "stock":
+            continue
+        med, mn = statistics.median(s.times), min(s.times)
+        incl = "-" if s.name == "stock" else f"{stock_med / (med + fb):.2f}x"
+        params = sum(p.numel() for p in s.model.parameters()) / 1e6
+        out.append(f"| {s.name} | {s.what} | {med:.2f} | {mn:.2f} | {batch.seconds / med:.1f} | "
+                   f"{stock_med / med:.2f}x | {stock_min / mn:.2f}x | {incl} | {fmt_mem(s.mems)} | {params:.1f} |")
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech")))
+    p.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
+    p.add_argument("--shapes", default=None,
+                   help="comma-separated BATCHxSECONDS; ablation rows run on the first shape only "
+                        "(default: 4x9 on CPU, where stock HuBERT on 8x15.6 s needs ~25 GB; 4x9,8x15.6 on CUDA)")
+    p.add_argument("--repeats", default="3", help="measured repeats per shape (comma-separated, last one reused)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--no-ablations", action="store_true", help="only stock, fast, fast_ils")
+    p.add_argument("--only", default=None, help="comma-separated system names to run (stock is always run)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype (fp16: with GradScaler)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--profile", default=None, help="print torch.profiler top ops of this system (first shape) and exit")
+    p.add_argument("--profile-rows", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default=None, help="write the Markdown report here")
+    args = p.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    log_lines = []
+
+    def log(msg):
+        print(msg, flush=True)
+        log_lines.append(msg)
+
+    torch.manual_seed(args.seed)
+    dictionary = unit_dictionary()
+    systems = build_systems(dictionary, with_ablations=not args.no_ablations)
+    if args.only:
+        keep = {n.strip() for n in args.only.split(",")} | {"stock"}
+        systems = [s for s in systems if s.name in keep]
+    for s in systems:
+        s.model.to(device).train()
+        seed_layerdrop(s.model, 0)
+        # fairseq's Adam with weight decay is decoupled (AdamW); foreach is torch's default.
+        s.optimizer = torch.optim.AdamW(s.model.parameters(), lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
+        s.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+    if args.shapes is None:
+        args.shapes = "4x9" if device.type == "cpu" else "4x9,8x15.6"
+    shapes = []
+    for spec in args.shapes.split(","):
+        size, sec = spec.lower().split("x")
+        shapes.append((int(size), float(sec.rstrip("s"))))
+    repeats = [int(r) for r in args.repeats.split(",")]
+    speech_dir = Path(args.speech_dir)
+    batches = [make_batch(speech_dir, args.manifest, n, sec, args.seed + i, dictionary) for i, (n, sec) in enumerate(shapes)]
+
+    if args.profile:
+        s = next(s for s in systems if s.name == args.profile)
+        print(profile(s, batches[0], device, dtype, args.profile_rows))
+        return
+
+    load_before = os.getloadavg()
+    t_start = time.perf_counter()
+    results = []
+    for i, batch in enumerate(batches):
+        subset = systems if i == 0 else [s for s in systems if s.group == "main"]
+        run_shape(subset, batch, repeats[min(i, len(repeats) - 1)], args.warmup, device, dtype, log)
+        results.append((batch, subset, table(subset, batch, None)))
+        print("\n".join(results[-1][2]), flush=True)
+    load_after = os.getloadavg()
+    total = time.perf_counter() - t_start
+
+    cmd = "python benchmarks/train_step_speed.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
+    out = ["# Training-step speed: fairseq HuBERT Base vs fast_hubert Base", "",
+           f"Reproduce: `{cmd.strip()}`", "",
+           *machine_lines(device),
+           f"- device {device.type}, dtype {args.dtype} ({'autocast' if dtype != torch.float32 else 'no autocast'})",
+           f"- load average (1/5/15 min) before: {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, "
+           f"after: {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}; measured part took {total / 60:.1f} min",
+           f"- speech: `{args.manifest}`, utterances cropped to the same length (no padding), random unit labels "
+           f"(500 units, 50 Hz)", ""]
+    for batch, subset, rows in results:
+        n = len(subset[0].times)
+        out += [f"## Batch {batch.name} = {batch.seconds:.1f} s of audio ({n} measured repeats per system, interleaved)",
+                "",
+                f"fbank (data loader, kaldi-native-fbank, 1 thread): {1000 * batch.fbank_s_per_audio_s:.2f} ms per audio "
+                f"second = {batch.fbank_s_per_audio_s * batch.seconds:.3f} s for this batch. It is NOT inside the "
+                "fast_hubert step times; `vs stock incl. fbank` adds it to the fast step serially (stock's CNN front-end "
+                "is inside its step).", "", *rows, ""]
+    out += ["Step = forward + loss + backward + clip_grad_norm(10) + AdamW step + zero_grad, train mode, recipe "
+            "dropouts and layerdrop 0.05 (same layerdrop draws for every system at a given repeat). "
+            "`vs stock (median)` = stock median step time / system median step time; `(min)` the same with minima. "
+            "Peak step memory: see the module docstring (CPU: peak RSS increase over the RSS before the step).", "",
+            "<details><summary>log</summary>", "", "```", *log_lines, "```", "", "</details>", ""]
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text("\n".join(out), encoding="utf-8")
+        print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
