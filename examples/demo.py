@@ -168,6 +168,7 @@ def main(argv=None):
     p.add_argument("--pretrain-updates", type=int, default=600)
     p.add_argument("--finetune-updates", type=int, default=800)
     p.add_argument("--iteration2-layer", type=int, default=3, help="1-based block of the tiny model to cluster")
+    p.add_argument("--stop-after", choices=["iteration1"], help="only prepare data and iteration-1 labels")
     args = p.parse_args(argv)
 
     speech = args.speech_dir.resolve()
@@ -213,13 +214,15 @@ def main(argv=None):
             for split in ("train", "valid"):
                 run([tool("fast-hubert-dump"), data / "pretrain" / f"{split}.tsv", feats / "mfcc", "--feature", "mfcc"])
             run([tool("fast-hubert-learn-kmeans"), feats / "mfcc", "train", work / "km_mfcc.npy",
-                 "--n-clusters", args.clusters, "--percent", "0.5", "--seed", "1"])
+                 "--n-clusters", args.clusters, "--percent", "0.2", "--seed", "1"])
             for split in ("train", "valid"):
                 run([tool("fast-hubert-apply-kmeans"), feats / "mfcc", split, work / "km_mfcc.npy", it1,
                      "--label-rate", "50"])
             run([tool("fast-hubert-cluster-report"), it1 / "valid.km", reports, "--label-rate", "50",
                  "--dict", it1 / "dict.km.txt"])
 
+    if args.stop_after == "iteration1":
+        return work
     pre_dir = work / "pretrain_run"
     pre_ckpt = pre_dir / "checkpoints" / "checkpoint_last.pt"
     with Stage(work, "pretrain", f"4/8 pretrain a tiny fast_hubert ({args.pretrain_updates} updates)", timings) as s:
@@ -244,7 +247,7 @@ def main(argv=None):
                 run([tool("fast-hubert-dump"), data / "pretrain" / f"{split}.tsv", feats / f"layer{layer}",
                      "--feature", "layer", "--checkpoint", pre_ckpt, "--layer", layer, "--device", "cpu"])
             run([tool("fast-hubert-learn-kmeans"), feats / f"layer{layer}", "train", work / "km_layer.npy",
-                 "--n-clusters", args.clusters, "--percent", "0.5", "--seed", "1"])
+                 "--n-clusters", args.clusters, "--percent", "0.2", "--seed", "1"])
             for split in ("train", "valid"):
                 run([tool("fast-hubert-apply-kmeans"), feats / f"layer{layer}", split, work / "km_layer.npy", it2,
                      "--label-rate", "25"])

@@ -27,6 +27,7 @@ from ..utils.atomic import atomic_write_text
 from ..utils.errors import DataError
 from .feature_shards import load_split
 from .kmeans import assign, make_index, use_gpu
+from .cli import HelpFormatter, exits_on_data_error
 
 logger = logging.getLogger("fast_hubert.clustering")
 
@@ -64,6 +65,19 @@ def load_centroids(path, feature_dim: int, feat_where) -> np.ndarray:
     return np.ascontiguousarray(centroids, dtype=np.float32)
 
 
+def row_groups(lengths: np.ndarray, max_frames: int) -> List[tuple]:
+    """Consecutive row ranges [a, b) of about ``max_frames`` frames (at least one row each)."""
+    groups, a, frames = [], 0, 0
+    for i, n in enumerate(lengths):
+        if i > a and frames + n > max_frames:
+            groups.append((a, i))
+            a, frames = i, 0
+        frames += int(n)
+    if a < len(lengths):
+        groups.append((a, len(lengths)))
+    return groups
+
+
 def format_dictionary(counts: np.ndarray) -> str:
     return "".join(f"{unit} {int(c)}\n" for unit, c in enumerate(counts))
 
@@ -76,7 +90,7 @@ def apply_kmeans(feat_dir, split: str, centroids_path, label_dir, label: str = "
     meta = shards[0].meta
     frame_rate = float(meta["frame_rate"])
     centroids = load_centroids(centroids_path, int(meta["dim"]), shards[0].paths.npy)
-    step = label_step(frame_rate, label_rate, centroids_path)
+    step = label_step(frame_rate, label_rate, shards[0].paths.meta)
     rate = frame_rate / step
     manifest_path = manifest_path or meta["manifest"]
     manifest = read_manifest(manifest_path)
@@ -91,15 +105,16 @@ def apply_kmeans(feat_dir, split: str, centroids_path, label_dir, label: str = "
     total_sq, total_frames = 0.0, 0
     with tqdm(total=rows, desc=f"apply {split}", disable=not progress) as bar:
         for s in shards:
-            labels, dists = assign(s.feats, index, batch_size)
-            total_sq += float(dists.astype(np.float64).sum())
-            total_frames += labels.shape[0]
             off = s.offsets
-            for i in range(len(s.lengths)):
-                units = labels[off[i]:off[i + 1]:step]
-                counts += np.bincount(units, minlength=k)
-                lines.append(" ".join(map(str, units.tolist())))
-                bar.update(1)
+            for a, b in row_groups(s.lengths, batch_size):  # rows a..b-1, about batch_size frames
+                labels, dists = assign(s.feats[off[a]:off[b]], index, batch_size)
+                total_sq += float(dists.astype(np.float64).sum())
+                total_frames += labels.shape[0]
+                for i in range(a, b):
+                    units = labels[off[i] - off[a]:off[i + 1] - off[a]:step]
+                    counts += np.bincount(units, minlength=k)
+                    lines.append(" ".join(map(str, units.tolist())))
+                bar.update(b - a)
     label_dir = Path(label_dir)
     label_path = label_dir / f"{split}.{label}"
     dict_path = label_dir / f"dict.{label}.txt"
@@ -115,7 +130,7 @@ def apply_kmeans(feat_dir, split: str, centroids_path, label_dir, label: str = "
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fast-hubert-apply-kmeans", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("feat_dir", help="folder with the feature shards written by fast-hubert-dump")
     p.add_argument("split", help="split to label (e.g. train, valid)")
     p.add_argument("centroids", help="centroids (.npy) from fast-hubert-learn-kmeans")
@@ -125,12 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="labels per second (model.label_rate); must divide the feature rate; default: the feature "
                    "rate. Fast-HuBERT and HuBERT pretraining use 50")
     p.add_argument("--manifest", default=None, help="the split's manifest (default: the one recorded when dumping)")
-    p.add_argument("--batch-size", type=int, default=100000, help="frames per FAISS search")
+    p.add_argument("--batch-size", type=int, default=100000, help="frames per FAISS search (default: %(default)s)")
     p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
                    help="search on the GPU (default: when FAISS sees one)")
     return p
 
 
+@exits_on_data_error
 def main(argv=None):
     args = build_parser().parse_args(argv)
     s = apply_kmeans(args.feat_dir, args.split, args.centroids, args.label_dir, label=args.label,

@@ -16,6 +16,7 @@ Next step: fast-hubert-learn-kmeans.
 """
 import argparse
 import logging
+import os
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -28,6 +29,7 @@ from ..data.manifest import AudioManifest, read_manifest
 from ..utils.errors import DataError
 from .extractors import build_extractor, read_row_audio
 from .feature_shards import ShardPaths, ShardWriter, read_meta, row_range
+from .cli import HelpFormatter, exits_on_data_error
 
 logger = logging.getLogger("fast_hubert.clustering")
 
@@ -96,9 +98,9 @@ def dump_split(manifest_path, out_dir, feature: str, split: Optional[str] = None
     split = split or Path(manifest_path).stem
     start, end = row_range(len(manifest), rank, nshard)
     paths = ShardPaths.of(out_dir, split, rank, nshard)
-    request = {"feature": feature, "cmvn": str(cmvn) if cmvn else None,
-               "checkpoint": str(checkpoint) if checkpoint else None, "layer": layer,
-               "manifest": str(manifest_path), "manifest_rows": len(manifest), "rows": [start, end],
+    request = {"feature": feature, "cmvn": os.path.abspath(cmvn) if cmvn else None,
+               "checkpoint": os.path.abspath(checkpoint) if checkpoint else None, "layer": layer,
+               "manifest": os.path.abspath(manifest_path), "manifest_rows": len(manifest), "rows": [start, end],
                "rank": rank, "nshard": nshard, "split": split}
     if feature != "layer":
         request["checkpoint"] = request["layer"] = None
@@ -134,7 +136,7 @@ def dump_split(manifest_path, out_dir, feature: str, split: Optional[str] = None
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fast-hubert-dump", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("manifest", help="fairseq manifest (.tsv) of the split to dump")
     p.add_argument("out_dir", help="folder for the feature shards (created if missing)")
     p.add_argument("--feature", required=True, choices=["mfcc", "fbank", "layer"], help="what to dump")
@@ -144,15 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, help="layer only: 1-based Transformer block whose output is dumped")
     p.add_argument("--batch-seconds", type=float, default=100.0,
                    help="layer only: seconds of (padded) audio per forward pass (fast_hubert; hubert runs one "
-                   "utterance at a time)")
+                   "utterance at a time) (default: %(default)s)")
     p.add_argument("--device", default=None, help="layer only: torch device (default: cuda if available, else cpu)")
-    p.add_argument("--nshard", type=int, default=1, help="number of shards the manifest is split into")
-    p.add_argument("--rank", type=int, default=0, help="which shard to dump (0-based); run one job per rank")
-    p.add_argument("--workers", type=int, default=1, help="mfcc/fbank: processes computing features")
+    p.add_argument("--nshard", type=int, default=1, help="number of shards the manifest is split into (default: %(default)s)")
+    p.add_argument("--rank", type=int, default=0, help="which shard to dump (0-based); run one job per rank (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1, help="mfcc/fbank: processes computing features (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="recompute the shard even if it is finished")
     return p
 
 
+@exits_on_data_error
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if not 0 <= args.rank < args.nshard:

@@ -92,7 +92,7 @@ class LayerExtractor:
                 self.checkpoint, f"layer {self.layer} does not exist: this {self.family} model has "
                 f"{n_layers} Transformer layers", f"use --layer between 1 and {n_layers}",
             )
-        self.dim = int(self.model.cfg.encoder_embed_dim)
+        self.dim = int(getattr(self.model.encoder, "embedding_dim", None) or self.model.cfg.encoder_embed_dim)
         if self.family == "hubert":
             self.strides = hubert_conv_strides(self.model)
             self.frame_rate = SAMPLE_RATE / math.prod(s for _, s in self.strides)

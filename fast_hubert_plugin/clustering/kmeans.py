@@ -9,8 +9,10 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-import faiss
 import numpy as np
+
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it reports each instruction set it tries
+import faiss  # noqa: E402
 
 logger = logging.getLogger("fast_hubert.clustering")
 
@@ -98,12 +100,15 @@ class KMeansResult:
         return self.inertia / max(self.num_frames, 1)
 
 
-def train_kmeans(x: np.ndarray, k: int, niter: int = 100, nredo: int = 1, seed: int = 0, init: str = "k-means++",
-                 gpu: Optional[bool] = None, verbose: bool = False) -> KMeansResult:
+def train_kmeans(x: np.ndarray, k: int, niter: int = 20, nredo: int = 1, seed: int = 0, init: str = "k-means++",
+                 max_points_per_centroid: Optional[int] = None, gpu: Optional[bool] = None,
+                 verbose: bool = False) -> KMeansResult:
     """Lloyd k-means of frames (n, dim) into k clusters, best of ``nredo`` runs (seeds seed..seed+nredo-1).
 
     ``init``: "k-means++" (seeded here, then given to FAISS as initial centroids) or "random"
-    (FAISS's own random sampling of k frames). Every frame given is used (no FAISS subsampling).
+    (FAISS's own random sampling of k frames). The Lloyd iterations run on a random subset of
+    ``k * max_points_per_centroid`` frames when there are more (FAISS's subsampling; ``None``:
+    all frames). The inertia returned is always that of all ``n`` frames.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, dim = x.shape
@@ -114,7 +119,7 @@ def train_kmeans(x: np.ndarray, k: int, niter: int = 100, nredo: int = 1, seed: 
     best, init_seconds = None, 0.0
     for r in range(nredo):
         km = faiss.Kmeans(dim, k, niter=niter, nredo=1, seed=seed + r, gpu=gpu, verbose=verbose,
-                          max_points_per_centroid=max(n // k + 1, 256), min_points_per_centroid=1)
+                          max_points_per_centroid=max_points_per_centroid or n // k + 1, min_points_per_centroid=1)
         init_centroids = None
         if init == "k-means++":
             t_init = time.time()

@@ -3,13 +3,13 @@
 Reads the feature shards of one split written by fast-hubert-dump (FEAT_DIR/{split}_{R}_{N}.npy,
 .len, .json; all N shards must be finished), draws a uniform random sample of frames
 (--percent and/or --max-frames), runs FAISS k-means (k-means++ seeding, --niter Lloyd
-iterations, best of --nredo runs; on the GPU when FAISS sees one) and writes the centroids
-as a float32 (n_clusters, dim) .npy file, atomically. Prints the final inertia (sum of squared
-distances of the sampled frames to their nearest centroid) and its mean per frame.
+iterations on at most --max-points-per-centroid frames per cluster, best of --nredo runs; on
+the GPU when FAISS sees one) and writes the centroids as a float32 (n_clusters, dim) .npy file,
+atomically. Prints the final inertia (sum of squared distances of the sampled frames to their
+nearest centroid) and its mean per frame.
 Next step: fast-hubert-apply-kmeans.
 """
 import argparse
-import json
 import logging
 from typing import List, Optional
 
@@ -19,6 +19,7 @@ from tqdm import tqdm
 from ..utils.atomic import atomic_path
 from .feature_shards import Shard, load_split
 from .kmeans import train_kmeans
+from .cli import HelpFormatter, exits_on_data_error
 
 logger = logging.getLogger("fast_hubert.clustering")
 
@@ -60,7 +61,7 @@ def save_centroids(path, centroids: np.ndarray) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fast-hubert-learn-kmeans", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("feat_dir", help="folder with the feature shards written by fast-hubert-dump")
     p.add_argument("split", help="split whose shards are read (e.g. train)")
     p.add_argument("output", help="centroids file to write (.npy, float32 (n_clusters, dim))")
@@ -68,26 +69,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--percent", type=float, default=-1.0,
                    help="fraction (0..1] of frames to sample; <= 0 means all (fairseq's recipes use 0.1)")
     p.add_argument("--max-frames", type=int, default=None, help="at most this many sampled frames")
-    p.add_argument("--niter", type=int, default=100, help="Lloyd iterations per run")
-    p.add_argument("--nredo", type=int, default=1, help="runs with different seeds; the lowest inertia is kept")
+    p.add_argument("--niter", type=int, default=20, help="Lloyd iterations per run (default: %(default)s)")
+    p.add_argument("--nredo", type=int, default=1, help="runs with different seeds; the lowest inertia is kept (default: %(default)s)")
+    p.add_argument("--max-points-per-centroid", type=int, default=1000,
+                   help="Lloyd iterations run on a random subset of at most n_clusters x this many sampled frames "
+                   "(0: all); the inertia printed is that of the whole sample (default: %(default)s)")
     p.add_argument("--init", choices=["k-means++", "random"], default="k-means++",
                    help="seeding: greedy k-means++ on <= 30000 sampled frames, or FAISS's random frames")
-    p.add_argument("--seed", type=int, default=0, help="seed of the frame sample and of the seeding")
+    p.add_argument("--seed", type=int, default=0, help="seed of the frame sample and of the seeding (default: %(default)s)")
     p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
                    help="run FAISS on the GPU (default: when FAISS sees one)")
     return p
 
 
+@exits_on_data_error
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     shards = load_split(args.feat_dir, args.split)
     meta = shards[0].meta
     x = sample_frames(shards, args.percent, args.max_frames, args.seed, progress=True)
     logger.info("k-means of %d frames (dim %d, %s) into %d clusters", x.shape[0], x.shape[1], meta["feature"],
                 args.n_clusters)
-    result = train_kmeans(x, args.n_clusters, niter=args.niter, nredo=args.nredo, seed=args.seed, init=args.init,
-                          gpu=args.gpu)
+    try:
+        result = train_kmeans(x, args.n_clusters, niter=args.niter, nredo=args.nredo, seed=args.seed,
+                              init=args.init, max_points_per_centroid=args.max_points_per_centroid or None,
+                              gpu=args.gpu)
+    except ValueError as e:  # too few frames for K
+        raise SystemExit(f"error: {args.feat_dir}/{args.split}_*: {e}") from e
     save_centroids(args.output, result.centroids)
     print(f"wrote {args.output}: {args.n_clusters} centroids (dim {x.shape[1]}, {meta['feature']}) from "
           f"{x.shape[0]} frames; inertia {result.inertia:.6g} ({result.mean_inertia:.4f} per frame) "
