@@ -16,6 +16,7 @@ def exits_on_data_error(main):
     def wrapper(argv=None):
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("fast_hubert").setLevel(logging.INFO)
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font search logs at DEBUG
         try:
             result = main(argv)
             return result if argv is not None else None

@@ -25,7 +25,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from ..data.batching import length_batches
 from ..data.manifest import AudioManifest, read_manifest
+from ..features.fbank import SAMPLE_RATE
 from ..utils.errors import DataError
 from .extractors import build_extractor, read_row_audio
 from .feature_shards import ShardPaths, ShardWriter, read_meta, row_range
@@ -41,22 +43,6 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def length_batches(rows: List[int], num_samples: List[int], batch_seconds: float, sample_rate: int = 16000
-                   ) -> List[List[int]]:
-    """Group rows (sorted by length) so that each padded batch holds <= batch_seconds of audio."""
-    order = sorted(rows, key=lambda i: num_samples[i])
-    batches, cur = [], []
-    for i in order:
-        longest = num_samples[i]  # rows are sorted: the new row is the longest
-        if cur and longest * (len(cur) + 1) / sample_rate > batch_seconds:
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
-    return batches
 
 
 _WORKER = {}
@@ -83,7 +69,8 @@ def _per_row_features(extractor, manifest: AudioManifest, rows: List[int], worke
 
 def _layer_features(extractor, manifest: AudioManifest, rows: List[int], batch_seconds: float
                     ) -> Iterator[Tuple[int, np.ndarray]]:
-    for batch in length_batches(rows, manifest.num_samples, batch_seconds):
+    sizes = [manifest.num_samples[i] for i in rows]
+    for batch in ([rows[k] for k in b] for b in length_batches(sizes, int(batch_seconds * SAMPLE_RATE))):
         wavs = [read_row_audio(manifest, i) for i in batch]
         for i, feats in zip(batch, extractor.extract(wavs)):
             yield i, feats

@@ -11,7 +11,7 @@ a waveform of N samples at 16 kHz gives ``1 + (N - 400) // 160`` frames.
 import kaldi_native_fbank as knf
 import numpy as np
 
-from ..features.fbank import SAMPLE_RATE
+from ..features.fbank import SAMPLE_RATE, set_kaldi_defaults
 
 NUM_CEPS = 13
 MFCC_DIM = 3 * NUM_CEPS  # 39
@@ -20,19 +20,9 @@ DELTA_WINDOW = 2  # +-2 frames: torchaudio compute_deltas(win_length=5)
 
 
 def mfcc_options(sample_rate: int = SAMPLE_RATE) -> "knf.MfccOptions":
-    opts = knf.MfccOptions()
-    opts.frame_opts.samp_freq = sample_rate
-    opts.frame_opts.dither = 0.0
-    opts.frame_opts.snip_edges = True
-    opts.frame_opts.window_type = "povey"
-    opts.frame_opts.preemph_coeff = 0.97
-    opts.frame_opts.remove_dc_offset = True
-    opts.mel_opts.num_bins = 23
-    opts.mel_opts.low_freq = 20.0
-    opts.mel_opts.high_freq = 0.0
+    opts = set_kaldi_defaults(knf.MfccOptions(), num_mel_bins=23, sample_rate=sample_rate)
     opts.num_ceps = NUM_CEPS
     opts.cepstral_lifter = 22.0
-    opts.use_energy = False
     return opts
 
 

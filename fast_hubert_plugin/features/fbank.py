@@ -22,8 +22,8 @@ def num_fbank_frames(num_samples: int) -> int:
     return 1 + (num_samples - FRAME_LENGTH_SAMPLES) // FRAME_SHIFT_SAMPLES
 
 
-def fbank_options(num_mel_bins: int = NUM_MEL_BINS, sample_rate: int = SAMPLE_RATE) -> "knf.FbankOptions":
-    opts = knf.FbankOptions()
+def set_kaldi_defaults(opts, num_mel_bins: int, sample_rate: int = SAMPLE_RATE):
+    """Kaldi framing and mel settings shared by fbank and MFCC options (kaldi-native-fbank)."""
     opts.frame_opts.samp_freq = sample_rate
     opts.frame_opts.dither = 0.0
     opts.frame_opts.snip_edges = True
@@ -35,6 +35,10 @@ def fbank_options(num_mel_bins: int = NUM_MEL_BINS, sample_rate: int = SAMPLE_RA
     opts.mel_opts.high_freq = 0.0  # 0 means the Nyquist frequency, as in Kaldi
     opts.use_energy = False
     return opts
+
+
+def fbank_options(num_mel_bins: int = NUM_MEL_BINS, sample_rate: int = SAMPLE_RATE) -> "knf.FbankOptions":
+    return set_kaldi_defaults(knf.FbankOptions(), num_mel_bins, sample_rate)
 
 
 def compute_fbank(

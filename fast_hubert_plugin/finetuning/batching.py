@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.batching import length_batches  # noqa: F401  (re-exported)
 from ..data.manifest import AudioManifest
 from ..features.audio import read_audio
 from ..features.fbank import SAMPLE_RATE, compute_fbank, num_fbank_frames
@@ -41,23 +42,6 @@ class ManifestFbank(Dataset):
                             f"{len(wav)} samples but {self.manifest.where(i)} says {self.manifest.num_samples[i]}",
                             "regenerate the manifest from the audio")
         return k, torch.from_numpy(compute_fbank(wav, self.sample_rate))
-
-
-def length_batches(frames: Sequence[int], max_tokens: int) -> List[List[int]]:
-    """Indices grouped longest first so that len(batch) x longest <= max_tokens (padded frames)."""
-    if max_tokens <= 0:
-        raise ValueError(f"max_tokens must be positive (fbank frames per batch), got {max_tokens}")
-    order = sorted(range(len(frames)), key=lambda i: (-frames[i], i))
-    batches, current = [], []
-    for i in order:
-        longest = frames[current[0]] if current else frames[i]
-        if current and (len(current) + 1) * longest > max_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
 
 
 def collate_fbank(items: List[Tuple[int, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
