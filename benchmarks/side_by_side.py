@@ -69,7 +69,9 @@ def last(records, *prefixes):
 
 
 def accuracy(rec: dict) -> str:
-    keys = [k for k in rec if k.startswith(("valid_acc_m", "acc_m"))]
+    """Masked-unit accuracy of each head: ours logs acc_m_L<layer>; fairseq's hubert criterion
+    logs correct_m_<i> already divided by count_m_<i>."""
+    keys = [k for k in rec if k.startswith(("valid_acc_m", "acc_m", "correct_m", "valid_correct_m"))]
     return ", ".join(f"{k.split('_')[-1]} {float(rec[k]):.3f}" for k in sorted(keys)) or "-"
 
 
@@ -91,10 +93,11 @@ def mean_batch_seconds(data: Path, labels: Path) -> float:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget-minutes", type=float, default=3.5, help="pretraining wall clock per system")
-    p.add_argument("--finetune-updates", type=int, default=800)
+    p.add_argument("--finetune-updates", type=int, default=600)
     p.add_argument("--work-dir", type=Path, default=REPO / "demo_output",
                    help="shares the data and iteration-1 labels of examples/demo.py")
     p.add_argument("--speech-dir", type=Path, default=demo.DEFAULT_SPEECH)
+    p.add_argument("--reuse-pretraining", action="store_true", help="keep finished pretraining runs, redo fine-tuning")
     p.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "side_by_side_cpu.md")
     args = p.parse_args(argv)
 
@@ -115,8 +118,12 @@ def main(argv=None):
     results = {}
     for i, (name, extra) in enumerate(systems.items()):
         run_dir = work / f"pretrain_{i}"
-        secs = hydra(cfg_pre, "fast_hubert_tiny_cpu", run_dir, common_pre + extra, work / f"pretrain_{i}.log",
-                     int(args.budget_minutes * 60 * 4), f"pretrain {i}")
+        if args.reuse_pretraining and (run_dir / "checkpoints" / "checkpoint_last.pt").exists():
+            secs = float(next(line.split("done training in ")[1].split()[0]
+                              for line in open(work / f"pretrain_{i}.log") if "done training in" in line))
+        else:
+            secs = hydra(cfg_pre, "fast_hubert_tiny_cpu", run_dir, common_pre + extra, work / f"pretrain_{i}.log",
+                         int(args.budget_minutes * 60 * 4), f"pretrain {i}")
         recs = demo.log_records(work / f"pretrain_{i}.log", "train_inner")
         valid = demo.log_records(work / f"pretrain_{i}.log", "valid")
         results[name] = {"pretrain_wall_s": round(secs), "updates": int(recs[-1]["num_updates"]),
@@ -124,9 +131,10 @@ def main(argv=None):
                          "ckpt": run_dir / "checkpoints" / "checkpoint_last.pt", "stock": i == 0}
     # the floor: fast_hubert with its initial weights (one update at a learning rate of ~0)
     floor_dir = work / "pretrain_none"
-    hydra(cfg_pre, "fast_hubert_tiny_cpu", floor_dir,
-          [f"task.data={pre_data}", f"task.label_dir={labels}", "model.label_rate=50", "optimization.max_update=1",
-           "optimization.lr=[1e-30]", "dataset.validate_interval=100000"], work / "pretrain_none.log", 1, "init")
+    if not (args.reuse_pretraining and (floor_dir / "checkpoints" / "checkpoint_last.pt").exists()):
+        hydra(cfg_pre, "fast_hubert_tiny_cpu", floor_dir,
+              [f"task.data={pre_data}", f"task.label_dir={labels}", "model.label_rate=50", "optimization.max_update=1",
+               "optimization.lr=[1e-30]", "dataset.validate_interval=100000"], work / "pretrain_none.log", 1, "init")
     results["no pretraining (floor)"] = {"pretrain_wall_s": 0, "updates": 0, "train_acc": "-", "valid_acc": "-",
                                         "ckpt": floor_dir / "checkpoints" / "checkpoint_last.pt", "stock": False}
 
@@ -135,7 +143,7 @@ def main(argv=None):
                      f"optimization.max_update={args.finetune_updates}", "model.apply_mask=false",
                      "dataset.validate_interval=100000", f"dataset.validate_interval_updates={args.finetune_updates}",
                      f"checkpoint.save_interval_updates={args.finetune_updates}", "dataset.max_tokens=2000",
-                     *demo.FINETUNE_FAST_START]
+                     "optimization.lr=[0.001]", "model.freeze_finetune_updates=0"]  # front-end frozen, as the recipes
         if r["stock"]:
             overrides += stock_hubert_finetuning()
         else:
@@ -157,7 +165,7 @@ def main(argv=None):
         "Transformer (4 x 256) for all, iteration-1 labels (MFCC k-means, 100 units, 50 Hz) on all the shared "
         f"audio; batches of up to 36 s, on average {per_update:.1f} s of audio per update for every system. "
         f"Fine-tuning: {args.finetune_updates} updates of letter CTC on so762_train (hubert_ctc, tiny_cpu recipe, "
-        "batches of up to 20 s, lr 1e-3, whole network trained from the first update, no masking/SpecAugment for any system), scored by fairseq's validation on so762_dev (CER = letter error "
+        "batches of up to 20 s, lr 1e-3, Transformer trained from the first update, front-end (CNN / subsampler) frozen as in fairseq's recipes, no masking/SpecAugment for any system), scored by fairseq's validation on so762_dev (CER = letter error "
         "rate incl. word boundaries, `valid_uer`; greedy, no LM).", "",
         "| system | pretraining updates | audio seconds seen | masked-unit acc (train, last log) | dev CER % | dev WER % |",
         "|---|---|---|---|---|---|",
