@@ -160,6 +160,19 @@ def plot_curves(pre_log: Path, ft_log: Path, out: Path):
     plt.close(fig)
 
 
+def cluster(manifests: Path, feats: Path, dump_args, km: Path, labels: Path, label_rate: int, clusters: int,
+            report_dir: Path):
+    """dump -> FAISS k-means on 20 % of the training frames -> labels of both splits -> usage report."""
+    for split in ("train", "valid"):
+        run([tool("fast-hubert-dump"), manifests / f"{split}.tsv", feats, *dump_args])
+    run([tool("fast-hubert-learn-kmeans"), feats, "train", km, "--n-clusters", clusters, "--percent", "0.2",
+         "--seed", "1"])
+    for split in ("train", "valid"):
+        run([tool("fast-hubert-apply-kmeans"), feats, split, km, labels, "--label-rate", label_rate])
+    run([tool("fast-hubert-cluster-report"), labels / "valid.km", report_dir, "--label-rate", label_rate,
+         "--dict", labels / "dict.km.txt"])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--speech-dir", type=Path, default=Path(os.environ.get("FAST_HUBERT_SPEECH", DEFAULT_SPEECH)),
@@ -214,15 +227,8 @@ def main(argv=None):
     with Stage(work, "iteration1", f"3/8 MFCC features -> FAISS k-means ({args.clusters} units) -> 50 Hz labels",
                timings) as s:
         if not s.skip:
-            for split in ("train", "valid"):
-                run([tool("fast-hubert-dump"), data / "pretrain" / f"{split}.tsv", feats / "mfcc", "--feature", "mfcc"])
-            run([tool("fast-hubert-learn-kmeans"), feats / "mfcc", "train", work / "km_mfcc.npy",
-                 "--n-clusters", args.clusters, "--percent", "0.2", "--seed", "1"])
-            for split in ("train", "valid"):
-                run([tool("fast-hubert-apply-kmeans"), feats / "mfcc", split, work / "km_mfcc.npy", it1,
-                     "--label-rate", "50"])
-            run([tool("fast-hubert-cluster-report"), it1 / "valid.km", reports, "--label-rate", "50",
-                 "--dict", it1 / "dict.km.txt"])
+            cluster(data / "pretrain", feats / "mfcc", ["--feature", "mfcc"], work / "km_mfcc.npy", it1, 50,
+                    args.clusters, reports)
 
     if args.stop_after == "iteration1":
         return work
@@ -246,16 +252,9 @@ def main(argv=None):
     with Stage(work, "iteration2", f"5/8 iteration 2: k-means on block {layer} of the pretrained model (25 Hz)",
                timings) as s:
         if not s.skip:
-            for split in ("train", "valid"):
-                run([tool("fast-hubert-dump"), data / "pretrain" / f"{split}.tsv", feats / f"layer{layer}",
-                     "--feature", "layer", "--checkpoint", pre_ckpt, "--layer", layer, "--device", "cpu"])
-            run([tool("fast-hubert-learn-kmeans"), feats / f"layer{layer}", "train", work / "km_layer.npy",
-                 "--n-clusters", args.clusters, "--percent", "0.2", "--seed", "1"])
-            for split in ("train", "valid"):
-                run([tool("fast-hubert-apply-kmeans"), feats / f"layer{layer}", split, work / "km_layer.npy", it2,
-                     "--label-rate", "25"])
-            run([tool("fast-hubert-cluster-report"), it2 / "valid.km", reports / "it2", "--label-rate", "25",
-                 "--dict", it2 / "dict.km.txt"])
+            cluster(data / "pretrain", feats / f"layer{layer}",
+                    ["--feature", "layer", "--checkpoint", pre_ckpt, "--layer", layer, "--device", "cpu"],
+                    work / "km_layer.npy", it2, 25, args.clusters, reports / "it2")
 
     ft_dir = work / "finetune_run"
     ft_ckpt = ft_dir / "checkpoints" / "checkpoint_last.pt"
