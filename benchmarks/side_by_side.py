@@ -16,9 +16,7 @@ import importlib.util
 import json
 import os
 import platform
-import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -47,25 +45,6 @@ def stock_hubert_finetuning():
         "task._name=hubert_pretraining", f"dataset.max_tokens={2000 * FRAMES_TO_SAMPLES}",
         "~task.spec_aug_freq_masks", "~task.spec_aug_freq_width", "~task.spec_aug_time_masks", "~task.spec_aug_time_width",
     ]
-
-
-def hydra(config_dir: Path, name: str, run_dir: Path, overrides, log: Path, expected_updates: int, desc: str):
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    cmd = [demo.tool("fairseq-hydra-train"), "--config-dir", config_dir, "--config-name", name,
-           f"common.user_dir={REPO / 'fast_hubert_plugin'}", f"hydra.run.dir={run_dir}", *overrides]
-    start = time.time()
-    demo.run_training(cmd, log, expected_updates, desc)
-    return time.time() - start
-
-
-def last(records, *prefixes):
-    for r in reversed(records):
-        for key in r:
-            if any(key.startswith(p) for p in prefixes):
-                return r
-    return {}
 
 
 def accuracy(rec: dict) -> str:
@@ -122,8 +101,8 @@ def main(argv=None):
             secs = float(next(line.split("done training in ")[1].split()[0]
                               for line in open(work / f"pretrain_{i}.log") if "done training in" in line))
         else:
-            secs = hydra(cfg_pre, "fast_hubert_tiny_cpu", run_dir, common_pre + extra, work / f"pretrain_{i}.log",
-                         int(args.budget_minutes * 60 * 4), f"pretrain {i}")
+            secs = demo.train(cfg_pre, "fast_hubert_tiny_cpu", run_dir, common_pre + extra,
+                              int(args.budget_minutes * 60 * 4), f"pretrain {i}", log=work / f"pretrain_{i}.log")
         recs = demo.log_records(work / f"pretrain_{i}.log", "train_inner")
         valid = demo.log_records(work / f"pretrain_{i}.log", "valid")
         results[name] = {"pretrain_wall_s": round(secs), "updates": int(recs[-1]["num_updates"]),
@@ -132,9 +111,10 @@ def main(argv=None):
     # the floor: fast_hubert with its initial weights (one update at a learning rate of ~0)
     floor_dir = work / "pretrain_none"
     if not (args.reuse_pretraining and (floor_dir / "checkpoints" / "checkpoint_last.pt").exists()):
-        hydra(cfg_pre, "fast_hubert_tiny_cpu", floor_dir,
-              [f"task.data={pre_data}", f"task.label_dir={labels}", "model.label_rate=50", "optimization.max_update=1",
-               "optimization.lr=[1e-30]", "dataset.validate_interval=100000"], work / "pretrain_none.log", 1, "init")
+        demo.train(cfg_pre, "fast_hubert_tiny_cpu", floor_dir,
+                   [f"task.data={pre_data}", f"task.label_dir={labels}", "model.label_rate=50", "optimization.max_update=1",
+                    "optimization.lr=[1e-30]", "dataset.validate_interval=100000"], 1, "init",
+                   log=work / "pretrain_none.log")
     results["no pretraining (floor)"] = {"pretrain_wall_s": 0, "updates": 0, "train_acc": "-", "valid_acc": "-",
                                         "ckpt": floor_dir / "checkpoints" / "checkpoint_last.pt", "stock": False}
 
@@ -148,8 +128,8 @@ def main(argv=None):
             overrides += stock_hubert_finetuning()
         else:
             overrides += ["task.spec_aug_freq_masks=0", "task.spec_aug_time_masks=0"]
-        secs = hydra(cfg_ft, "tiny_cpu", work / f"finetune_{i}", overrides, work / f"finetune_{i}.log",
-                     args.finetune_updates, f"fine-tune {i}")
+        secs = demo.train(cfg_ft, "tiny_cpu", work / f"finetune_{i}", overrides, args.finetune_updates,
+                          f"fine-tune {i}", log=work / f"finetune_{i}.log")
         valid = demo.log_records(work / f"finetune_{i}.log", "valid")[-1]
         r.update(finetune_wall_s=round(secs), cer=float(valid["valid_uer"]), wer=float(valid["valid_wer"]))
 

@@ -88,6 +88,19 @@ def run_training(cmd, log: Path, max_update: int, desc: str):
         sys.exit(f"training failed, see {log}:\n" + "".join(open(log).readlines()[-40:]))
 
 
+def train(config_dir: Path, config_name: str, run_dir: Path, overrides, expected_updates: int, desc: str,
+          log: Path = None) -> float:
+    """A fresh ``fairseq-hydra-train`` run of a config with the plugin in ``run_dir``; its seconds."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    start = time.time()
+    run_training([tool("fairseq-hydra-train"), "--config-dir", config_dir, "--config-name", config_name,
+                  f"common.user_dir={REPO / 'fast_hubert_plugin'}", f"hydra.run.dir={run_dir}", *overrides],
+                 log or run_dir / "train.log", expected_updates, desc)
+    return time.time() - start
+
+
 def log_records(log: Path, tag: str):
     out = []
     for line in open(log):
@@ -237,16 +250,12 @@ def main(argv=None):
     pre_ckpt = pre_dir / "checkpoints" / "checkpoint_last.pt"
     with Stage(work, "pretrain", f"4/8 pretrain a tiny fast_hubert ({args.pretrain_updates} updates)", timings) as s:
         if not s.skip:
-            if pre_dir.exists():
-                shutil.rmtree(pre_dir)
-            pre_dir.mkdir(parents=True)
-            run_training([tool("fairseq-hydra-train"), "--config-dir", REPO / "config" / "pretraining",
-                          "--config-name", "fast_hubert_tiny_cpu", f"common.user_dir={REPO / 'fast_hubert_plugin'}",
-                          f"task.data={data / 'pretrain'}", f"task.label_dir={it1}", "model.label_rate=50",
-                          f"optimization.max_update={args.pretrain_updates}", "dataset.validate_interval=1000",
-                          f"dataset.validate_interval_updates={args.pretrain_updates // 3}",
-                          f"checkpoint.save_interval_updates={args.pretrain_updates}", f"hydra.run.dir={pre_dir}"],
-                         pre_dir / "train.log", args.pretrain_updates, "pretrain")
+            train(REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", pre_dir,
+                  [f"task.data={data / 'pretrain'}", f"task.label_dir={it1}", "model.label_rate=50",
+                   f"optimization.max_update={args.pretrain_updates}", "dataset.validate_interval=1000",
+                   f"dataset.validate_interval_updates={args.pretrain_updates // 3}",
+                   f"checkpoint.save_interval_updates={args.pretrain_updates}"],
+                  args.pretrain_updates, "pretrain")
 
     it2 = labels / "it2"
     layer = args.iteration2_layer
@@ -263,18 +272,13 @@ def main(argv=None):
         with Stage(work, "finetune", f"6/8 fine-tune letter CTC ({args.finetune_updates} updates, hubert_ctc)",
                    timings) as s:
             if not s.skip:
-                if ft_dir.exists():
-                    shutil.rmtree(ft_dir)
-                ft_dir.mkdir(parents=True)
-                run_training([tool("fairseq-hydra-train"), "--config-dir", REPO / "config" / "finetuning",
-                              "--config-name", "tiny_cpu", f"common.user_dir={REPO / 'fast_hubert_plugin'}",
-                              f"task.data={data / 'ctc'}", f"task.label_dir={data / 'ctc'}",
-                              f"model.w2v_path={pre_ckpt}", f"optimization.max_update={args.finetune_updates}",
-                              *FINETUNE_FAST_START,
-                              "dataset.validate_interval=1000",
-                              f"dataset.validate_interval_updates={args.finetune_updates // 4}",
-                              f"checkpoint.save_interval_updates={args.finetune_updates}", f"hydra.run.dir={ft_dir}"],
-                             ft_dir / "train.log", args.finetune_updates, "fine-tune")
+                train(REPO / "config" / "finetuning", "tiny_cpu", ft_dir,
+                      [f"task.data={data / 'ctc'}", f"task.label_dir={data / 'ctc'}", f"model.w2v_path={pre_ckpt}",
+                       f"optimization.max_update={args.finetune_updates}", *FINETUNE_FAST_START,
+                       "dataset.validate_interval=1000",
+                       f"dataset.validate_interval_updates={args.finetune_updates // 4}",
+                       f"checkpoint.save_interval_updates={args.finetune_updates}"],
+                      args.finetune_updates, "fine-tune")
         with Stage(work, "decode", "7/8 Viterbi decoding of the dev set", timings) as s:
             if not s.skip:
                 run([tool("fast-hubert-decode"), ft_ckpt, "--data", data / "ctc", "--split", "valid",
