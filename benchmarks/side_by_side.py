@@ -75,13 +75,14 @@ def main(argv=None):
     p.add_argument("--finetune-updates", type=int, default=600)
     p.add_argument("--work-dir", type=Path, default=REPO / "demo_output",
                    help="shares the data and iteration-1 labels of examples/demo.py")
-    p.add_argument("--speech-dir", type=Path, default=demo.DEFAULT_SPEECH)
+    p.add_argument("--speech-dir", type=Path, help="as the demo's --speech-dir (default: the demo's choice)")
     p.add_argument("--reuse-pretraining", action="store_true", help="keep finished pretraining runs, redo fine-tuning")
     p.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "side_by_side_cpu.md")
     args = p.parse_args(argv)
 
     work = args.work_dir.resolve()
-    demo.main(["--work-dir", str(work), "--speech-dir", str(args.speech_dir), "--stop-after", "iteration1"])
+    demo.main(["--work-dir", str(work), "--stop-after", "iteration1"]
+              + (["--speech-dir", str(args.speech_dir)] if args.speech_dir else []))
     pre_data, ctc_data, labels = work / "data" / "pretrain", work / "data" / "ctc", work / "labels" / "it1"
     cfg_pre, cfg_ft = REPO / "config" / "pretraining", REPO / "config" / "finetuning"
     hours = args.budget_minutes / 60

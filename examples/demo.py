@@ -3,10 +3,13 @@
     prepare manifests -> CMVN -> MFCC -> FAISS k-means (iteration 1) -> pretrain a tiny fast_hubert
     -> iteration-2 clustering on one of its layers -> fine-tune letter CTC -> decode -> report
 
-Default data: the speech folder beside the repository (``../shared/speech``: speechocean762 train /
-dev with transcripts, LibriSpeech excerpts without). Any other data: ``--speech-dir DIR`` (every
-.flac/.wav below it is pretraining audio) plus ``--transcripts TSV`` (columns ``path`` relative to
-DIR, ``text``) for fine-tuning and scoring; the TSV's last 15 % of rows become the dev set.
+Data, in this order: ``--speech-dir DIR`` (or ``$FAST_HUBERT_SPEECH_DIR``); the speech folder beside
+the repository (``../shared/speech``: speechocean762 train / dev with transcripts, LibriSpeech
+excerpts without) when present; otherwise Mini LibriSpeech (OpenSLR 31: ``train-clean-5`` for
+pretraining and fine-tuning, 300 ``dev-clean-2`` utterances for dev), downloaded once (458 MB;
+resumable, MD5-verified) into ``~/.cache/fast-hubert`` (``--cache-dir`` or ``$FAST_HUBERT_CACHE``).
+A folder of your own: every .flac/.wav below it is pretraining audio; ``--transcripts TSV`` (columns
+``path`` relative to DIR, ``text``) adds fine-tuning and scoring, its last 15 % of rows as dev set.
 Every stage writes into ``--work-dir`` and is skipped when its outputs are already there.
 """
 import argparse
@@ -22,9 +25,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fast_hubert_plugin.data.download import DownloadError
+from fast_hubert_plugin.recipes.corpus import SPEECH_ENV, load_corpus, resolve_speech_dir
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-DEFAULT_SPEECH = REPO.parent / "shared" / "speech"
 # A few minutes of CTC on a tiny model: train the Transformer from the first update (front-end
 # frozen, as the recipes), at a higher peak rate, in small batches, without masking/SpecAugment.
 FINETUNE_FAST_START = ["optimization.lr=[0.001]", "model.freeze_finetune_updates=0", "dataset.max_tokens=2000",
@@ -109,33 +114,6 @@ def log_records(log: Path, tag: str):
     return out
 
 
-def corpus_tables(speech: Path, transcripts: Path):
-    """(pretraining rows, fine-tuning train rows, dev rows): dicts with absolute 'path' and 'text'."""
-    def read(tsv: Path, root: Path):
-        with open(tsv, encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        for r in rows:
-            r["path"] = str((root / r["path"]).resolve())
-            r.setdefault("text", "")
-        return rows
-
-    if transcripts is None and (speech / "so762_train.tsv").is_file():
-        train = read(speech / "so762_train.tsv", speech)
-        dev = read(speech / "so762_dev.tsv", speech)
-        extra = read(speech / "librispeech_train_clean_100.tsv", speech)
-        return train + extra, train, dev
-    audio = sorted(p for p in speech.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
-    if not audio:
-        sys.exit(f"no .flac/.wav audio under {speech}: pass --speech-dir pointing at your audio")
-    every = [{"path": str(p.resolve()), "text": ""} for p in audio]
-    if transcripts is None:
-        print("no --transcripts given: pretraining and clustering only (no fine-tuning, no WER)")
-        return every, [], []
-    rows = [r for r in read(transcripts, speech) if r["text"].strip()]
-    cut = int(len(rows) * 0.85)
-    return every, rows[:cut], rows[cut:]
-
-
 def write_table(path: Path, rows):
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
@@ -189,8 +167,12 @@ def cluster(manifests: Path, feats: Path, dump_args, km: Path, labels: Path, lab
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--speech-dir", type=Path, default=Path(os.environ.get("FAST_HUBERT_SPEECH", DEFAULT_SPEECH)),
-                   help="folder of audio (default: ../shared/speech beside the repo, or $FAST_HUBERT_SPEECH)")
+    p.add_argument("--speech-dir", type=Path,
+                   help=f"folder of 16 kHz audio (default: ${SPEECH_ENV}, else ../shared/speech beside the repo, "
+                        "else Mini LibriSpeech, downloaded)")
+    p.add_argument("--cache-dir", type=Path, help="where Mini LibriSpeech is downloaded "
+                   "(default: $FAST_HUBERT_CACHE or ~/.cache/fast-hubert)")
+    p.add_argument("--corpus-url", help="Mini LibriSpeech mirror (default: $FAST_HUBERT_MINI_LIBRISPEECH_URL or OpenSLR)")
     p.add_argument("--transcripts", type=Path, default=os.environ.get("FAST_HUBERT_TRANSCRIPTS"),
                    help="TSV with 'path' (relative to --speech-dir) and 'text' columns, for fine-tuning")
     p.add_argument("--work-dir", type=Path, default=REPO / "demo_output", help="everything is written here")
@@ -201,17 +183,19 @@ def main(argv=None):
     p.add_argument("--stop-after", choices=["iteration1"], help="only prepare data and iteration-1 labels")
     args = p.parse_args(argv)
 
-    speech = args.speech_dir.resolve()
-    if not speech.is_dir():
-        sys.exit(f"speech folder {speech} not found. Pass --speech-dir DIR (any folder of 16 kHz .flac/.wav) "
-                 "and optionally --transcripts TSV (columns path, text) to fine-tune and score.")
+    try:
+        speech = resolve_speech_dir(args.speech_dir, cache_dir=args.cache_dir, base_url=args.corpus_url)
+        pretrain_rows, train_rows, dev_rows = load_corpus(speech, args.transcripts)
+    except (DownloadError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    if not train_rows:
+        print("no transcripts: pretraining and clustering only (no fine-tuning, no WER)")
     work = args.work_dir.resolve()
     data, feats, labels, reports = work / "data", work / "features", work / "labels", work / "report"
     for d in (data, feats, labels, reports):
         d.mkdir(parents=True, exist_ok=True)
     timings, summary = {}, {}
     t0 = time.time()
-    pretrain_rows, train_rows, dev_rows = corpus_tables(speech, args.transcripts)
     finetune = bool(train_rows)
     random.Random(0).shuffle(pretrain_rows)
     n_valid = max(16, len(pretrain_rows) // 50)

@@ -1,0 +1,1 @@
+"""End-to-end recipes built on the plugin's CLIs (the demo and the benchmarks use them)."""
