@@ -23,6 +23,7 @@ setup(
         "soundfile>=0.12",
         "kaldi-native-fbank>=1.20",
         "tqdm>=4.60",
+        "tensorboardX>=2.6",
         "editdistance>=0.6",
     ],
     extras_require={

@@ -1,0 +1,44 @@
+"""What a fresh clone promises: console scripts that start quietly, and a suite that cannot go green
+while skipping tests."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+CONSOLE_SCRIPTS = re.findall(r'"(fast-hubert-[a-z-]+)=', (REPO / "setup.py").read_text())
+
+
+def test_setup_declares_console_scripts():
+    assert len(CONSOLE_SCRIPTS) >= 9 and "fast-hubert-dump" in CONSOLE_SCRIPTS
+
+
+@pytest.mark.parametrize("script", CONSOLE_SCRIPTS)
+def test_console_script_help_prints_only_its_own_usage(script):
+    proc = subprocess.run([str(BIN / script), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: "), proc.stdout[:300]
+    assert proc.stderr == "", proc.stderr[-500:]  # no library log lines (e.g. "Please install tensorboardX")
+
+
+def run_pytest(tmp_path, body):
+    (tmp_path / "test_x.py").write_text(body)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "tests"))
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "skip_guard", "-p", "no:cacheprovider",
+                           str(tmp_path / "test_x.py")], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_a_skipped_test_fails_the_run(tmp_path):
+    proc = run_pytest(tmp_path, "import pytest\n\ndef test_a():\n    pass\n\ndef test_b():\n    pytest.skip('no data')\n")
+    assert proc.returncode == 1, proc.stdout
+    assert "1 test(s) skipped" in proc.stdout and "1 passed, 1 skipped" in proc.stdout
+
+
+def test_a_run_without_skips_passes(tmp_path):
+    proc = run_pytest(tmp_path, "def test_a():\n    pass\n")
+    assert proc.returncode == 0, proc.stdout
