@@ -159,9 +159,10 @@ def test_offline_fails_at_once_saying_what_to_download_and_where(tmp_path):
         url = f"http://127.0.0.1:{s.getsockname()[1]}/resources/31"
     with pytest.raises(DownloadError) as e:
         fetch_mini_librispeech(tmp_path, url, MD5, progress=False)
-    msg = str(e.value)
-    assert f"{url}/train-clean-5.tar.gz" in msg and "by hand" in msg
-    assert str(tmp_path / "mini_librispeech" / "train-clean-5.tar.gz") in msg and MD5["train-clean-5"] in msg
+    msg = str(e.value)  # both archives, their checksums, and where to put them
+    assert f"cannot reach {url}/train-clean-5.tar.gz" in msg and "by hand" in msg
+    assert f"{url}/dev-clean-2.tar.gz" in msg and MD5["train-clean-5"] in msg and MD5["dev-clean-2"] in msg
+    assert f"put them in {tmp_path / 'mini_librispeech'}/" in msg
     assert finished_things(tmp_path) == []
 
 

@@ -26,6 +26,14 @@ class DownloadError(RuntimeError):
     """A download or verification that could not complete; the message says what to do."""
 
 
+class Unreachable(DownloadError):
+    """The server could not be reached at all (offline, wrong host): nothing was fetched."""
+
+    def __init__(self, url: str, reason, advice: str):
+        super().__init__(f"cannot reach {url} ({reason}); {advice}")
+        self.url, self.reason = url, reason
+
+
 @dataclass(frozen=True)
 class Archive:
     """One file to fetch: where from, its checksum and (for messages) its approximate size."""
@@ -71,7 +79,7 @@ def download(archive: Archive, dest: Path, timeout: float = 30.0, progress: bool
         raise DownloadError(f"{archive.url}: HTTP {e.code} {e.reason}; {_by_hand(archive, dest)}") from None
     except (urllib.error.URLError, socket.timeout, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise DownloadError(f"cannot reach {archive.url} ({reason}); {_by_hand(archive, dest)}") from None
+        raise Unreachable(archive.url, reason, _by_hand(archive, dest)) from None
     with response:
         if have and response.status != 206:  # the server ignored the range: start over
             have = 0

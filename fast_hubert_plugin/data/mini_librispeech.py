@@ -19,7 +19,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from ..utils.atomic import atomic_path
-from .download import Archive, DownloadError, download, extract_member_dir, verify
+from .download import Archive, DownloadError, Unreachable, download, extract_member_dir, verify
 
 OPENSLR_URL = "https://www.openslr.org/resources/31"
 # MD5 of the archives as OpenSLR serves them, as published in PaddleSpeech's Mini LibriSpeech
@@ -71,13 +71,21 @@ def fetch_mini_librispeech(cache_dir: Optional[Path] = None, base_url: Optional[
                            md5: Optional[Dict[str, str]] = None, progress: bool = True) -> Path:
     """Download, verify and extract both parts and write their manifests; returns the corpus folder."""
     root = Path(cache_dir or default_cache_dir()) / "mini_librispeech"
-    for part, archive in archives(base_url, md5).items():
+    todo = archives(base_url, md5)
+    for part, archive in todo.items():
         manifest = root / f"{part}.tsv"
         if manifest.is_file():
             continue
         part_dir = root / "LibriSpeech" / part
         if not part_dir.is_dir():
-            tar = download(archive, root / archive.name, progress=progress)
+            try:
+                tar = download(archive, root / archive.name, progress=progress)
+            except Unreachable as e:  # offline: say everything that is still missing, at once
+                missing = [a for p, a in todo.items() if not (root / f"{p}.tsv").is_file()
+                           and not (root / "LibriSpeech" / p).is_dir()]
+                files = " and ".join(f"{a.url} ({a.approx_mb} MB, MD5 {a.md5})" for a in missing)
+                raise Unreachable(e.url, e.reason, f"offline? Download {files} by hand, put them in {root}/ and "
+                                  "run again; or pass --speech-dir with a folder of your own audio") from None
             verify(tar, archive.md5)
             extract_member_dir(tar, f"LibriSpeech/{part}", part_dir)
             tar.unlink()  # the extracted folder is the copy we keep
