@@ -346,3 +346,47 @@ def test_missing_layer_names_checkpoint_and_range(tiny_hubert_checkpoint, manife
     with pytest.raises(SystemExit, match=r"nope\.pt.*checkpoint not found"):
         dump_mod.main([str(manifest20), str(tmp_path), "--feature", "layer", "--checkpoint",
                        str(tmp_path / "nope.pt"), "--layer", "1", "--device", "cpu"])
+
+
+@pytest.fixture(scope="module")
+def tiny_official_checkpoint(tmp_path_factory):
+    """A randomly initialised 2-layer model under the official names (task ``fasthubert_pretraining``,
+    model ``fasthubert``), saved as a fairseq checkpoint."""
+    import torch
+    from fairseq.data import Dictionary
+    from omegaconf import OmegaConf
+
+    from fast_hubert_plugin.models.official_names import OfficialFastHubertConfig, OfficialFastHubertModel
+    from fast_hubert_plugin.tasks.official_names import OfficialFastHubertPretrainingConfig
+
+    d = tmp_path_factory.mktemp("tiny_official")
+    (d / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(10)))
+    task_cfg = OfficialFastHubertPretrainingConfig(data=str(d), label_dir=str(d), labels=["km"], label_rate=50.0,
+                                                   sample_rate=100)
+    model_cfg = OfficialFastHubertConfig(label_rate=50.0, encoder_layers=2, encoder_embed_dim=64,
+                                         encoder_ffn_embed_dim=128, encoder_attention_heads=2, conv_channels=32,
+                                         fbank_encoder_dim=16, conv_pos=16, conv_pos_groups=4, predict_layers="[0]")
+    torch.manual_seed(0)
+    model = OfficialFastHubertModel(model_cfg, [Dictionary.load(str(d / "dict.km.txt"))])
+    cfg = {"task": dict(OmegaConf.to_container(OmegaConf.structured(task_cfg), enum_to_str=True),
+                        _name="fasthubert_pretraining"),
+           "model": dict(OmegaConf.to_container(OmegaConf.structured(model_cfg), enum_to_str=True), _name="fasthubert")}
+    path = d / "checkpoint_official.pt"
+    torch.save({"cfg": cfg, "model": model.state_dict(), "args": None, "last_optimizer_state": None,
+                "optimizer_history": [{"criterion_name": "fasthubert", "optimizer_name": "FairseqAdam",
+                                       "lr_scheduler_state": {"best": None}, "num_updates": 0}],
+                "extra_state": {"train_iterator": {"epoch": 1}}}, path)
+    return path
+
+
+def test_layer_dump_of_a_checkpoint_under_the_official_names(tiny_official_checkpoint, manifest20, tmp_path):
+    """The model is recognised by its class, not its registered name: `fasthubert` takes the fbank path."""
+    small = tmp_path / "small.tsv"
+    small.write_text("\n".join(manifest20.read_text().splitlines()[:4]) + "\n")  # 3 utterances
+    dump_mod.main([str(small), str(tmp_path / "feat"), "--feature", "layer", "--checkpoint",
+                   str(tiny_official_checkpoint), "--layer", "1", "--device", "cpu"])
+    (shard,) = load_split(tmp_path / "feat", "small")
+    assert shard.meta["model"] == "fast_hubert" and shard.meta["frame_rate"] == 25 and shard.feats.shape[1] == 64
+    manifest = read_manifest(small)
+    for i, n in enumerate(manifest.num_samples):
+        assert shard.lengths[i] == math.ceil(num_fbank_frames(n) / 4)  # 40 ms frames

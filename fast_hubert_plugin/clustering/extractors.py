@@ -163,13 +163,20 @@ class LayerExtractor:
 
 
 def model_family(model) -> str:
+    """'fast_hubert' for our model under any registered name (``fast_hubert``, the official
+    ``fasthubert``, subclasses), 'hubert' for fairseq's stock waveform HuBERT.
+
+    Decided by what the model is (its class), never by its config name: FastHubertModel is a
+    HubertModel subclass without the waveform CNN, so it must be tested first."""
     from fairseq.models.hubert.hubert import HubertModel
 
-    name = getattr(getattr(model, "cfg", None), "_name", None)
-    if name == "fast_hubert" or type(model).__name__ == "FastHubertModel":
+    from ..models.fast_hubert import FastHubertModel
+
+    if isinstance(model, FastHubertModel):
         return "fast_hubert"
-    if isinstance(model, HubertModel) or name == "hubert":
+    if isinstance(model, HubertModel):
         return "hubert"
+    name = getattr(getattr(model, "cfg", None), "_name", None)
     raise ValueError(f"unsupported model {type(model).__name__} ({name}): expected fast_hubert or hubert")
 
 
