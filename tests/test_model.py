@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from fairseq.data import Dictionary
 
 from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
+from fast_hubert_plugin.models import fast_hubert as fast_hubert_module
 from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel, label_stride
 from fast_hubert_plugin.models.official_names import OfficialFastHubertConfig, OfficialFastHubertModel
 from fast_hubert_plugin.models.subsampler import FbankSubsampler, subsampled_lengths
@@ -230,3 +231,29 @@ def test_supervised_layers_validation():
     with pytest.raises(ValueError, match="not a list of integers"):
         tiny_model(supervised_layers="four")
     assert tiny_model(supervised_layers="[]").supervised_layers == [4]
+
+
+@pytest.mark.parametrize("spec_masks,hubert_masking", [(2, False), (0, True)])
+def test_fine_tuning_never_stacks_spec_augment_and_hubert_masking(monkeypatch, spec_masks, hubert_masking):
+    """mask_prob / mask_channel_prob above 0 (fairseq's base_10h.yaml): with SpecAugment on, HuBERT's
+    span and channel masking is skipped; with SpecAugment off, it is HuBERT's masking that runs."""
+    model = tiny_model(mask_prob=0.65, mask_channel_prob=0.5, mask_channel_length=8,
+                       spec_aug_freq_masks=spec_masks, spec_aug_time_masks=spec_masks).train()
+    calls = {"apply_mask": 0, "spec_augment": 0}
+    apply_mask = type(model).apply_mask
+    real_spec_augment = fast_hubert_module.spec_augment
+
+    def count_mask(self, *args, **kw):
+        calls["apply_mask"] += 1
+        return apply_mask(self, *args, **kw)
+
+    def count_spec(*args, **kw):
+        calls["spec_augment"] += 1
+        return real_spec_augment(*args, **kw)
+
+    monkeypatch.setattr(type(model), "apply_mask", count_mask)
+    monkeypatch.setattr(fast_hubert_module, "spec_augment", count_spec)
+    source, padding, _ = batch([120, 97])
+    model(source, padding_mask=padding, mask=True, features_only=True)
+    assert (calls["spec_augment"], calls["apply_mask"]) == ((0, 1) if hubert_masking else (1, 0))
+

@@ -208,10 +208,16 @@ class FastHubertModel(HubertModel):
         compute_masked: bool = True,
         compute_unmasked: bool = False,
     ) -> Dict[str, torch.Tensor]:
-        """output_layer is 1-based. In fine-tuning (features_only with mask) SpecAugment is applied
-        to the fbank when configured. Logits are computed only for the frames the loss uses:
-        masked frames, and unmasked ones only when ``compute_unmasked``."""
+        """output_layer is 1-based. Logits are computed only for the frames the loss uses: masked
+        frames, and unmasked ones only when ``compute_unmasked``.
+
+        Fine-tuning (``features_only`` with ``mask``, in training) augments with exactly one of:
+        SpecAugment on the fbank when ``spec_aug_*`` asks for masks (as the official Fast-HuBERT),
+        which then *replaces* HuBERT's span and channel masking (``mask_prob`` and
+        ``mask_channel_prob`` are not used); otherwise HuBERT's masking, as fairseq's ``hubert_ctc``."""
         augment = features_only and mask and self.training and self.spec_augment_enabled
+        if augment:
+            mask = False  # SpecAugment replaces HuBERT's masking: the two are never stacked
         features, padding_mask = self.forward_features(source, padding_mask, augment=augment)
         if target_list is not None:
             features, target_list, padding_mask = self.forward_targets(features, target_list, padding_mask)

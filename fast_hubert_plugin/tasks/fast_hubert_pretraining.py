@@ -102,6 +102,12 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
         if wrapped_model(model) is not None:  # hubert_ctc around fast_hubert
             keep_pretrained_config(cfg, model)
             set_spec_augment(model, {k: getattr(self.cfg, k) for k in SPEC_AUG_KEYS if getattr(self.cfg, k) is not None})
+            inner = wrapped_model(model)
+            if inner.spec_augment_enabled and (inner.mask_prob > 0 or inner.mask_channel_prob > 0):
+                logger.warning(f"model.mask_prob={inner.mask_prob} and model.mask_channel_prob={inner.mask_channel_prob} "
+                               "are not used: SpecAugment on the fbank (task.spec_aug_*) replaces HuBERT's masking "
+                               "when fine-tuning. Set them to 0 to silence this, or set task.spec_aug_freq_masks=0 "
+                               "task.spec_aug_time_masks=0 to use HuBERT's masking instead")
         return model
 
     def load_dataset(self, split: str, **kwargs) -> None:
