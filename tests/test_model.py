@@ -257,3 +257,18 @@ def test_fine_tuning_never_stacks_spec_augment_and_hubert_masking(monkeypatch, s
     model(source, padding_mask=padding, mask=True, features_only=True)
     assert (calls["spec_augment"], calls["apply_mask"]) == ((0, 1) if hubert_masking else (1, 0))
 
+
+def test_sample_size_counts_every_frame_in_the_loss():
+    """pred_nomask_weight > 0 adds unmasked-frame CE to the loss, so sample_size counts those frames too."""
+    model = tiny_model(mask_prob=0.5).train()
+    source, padding, targets = batch([120, 101])
+    sample = {"id": torch.arange(2), "net_input": {"source": source, "padding_mask": padding}, "target_list": [targets]}
+    for nomask_weight in (0.0, 0.5):
+        torch.manual_seed(1)
+        crit = FastHubertCriterion(SimpleNamespace(), pred_nomask_weight=nomask_weight)
+        _, sample_size, log = crit(model, sample)
+        masked = log["count_m_L2"] + log["count_m_L4"]
+        unmasked = log.get("count_u_L2", 0) + log.get("count_u_L4", 0)
+        assert masked > 0 and (unmasked > 0) == (nomask_weight > 0)
+        assert sample_size == log["sample_size"] == masked + unmasked
+    assert masked + unmasked == 2 * (30 + 26)  # every valid 40 ms frame of both utterances, at both heads
