@@ -510,3 +510,23 @@ def test_extract_cli_dumps_memory_mappable_features(finetuned, speech_root, tmp_
     for i in (0, len(lengths) - 1):
         want = fx.extract(speech_root / finetuned["dev"][i]["path"], layers=[3])[3].numpy()
         np.testing.assert_allclose(feats[offsets[i]:offsets[i + 1]], want, atol=1e-5, rtol=1e-5)
+
+
+def test_no_pretrained_weights_still_normalises_with_the_pretrained_cmvn(pretrained, finetuned):
+    """model.no_pretrained_weights: fresh weights, but never an identity CMVN on raw fbank."""
+    from fairseq import checkpoint_utils, tasks
+    from omegaconf import open_dict
+
+    cfg = checkpoint_utils.load_checkpoint_to_cpu(str(finetuned["ckpt"]))["cfg"]
+    with open_dict(cfg):
+        cfg.model.w2v_args = None
+        cfg.model.w2v_path = str(pretrained)
+        cfg.model.no_pretrained_weights = True
+        cfg.task.data = cfg.task.label_dir = str(finetuned["data"])
+    task = tasks.setup_task(cfg.task)
+    inner = fast_hubert_of(task.build_model(cfg.model))
+    pre = torch.load(pretrained, map_location="cpu")["model"]
+    assert not torch.equal(inner.encoder.layers[0].fc1.weight, pre["encoder.layers.0.fc1.weight"])  # not restored
+    assert pre["cmvn_mean"].abs().sum() > 0
+    torch.testing.assert_close(inner.cmvn_mean, pre["cmvn_mean"])
+    torch.testing.assert_close(inner.cmvn_inv_std, pre["cmvn_inv_std"])

@@ -110,10 +110,7 @@ class FastHubertModel(HubertModel):
         self.register_buffer("cmvn_mean", torch.zeros(cfg.input_feat_per_channel))
         self.register_buffer("cmvn_inv_std", torch.ones(cfg.input_feat_per_channel))
         if cmvn is not None:
-            if cmvn.dim != cfg.input_feat_per_channel:
-                raise ValueError(f"CMVN stats have {cmvn.dim} bins, model.input_feat_per_channel is {cfg.input_feat_per_channel}")
-            self.cmvn_mean.copy_(torch.from_numpy(cmvn.mean))
-            self.cmvn_inv_std.copy_(torch.from_numpy(cmvn.inv_std))
+            self.set_cmvn(cmvn)
 
         self.embed = cfg.fbank_encoder_dim
         self.layer_norm = LayerNorm(self.embed)
@@ -149,6 +146,13 @@ class FastHubertModel(HubertModel):
         for key, default in _COSINE_LOSS_KEYS.items():
             if getattr(cfg, key, default) != default:
                 logger.warning(f"model.{key}={getattr(cfg, key)} has no effect: Fast-HuBERT uses a linear CE head")
+
+    def set_cmvn(self, cmvn: GlobalCMVN) -> None:
+        """Normalise the input with these global CMVN statistics (stored in the checkpoint)."""
+        if cmvn.dim != self.cfg.input_feat_per_channel:
+            raise ValueError(f"CMVN stats have {cmvn.dim} bins, model.input_feat_per_channel is {self.cfg.input_feat_per_channel}")
+        self.cmvn_mean.copy_(torch.from_numpy(cmvn.mean))
+        self.cmvn_inv_std.copy_(torch.from_numpy(cmvn.inv_std))
 
     @classmethod
     def build_model(cls, cfg: FastHubertConfig, task):
