@@ -84,3 +84,26 @@ def test_an_undeclared_key_is_refused_like_on_the_command_line():
     with pytest.raises(Exception, match="not_a_key"):
         compose_like_fairseq(REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", ["task.not_a_key=1"])
 
+
+def quoted_numbers(text: str):
+    """Speed-ups (6.65x, 12x), seconds (6.14 s, 41.6-46.3 s) and percentages quoted in a text."""
+    ranges = re.findall(r"(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\s*(?:x|s)\b", text)
+    return set(re.findall(r"(\d+(?:\.\d+)?)\s*(?:x|%|s)\b", text)) | {v for pair in ranges for v in pair}
+
+
+@pytest.mark.parametrize("doc,section,end,record", [
+    ("README.md", "## Results", "GPU numbers", "benchmarks/results/train_step_cpu.md"),
+    ("fast_hubert_plugin/clustering/README.md", "k-means with FAISS", "\n- ", "benchmarks/results/kmeans_cpu.md"),
+])
+def test_documented_numbers_are_the_recorded_ones(doc, section, end, record):
+    """Every number the docs quote next to a benchmark is printed in a record (rounded to what is quoted)."""
+    text = (REPO / doc).read_text(encoding="utf-8")
+    start = text.index(section)
+    quoted = quoted_numbers(text[start:text.index(end, start)])
+    records = "".join((REPO / "benchmarks/results" / name).read_text(encoding="utf-8")
+                      for name in ("train_step_cpu.md", "kmeans_cpu.md", "side_by_side_cpu.md"))
+    recorded = set(re.findall(r"\d+(?:\.\d+)?", records))
+    decimals = [v for v in recorded if "." in v]
+    rounded = recorded | {f"{float(v):.1f}" for v in decimals} | {f"{float(v):.2f}" for v in decimals}
+    assert (REPO / record).is_file()
+    assert quoted and not quoted - rounded, f"{doc}: {sorted(quoted - rounded)} appear in no record"
