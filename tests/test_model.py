@@ -272,3 +272,30 @@ def test_sample_size_counts_every_frame_in_the_loss():
         assert masked > 0 and (unmasked > 0) == (nomask_weight > 0)
         assert sample_size == log["sample_size"] == masked + unmasked
     assert masked + unmasked == 2 * (30 + 26)  # every valid 40 ms frame of both utterances, at both heads
+
+
+def test_layer_output_encoder_matches_fairseq_transformer_encoder():
+    """LayerOutputEncoder rewrites TransformerEncoder.extract_features: at layerdrop 0 it must give
+    fairseq's outputs, with padding and with required_seq_len_multiple 2 (odd lengths padded)."""
+    from fairseq.models.wav2vec.wav2vec2 import TransformerEncoder
+
+    from fast_hubert_plugin.models.layer_encoder import LayerOutputEncoder
+
+    cfg = tiny_cfg(required_seq_len_multiple=2, encoder_layerdrop=0.0)
+    torch.manual_seed(0)
+    ours = LayerOutputEncoder(cfg).eval()
+    ref = TransformerEncoder(cfg).eval()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 29, cfg.encoder_embed_dim)  # odd T: padded to 30 inside
+    padding = torch.arange(29)[None, :] >= torch.tensor([29, 20, 7])[:, None]
+    with torch.no_grad():
+        last, layers = ours.extract_features(x, padding, return_layers=[1, 2, 3, 4])
+        want_last, _ = ref.extract_features(x, padding)
+        valid = ~padding
+        torch.testing.assert_close(last[valid], want_last[valid], atol=1e-6, rtol=1e-6)
+        assert last.shape == want_last.shape == x.shape
+        for layer in (1, 2, 3, 4):
+            want, _ = ref.extract_features(x, padding, tgt_layer=layer - 1)
+            torch.testing.assert_close(layers[layer][valid], want[valid], atol=1e-6, rtol=1e-6)
+            got, _ = ours.extract_features(x, padding, tgt_layer=layer - 1)
+            torch.testing.assert_close(got[valid], want[valid], atol=1e-6, rtol=1e-6)
