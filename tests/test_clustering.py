@@ -137,21 +137,23 @@ def test_finished_shard_is_not_recomputed(pipeline, manifest20, monkeypatch):
 
 
 def test_interrupted_dump_leaves_no_finished_looking_file(manifest20, tmp_path, monkeypatch):
-    real = dump_mod.read_row_audio
+    from fast_hubert_plugin.data.manifest import AudioManifest
+
+    real = AudioManifest.read_audio
     calls = []
 
-    def flaky(manifest, i):
+    def flaky(manifest, i, *args):
         calls.append(i)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real(manifest, i)
+        return real(manifest, i, *args)
 
-    monkeypatch.setattr(dump_mod, "read_row_audio", flaky)
+    monkeypatch.setattr(AudioManifest, "read_audio", flaky)
     with pytest.raises(KeyboardInterrupt):
         dump_mod.dump_split(manifest20, tmp_path, "mfcc", progress=False)
     assert sorted(os.listdir(tmp_path)) == []  # no .npy/.len/.json, no temporary left behind
     # a .npy without its .len (killed between the renames) is not finished: it is recomputed
-    monkeypatch.setattr(dump_mod, "read_row_audio", real)
+    monkeypatch.setattr(AudioManifest, "read_audio", real)
     paths = ShardPaths.of(tmp_path, "train", 0, 1)
     paths.npy.write_bytes(b"partial")
     assert not paths.is_finished()
@@ -290,7 +292,6 @@ def tiny_hubert_checkpoint(tmp_path_factory):
     from fairseq.data import Dictionary
     from fairseq.models.hubert.hubert import HubertConfig, HubertModel
     from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
-    from omegaconf import OmegaConf
 
     d = tmp_path_factory.mktemp("tiny_hubert")
     (d / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(10)))
@@ -301,12 +302,20 @@ def tiny_hubert_checkpoint(tmp_path_factory):
     dictionary = Dictionary.load(str(d / "dict.km.txt"))
     torch.manual_seed(0)
     model = HubertModel(model_cfg, task_cfg, [dictionary])
-    cfg = {"task": dict(OmegaConf.to_container(OmegaConf.structured(task_cfg), enum_to_str=True), _name="hubert_pretraining"),
-           "model": dict(OmegaConf.to_container(OmegaConf.structured(model_cfg), enum_to_str=True), _name="hubert")}
-    cfg["model"]["label_rate"] = 50.0
-    path = d / "checkpoint_tiny.pt"
-    torch.save({"cfg": cfg, "model": model.state_dict(), "args": None, "last_optimizer_state": None,
-                "optimizer_history": [{"criterion_name": "hubert", "optimizer_name": "FairseqAdam",
+    return save_fairseq_checkpoint(d / "checkpoint_tiny.pt", model, "hubert_pretraining", task_cfg, "hubert", model_cfg)
+
+
+def save_fairseq_checkpoint(path, model, task_name, task_cfg, model_name, model_cfg):
+    """Save ``model`` the way fairseq's trainer does, enough for ``load_model_ensemble_and_task``."""
+    import torch
+    from omegaconf import OmegaConf
+
+    def section(cfg, name):
+        return dict(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True), _name=name)
+
+    torch.save({"cfg": {"task": section(task_cfg, task_name), "model": section(model_cfg, model_name)},
+                "model": model.state_dict(), "args": None, "last_optimizer_state": None,
+                "optimizer_history": [{"criterion_name": model_name, "optimizer_name": "FairseqAdam",
                                        "lr_scheduler_state": {"best": None}, "num_updates": 0}],
                 "extra_state": {"train_iterator": {"epoch": 1}}}, path)
     return path
@@ -358,7 +367,6 @@ def tiny_official_checkpoint(tmp_path_factory):
     model ``fasthubert``), saved as a fairseq checkpoint."""
     import torch
     from fairseq.data import Dictionary
-    from omegaconf import OmegaConf
 
     from fast_hubert_plugin.models.official_names import OfficialFastHubertConfig, OfficialFastHubertModel
     from fast_hubert_plugin.tasks.official_names import OfficialFastHubertPretrainingConfig
@@ -372,15 +380,8 @@ def tiny_official_checkpoint(tmp_path_factory):
                                          fbank_encoder_dim=16, conv_pos=16, conv_pos_groups=4, predict_layers="[0]")
     torch.manual_seed(0)
     model = OfficialFastHubertModel(model_cfg, [Dictionary.load(str(d / "dict.km.txt"))])
-    cfg = {"task": dict(OmegaConf.to_container(OmegaConf.structured(task_cfg), enum_to_str=True),
-                        _name="fasthubert_pretraining"),
-           "model": dict(OmegaConf.to_container(OmegaConf.structured(model_cfg), enum_to_str=True), _name="fasthubert")}
-    path = d / "checkpoint_official.pt"
-    torch.save({"cfg": cfg, "model": model.state_dict(), "args": None, "last_optimizer_state": None,
-                "optimizer_history": [{"criterion_name": "fasthubert", "optimizer_name": "FairseqAdam",
-                                       "lr_scheduler_state": {"best": None}, "num_updates": 0}],
-                "extra_state": {"train_iterator": {"epoch": 1}}}, path)
-    return path
+    return save_fairseq_checkpoint(d / "checkpoint_official.pt", model, "fasthubert_pretraining", task_cfg,
+                                   "fasthubert", model_cfg)
 
 
 def test_layer_dump_of_a_checkpoint_under_the_official_names(tiny_official_checkpoint, manifest20, tmp_path):

@@ -145,7 +145,7 @@ def test_missing_cmvn_stats_is_a_clear_error(data):
 
 
 def test_precomputed_store_gives_the_same_batches(data, tmp_path):
-    from fast_hubert_plugin.features.store_cli import main as store_main
+    from fast_hubert_plugin.cli.store_fbank import main as store_main
 
     store_main([str(data / "train.tsv"), "--output-dir", str(tmp_path / "feats")])
     a = make_task(data)

@@ -30,10 +30,9 @@ from ..data.labels import read_label_lines
 from ..data.manifest import read_manifest
 from ..utils.atomic import atomic_write_text
 from ..utils.errors import DataError
-from .batching import fbank_batches
-from .checkpoints import load_checkpoint
-from .ctc import ErrorCounts, ViterbiDecoder, letters_to_text, units_to_letters
-from .prepare import words_to_letters
+from ..data.batching import fbank_batches
+from ..models.checkpoints import load_checkpoint
+from .ctc import ErrorCounts, ViterbiDecoder, letters_to_text, units_to_letters, words_to_letters
 
 logger = logging.getLogger("fast_hubert.decode")
 
@@ -152,7 +151,7 @@ def main(argv=None) -> None:
         dictionary = task.target_dictionary
         if dictionary is None or not hasattr(model, "get_normalized_probs") or not hasattr(model, "w2v_encoder"):
             parser.error(f"{args.checkpoint} is not a fine-tuned CTC checkpoint (hubert_ctc); "
-                         "use fast-hubert-extract for pretrained ones")
+                         "use fast-hubert-dump --feature layer for pretrained ones")
         decoder = build_decoder(args, dictionary)
 
         manifest_path = os.path.join(args.data, f"{args.split}.tsv")

@@ -36,10 +36,10 @@ from tqdm import tqdm
 from ..features.fbank import FRAME_LENGTH_SAMPLES, SAMPLE_RATE
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.errors import DataError
+from .ctc import WORD_BOUNDARY, words_to_letters
 
 logger = logging.getLogger("fast_hubert.prepare")
 
-WORD_BOUNDARY = "|"
 DICT_NAME = "dict.ltr.txt"
 
 
@@ -53,11 +53,6 @@ class Row:
 
 def text_to_words(text: str) -> List[str]:
     return text.split()
-
-
-def words_to_letters(words: List[str]) -> str:
-    """["HELLO", "WORLD"] -> "H E L L O | W O R L D |" (fairseq's libri_labels.py format)."""
-    return " ".join(list(" ".join(words).replace(" ", WORD_BOUNDARY))) + f" {WORD_BOUNDARY}" if words else ""
 
 
 def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = True) -> List[Row]:

@@ -11,7 +11,7 @@ One utterance through the model (shapes for the default 40 ms Base):
 import ast
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -190,6 +190,29 @@ class FastHubertModel(HubertModel):
         out_mask = None if out_lengths is None else lengths_to_padding_mask(out_lengths, features.size(1))
         return features, out_mask
 
+    def project_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Subsampler output (B, T', fbank_encoder_dim) -> Transformer input (B, T', encoder_embed_dim):
+        LayerNorm, projection, dropout. This is layer 0 of the layer-feature convention."""
+        features = self.layer_norm(features)
+        if self.post_extract_proj is not None:
+            features = self.post_extract_proj(features)
+        return self.dropout_input(features)
+
+    def layer_outputs(
+        self, source: torch.Tensor, padding_mask: Optional[torch.Tensor], layers: Sequence[int]
+    ) -> Tuple[Dict[int, torch.Tensor], Optional[torch.Tensor]]:
+        """Unmasked hidden states: {layer: (B, T', C)} for ``layers`` (0: the Transformer input, L >= 1:
+        the output of block L) and the output padding mask (B, T') or None. Runs the Transformer
+        only up to the highest block asked for."""
+        features, out_mask = self.forward_features(source, padding_mask)
+        features = self.project_features(features)
+        out = {0: features} if 0 in layers else {}
+        blocks = sorted(layer for layer in set(layers) if layer > 0)
+        if blocks:
+            _, outputs = self.encoder.extract_features(features, out_mask, tgt_layer=blocks[-1] - 1, return_layers=blocks)
+            out.update(outputs)
+        return out, out_mask
+
     def forward_targets(
         self, features: torch.Tensor, target_list: List[torch.Tensor], padding_mask: Optional[torch.Tensor]
     ) -> Tuple[torch.Tensor, List[torch.Tensor], Optional[torch.Tensor]]:
@@ -225,10 +248,7 @@ class FastHubertModel(HubertModel):
         features, padding_mask = self.forward_features(source, padding_mask, augment=augment)
         if target_list is not None:
             features, target_list, padding_mask = self.forward_targets(features, target_list, padding_mask)
-        features = self.layer_norm(features)
-        if self.post_extract_proj is not None:
-            features = self.post_extract_proj(features)
-        features = self.dropout_input(features)
+        features = self.project_features(features)
         if mask:
             x, mask_indices = self.apply_mask(features, padding_mask, target_list)
         else:

@@ -19,11 +19,9 @@ from ..data.feature_store import FbankStore
 from ..data.labels import DEFAULT_LENGTH_TOLERANCE_S, load_dictionary
 from ..features.cmvn import GlobalCMVN
 from ..utils.errors import DataError
-from ..finetuning.hubert_ctc_compat import fix_hubert_ctc_config, keep_pretrained_config, set_spec_augment, wrapped_model
+from ..models.hubert_ctc import keep_pretrained_config, set_spec_augment, wrapped_model
 
 logger = logging.getLogger(__name__)
-
-fix_hubert_ctc_config()  # fine-tuning mode serves fairseq's hubert_ctc: make it buildable
 
 
 @dataclass

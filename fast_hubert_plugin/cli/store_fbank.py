@@ -11,8 +11,7 @@ from tqdm import tqdm
 
 from ..data.feature_store import store_paths, write_store
 from ..data.manifest import read_manifest
-from .audio import read_audio
-from .fbank import NUM_MEL_BINS, compute_fbank, num_fbank_frames
+from ..features.fbank import NUM_MEL_BINS, compute_fbank, num_fbank_frames
 
 
 def main(argv=None):
@@ -30,7 +29,7 @@ def main(argv=None):
     lengths = [num_fbank_frames(n) for n in manifest.num_samples]
 
     def row(i):
-        return compute_fbank(read_audio(manifest.audio_path(i), where=manifest.where(i)))
+        return compute_fbank(manifest.read_audio(i))
 
     write_store(args.output_dir, split, lengths, row, NUM_MEL_BINS, args.dtype,
                 progress=lambda r: tqdm(r, desc=f"fbank {split}"))

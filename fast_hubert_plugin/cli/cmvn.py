@@ -5,46 +5,8 @@ Reads every utterance of the manifest (fairseq format), computes Kaldi fbank and
 reuse the training statistics.
 """
 import argparse
-import logging
-from multiprocessing import Pool
 
-from tqdm import tqdm
-
-from ..data.manifest import read_manifest
-from .audio import read_audio
-from .cmvn import CMVNAccumulator
-from .fbank import NUM_MEL_BINS, compute_fbank
-
-logger = logging.getLogger("fast_hubert.cmvn")
-
-
-def _fbank_of(args):
-    path, where = args
-    return compute_fbank(read_audio(path, where=where))
-
-
-def compute_cmvn(manifest_path, workers: int = 1, progress: bool = True):
-    manifest = read_manifest(manifest_path)
-    manifest.check_files_exist()
-    jobs = [(manifest.audio_path(i), manifest.where(i)) for i in range(len(manifest))]
-    acc = CMVNAccumulator(NUM_MEL_BINS)
-    with Pool(workers) if workers > 1 else _Serial() as pool:
-        for feats in tqdm(pool.imap(_fbank_of, jobs, chunksize=8), total=len(jobs), desc="cmvn", disable=not progress):
-            if feats.shape[0]:
-                acc.add(feats)
-    return acc.finalize()
-
-
-class _Serial:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @staticmethod
-    def imap(fn, items, chunksize=1):
-        return map(fn, items)
+from ..data.cmvn_stats import compute_cmvn
 
 
 def main(argv=None):
