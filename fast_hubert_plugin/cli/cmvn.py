@@ -7,11 +7,12 @@ reuse the training statistics.
 import argparse
 
 from ..data.cmvn_stats import compute_cmvn
+from ..utils.cli import HelpFormatter, console_script
 
 
+@console_script("fast-hubert-cmvn")
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="fast-hubert-cmvn", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="fast-hubert-cmvn", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("manifest", help="training manifest (.tsv): audio root line, then path<TAB>num_samples")
     parser.add_argument("--output", required=True, help="stats file to write (.npz), written atomically")
     parser.add_argument("--workers", type=int, default=1, help="processes computing fbank")

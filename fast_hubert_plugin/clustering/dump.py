@@ -28,10 +28,10 @@ from tqdm import tqdm
 from ..data.batching import length_batches
 from ..data.manifest import AudioManifest, read_manifest
 from ..features.fbank import SAMPLE_RATE
+from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
 from .extractors import build_extractor
 from .feature_shards import ShardPaths, ShardWriter, read_meta, row_range
-from .cli import HelpFormatter, exits_on_data_error
 
 logger = logging.getLogger("fast_hubert.clustering")
 
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@exits_on_data_error
+@console_script("fast-hubert-dump")
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if not 0 <= args.rank < args.nshard:
