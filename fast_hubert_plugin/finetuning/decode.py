@@ -24,6 +24,7 @@ import os
 from typing import Dict, List, Optional
 
 import torch
+from fairseq.models.hubert.hubert_asr import HubertCtc
 from tqdm import tqdm
 
 from ..data.labels import read_label_lines
@@ -149,7 +150,7 @@ def main(argv=None) -> None:
         overrides["w2v_path"] = os.path.abspath(args.w2v_path)
     model, cfg, task = load_checkpoint(args.checkpoint, args.device, overrides)
     dictionary = task.target_dictionary
-    if dictionary is None or not hasattr(model, "get_normalized_probs") or not hasattr(model, "w2v_encoder"):
+    if dictionary is None or not isinstance(model, HubertCtc):
         raise DataError(args.checkpoint, "not a fine-tuned CTC checkpoint (hubert_ctc)",
                         "decode a hubert_ctc checkpoint; for a pretrained one use fast-hubert-dump --feature layer")
     decoder = build_decoder(args, dictionary)
