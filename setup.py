@@ -37,15 +37,14 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "fast-hubert-cmvn=fast_hubert_plugin.features.cmvn_cli:main",
-            "fast-hubert-store-fbank=fast_hubert_plugin.features.store_cli:main",
+            "fast-hubert-cmvn=fast_hubert_plugin.cli.cmvn:main",
+            "fast-hubert-store-fbank=fast_hubert_plugin.cli.store_fbank:main",
             "fast-hubert-dump=fast_hubert_plugin.clustering.dump:main",
             "fast-hubert-learn-kmeans=fast_hubert_plugin.clustering.learn:main",
             "fast-hubert-apply-kmeans=fast_hubert_plugin.clustering.apply:main",
             "fast-hubert-cluster-report=fast_hubert_plugin.clustering.report:main",
             "fast-hubert-prepare-ctc=fast_hubert_plugin.finetuning.prepare:main",
             "fast-hubert-decode=fast_hubert_plugin.finetuning.decode:main",
-            "fast-hubert-extract=fast_hubert_plugin.finetuning.extract:main",
         ]
     },
 )

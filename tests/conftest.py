@@ -83,7 +83,7 @@ def pretraining_data(small_manifests):
 
     from fast_hubert_plugin.data.manifest import read_manifest
     from fast_hubert_plugin.features import compute_fbank, read_audio
-    from fast_hubert_plugin.features.cmvn_cli import compute_cmvn
+    from fast_hubert_plugin.data.cmvn_stats import compute_cmvn
 
     d = small_manifests
     cmvn = compute_cmvn(d / "train.tsv", progress=False)

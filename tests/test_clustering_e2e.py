@@ -21,7 +21,7 @@ def test_labels_from_the_clustering_clis_train_fast_hubert(small_manifests, tmp_
     learn_mod.main([str(feats), "train", str(tmp_path / "km.npy"), "--n-clusters", "20", "--niter", "20"])
     for split in ("train", "valid"):
         apply_mod.main([str(feats), split, str(tmp_path / "km.npy"), str(labels), "--label-rate", "50"])
-    subprocess.run([sys.executable, "-m", "fast_hubert_plugin.features.cmvn_cli", str(data / "train.tsv"),
+    subprocess.run([sys.executable, "-m", "fast_hubert_plugin.cli.cmvn", str(data / "train.tsv"),
                     "--output", str(tmp_path / "cmvn.npz")], check=True, cwd=REPO, capture_output=True)
 
     run_dir = tmp_path / "run"

@@ -108,6 +108,33 @@ def test_cmvn_load_errors(tmp_path):
         GlobalCMVN.load(tmp_path / "dim.npz", expected_dim=80)
 
 
+def test_official_global_cmvn_npy_is_read_without_unpickling_anything_else(tmp_path):
+    """The official code's stats_npz_path: np.save of a dict {'mean', 'std'} (a pickled object array)."""
+    rng = np.random.default_rng(0)
+    mean, std = rng.normal(size=80).astype(np.float32), rng.uniform(1, 3, size=80).astype(np.float32)
+    np.save(tmp_path / "global_cmvn.npy", {"mean": mean, "std": std})
+    cmvn = GlobalCMVN.load(tmp_path / "global_cmvn.npy", expected_dim=80)
+    np.testing.assert_array_equal(cmvn.mean, mean)
+    np.testing.assert_array_equal(cmvn.std, std)
+    feats = rng.normal(size=(7, 80)).astype(np.float32)
+    np.testing.assert_allclose(cmvn(feats), (feats - mean) / std, rtol=1e-6)
+    # a pickle that would run anything but numpy's array constructors is refused, not executed
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    with open(tmp_path / "evil.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": ()})
+        pickle.dump({"mean": Payload(), "std": std}, f)
+    with pytest.raises(DataError, match="refusing to load builtins.print"):
+        GlobalCMVN.load(tmp_path / "evil.npy")
+    np.save(tmp_path / "plain.npy", mean)
+    with pytest.raises(DataError, match="plain float32 array.*'mean' and 'std'"):
+        GlobalCMVN.load(tmp_path / "plain.npy")
+
+
 def test_read_audio_errors(tmp_path):
     with pytest.raises(DataError, match="not found"):
         read_audio(tmp_path / "nope.flac")
@@ -124,13 +151,14 @@ def test_spec_augment_masks_inside_lengths_only():
     torch.manual_seed(0)
     x = torch.randn(4, 100, 80) + 10.0
     lengths = torch.tensor([100, 60, 37, 10])
+    original = x.clone()
     y = spec_augment(x, lengths, freq_masks=2, freq_width=30, time_masks=2, time_width=40)
-    assert torch.equal(x, x.clone())  # input untouched
+    assert torch.equal(x, original)  # input untouched
     zeroed = y == 0
     for b, n in enumerate(lengths.tolist()):
         # masked frames are whole rows, masked bins whole columns: never past the utterance end
         full_rows = zeroed[b].all(dim=1)
-        assert not full_rows[n:].any() or n == 100
+        assert not full_rows[n:].any()
         kept_rows = zeroed[b, :n][~full_rows[:n]]
         if len(kept_rows):
             assert kept_rows.all(dim=0).sum() <= 2 * 29

@@ -22,12 +22,13 @@ from conftest import REPO, read_corpus_tsv, run_hydra_train, train_log_records
 import fast_hubert_plugin.features.spec_augment as spec_augment_module
 from fast_hubert_plugin.features.fbank import compute_fbank
 from fast_hubert_plugin.finetuning import prepare
-from fast_hubert_plugin.finetuning.batching import length_batches
-from fast_hubert_plugin.finetuning.checkpoints import fast_hubert_of, load_checkpoint
+from fast_hubert_plugin.data.batching import length_batches
+from fast_hubert_plugin.models.checkpoints import load_checkpoint
+from fast_hubert_plugin.models.hubert_ctc import fast_hubert_of
 from fast_hubert_plugin.finetuning.ctc import (ErrorCounts, ViterbiDecoder, cer, ctc_greedy, letters_to_text,
-                                               units_to_letters, wer)
+                                               units_to_letters, wer, words_to_letters)
 from fast_hubert_plugin.finetuning.decode import ctc_log_probs
-from fast_hubert_plugin.finetuning.layer_features import FeatureExtractor
+from fast_hubert_plugin.models.layer_features import FeatureExtractor
 from fast_hubert_plugin.models import fast_hubert as fast_hubert_module
 from fast_hubert_plugin.utils.errors import DataError
 
@@ -56,8 +57,8 @@ def write_input_tsv(path: Path, rows, speech_root: Path, relative=True, columns=
 # --------------------------------------------------------------------------- CTC and error rates
 
 def test_words_to_letters_matches_fairseq_libri_labels():
-    assert prepare.words_to_letters(["HELLO", "WORLD"]) == "H E L L O | W O R L D |"
-    assert prepare.words_to_letters(["IT'S"]) == "I T ' S |"
+    assert words_to_letters(["HELLO", "WORLD"]) == "H E L L O | W O R L D |"
+    assert words_to_letters(["IT'S"]) == "I T ' S |"
     assert letters_to_text("H E L L O | W O R L D |") == "HELLO WORLD"
 
 
@@ -125,11 +126,11 @@ def test_prepare_writes_manifest_letters_words_and_dict(speech_root, tmp_path):
         name, n = line.split("\t")
         assert (root / name).resolve() == (speech_root / r["path"]).resolve() and int(n) == int(r["num_samples"])
     assert (out / "train.wrd").read_text().splitlines() == [" ".join(r["text"].split()) for r in rows]
-    assert (out / "train.ltr").read_text().splitlines() == [prepare.words_to_letters(r["text"].split()) for r in rows]
+    assert (out / "train.ltr").read_text().splitlines() == [words_to_letters(r["text"].split()) for r in rows]
     valid_sizes = [int(line.split("\t")[1]) for line in (out / "valid.tsv").read_text().splitlines()[1:]]
     assert valid_sizes == [int(r["num_samples"]) for r in dev]
     d = dict(line.split() for line in (out / "dict.ltr.txt").read_text().splitlines())
-    letters = [c for r in rows for c in prepare.words_to_letters(r["text"].split()).split()]
+    letters = [c for r in rows for c in words_to_letters(r["text"].split()).split()]
     assert d == {c: str(letters.count(c)) for c in set(letters)}
     counts = [int(v) for v in d.values()]
     assert counts == sorted(counts, reverse=True)
@@ -494,19 +495,40 @@ def test_feature_extractor_layers_match_extract_features(kind, pretrained, finet
         fx.extract(wav, layers=[5])
 
 
-def test_extract_cli_dumps_memory_mappable_features(finetuned, speech_root, tmp_path):
-    from fast_hubert_plugin.finetuning import extract
+def test_layer_dump_of_a_finetuned_checkpoint_is_memory_mappable(finetuned, speech_root, tmp_path):
+    """One CLI writes layer shards for every checkpoint kind: fast-hubert-dump --feature layer."""
+    from fast_hubert_plugin.clustering import dump
 
     manifest = finetuned["data"] / "valid.tsv"
-    extract.main([str(finetuned["ckpt"]), str(manifest), "--layer", "3", "--output-dir", str(tmp_path),
-                  "--max-tokens", "1000", "--quiet"])
+    dump.main([str(manifest), str(tmp_path), "--feature", "layer", "--checkpoint", str(finetuned["ckpt"]),
+               "--layer", "3", "--batch-seconds", "10", "--device", "cpu"])
     feats = np.load(tmp_path / "valid_0_1.npy", mmap_mode="r")
     lengths = np.loadtxt(tmp_path / "valid_0_1.len", dtype=np.int64)
     meta = json.loads((tmp_path / "valid_0_1.json").read_text())
-    assert meta["layer"] == 3 and meta["frame_rate"] == 25.0
+    assert meta["layer"] == 3 and meta["frame_rate"] == 25.0 and meta["model"] == "fast_hubert"
     assert len(lengths) == len(finetuned["dev"]) and feats.shape == (lengths.sum(), meta["dim"])
     fx = FeatureExtractor.from_checkpoint(finetuned["ckpt"])
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     for i in (0, len(lengths) - 1):
         want = fx.extract(speech_root / finetuned["dev"][i]["path"], layers=[3])[3].numpy()
         np.testing.assert_allclose(feats[offsets[i]:offsets[i + 1]], want, atol=1e-5, rtol=1e-5)
+
+
+def test_no_pretrained_weights_still_normalises_with_the_pretrained_cmvn(pretrained, finetuned):
+    """model.no_pretrained_weights: fresh weights, but never an identity CMVN on raw fbank."""
+    from fairseq import checkpoint_utils, tasks
+    from omegaconf import open_dict
+
+    cfg = checkpoint_utils.load_checkpoint_to_cpu(str(finetuned["ckpt"]))["cfg"]
+    with open_dict(cfg):
+        cfg.model.w2v_args = None
+        cfg.model.w2v_path = str(pretrained)
+        cfg.model.no_pretrained_weights = True
+        cfg.task.data = cfg.task.label_dir = str(finetuned["data"])
+    task = tasks.setup_task(cfg.task)
+    inner = fast_hubert_of(task.build_model(cfg.model))
+    pre = torch.load(pretrained, map_location="cpu")["model"]
+    assert not torch.equal(inner.encoder.layers[0].fc1.weight, pre["encoder.layers.0.fc1.weight"])  # not restored
+    assert pre["cmvn_mean"].abs().sum() > 0
+    torch.testing.assert_close(inner.cmvn_mean, pre["cmvn_mean"])
+    torch.testing.assert_close(inner.cmvn_inv_std, pre["cmvn_inv_std"])

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from fairseq.data import Dictionary
 
 from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
+from fast_hubert_plugin.models import fast_hubert as fast_hubert_module
 from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel, label_stride
 from fast_hubert_plugin.models.official_names import OfficialFastHubertConfig, OfficialFastHubertModel
 from fast_hubert_plugin.models.subsampler import FbankSubsampler, subsampled_lengths
@@ -230,3 +231,71 @@ def test_supervised_layers_validation():
     with pytest.raises(ValueError, match="not a list of integers"):
         tiny_model(supervised_layers="four")
     assert tiny_model(supervised_layers="[]").supervised_layers == [4]
+
+
+@pytest.mark.parametrize("spec_masks,hubert_masking", [(2, False), (0, True)])
+def test_fine_tuning_never_stacks_spec_augment_and_hubert_masking(monkeypatch, spec_masks, hubert_masking):
+    """mask_prob / mask_channel_prob above 0 (fairseq's base_10h.yaml): with SpecAugment on, HuBERT's
+    span and channel masking is skipped; with SpecAugment off, it is HuBERT's masking that runs."""
+    model = tiny_model(mask_prob=0.65, mask_channel_prob=0.5, mask_channel_length=8,
+                       spec_aug_freq_masks=spec_masks, spec_aug_time_masks=spec_masks).train()
+    calls = {"apply_mask": 0, "spec_augment": 0}
+    apply_mask = type(model).apply_mask
+    real_spec_augment = fast_hubert_module.spec_augment
+
+    def count_mask(self, *args, **kw):
+        calls["apply_mask"] += 1
+        return apply_mask(self, *args, **kw)
+
+    def count_spec(*args, **kw):
+        calls["spec_augment"] += 1
+        return real_spec_augment(*args, **kw)
+
+    monkeypatch.setattr(type(model), "apply_mask", count_mask)
+    monkeypatch.setattr(fast_hubert_module, "spec_augment", count_spec)
+    source, padding, _ = batch([120, 97])
+    model(source, padding_mask=padding, mask=True, features_only=True)
+    assert (calls["spec_augment"], calls["apply_mask"]) == ((0, 1) if hubert_masking else (1, 0))
+
+
+def test_sample_size_counts_every_frame_in_the_loss():
+    """pred_nomask_weight > 0 adds unmasked-frame CE to the loss, so sample_size counts those frames too."""
+    model = tiny_model(mask_prob=0.5).train()
+    source, padding, targets = batch([120, 101])
+    sample = {"id": torch.arange(2), "net_input": {"source": source, "padding_mask": padding}, "target_list": [targets]}
+    for nomask_weight in (0.0, 0.5):
+        torch.manual_seed(1)
+        crit = FastHubertCriterion(SimpleNamespace(), pred_nomask_weight=nomask_weight)
+        _, sample_size, log = crit(model, sample)
+        masked = log["count_m_L2"] + log["count_m_L4"]
+        unmasked = log.get("count_u_L2", 0) + log.get("count_u_L4", 0)
+        assert masked > 0 and (unmasked > 0) == (nomask_weight > 0)
+        assert sample_size == log["sample_size"] == masked + unmasked
+    assert masked + unmasked == 2 * (30 + 26)  # every valid 40 ms frame of both utterances, at both heads
+
+
+def test_layer_output_encoder_matches_fairseq_transformer_encoder():
+    """LayerOutputEncoder rewrites TransformerEncoder.extract_features: at layerdrop 0 it must give
+    fairseq's outputs, with padding and with required_seq_len_multiple 2 (odd lengths padded)."""
+    from fairseq.models.wav2vec.wav2vec2 import TransformerEncoder
+
+    from fast_hubert_plugin.models.layer_encoder import LayerOutputEncoder
+
+    cfg = tiny_cfg(required_seq_len_multiple=2, encoder_layerdrop=0.0)
+    torch.manual_seed(0)
+    ours = LayerOutputEncoder(cfg).eval()
+    ref = TransformerEncoder(cfg).eval()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 29, cfg.encoder_embed_dim)  # odd T: padded to 30 inside
+    padding = torch.arange(29)[None, :] >= torch.tensor([29, 20, 7])[:, None]
+    with torch.no_grad():
+        last, layers = ours.extract_features(x, padding, return_layers=[1, 2, 3, 4])
+        want_last, _ = ref.extract_features(x, padding)
+        valid = ~padding
+        torch.testing.assert_close(last[valid], want_last[valid], atol=1e-6, rtol=1e-6)
+        assert last.shape == want_last.shape == x.shape
+        for layer in (1, 2, 3, 4):
+            want, _ = ref.extract_features(x, padding, tgt_layer=layer - 1)
+            torch.testing.assert_close(layers[layer][valid], want[valid], atol=1e-6, rtol=1e-6)
+            got, _ = ours.extract_features(x, padding, tgt_layer=layer - 1)
+            torch.testing.assert_close(got[valid], want[valid], atol=1e-6, rtol=1e-6)

@@ -24,10 +24,10 @@ from tqdm import tqdm
 from ..data.labels import check_label_lengths, check_units_in_dictionary, load_dictionary
 from ..data.manifest import read_manifest
 from ..utils.atomic import atomic_write_text
+from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
 from .feature_shards import load_split
 from .kmeans import assign, make_index, use_gpu
-from .cli import HelpFormatter, exits_on_data_error
 
 logger = logging.getLogger("fast_hubert.clustering")
 
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@exits_on_data_error
+@console_script("fast-hubert-apply-kmeans")
 def main(argv=None):
     args = build_parser().parse_args(argv)
     s = apply_kmeans(args.feat_dir, args.split, args.centroids, args.label_dir, label=args.label,

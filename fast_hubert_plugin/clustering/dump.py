@@ -28,10 +28,10 @@ from tqdm import tqdm
 from ..data.batching import length_batches
 from ..data.manifest import AudioManifest, read_manifest
 from ..features.fbank import SAMPLE_RATE
+from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
-from .extractors import build_extractor, read_row_audio
+from .extractors import build_extractor
 from .feature_shards import ShardPaths, ShardWriter, read_meta, row_range
-from .cli import HelpFormatter, exits_on_data_error
 
 logger = logging.getLogger("fast_hubert.clustering")
 
@@ -53,7 +53,7 @@ def _init_worker(extractor, manifest):
 
 
 def _compute_row(i: int) -> Tuple[int, np.ndarray]:
-    return i, _WORKER["extractor"].compute(read_row_audio(_WORKER["manifest"], i))
+    return i, _WORKER["extractor"].compute(_WORKER["manifest"].read_audio(i))
 
 
 def _per_row_features(extractor, manifest: AudioManifest, rows: List[int], workers: int
@@ -71,7 +71,7 @@ def _layer_features(extractor, manifest: AudioManifest, rows: List[int], batch_s
                     ) -> Iterator[Tuple[int, np.ndarray]]:
     sizes = [manifest.num_samples[i] for i in rows]
     for batch in ([rows[k] for k in b] for b in length_batches(sizes, int(batch_seconds * SAMPLE_RATE))):
-        wavs = [read_row_audio(manifest, i) for i in batch]
+        wavs = [manifest.read_audio(i) for i in batch]
         for i, feats in zip(batch, extractor.extract(wavs)):
             yield i, feats
 
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@exits_on_data_error
+@console_script("fast-hubert-dump")
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if not 0 <= args.rank < args.nshard:

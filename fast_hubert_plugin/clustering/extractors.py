@@ -11,26 +11,16 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..data.manifest import AudioManifest
-from ..features.audio import read_audio
 from ..features.cmvn import GlobalCMVN
 from ..features.fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, SAMPLE_RATE, compute_fbank, num_fbank_frames
+from ..models.checkpoints import load_checkpoint
+from ..models.fast_hubert import FastHubertModel
+from ..models.hubert_ctc import wrapped_model
+from ..models.layer_features import FeatureExtractor
 from ..utils.errors import DataError
 from .mfcc import MFCC_DIM, MFCC_FRAME_RATE, compute_mfcc
 
 logger = logging.getLogger("fast_hubert.clustering")
-
-
-def read_row_audio(manifest: AudioManifest, i: int) -> np.ndarray:
-    """Waveform of manifest row ``i``; its length must be the manifest's ``num_samples``."""
-    path = manifest.audio_path(i)
-    wav = read_audio(path, where=manifest.where(i))
-    if len(wav) != manifest.num_samples[i]:
-        raise DataError(
-            path, f"has {len(wav)} samples but {manifest.where(i)} says {manifest.num_samples[i]}",
-            "regenerate the manifest from the audio (labels are checked against these counts)",
-        )
-    return wav
 
 
 class MfccExtractor:
@@ -67,48 +57,40 @@ class FbankExtractor:
 
 
 class LayerExtractor:
-    """Output of Transformer block ``layer`` (1-based) of a pretrained checkpoint.
+    """Hidden state ``layer`` of a checkpoint's Transformer.
 
-    Two model families are recognised:
-    - ``fast_hubert`` (this plugin): raw 80-dim fbank in (the model holds its CMVN), batched with
-      a padding mask; frames at 100 Hz / subsampling factor (25 Hz for the 40 ms model).
+    Two model families are recognised by their class:
+    - ``fast_hubert`` (this plugin, under either registered name; pretrained, or fine-tuned inside
+      ``hubert_ctc``): raw 80-dim fbank in (the model holds its CMVN), batched with a padding mask;
+      layer 0 is the Transformer input, L the output of block L; frames at 100 Hz / subsampling
+      factor (25 Hz for the 40 ms model). Computed by :class:`~..models.layer_features.FeatureExtractor`.
     - fairseq's stock ``hubert``: waveform in (layer-normed when the checkpoint's task has
-      ``normalize: true``), 50 Hz out. Run one utterance at a time, as fairseq's
+      ``normalize: true``), layers 1..N, 50 Hz out. Run one utterance at a time, as fairseq's
       ``dump_hubert_feature.py`` does: its first conv block group-normalises over time, so zero
       padding would change every frame of the shorter utterances of a batch.
     """
     name = "layer"
 
     def __init__(self, checkpoint: str, layer: int, device: str = "cpu"):
-        import torch
-
-        self.torch = torch
         self.checkpoint, self.layer, self.device = str(checkpoint), int(layer), device
-        self.model, self.normalize = load_checkpoint_model(self.checkpoint, device)
-        self.family = model_family(self.model)
-        n_layers = len(self.model.encoder.layers)
-        if not 1 <= self.layer <= n_layers:
-            raise DataError(
-                self.checkpoint, f"layer {self.layer} does not exist: this {self.family} model has "
-                f"{n_layers} Transformer layers", f"use --layer between 1 and {n_layers}",
-            )
-        self.dim = int(getattr(self.model.encoder, "embedding_dim", None) or self.model.cfg.encoder_embed_dim)
+        model, cfg, _ = load_checkpoint(self.checkpoint, device)
+        self.family = model_family(model)
         if self.family == "hubert":
-            self.strides = hubert_conv_strides(self.model)
+            self.model = model
+            self.normalize = bool(getattr(cfg.task, "normalize", False))
+            lowest, n_layers = 1, len(model.encoder.layers)
+            self.dim = int(model.encoder.embedding_dim)
+            self.strides = hubert_conv_strides(model)
             self.frame_rate = SAMPLE_RATE / math.prod(s for _, s in self.strides)
         else:
-            self.subsampling = self._probe_subsampling()
-            self.frame_rate = FBANK_FRAME_RATE / self.subsampling
-
-    def _probe_subsampling(self) -> int:
-        """Fbank frames per output frame, measured on a 400-frame input (4 for the 40 ms model)."""
-        probe = 400
-        feats = self._forward(self.torch.zeros(1, probe, NUM_MEL_BINS), None)[0]
-        factor = probe / feats.shape[1]
-        if factor != int(factor):
-            raise DataError(self.checkpoint, f"{probe} fbank frames gave {feats.shape[1]} model frames",
-                            "only integer subsampling factors are supported")
-        return int(factor)
+            self.features = FeatureExtractor(model, device, checkpoint=self.checkpoint)
+            lowest, n_layers = 0, self.features.num_layers
+            self.dim, self.frame_rate = self.features.dim, self.features.frame_rate
+        if not lowest <= self.layer <= n_layers:
+            raise DataError(
+                self.checkpoint, f"layer {self.layer} does not exist: this {self.family} model has "
+                f"{n_layers} Transformer layers", f"use --layer between {lowest} and {n_layers}",
+            )
 
     def num_frames(self, num_samples: int) -> int:
         if self.family == "hubert":
@@ -116,60 +98,43 @@ class LayerExtractor:
             for kernel, stride in self.strides:
                 n = (n - kernel) // stride + 1 if n >= kernel else 0
             return n
-        return -(-num_fbank_frames(num_samples) // self.subsampling)  # ceil: the conv subsampler pads
+        return self.features.num_frames(num_fbank_frames(num_samples))
 
     def describe(self) -> Dict:
         return {"feature": self.name, "dim": self.dim, "frame_rate": self.frame_rate, "checkpoint": self.checkpoint,
                 "layer": self.layer, "model": self.family}
 
-    def _forward(self, source, padding_mask):
-        torch = self.torch
-        with torch.inference_mode():
-            source = source.to(self.device)
-            if padding_mask is not None:
-                padding_mask = padding_mask.to(self.device)
-            feats, out_mask = self.model.extract_features(
-                source=source, padding_mask=padding_mask, mask=False, output_layer=self.layer)
-        return feats.float().cpu(), (None if out_mask is None else out_mask.cpu())
-
     def extract(self, wavs: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Features of a batch of waveforms: list of (num_frames(len(wav)), dim) float32."""
-        torch = self.torch
-        want = [self.num_frames(len(w)) for w in wavs]
-        if self.family == "hubert":
-            out = []
-            for wav in wavs:
-                x = torch.from_numpy(wav).float().view(1, -1)
-                if self.normalize:
-                    x = torch.nn.functional.layer_norm(x, x.shape)
-                out.append(self._forward(x, None)[0][0].numpy())
-        else:
-            fbanks = [compute_fbank(w) for w in wavs]
-            lengths = torch.tensor([f.shape[0] for f in fbanks])
-            source = torch.zeros(len(fbanks), int(lengths.max()), NUM_MEL_BINS)
-            for b, f in enumerate(fbanks):
-                source[b, :f.shape[0]] = torch.from_numpy(f)
-            padding_mask = torch.arange(source.shape[1])[None, :] >= lengths[:, None]
-            feats, out_mask = self._forward(source, padding_mask if len(wavs) > 1 else None)
-            if out_mask is not None:
-                valid = (~out_mask).sum(1).tolist()
-                if valid != want:
-                    raise RuntimeError(f"{self.checkpoint}: model padding mask gives {valid} frames, expected {want}")
-            out = [feats[b, :want[b]].numpy() for b in range(len(wavs))]
-        for n, f in zip(want, out):
-            if f.shape[0] != n:
-                raise RuntimeError(f"{self.checkpoint}: model gave {f.shape[0]} frames where {n} were expected")
+        import torch
+
+        if self.family == "fast_hubert":
+            fbanks = [torch.from_numpy(compute_fbank(w)) for w in wavs]
+            return [f[self.layer].numpy() for f in self.features.extract_batch(fbanks, [self.layer])]
+        out = []
+        for wav in wavs:
+            x = torch.from_numpy(wav).float().view(1, -1).to(self.device)
+            if self.normalize:
+                x = torch.nn.functional.layer_norm(x, x.shape)
+            with torch.inference_mode():
+                feats, _ = self.model.extract_features(source=x, padding_mask=None, mask=False, output_layer=self.layer)
+            out.append(feats[0].float().cpu().numpy())
         return out
 
 
 def model_family(model) -> str:
+    """'fast_hubert' for our model under any registered name (``fast_hubert``, the official
+    ``fasthubert``) or inside ``hubert_ctc``; 'hubert' for fairseq's stock waveform HuBERT.
+
+    Decided by what the model is (its class), never by its config name: FastHubertModel is a
+    HubertModel subclass without the waveform CNN, so it must be tested first."""
     from fairseq.models.hubert.hubert import HubertModel
 
-    name = getattr(getattr(model, "cfg", None), "_name", None)
-    if name == "fast_hubert" or type(model).__name__ == "FastHubertModel":
+    if isinstance(model, FastHubertModel) or isinstance(wrapped_model(model), FastHubertModel):
         return "fast_hubert"
-    if isinstance(model, HubertModel) or name == "hubert":
+    if isinstance(model, HubertModel):
         return "hubert"
+    name = getattr(getattr(model, "cfg", None), "_name", None)
     raise ValueError(f"unsupported model {type(model).__name__} ({name}): expected fast_hubert or hubert")
 
 
@@ -180,28 +145,6 @@ def hubert_conv_strides(model) -> List[tuple]:
         conv = block[0]
         strides.append((conv.kernel_size[0], conv.stride[0]))
     return strides
-
-
-def load_checkpoint_model(checkpoint: str, device: str):
-    """(model in eval mode on ``device``, whether to layer-norm the waveform) of a fairseq checkpoint."""
-    import os
-
-    fix = "pass a fairseq checkpoint of a fast_hubert or stock hubert pretraining run (checkpoint_best.pt)"
-    if not os.path.isfile(checkpoint):
-        raise DataError(checkpoint, "checkpoint not found", fix)
-    try:
-        import fast_hubert_plugin  # noqa: F401  registers our task/model, allowlists checkpoint types
-    except ImportError:
-        pass
-    from fairseq import checkpoint_utils
-
-    try:
-        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint])
-    except Exception as e:
-        raise DataError(checkpoint, f"cannot load the checkpoint ({type(e).__name__}: {e})", fix) from e
-    model = models[0].eval().to(device)
-    normalize = bool(getattr(cfg.task, "normalize", False)) if model_family(model) == "hubert" else False
-    return model, normalize
 
 
 def build_extractor(feature: str, cmvn: Optional[str] = None, checkpoint: Optional[str] = None,

@@ -17,9 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..utils.atomic import atomic_path
+from ..utils.cli import HelpFormatter, console_script
 from .feature_shards import Shard, load_split
 from .kmeans import train_kmeans
-from .cli import HelpFormatter, exits_on_data_error
 
 logger = logging.getLogger("fast_hubert.clustering")
 
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@exits_on_data_error
+@console_script("fast-hubert-learn-kmeans")
 def main(argv=None):
     args = build_parser().parse_args(argv)
     shards = load_split(args.feat_dir, args.split)

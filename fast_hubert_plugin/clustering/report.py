@@ -13,6 +13,7 @@ label file with one line per manifest row (--phone-labels, at --phone-rate frame
 """
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -20,13 +21,15 @@ import numpy as np
 
 from ..data.manifest import read_manifest
 from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
 from .metrics import contingency, purity_metrics, usage_stats
 from .phones import PhnFinder, PhoneInventory, frame_phones_to_frames, read_phn, segments_to_frames
-from .cli import HelpFormatter, exits_on_data_error
 
 
 def read_units(path) -> List[np.ndarray]:
+    if not os.path.isfile(path):
+        raise DataError(path, "label file not found", "pass a {split}.km written by fast-hubert-apply-kmeans")
     rows = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
@@ -127,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@exits_on_data_error
+@console_script("fast-hubert-cluster-report")
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.phn_dir and args.phone_labels:

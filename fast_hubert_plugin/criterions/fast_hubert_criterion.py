@@ -1,8 +1,10 @@
 """Criterion ``fast_hubert``: cross-entropy of the linear heads on masked frames.
 
 loss = pred_masked_weight * sum CE(masked) + pred_nomask_weight * sum CE(unmasked), summed over
-label sets and supervised layers (ILS) and normalised by the number of (head, frame) pairs, as
-the official Fast-HuBERT ILS does. Logs loss and accuracy per supervised layer.
+label sets and supervised layers (ILS). ``sample_size`` (what fairseq divides the loss by) counts
+every (head, frame) pair whose CE is in the loss: masked frames, plus unmasked frames when
+``pred_nomask_weight > 0`` (as fairseq's ``hubert`` criterion and the official Fast-HuBERT ILS
+count them). Logs loss and accuracy per supervised layer.
 """
 import math
 from dataclasses import dataclass, field
@@ -63,8 +65,7 @@ class FastHubertCriterion(FairseqCriterion):
                     logging_output[f"count_{kind}_{name}"] = targets.numel()
                 if weight > 0:
                     loss = loss + weight * ce
-                    if kind == "m" or self.pred_masked_weight == 0:
-                        sample_size += targets.numel()
+                    sample_size += targets.numel()
         if not torch.is_tensor(loss):
             raise RuntimeError("no loss term: every head was skipped (check pred_*_weight and skip_masked/skip_nomask)")
         for key in self.log_keys:

@@ -14,7 +14,6 @@ import torch
 from fairseq.data.audio.hubert_dataset import HubertDataset, load_label_offset
 from fairseq.data.dictionary import Dictionary
 
-from ..features.audio import read_audio
 from ..features.fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, compute_fbank, num_fbank_frames
 from ..utils.errors import DataError
 from .feature_store import FbankStore
@@ -117,12 +116,7 @@ class FbankHubertDataset(HubertDataset):
             where = f"{self.feature_store.path}, row {row}"
         else:
             where = self.manifest.where(row)
-            wav = read_audio(self.manifest.audio_path(row), self.audio_sample_rate, where=where)
-            if len(wav) != self.manifest.num_samples[row]:
-                raise DataError(self.manifest.audio_path(row),
-                                f"{len(wav)} samples but {where} says {self.manifest.num_samples[row]}",
-                                "regenerate the manifest: its sizes must match the audio for labels to line up")
-            feats = compute_fbank(wav, self.audio_sample_rate)
+            feats = compute_fbank(self.manifest.read_audio(row, self.audio_sample_rate), self.audio_sample_rate)
         if not np.isfinite(feats).all():
             raise DataError(self.manifest.audio_path(row), f"fbank has NaN/inf values ({where})",
                             "check the audio for corrupt samples and drop or re-encode it")

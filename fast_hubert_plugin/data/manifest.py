@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import List
 
+import numpy as np
+
+from ..features.audio import read_audio
 from ..utils.errors import DataError
 
 MANIFEST_FIX = "each row must be 'relative/path<TAB>num_samples' after a first line holding the audio root"
@@ -30,6 +33,16 @@ class AudioManifest:
 
     def where(self, i: int) -> str:
         return f"manifest {self.path}, line {self.line_of(i)}"
+
+    def read_audio(self, i: int, sample_rate: int = 16000) -> np.ndarray:
+        """Waveform of row ``i`` (float32 in [-1, 1]); its length must be the row's ``num_samples``
+        (label lengths and feature offsets are computed from it)."""
+        path = self.audio_path(i)
+        wav = read_audio(path, sample_rate, where=self.where(i))
+        if len(wav) != self.num_samples[i]:
+            raise DataError(path, f"{len(wav)} samples but {self.where(i)} says {self.num_samples[i]}",
+                            "regenerate the manifest from the audio: its sizes must match for labels to line up")
+        return wav
 
     def check_files_exist(self) -> None:
         for i in range(len(self)):

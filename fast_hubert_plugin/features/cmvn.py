@@ -2,7 +2,10 @@
 
 Stats file: ``.npz`` with ``mean`` and ``std`` (float32, one value per bin; the same keys the
 official Fast-HuBERT ``stats_npz_path`` uses), plus ``frames`` and ``utterances`` counted.
+The official code's ``global_cmvn.npy`` (``np.save`` of a dict ``{"mean": ..., "std": ...}``, a
+pickled object array) is read too, by an unpickler that accepts numpy arrays and nothing else.
 """
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -66,11 +69,15 @@ class GlobalCMVN:
         if not path.is_file():
             raise DataError(path, "CMVN stats file not found", fix)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                mean, std = z["mean"], z["std"]
-                frames = int(z["frames"]) if "frames" in z else 0
-                utts = int(z["utterances"]) if "utterances" in z else 0
-        except (KeyError, ValueError, OSError) as e:
+            if path.suffix == ".npy":
+                z = read_npy_dict(path)
+            else:
+                with np.load(path, allow_pickle=False) as npz:
+                    z = {key: npz[key] for key in npz.files}
+            mean, std = np.asarray(z["mean"], dtype=np.float64), np.asarray(z["std"], dtype=np.float64)
+            frames = int(z["frames"]) if "frames" in z else 0
+            utts = int(z["utterances"]) if "utterances" in z else 0
+        except (KeyError, ValueError, TypeError, OSError, pickle.UnpicklingError) as e:
             raise DataError(path, f"not a CMVN stats file with 'mean' and 'std' arrays ({e})", fix) from None
         if mean.shape != std.shape or mean.ndim != 1:
             raise DataError(path, f"mean {mean.shape} and std {std.shape} must be equal 1-D arrays", fix)
@@ -79,3 +86,34 @@ class GlobalCMVN:
         if not (np.isfinite(mean).all() and np.isfinite(std).all()) or (std <= 0).any():
             raise DataError(path, "stats contain NaN/inf or non-positive std", fix)
         return cls(mean, std, frames=frames, utterances=utts)
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays, dtypes and scalars; any other global in the pickle is refused."""
+
+    ALLOWED = {
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    } | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
+        return super().find_class(module, name)
+
+
+def read_npy_dict(path) -> dict:
+    """The dict stored by ``np.save(path, {"mean": ..., "std": ...})`` (the official Fast-HuBERT
+    ``global_cmvn.npy``), read without ``allow_pickle=True``: only numpy objects are rebuilt."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        if not dtype.hasobject:
+            raise ValueError(f"a plain {dtype} array of shape {shape}, expected a dict with 'mean' and 'std'")
+        value = _NumpyOnlyUnpickler(f).load()
+    value = value.item() if isinstance(value, np.ndarray) and value.shape == () else value
+    if not isinstance(value, dict):
+        raise ValueError(f"holds a {type(value).__name__}, expected a dict with 'mean' and 'std'")
+    return value

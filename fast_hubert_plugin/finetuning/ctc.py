@@ -11,9 +11,13 @@ import editdistance
 import torch
 from fairseq.data import Dictionary
 
-from .prepare import WORD_BOUNDARY
-
 BLANK_SYMBOL = "<s>"
+WORD_BOUNDARY = "|"  # fairseq's letter targets (libri_labels.py): '|' ends every word
+
+
+def words_to_letters(words: List[str]) -> str:
+    """["HELLO", "WORLD"] -> "H E L L O | W O R L D |" (fairseq's libri_labels.py format)."""
+    return " ".join(list(" ".join(words).replace(" ", WORD_BOUNDARY))) + f" {WORD_BOUNDARY}" if words else ""
 
 
 def ctc_blank(dictionary: Dictionary) -> int:

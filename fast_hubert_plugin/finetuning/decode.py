@@ -24,16 +24,17 @@ import os
 from typing import Dict, List, Optional
 
 import torch
+from fairseq.models.hubert.hubert_asr import HubertCtc
 from tqdm import tqdm
 
 from ..data.labels import read_label_lines
 from ..data.manifest import read_manifest
 from ..utils.atomic import atomic_write_text
+from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
-from .batching import fbank_batches
-from .checkpoints import load_checkpoint
-from .ctc import ErrorCounts, ViterbiDecoder, letters_to_text, units_to_letters
-from .prepare import words_to_letters
+from ..data.batching import fbank_batches
+from ..models.checkpoints import load_checkpoint
+from .ctc import ErrorCounts, ViterbiDecoder, letters_to_text, units_to_letters, words_to_letters
 
 logger = logging.getLogger("fast_hubert.decode")
 
@@ -112,9 +113,9 @@ def write_results(results_dir: str, hyps: Dict[str, List[str]], refs: Optional[L
     return counts
 
 
+@console_script("fast-hubert-decode")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="fast-hubert-decode", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="fast-hubert-decode", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("checkpoint", help="fine-tuned checkpoint (hubert_ctc), e.g. checkpoint_best.pt")
     parser.add_argument("--data", required=True, help="folder holding {split}.tsv")
     parser.add_argument("--split", default="valid", help="split to decode (default: valid)")
@@ -142,33 +143,30 @@ def main(argv=None) -> None:
         try:
             import_flashlight()
         except ImportError as e:
-            parser.exit(2, f"{parser.prog}: error: {e}\n")
-    try:
-        label_dir = args.label_dir or args.data
-        overrides = {"data": os.path.abspath(args.data), "label_dir": os.path.abspath(label_dir)}
-        if args.w2v_path:
-            overrides["w2v_path"] = os.path.abspath(args.w2v_path)
-        model, cfg, task = load_checkpoint(args.checkpoint, args.device, overrides)
-        dictionary = task.target_dictionary
-        if dictionary is None or not hasattr(model, "get_normalized_probs") or not hasattr(model, "w2v_encoder"):
-            parser.error(f"{args.checkpoint} is not a fine-tuned CTC checkpoint (hubert_ctc); "
-                         "use fast-hubert-extract for pretrained ones")
-        decoder = build_decoder(args, dictionary)
+            raise SystemExit(str(e)) from None
+    label_dir = args.label_dir or args.data
+    overrides = {"data": os.path.abspath(args.data), "label_dir": os.path.abspath(label_dir)}
+    if args.w2v_path:
+        overrides["w2v_path"] = os.path.abspath(args.w2v_path)
+    model, cfg, task = load_checkpoint(args.checkpoint, args.device, overrides)
+    dictionary = task.target_dictionary
+    if dictionary is None or not isinstance(model, HubertCtc):
+        raise DataError(args.checkpoint, "not a fine-tuned CTC checkpoint (hubert_ctc)",
+                        "decode a hubert_ctc checkpoint; for a pretrained one use fast-hubert-dump --feature layer")
+    decoder = build_decoder(args, dictionary)
 
-        manifest_path = os.path.join(args.data, f"{args.split}.tsv")
-        num_rows = len(read_manifest(manifest_path))
-        refs = read_references(label_dir, args.split, num_rows, manifest_path)
-        hyps = decode_split(model, dictionary, manifest_path, decoder, args.max_tokens, args.device,
-                            args.num_workers, progress=not args.quiet)
-        counts = write_results(args.results_dir, hyps, refs)
-        kind = "KenLM beam search" if args.lm else "Viterbi"
-        if counts is None:
-            print(f"{args.split}: {num_rows} utterances decoded ({kind}) into {args.results_dir}; "
-                  f"no references ({args.split}.ltr) in {label_dir}: no WER")
-        else:
-            print(f"{args.split} ({kind}): {counts.summary()}; results in {args.results_dir}")
-    except DataError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    manifest_path = os.path.join(args.data, f"{args.split}.tsv")
+    num_rows = len(read_manifest(manifest_path))
+    refs = read_references(label_dir, args.split, num_rows, manifest_path)
+    hyps = decode_split(model, dictionary, manifest_path, decoder, args.max_tokens, args.device,
+                        args.num_workers, progress=not args.quiet)
+    counts = write_results(args.results_dir, hyps, refs)
+    kind = "KenLM beam search" if args.lm else "Viterbi"
+    if counts is None:
+        print(f"{args.split}: {num_rows} utterances decoded ({kind}) into {args.results_dir}; "
+              f"no references ({args.split}.ltr) in {label_dir}: no WER")
+    else:
+        print(f"{args.split} ({kind}): {counts.summary()}; results in {args.results_dir}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ import torch
 from fairseq.data import Dictionary
 
 from ..utils.errors import DataError
-from .ctc import BLANK_SYMBOL
-from .prepare import WORD_BOUNDARY
+from .ctc import BLANK_SYMBOL, WORD_BOUNDARY
 
 INSTALL_HINT = "pip install flashlight-text (its wheels include KenLM)"
 SPECIAL_WORDS = {"<s>", "</s>", "<unk>"}

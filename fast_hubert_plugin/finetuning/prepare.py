@@ -35,11 +35,12 @@ from tqdm import tqdm
 
 from ..features.fbank import FRAME_LENGTH_SAMPLES, SAMPLE_RATE
 from ..utils.atomic import atomic_path, atomic_write_text
+from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
+from .ctc import WORD_BOUNDARY, words_to_letters
 
 logger = logging.getLogger("fast_hubert.prepare")
 
-WORD_BOUNDARY = "|"
 DICT_NAME = "dict.ltr.txt"
 
 
@@ -53,11 +54,6 @@ class Row:
 
 def text_to_words(text: str) -> List[str]:
     return text.split()
-
-
-def words_to_letters(words: List[str]) -> str:
-    """["HELLO", "WORLD"] -> "H E L L O | W O R L D |" (fairseq's libri_labels.py format)."""
-    return " ".join(list(" ".join(words).replace(" ", WORD_BOUNDARY))) + f" {WORD_BOUNDARY}" if words else ""
 
 
 def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = True) -> List[Row]:
@@ -208,9 +204,9 @@ def prepare_split(
     return written
 
 
+@console_script("fast-hubert-prepare-ctc")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="fast-hubert-prepare-ctc", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="fast-hubert-prepare-ctc", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("tsv", help="input TSV with a header: columns 'path' and 'text' (+ optional 'num_samples')")
     parser.add_argument("--split", required=True, help="split name of the outputs: {split}.tsv/.ltr/.wrd (e.g. train, valid)")
     parser.add_argument("--output-dir", required=True, help="folder to write into (task.data and task.label_dir)")
@@ -222,14 +218,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.write_dict and args.dict_from:
         parser.error("--write-dict and --dict-from exclude each other")
-    try:
-        written = prepare_split(args.tsv, args.split, args.output_dir, need_text=not args.no_text,
-                                write_dict=args.write_dict, dict_from=args.dict_from, progress=not args.quiet)
-        with open(written["manifest"], encoding="utf-8") as f:
-            n = sum(1 for _ in f) - 1
-        print(f"{args.split}: {n} utterances; wrote " + ", ".join(written[k] for k in sorted(written)))
-    except DataError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    written = prepare_split(args.tsv, args.split, args.output_dir, need_text=not args.no_text,
+                            write_dict=args.write_dict, dict_from=args.dict_from, progress=not args.quiet)
+    with open(written["manifest"], encoding="utf-8") as f:
+        n = sum(1 for _ in f) - 1
+    print(f"{args.split}: {n} utterances; wrote " + ", ".join(written[k] for k in sorted(written)))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ One utterance through the model (shapes for the default 40 ms Base):
 import ast
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -110,10 +110,7 @@ class FastHubertModel(HubertModel):
         self.register_buffer("cmvn_mean", torch.zeros(cfg.input_feat_per_channel))
         self.register_buffer("cmvn_inv_std", torch.ones(cfg.input_feat_per_channel))
         if cmvn is not None:
-            if cmvn.dim != cfg.input_feat_per_channel:
-                raise ValueError(f"CMVN stats have {cmvn.dim} bins, model.input_feat_per_channel is {cfg.input_feat_per_channel}")
-            self.cmvn_mean.copy_(torch.from_numpy(cmvn.mean))
-            self.cmvn_inv_std.copy_(torch.from_numpy(cmvn.inv_std))
+            self.set_cmvn(cmvn)
 
         self.embed = cfg.fbank_encoder_dim
         self.layer_norm = LayerNorm(self.embed)
@@ -149,6 +146,13 @@ class FastHubertModel(HubertModel):
         for key, default in _COSINE_LOSS_KEYS.items():
             if getattr(cfg, key, default) != default:
                 logger.warning(f"model.{key}={getattr(cfg, key)} has no effect: Fast-HuBERT uses a linear CE head")
+
+    def set_cmvn(self, cmvn: GlobalCMVN) -> None:
+        """Normalise the input with these global CMVN statistics (stored in the checkpoint)."""
+        if cmvn.dim != self.cfg.input_feat_per_channel:
+            raise ValueError(f"CMVN stats have {cmvn.dim} bins, model.input_feat_per_channel is {self.cfg.input_feat_per_channel}")
+        self.cmvn_mean.copy_(torch.from_numpy(cmvn.mean))
+        self.cmvn_inv_std.copy_(torch.from_numpy(cmvn.inv_std))
 
     @classmethod
     def build_model(cls, cfg: FastHubertConfig, task):
@@ -186,6 +190,29 @@ class FastHubertModel(HubertModel):
         out_mask = None if out_lengths is None else lengths_to_padding_mask(out_lengths, features.size(1))
         return features, out_mask
 
+    def project_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Subsampler output (B, T', fbank_encoder_dim) -> Transformer input (B, T', encoder_embed_dim):
+        LayerNorm, projection, dropout. This is layer 0 of the layer-feature convention."""
+        features = self.layer_norm(features)
+        if self.post_extract_proj is not None:
+            features = self.post_extract_proj(features)
+        return self.dropout_input(features)
+
+    def layer_outputs(
+        self, source: torch.Tensor, padding_mask: Optional[torch.Tensor], layers: Sequence[int]
+    ) -> Tuple[Dict[int, torch.Tensor], Optional[torch.Tensor]]:
+        """Unmasked hidden states: {layer: (B, T', C)} for ``layers`` (0: the Transformer input, L >= 1:
+        the output of block L) and the output padding mask (B, T') or None. Runs the Transformer
+        only up to the highest block asked for."""
+        features, out_mask = self.forward_features(source, padding_mask)
+        features = self.project_features(features)
+        out = {0: features} if 0 in layers else {}
+        blocks = sorted(layer for layer in set(layers) if layer > 0)
+        if blocks:
+            _, outputs = self.encoder.extract_features(features, out_mask, tgt_layer=blocks[-1] - 1, return_layers=blocks)
+            out.update(outputs)
+        return out, out_mask
+
     def forward_targets(
         self, features: torch.Tensor, target_list: List[torch.Tensor], padding_mask: Optional[torch.Tensor]
     ) -> Tuple[torch.Tensor, List[torch.Tensor], Optional[torch.Tensor]]:
@@ -208,17 +235,20 @@ class FastHubertModel(HubertModel):
         compute_masked: bool = True,
         compute_unmasked: bool = False,
     ) -> Dict[str, torch.Tensor]:
-        """output_layer is 1-based. In fine-tuning (features_only with mask) SpecAugment is applied
-        to the fbank when configured. Logits are computed only for the frames the loss uses:
-        masked frames, and unmasked ones only when ``compute_unmasked``."""
+        """output_layer is 1-based. Logits are computed only for the frames the loss uses: masked
+        frames, and unmasked ones only when ``compute_unmasked``.
+
+        Fine-tuning (``features_only`` with ``mask``, in training) augments with exactly one of:
+        SpecAugment on the fbank when ``spec_aug_*`` asks for masks (as the official Fast-HuBERT),
+        which then *replaces* HuBERT's span and channel masking (``mask_prob`` and
+        ``mask_channel_prob`` are not used); otherwise HuBERT's masking, as fairseq's ``hubert_ctc``."""
         augment = features_only and mask and self.training and self.spec_augment_enabled
+        if augment:
+            mask = False  # SpecAugment replaces HuBERT's masking: the two are never stacked
         features, padding_mask = self.forward_features(source, padding_mask, augment=augment)
         if target_list is not None:
             features, target_list, padding_mask = self.forward_targets(features, target_list, padding_mask)
-        features = self.layer_norm(features)
-        if self.post_extract_proj is not None:
-            features = self.post_extract_proj(features)
-        features = self.dropout_input(features)
+        features = self.project_features(features)
         if mask:
             x, mask_indices = self.apply_mask(features, padding_mask, target_list)
         else:

@@ -18,11 +18,10 @@ from ..data.fbank_dataset import FbankHubertDataset
 from ..data.feature_store import FbankStore
 from ..data.labels import DEFAULT_LENGTH_TOLERANCE_S, load_dictionary
 from ..features.cmvn import GlobalCMVN
-from ..finetuning.hubert_ctc_compat import fix_hubert_ctc_config, keep_pretrained_config, set_spec_augment, wrapped_model
+from ..utils.errors import DataError
+from ..models.hubert_ctc import keep_pretrained_config, set_spec_augment, wrapped_model
 
 logger = logging.getLogger(__name__)
-
-fix_hubert_ctc_config()  # fine-tuning mode serves fairseq's hubert_ctc: make it buildable
 
 
 @dataclass
@@ -101,8 +100,31 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
             self.model_from_checkpoint = False
         if wrapped_model(model) is not None:  # hubert_ctc around fast_hubert
             keep_pretrained_config(cfg, model)
+            if getattr(cfg, "no_pretrained_weights", False) and not from_checkpoint:
+                wrapped_model(model).set_cmvn(self.pretrained_cmvn(cfg))
             set_spec_augment(model, {k: getattr(self.cfg, k) for k in SPEC_AUG_KEYS if getattr(self.cfg, k) is not None})
+            inner = wrapped_model(model)
+            if inner.spec_augment_enabled and (inner.mask_prob > 0 or inner.mask_channel_prob > 0):
+                logger.warning(f"model.mask_prob={inner.mask_prob} and model.mask_channel_prob={inner.mask_channel_prob} "
+                               "are not used: SpecAugment on the fbank (task.spec_aug_*) replaces HuBERT's masking "
+                               "when fine-tuning. Set them to 0 to silence this, or set task.spec_aug_freq_masks=0 "
+                               "task.spec_aug_time_masks=0 to use HuBERT's masking instead")
         return model
+
+    def pretrained_cmvn(self, cfg) -> GlobalCMVN:
+        """CMVN for ``model.no_pretrained_weights: true``: fairseq's hubert_ctc then builds the inner
+        model as if restored from a checkpoint but loads none of its tensors, the CMVN buffers
+        included. Take them from ``task.cmvn_stats_path`` when set, else from ``model.w2v_path``."""
+        if self.cfg.cmvn_stats_path:
+            return GlobalCMVN.load(self.cfg.cmvn_stats_path)
+        from fairseq import checkpoint_utils
+
+        state = checkpoint_utils.load_checkpoint_to_cpu(cfg.w2v_path)["model"]
+        if "cmvn_mean" not in state or "cmvn_inv_std" not in state:
+            raise DataError(cfg.w2v_path, "model.no_pretrained_weights is true and this checkpoint holds no CMVN "
+                            "statistics (cmvn_mean, cmvn_inv_std)", "pass task.cmvn_stats_path=STATS.npz "
+                            "(from fast-hubert-cmvn on the training manifest)")
+        return GlobalCMVN(state["cmvn_mean"].double().numpy(), 1.0 / state["cmvn_inv_std"].double().numpy())
 
     def load_dataset(self, split: str, **kwargs) -> None:
         manifest = os.path.join(self.cfg.data, f"{split}.tsv")

@@ -1,6 +1,7 @@
-"""Make fairseq's ``hubert_ctc`` work on top of ``fast_hubert`` with fairseq-fixed 0.12.3.1.
+"""Make fairseq's ``hubert_ctc`` (fine-tuning) work on top of ``fast_hubert`` with fairseq-fixed 0.12.3.1.
 
-Three gaps, each closed without copying fairseq code:
+Registered with the models (importing ``fast_hubert_plugin.models`` fixes the config), so that the
+task never patches fairseq's registry itself. Three gaps, each closed without copying fairseq code:
 
 1. ``HubertEncoder.__init__`` reads ``cfg.autoregressive``, a key ``HubertCtcConfig`` lacks
    (only ``HubertSeq2SeqConfig`` has it): building ``hubert_ctc`` fails with
@@ -49,6 +50,17 @@ def wrapped_model(model):
     return getattr(encoder, "w2v_model", None)
 
 
+def fast_hubert_of(model):
+    """The fast_hubert model itself: ``model`` or the one inside a ``hubert_ctc`` model."""
+    from .fast_hubert import FastHubertModel
+
+    inner = wrapped_model(model)
+    inner = model if inner is None else inner
+    if not isinstance(inner, FastHubertModel):
+        raise ValueError(f"{type(inner).__name__} is not a fast_hubert model (no fbank subsampler)")
+    return inner
+
+
 def keep_pretrained_config(model_cfg, model) -> None:
     """Copy the pretrained config that ``HubertEncoder`` loaded into ``model_cfg.w2v_args``."""
     encoder_cfg = getattr(model, "cfg", None)
@@ -61,10 +73,12 @@ def keep_pretrained_config(model_cfg, model) -> None:
 
 def set_spec_augment(model, values: Dict[str, int]) -> None:
     """Set ``spec_aug_*`` values on the fast_hubert model wrapped by ``model``."""
+    from .fast_hubert import FastHubertModel
+
     inner = wrapped_model(model)
     if inner is None or not values:
         return
-    if not hasattr(inner, "spec_augment_enabled"):
+    if not isinstance(inner, FastHubertModel):
         raise ValueError(f"task.spec_aug_* is set but the fine-tuned model is {type(inner).__name__}, "
                          "not fast_hubert: unset task.spec_aug_*")
     with _writable(inner.cfg):

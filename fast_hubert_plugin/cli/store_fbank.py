@@ -11,13 +11,13 @@ from tqdm import tqdm
 
 from ..data.feature_store import store_paths, write_store
 from ..data.manifest import read_manifest
-from .audio import read_audio
-from .fbank import NUM_MEL_BINS, compute_fbank, num_fbank_frames
+from ..features.fbank import NUM_MEL_BINS, compute_fbank, num_fbank_frames
+from ..utils.cli import HelpFormatter, console_script
 
 
+@console_script("fast-hubert-store-fbank")
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="fast-hubert-store-fbank", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="fast-hubert-store-fbank", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("manifest", help="fairseq manifest {split}.tsv; the split name is its file stem")
     parser.add_argument("--output-dir", required=True, help="folder for {split}.fbank.npy and its lengths")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"],
@@ -30,7 +30,7 @@ def main(argv=None):
     lengths = [num_fbank_frames(n) for n in manifest.num_samples]
 
     def row(i):
-        return compute_fbank(read_audio(manifest.audio_path(i), where=manifest.where(i)))
+        return compute_fbank(manifest.read_audio(i))
 
     write_store(args.output_dir, split, lengths, row, NUM_MEL_BINS, args.dtype,
                 progress=lambda r: tqdm(r, desc=f"fbank {split}"))

@@ -21,10 +21,12 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..data.batching import pad_features
 from ..features.audio import read_audio
 from ..features.fbank import FBANK_FRAME_RATE, SAMPLE_RATE, compute_fbank
-from ..models.subsampler import subsampled_lengths
-from .checkpoints import fast_hubert_of, load_checkpoint
+from .checkpoints import load_checkpoint
+from .hubert_ctc import fast_hubert_of
+from .subsampler import subsampled_lengths
 
 Layers = Union[int, str, Iterable[int]]
 Audio = Union[str, Path, np.ndarray, torch.Tensor]
@@ -85,21 +87,10 @@ class FeatureExtractor:
         Returns {layer: (B, T', dim)} and the output padding mask (B, T') (None: nothing padded).
         Runs the Transformer only up to the highest layer asked for.
         """
-        m = self.model
         wanted = self.resolve_layers(layers)
         source = source.to(self.device)
         padding_mask = None if padding_mask is None else padding_mask.to(self.device)
-        features, out_mask = m.forward_features(source, padding_mask)
-        features = m.layer_norm(features)
-        if m.post_extract_proj is not None:
-            features = m.post_extract_proj(features)
-        features = m.dropout_input(features)
-        out = {0: features} if 0 in wanted else {}
-        blocks = [layer for layer in wanted if layer > 0]
-        if blocks:
-            _, outputs = m.encoder.extract_features(features, out_mask, tgt_layer=max(blocks) - 1, return_layers=blocks)
-            out.update(outputs)
-        return out, out_mask
+        return self.model.layer_outputs(source, padding_mask, wanted)
 
     def fbank(self, audio: Audio) -> torch.Tensor:
         """(T, 80) raw fbank of an audio file or a 16 kHz mono waveform in [-1, 1]."""
@@ -124,11 +115,7 @@ class FeatureExtractor:
     def extract_batch(self, fbanks: Sequence[torch.Tensor], layers: Layers = "all") -> List[Dict[int, torch.Tensor]]:
         """Features of several utterances ((T_i, 80) raw fbank each), batched with padding;
         each result is trimmed to its own ceil(T_i / factor) frames."""
-        lengths = torch.tensor([f.shape[0] for f in fbanks])
-        source = fbanks[0].new_zeros(len(fbanks), int(lengths.max()), fbanks[0].shape[1])
-        for b, f in enumerate(fbanks):
-            source[b, : f.shape[0]] = f
-        padding_mask = torch.arange(source.shape[1])[None, :] >= lengths[:, None]
-        out, _ = self.forward_layers(source, padding_mask, layers)
-        frames = [self.num_frames(int(n)) for n in lengths]
+        source, padding_mask = pad_features(fbanks)
+        out, _ = self.forward_layers(source, padding_mask if len(fbanks) > 1 else None, layers)
+        frames = [self.num_frames(f.shape[0]) for f in fbanks]
         return [{layer: x[b, : frames[b]].float().cpu() for layer, x in out.items()} for b in range(len(fbanks))]

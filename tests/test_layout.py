@@ -1,0 +1,113 @@
+"""The package's folders depend on each other one way, so one utterance can be followed from the
+manifest line to the loss by opening folders in order; and each job has one implementation."""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+PACKAGE = REPO / "fast_hubert_plugin"
+# Lower layers never import higher ones; folders of the same layer never import each other.
+LAYERS = {
+    "utils": 0,
+    "features": 1,
+    "data": 2,
+    "models": 3, "criterions": 3,
+    "tasks": 4,
+    "clustering": 5, "finetuning": 5,
+    "cli": 6, "recipes": 6,
+    "__init__": 7,  # the package itself: importing it registers everything
+}
+
+
+def folder_of(module: str) -> str:
+    parts = module.split(".")
+    assert parts[0] == "fast_hubert_plugin", module
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "__init__"
+
+
+def imports_of(path: Path):
+    return imports_in(path.read_text(encoding="utf-8"), path.relative_to(REPO))
+
+
+def imports_in(text: str, rel: Path):
+    """Modules of this package imported anywhere in the source ``text`` of file ``rel`` (relative to
+    the repository), at module level or inside functions, with their line numbers."""
+    package = list(rel.with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                names = [f"{target}.{a.name}" for a in node.names] if not node.module else [target]
+            else:
+                names = [node.module] if node.module else []
+            found += [(n, node.lineno) for n in names if n.startswith("fast_hubert_plugin")]
+        elif isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names if a.name.startswith("fast_hubert_plugin")]
+    return found
+
+
+def folder_graph():
+    edges = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = folder_of(".".join(path.relative_to(REPO).with_suffix("").parts))
+        for target_module, line in imports_of(path):
+            target = folder_of(target_module)
+            if target != source:
+                edges.setdefault((source, target), []).append(f"{path.relative_to(REPO)}:{line}")
+    return edges
+
+
+def test_every_folder_has_a_layer():
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert folders <= set(LAYERS), folders - set(LAYERS)
+
+
+def test_imports_point_down_only():
+    wrong = {f"{a} -> {b}": where for (a, b), where in folder_graph().items() if LAYERS[b] >= LAYERS[a]}
+    assert not wrong, f"imports against the layer order {LAYERS}: {wrong}"
+
+
+def test_folder_graph_has_no_cycle():
+    edges = folder_graph()
+    graph = {}
+    for a, b in edges:
+        graph.setdefault(a, set()).add(b)
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in graph.get(node, ()):
+            assert state.get(nxt) != "open", f"cycle: {' -> '.join(stack + [node, nxt])}"
+            if nxt not in state:
+                visit(nxt, stack + [node])
+        state[node] = "done"
+
+    for node in list(graph):
+        if node not in state:
+            visit(node, [])
+
+
+def test_the_checker_sees_an_upward_import():
+    """The graph above is built from real import statements, function-level ones included."""
+    text = "import os\nfrom .fbank import x\n\ndef f():\n    from ..data.manifest import read_manifest\n"
+    assert imports_in(text, Path("fast_hubert_plugin/features/x.py")) == [
+        ("fast_hubert_plugin.features.fbank", 2), ("fast_hubert_plugin.data.manifest", 5)]
+    assert folder_of("fast_hubert_plugin.data.manifest") == "data" and folder_of("fast_hubert_plugin") == "__init__"
+
+
+@pytest.mark.parametrize("pattern,home", [
+    (r"load_model_ensemble_and_task\(", "models/checkpoints.py"),          # one checkpoint loader
+    (r"arange\(\w+\.shape\[1\]\)\[None, :\] >=", "data/batching.py"),          # one pad-and-mask helper
+    (r"samples but .* says", "data/manifest.py"),                           # one audio length check
+    (r"encoder\.extract_features\(features, out_mask", "models/fast_hubert.py"),  # one layer-output path
+    (r"class \w*Unpickler", "features/cmvn.py"),
+])
+def test_one_implementation_per_job(pattern, home):
+    where = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+             if re.search(pattern, p.read_text(encoding="utf-8"))]
+    assert where == [home], where
