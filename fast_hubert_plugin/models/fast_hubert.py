@@ -245,7 +245,8 @@ class FastHubertModel(HubertModel):
             features = self.post_extract_proj(features)
         features = self.dropout_input(features)
         if mask:
-            x, mask_indices = self.apply_mask(features, padding_mask, target_list, rng_keys)
+            keyed = {} if rng_keys is None else {"rng_keys": rng_keys}
+            x, mask_indices = self.apply_mask(features, padding_mask, target_list, **keyed)
         else:
             x, mask_indices = features, None
 
