@@ -136,59 +136,88 @@ def test_crops_and_masks_come_from_seed_epoch_and_utterance_not_global_state(pre
 
 # ---- 2. two ranks over gloo through fairseq-hydra-train -----------------------------------------------
 
-def test_two_ranks_over_gloo_match_one_rank_with_update_freq_2(pretraining_data, tmp_path):
-    updates = 3
+UPDATES = 3  # parameters compared after 3 updates; losses at updates 1..4
+GLOO = ["common.cpu=true", "distributed_training.distributed_backend=gloo", "distributed_training.ddp_backend=legacy_ddp",
+        "distributed_training.distributed_world_size=2", "distributed_training.distributed_no_spawn=true",
+        "dataset.num_workers=0", "checkpoint.save_interval_updates=1000"]
+
+
+@pytest.fixture(scope="module")
+def one_rank_update_freq_2(pretraining_data, tmp_path_factory):
+    """The reference: one process, 2 batches per update; its probe folder and log."""
+    root = tmp_path_factory.mktemp("one_rank")
+    (root / "run").mkdir()
+    proc = subprocess.run(
+        hydra_command(root / "run", probe_overrides(pretraining_data, root / "probe", UPDATES + 1, UPDATES) + [
+            "optimization.update_freq=[2]", "dataset.num_workers=0", "checkpoint.save_interval_updates=1000"]),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return root / "probe", proc.stdout
+
+
+def check_two_ranks_match_one(probe2: Path, log2: str, reference):
+    """Both ranks hold the same parameters, and the run equals one rank with update_freq 2."""
+    probe1, log1 = reference
+    r0, r1 = torch.load(probe2 / "rank0.pt"), torch.load(probe2 / "rank1.pt")
+    assert r0.keys() == r1.keys()
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k
+    # the same batches reached each update: 2 ranks x 1 batch == 1 rank x 2 batches
+    two, one = losses_per_update(probe2), losses_per_update(probe1)
+    assert sorted(two) == sorted(one) == list(range(1, UPDATES + 2))
+    loss_diff = max(abs(two[u] - one[u]) for u in two)
+    assert loss_diff <= 1e-6, (two, one)  # measured: 0
+    assert len(set(round(v, 3) for v in one.values())) > 1  # the model trained
+    s = torch.load(probe1 / "rank0.pt")
+    assert s.keys() == r0.keys()
+    param_diff = max((s[k].float() - r0[k].float()).abs().max().item() for k in s)
+    print(f"2 ranks vs update_freq 2: max |loss diff| {loss_diff:.3g}, max |parameter diff| {param_diff:.3g}")
+    assert param_diff <= 1e-6  # measured: 0
+    # fairseq's own logs (rank 0, summed over ranks) agree too
+    logged2 = {int(r["num_updates"]): r["loss"] for r in train_log_records(log2)}
+    logged1 = {int(r["num_updates"]): r["loss"] for r in train_log_records(log1)}
+    assert logged2 == logged1 and len(logged1) == UPDATES + 1
+
+
+def test_two_ranks_over_gloo_match_one_rank_with_update_freq_2(pretraining_data, tmp_path, one_rank_update_freq_2):
+    """Each rank started by hand (tcp init), as on machines without a launcher."""
     port = free_port()
     procs = []
     for rank in (0, 1):
         run_dir = tmp_path / f"rank{rank}"
         run_dir.mkdir()
-        cmd = hydra_command(run_dir, probe_overrides(pretraining_data, tmp_path / "probe2", updates + 1, updates) + [
-            "common.cpu=true", "distributed_training.distributed_backend=gloo",
-            "distributed_training.ddp_backend=legacy_ddp", "distributed_training.distributed_world_size=2",
-            "distributed_training.distributed_no_spawn=true", f"distributed_training.distributed_rank={rank}",
-            f"distributed_training.distributed_init_method=tcp://127.0.0.1:{port}",
-            "dataset.num_workers=0", "checkpoint.save_interval_updates=1000",
-        ])
+        cmd = hydra_command(run_dir, probe_overrides(pretraining_data, tmp_path / "probe", UPDATES + 1, UPDATES) + GLOO + [
+            f"distributed_training.distributed_rank={rank}",
+            f"distributed_training.distributed_init_method=tcp://127.0.0.1:{port}"])
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       env=run_env(), cwd=tmp_path))
     outs = [p.communicate(timeout=600)[0] for p in procs]
     for rank, (p, out) in enumerate(zip(procs, outs)):
         assert p.returncode == 0, f"rank {rank}:\n{out[-4000:]}"
     assert "distributed init (rank 1)" in outs[1]
-
-    single_dir = tmp_path / "single"
-    single_dir.mkdir()
-    single = subprocess.run(
-        hydra_command(single_dir, probe_overrides(pretraining_data, tmp_path / "probe1", updates + 1, updates) + [
-            "optimization.update_freq=[2]", "dataset.num_workers=0", "checkpoint.save_interval_updates=1000"]),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=tmp_path, timeout=600)
-    assert single.returncode == 0, single.stdout[-4000:]
-
     # only rank 0 wrote checkpoints
     assert (tmp_path / "rank0" / "checkpoints" / "checkpoint_last.pt").is_file()
     assert not list((tmp_path / "rank1").rglob("*.pt"))
-    # both ranks hold the same parameters after `updates` updates, bit for bit
-    r0 = torch.load(tmp_path / "probe2" / "rank0.pt")
-    r1 = torch.load(tmp_path / "probe2" / "rank1.pt")
-    assert r0.keys() == r1.keys()
-    for k in r0:
-        assert torch.equal(r0[k], r1[k]), k
-    # the same batches reached each update: 2 ranks x 1 batch == 1 rank x 2 batches
-    two, one = losses_per_update(tmp_path / "probe2"), losses_per_update(tmp_path / "probe1")
-    assert sorted(two) == sorted(one) == list(range(1, updates + 2))
-    loss_diff = max(abs(two[u] - one[u]) for u in two)
-    assert loss_diff <= 1e-6, (two, one)  # measured: 0
-    assert len(set(round(v, 3) for v in one.values())) > 1  # the model trained
-    s = torch.load(tmp_path / "probe1" / "rank0.pt")
-    assert s.keys() == r0.keys()
-    param_diff = max((s[k].float() - r0[k].float()).abs().max().item() for k in s)
-    print(f"2 ranks vs update_freq 2: max |loss diff| {loss_diff:.3g}, max |parameter diff| {param_diff:.3g}")
-    assert param_diff <= 1e-6  # measured: 0
-    # fairseq's own logs (rank 0, summed over ranks) agree too
-    logged = {int(r["num_updates"]): float(r["loss"]) for r in train_log_records(outs[0])}
-    logged1 = {int(r["num_updates"]): float(r["loss"]) for r in train_log_records(single.stdout)}
-    assert logged == logged1
+    check_two_ranks_match_one(tmp_path / "probe", outs[0], one_rank_update_freq_2)
+
+
+def test_torchrun_launch_on_cpu(pretraining_data, tmp_path, one_rank_update_freq_2):
+    """The README's torchrun form: fairseq's own torchrun detection divides by the CUDA device count,
+    so the rank comes from torchrun's environment through the config (env://, ${oc.env:RANK})."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    (tmp_path / "run").mkdir()
+    overrides = probe_overrides(pretraining_data, tmp_path / "probe", UPDATES + 1, UPDATES) + GLOO + [
+        "distributed_training.distributed_init_method=env://",
+        "distributed_training.distributed_rank=${oc.env:RANK}",
+        "distributed_training.device_id=${oc.env:LOCAL_RANK}"]
+    cmd = [str(torchrun), "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), *hydra_command(tmp_path / "run", overrides)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(),
+                          cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "distributed init (rank 0): env://" in proc.stdout and "distributed init (rank 1): env://" in proc.stdout
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint_last.pt").is_file()
+    check_two_ranks_match_one(tmp_path / "probe", proc.stdout, one_rank_update_freq_2)
 
 
 # ---- 2. torch DDP (c10d, gloo) with find_unused_parameters=False ------------------------------------
