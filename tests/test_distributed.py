@@ -265,7 +265,7 @@ def _ddp_worker(rank: int, world: int, port: int, result_dir: str):
 def test_ddp_without_find_unused_parameters_trains_ils_model(tmp_path):
     """torch DDP (c10d, gloo, find_unused_parameters=False) over the model with ILS: every parameter
     gets a gradient at every step (DDP raises at the next step otherwise), ranks stay identical."""
-    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2)
+    mp.start_processes(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, start_method="fork")
     for rank in (0, 1):
         result = torch.load(tmp_path / f"rank{rank}.pt")
         assert "error" not in result, result["error"]
