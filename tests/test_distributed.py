@@ -71,7 +71,8 @@ def test_logging_outputs_are_summable_and_give_the_same_metrics():
     logs = []
     for seed in (0, 1, 2):
         source, padding, targets = batch([90, 71, 64], seed=seed)
-        sample = {"id": torch.arange(3), "net_input": {"source": source, "padding_mask": padding}, "target_list": [targets]}
+        sample = {"id": torch.arange(3), "net_input": {"source": source, "padding_mask": padding},
+                  "target_list": [targets]}
         logs.append(crit(model, sample)[2])
     assert FastHubertCriterion.logging_outputs_can_be_summed()
     # what fairseq's fast stat sync hands to reduce_metrics: one dict of sums
@@ -137,7 +138,8 @@ def test_crops_and_masks_come_from_seed_epoch_and_utterance_not_global_state(pre
 # ---- 2. two ranks over gloo through fairseq-hydra-train -----------------------------------------------
 
 UPDATES = 3  # parameters compared after 3 updates; losses at updates 1..4
-GLOO = ["common.cpu=true", "distributed_training.distributed_backend=gloo", "distributed_training.ddp_backend=legacy_ddp",
+GLOO = ["common.cpu=true", "distributed_training.distributed_backend=gloo",
+        "distributed_training.ddp_backend=legacy_ddp",
         "distributed_training.distributed_world_size=2", "distributed_training.distributed_no_spawn=true",
         "dataset.num_workers=0", "checkpoint.save_interval_updates=1000"]
 
@@ -186,7 +188,8 @@ def test_two_ranks_over_gloo_match_one_rank_with_update_freq_2(pretraining_data,
     for rank in (0, 1):
         run_dir = tmp_path / f"rank{rank}"
         run_dir.mkdir()
-        cmd = hydra_command(run_dir, probe_overrides(pretraining_data, tmp_path / "probe", UPDATES + 1, UPDATES) + GLOO + [
+        overrides = probe_overrides(pretraining_data, tmp_path / "probe", UPDATES + 1, UPDATES) + GLOO
+        cmd = hydra_command(run_dir, overrides + [
             f"distributed_training.distributed_rank={rank}",
             f"distributed_training.distributed_init_method=tcp://127.0.0.1:{port}"])
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -201,7 +201,11 @@ class FastHubertModel(HubertModel):
         return features, [t[:, :n] for t in target_list], padding_mask
 
     def apply_mask(
-        self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], target_list, rng_keys: Optional[torch.Tensor] = None
+        self,
+        x: torch.Tensor,
+        padding_mask: Optional[torch.Tensor],
+        target_list,
+        rng_keys: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """HuBERT span masking of x (B, T', D) in place; (x, mask (B, T') bool or None).
 
