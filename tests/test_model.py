@@ -2,7 +2,6 @@
 import math
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +9,7 @@ from fairseq.data import Dictionary
 
 from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
 from fast_hubert_plugin.models import fast_hubert as fast_hubert_module
+from fast_hubert_plugin.models import layer_encoder
 from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel, label_stride
 from fast_hubert_plugin.models.official_names import OfficialFastHubertConfig, OfficialFastHubertModel
 from fast_hubert_plugin.models.subsampler import FbankSubsampler, subsampled_lengths
@@ -179,10 +179,10 @@ def test_ils_layers_are_absolute_under_layerdrop(monkeypatch):
     enc = model.encoder
     x = torch.randn(2, 30, 64)
     draws = iter([0.9, 0.1, 0.9, 0.1])  # layerdrop 0.5: blocks 2 and 4 dropped, 1 and 3 run
-    monkeypatch.setattr(np.random, "random", lambda: next(draws))
+    monkeypatch.setattr(layer_encoder, "layerdrop_draw", lambda: next(draws))
     _, outs = enc.extract_features(x, None, return_layers=[2, 4])
     assert sorted(outs) == [2, 4]
-    monkeypatch.setattr(np.random, "random", lambda: 0.9)
+    monkeypatch.setattr(layer_encoder, "layerdrop_draw", lambda: 0.9)
     h1, _ = enc.extract_features(x, None, tgt_layer=0)
     h3 = enc.layers[2](h1.transpose(0, 1), self_attn_padding_mask=None, need_weights=False)[0].transpose(0, 1)
     torch.testing.assert_close(outs[2], h1)  # block 2 dropped: its output is block 1's

@@ -2,7 +2,8 @@
 
 Reads the feature shards of one split (FEAT_DIR/{split}_{R}_{N}.npy/.len/.json from
 fast-hubert-dump), the centroids (.npy from fast-hubert-learn-kmeans) and the split's manifest
-(by default the one recorded in the shards), and writes into LABEL_DIR, atomically:
+(by default the one recorded in the shards), and writes into LABEL_DIR, atomically (earlier outputs
+are removed first and the dictionary is renamed into place last, so a killed job never leaves a pair):
 
   {split}.{label}      one line per manifest row, same order: space-separated unit ids at
                        --label-rate (100 Hz features -> 50 Hz keeps every 2nd frame, 25 Hz every 4th)
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from ..data.labels import check_label_lengths, check_units_in_dictionary, load_dictionary
 from ..data.manifest import read_manifest
-from ..utils.atomic import atomic_write_text
+from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
 from .feature_shards import load_split
@@ -119,10 +120,14 @@ def apply_kmeans(feat_dir, split: str, centroids_path, label_dir, label: str = "
     label_path = label_dir / f"{split}.{label}"
     dict_path = label_dir / f"dict.{label}.txt"
     check_label_lengths(lines, manifest.num_samples, rate, label_path, manifest_path)
-    atomic_write_text(dict_path, format_dictionary(counts))
-    dictionary = load_dictionary(dict_path)
-    check_units_in_dictionary(lines, dictionary, label_path, dict_path)
-    atomic_write_text(label_path, "".join(line + "\n" for line in lines))
+    # Earlier outputs go first and the dictionary is renamed into place last: a job killed on the way
+    # leaves at most labels without their dictionary (the task refuses them), never a finished-looking pair.
+    for old in (dict_path, label_path):
+        old.unlink(missing_ok=True)
+    with atomic_path(dict_path) as dict_tmp:
+        dict_tmp.write_text(format_dictionary(counts), encoding="utf-8")
+        check_units_in_dictionary(lines, load_dictionary(dict_tmp), label_path, dict_path)
+        atomic_write_text(label_path, "".join(line + "\n" for line in lines))
     return {"label_path": str(label_path), "dict_path": str(dict_path), "rows": rows, "labels": int(counts.sum()),
             "label_rate": rate, "n_clusters": k, "used_clusters": int((counts > 0).sum()),
             "mean_sq_dist": total_sq / max(total_frames, 1)}

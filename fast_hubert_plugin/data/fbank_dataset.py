@@ -4,6 +4,11 @@ Reuses fairseq's ``HubertDataset`` batching (cropping, label collation, ordering
 counted in fbank frames (100 per second): ``self.sample_rate`` is that frame rate, so fairseq's
 label arithmetic (labels per frame = label_rate / 100) holds unchanged. Everything is validated
 when the split is loaded: manifest rows, audio files, label line counts and lengths, units.
+
+Randomness is keyed, not global: each utterance of a batch gets a key drawn from
+(seed, epoch, utterance index). Its random crop comes from that key, and the key travels in
+``net_input["rng_keys"]`` so that the model draws its mask from it too. A run restarted from a
+checkpoint, or split over several processes, therefore sees the same crops and masks.
 """
 import logging
 import sys
@@ -107,6 +112,32 @@ class FbankHubertDataset(HubertDataset):
         self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
         self.pad_audio = pad_audio
         self.normalize = False
+        self.seed = 1
+        self.epoch = 1
+        self._batch_keys: Optional[List[int]] = None
+
+    def set_seed(self, seed: int) -> None:
+        """The run's seed (``common.seed``), which keys crops and masks with the epoch."""
+        self.seed = int(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def rng_key(self, index: int) -> int:
+        """A 63-bit key for utterance ``index`` in this epoch: the same in every process and after a restart."""
+        state = np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(2, dtype=np.uint32)
+        return (int(state[0]) << 31) ^ int(state[1])
+
+    def collater(self, samples):
+        keys = [self.rng_key(s["id"]) for s in samples if s["source"] is not None]
+        self._batch_keys = keys
+        try:
+            batch = super().collater(samples)
+        finally:
+            self._batch_keys = None
+        if batch:
+            batch["net_input"]["rng_keys"] = torch.tensor(keys, dtype=torch.long)
+        return batch
 
     def get_audio(self, index: int) -> torch.Tensor:
         """Raw log-Mel fbank (frames, 80) of kept utterance ``index``; CMVN is applied in the model."""
@@ -122,14 +153,17 @@ class FbankHubertDataset(HubertDataset):
                             "check the audio for corrupt samples and drop or re-encode it")
         return torch.from_numpy(feats)
 
-    def crop_to_max_size(self, feats: torch.Tensor, target_size: int):
+    def crop_to_max_size(self, feats: torch.Tensor, target_size: int, key: Optional[int] = None):
+        """A window of ``target_size`` frames starting at a multiple of CROP_MULTIPLE, drawn from ``key``."""
         size = len(feats)
         diff = size - target_size
         if diff <= 0:
             return feats, 0
         start = 0
         if self.random_crop:
-            start = int(np.random.randint(0, diff // CROP_MULTIPLE + 1)) * CROP_MULTIPLE
+            choices = diff // CROP_MULTIPLE + 1
+            offset = np.random.default_rng(key).integers(choices) if key is not None else np.random.randint(choices)
+            start = int(offset) * CROP_MULTIPLE
         return feats[start : start + target_size], start
 
     def collater_audio(self, audios: List[torch.Tensor], audio_size: int):
@@ -146,5 +180,6 @@ class FbankHubertDataset(HubertDataset):
                 collated[i, : len(feats)] = feats
                 padding_mask[i, len(feats):] = True
             else:
-                collated[i], starts[i] = self.crop_to_max_size(feats, audio_size)
+                key = None if self._batch_keys is None else self._batch_keys[i]
+                collated[i], starts[i] = self.crop_to_max_size(feats, audio_size, key)
         return collated, padding_mask, starts

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from fairseq.data.data_utils import compute_mask_indices
 from fairseq.data.dictionary import Dictionary
 from fairseq.models import BaseFairseqModel, register_model
 from fairseq.models.hubert.hubert import HubertConfig, HubertModel
@@ -34,6 +35,8 @@ _MASK_ATTRS = (
     "mask_channel_prob", "mask_channel_selection", "mask_channel_other", "mask_channel_length",
     "no_mask_channel_overlap", "mask_channel_min_space",
 )
+# Each utterance's mask is drawn from hash((MASK_RNG_STREAM, 0, key)); its crop from the key itself.
+MASK_RNG_STREAM = 7
 # Keys of the cosine-similarity loss of stock HuBERT that a linear CE head has no use for.
 _COSINE_LOSS_KEYS = {"final_dim": 0, "untie_final_proj": False, "target_glu": False}
 
@@ -224,6 +227,29 @@ class FastHubertModel(HubertModel):
         padding_mask = None if padding_mask is None else padding_mask[:, :n]
         return features, [t[:, :n] for t in target_list], padding_mask
 
+    def apply_mask(
+        self,
+        x: torch.Tensor,
+        padding_mask: Optional[torch.Tensor],
+        target_list,
+        rng_keys: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """HuBERT span masking of x (B, T', D) in place; (x, mask (B, T') bool or None).
+
+        With ``rng_keys`` each row's spans are drawn from its own key (fairseq's seeded
+        ``compute_mask_indices``), so a batch is masked the same way in any process and after a restart."""
+        if rng_keys is None or self.mask_prob <= 0 or self.mask_channel_prob > 0:
+            return super().apply_mask(x, padding_mask, target_list)
+        B, T, _ = x.shape
+        mask_indices = compute_mask_indices(
+            (B, T), padding_mask, self.mask_prob, self.mask_length, self.mask_selection, self.mask_other,
+            min_masks=2, no_overlap=self.no_mask_overlap, min_space=self.mask_min_space,
+            seed=MASK_RNG_STREAM, epoch=0, indices=rng_keys,
+        )
+        mask_indices = torch.from_numpy(mask_indices).to(x.device)
+        x[mask_indices] = self.mask_emb
+        return x, mask_indices
+
     def forward(
         self,
         source: torch.Tensor,
@@ -234,9 +260,12 @@ class FastHubertModel(HubertModel):
         output_layer: Optional[int] = None,
         compute_masked: bool = True,
         compute_unmasked: bool = False,
+        rng_keys: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
         """output_layer is 1-based. Logits are computed only for the frames the loss uses: masked
-        frames, and unmasked ones only when ``compute_unmasked``.
+        frames, and unmasked ones only when ``compute_unmasked``. rng_keys: (B,) int64, one key per
+        utterance (the dataset's ``net_input["rng_keys"]``) from which its mask is drawn; without
+        them masks come from numpy's global random state.
 
         Fine-tuning (``features_only`` with ``mask``, in training) augments with exactly one of:
         SpecAugment on the fbank when ``spec_aug_*`` asks for masks (as the official Fast-HuBERT),
@@ -250,7 +279,8 @@ class FastHubertModel(HubertModel):
             features, target_list, padding_mask = self.forward_targets(features, target_list, padding_mask)
         features = self.project_features(features)
         if mask:
-            x, mask_indices = self.apply_mask(features, padding_mask, target_list)
+            keyed = {} if rng_keys is None else {"rng_keys": rng_keys}
+            x, mask_indices = self.apply_mask(features, padding_mask, target_list, **keyed)
         else:
             x, mask_indices = features, None
 

@@ -4,15 +4,23 @@ fairseq's ``TransformerEncoder.extract_features`` lists only the layers that sur
 so "layer 4" of that list drifts between steps (the official Fast-HuBERT ILS bug). Here the
 hidden state after block i (1-based) is recorded whether block i ran or was dropped; a dropped
 block passes its input through, exactly as the network computes.
+
+Which blocks are dropped is drawn from torch's generator, which fairseq seeds with
+``common.seed`` + update before every update (numpy's global state, which fairseq's encoder uses,
+is not restored by a checkpoint): a resumed run drops the blocks an uninterrupted one drops.
 """
 from typing import Dict, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from fairseq.models.wav2vec.utils import pad_to_multiple
 from fairseq.models.wav2vec.wav2vec2 import TransformerEncoder
 from fairseq.utils import index_put
+
+
+def layerdrop_draw() -> float:
+    """A uniform draw in [0, 1) from torch's global generator (block dropped when <= layerdrop)."""
+    return float(torch.rand(()))
 
 
 class LayerOutputEncoder(TransformerEncoder):
@@ -50,7 +58,7 @@ class LayerOutputEncoder(TransformerEncoder):
         last = len(self.layers) if tgt_layer is None else max(capture)
         outputs: Dict[int, torch.Tensor] = {}
         for i, layer in enumerate(self.layers[:last]):
-            dropped = self.training and self.layerdrop > 0 and np.random.random() <= self.layerdrop
+            dropped = self.training and self.layerdrop > 0 and layerdrop_draw() <= self.layerdrop
             if not dropped:
                 x, _ = layer(x, self_attn_padding_mask=padding_mask, need_weights=False)
             if i + 1 in capture:

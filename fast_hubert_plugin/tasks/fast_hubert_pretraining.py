@@ -43,6 +43,11 @@ class FastHubertPretrainingConfig(HubertPretrainingConfig):
     check_audio_files: bool = field(
         default=True, metadata={"help": "check at start-up that every audio file of the manifest exists"}
     )
+    persistent_workers: bool = field(
+        default=False,
+        metadata={"help": "keep data-loader workers alive across epochs; off, they restart each epoch and see the "
+                  "new epoch number, which keys the random crops and masks (exact resume, identical multi-process runs)"},
+    )
     # Fine-tuning SpecAugment (hubert_ctc): fairseq rebuilds the pretrained model from the checkpoint's
     # own config and overrides only its own keys, so these reach the model through the task.
     spec_aug_freq_masks: Optional[int] = field(
@@ -125,6 +130,12 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
                             "statistics (cmvn_mean, cmvn_inv_std)", "pass task.cmvn_stats_path=STATS.npz "
                             "(from fast-hubert-cmvn on the training manifest)")
         return GlobalCMVN(state["cmvn_mean"].double().numpy(), 1.0 / state["cmvn_inv_std"].double().numpy())
+
+    def get_batch_iterator(self, dataset, *args, seed: int = 1, **kwargs):
+        # The trainer passes common.seed here: it keys the dataset's crops and the model's masks.
+        if hasattr(dataset, "set_seed"):
+            dataset.set_seed(seed)
+        return super().get_batch_iterator(dataset, *args, seed=seed, **kwargs)
 
     def load_dataset(self, split: str, **kwargs) -> None:
         manifest = os.path.join(self.cfg.data, f"{split}.tsv")
