@@ -33,6 +33,8 @@ setup(
         "bench": ["scikit-learn>=1.3"],
         "lm": ["flashlight-text>=0.0.7"],
         "dev": ["pytest>=8"],
+        # fast-hubert-export and loading its folders: transformers 5 (config dataclasses, masking utils)
+        "hf": ["transformers>=5.20,<6", "safetensors>=0.7"],
     },
     entry_points={
         "console_scripts": [
@@ -45,6 +47,7 @@ setup(
             "fast-hubert-prepare-ctc=fast_hubert_plugin.finetuning.prepare:main",
             "fast-hubert-decode=fast_hubert_plugin.finetuning.decode:main",
             "fast-hubert-extract=fast_hubert_plugin.finetuning.extract:main",
+            "fast-hubert-export=fast_hubert_plugin.export.cli:main",
         ]
     },
 )
