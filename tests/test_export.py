@@ -199,16 +199,26 @@ def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(pretrained
     got = np.load(tmp_path / "outputs.npz")
     assert got["fe_frames"].tolist() == [f.shape[0] for f in raw]
     assert got["fe_mask"].sum(1).tolist() == [f.shape[0] for f in raw]
-    fbank_diff = max(float(np.abs(got[f"fe_raw{i}"] - raw[i]).max()) for i in range(len(raw)))
-    assert fbank_diff <= 1e-3, fbank_diff
+    # The fbank: kaldi-native-fbank computes in float32, the exported extractor in float64. Where pre-emphasis
+    # leaves almost no energy (the lowest mel bins of quiet frames) float32 rounding alone moves the log by up
+    # to ~0.03 (float32 vs float64 of the same torch code differ as much); everywhere else they agree to 1e-3.
+    diffs = np.concatenate([np.abs(got[f"fe_raw{i}"] - raw[i]) for i in range(len(raw))])
+    assert float(diffs[:, 12:].max()) <= 1e-3, float(diffs[:, 12:].max())
+    assert float((diffs > 1e-3).mean()) <= 1e-3 and float(diffs.max()) <= 0.05, (float((diffs > 1e-3).mean()), float(diffs.max()))
+    for i in range(len(raw)):  # CMVN with the checkpoint's statistics, as the model applied it in training
+        assert np.abs(got[f"fe_norm{i}"] - normed[i]).max() <= 0.05
     for i, ref in enumerate(reference):
         assert ref.shape[0] == 5  # layer 0 (Transformer input) + 4 blocks
         for kind in ("alone", "padded"):
             assert got[f"{kind}{i}"].shape == ref.shape, (kind, i)
             diff = float(np.abs(got[f"{kind}{i}"] - ref).max())
             assert diff <= 1e-4, (kind, i, diff)
-        assert float(np.abs(got[f"e2e{i}"] - ref).max()) <= 1e-2  # through the exported fbank
-    print(f"max |fbank diff| {fbank_diff:.2e}")
+        e2e = float(np.abs(got[f"e2e{i}"] - ref).max())  # waveform -> exported fbank -> model
+        assert e2e <= 5e-3, (i, e2e)
+        print(f"utterance {i}: max |hidden diff| alone {np.abs(got[f'alone{i}'] - ref).max():.1e}, "
+              f"padded {np.abs(got[f'padded{i}'] - ref).max():.1e}, end to end {e2e:.1e}")
+    print(f"fbank: max |diff| {diffs.max():.1e}, bins 12..79 {diffs[:, 12:].max():.1e}, "
+          f"share over 1e-3 {(diffs > 1e-3).mean():.1e}")
 
 
 # --------------------------------------------------------------------------- fine-tuned model

@@ -24,3 +24,6 @@ def hide_unloadable_torchaudio() -> None:
         for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:
             del sys.modules[name]
         sys.modules["torchaudio"] = None
+
+
+hide_unloadable_torchaudio()  # before any module of this package imports transformers

@@ -26,11 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-from . import hide_unloadable_torchaudio
-
-hide_unloadable_torchaudio()  # before transformers is imported
-
-from .convert import ExportError, convert_checkpoint  # noqa: E402
+from .convert import ExportError, convert_checkpoint
 
 HF_DIR = Path(__file__).resolve().parent / "hf"
 CODE_FILES = ("configuration_fast_hubert.py", "modeling_fast_hubert.py", "feature_extraction_fast_hubert.py")
