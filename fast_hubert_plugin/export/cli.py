@@ -111,11 +111,11 @@ def export(checkpoint: str, out_dir: str, dict_path: Optional[str] = None, overw
                                   encoding="utf-8")
             tokenizer = FastHubertCTCTokenizer(str(vocab_file))
             Wav2Vec2Processor(feature_extractor=fe, tokenizer=tokenizer).save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
             _add_auto_map(tmp / "tokenizer_config.json",
                           {"AutoTokenizer": ["tokenization_fast_hubert.FastHubertCTCTokenizer", None]})
-            _add_auto_map(tmp / "processor_config.json", fe_auto, optional=True)
-        else:
-            fe.save_pretrained(tmp)
+            _add_auto_map(tmp / "processor_config.json", fe_auto, optional=True, nested="feature_extractor")
+        fe.save_pretrained(tmp)
         _add_auto_map(tmp / "preprocessor_config.json", fe_auto)
         (tmp / "README.md").write_text(model_card(exported, checkpoint, vocab), encoding="utf-8")
         os.chmod(tmp, 0o755)
@@ -128,11 +128,14 @@ def export(checkpoint: str, out_dir: str, dict_path: Optional[str] = None, overw
     return out
 
 
-def _add_auto_map(path: Path, entries: dict, optional: bool = False) -> None:
+def _add_auto_map(path: Path, entries: dict, optional: bool = False, nested: Optional[str] = None) -> None:
+    """Name the remote-code classes in a saved json (and in its ``nested`` section, which transformers reads first)."""
     if optional and not path.is_file():
         return
     data = json.loads(path.read_text(encoding="utf-8"))
     data.setdefault("auto_map", {}).update(entries)
+    if nested and isinstance(data.get(nested), dict):
+        data[nested].setdefault("auto_map", {}).update(entries)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
