@@ -153,6 +153,12 @@ def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(pretrained
     raw = [compute_fbank(w) for w in wavs]  # the training fbank
     normed = [((torch.from_numpy(f) - model.cmvn_mean) * model.cmvn_inv_std).numpy() for f in raw]
     reference = fairseq_hidden_states(model, raw)
+    # the convention is FeatureExtractor's (and fast-hubert-dump --layer L's): layer 0 the Transformer input
+    from fast_hubert_plugin.finetuning.layer_features import FeatureExtractor
+
+    fx = FeatureExtractor(model).extract_batch([torch.from_numpy(f) for f in raw], layers="all")
+    for i, ref in enumerate(reference):
+        assert np.array_equal(np.stack([fx[i][layer].numpy() for layer in range(5)]), ref)
     np.savez(tmp_path / "inputs.npz", **{f"wav{i}": w for i, w in enumerate(wavs)},
              **{f"feat{i}": f for i, f in enumerate(normed)})
     run_without_fairseq(f'''
@@ -299,6 +305,7 @@ def test_exported_pretrained_model_fine_tunes_with_plain_transformers(exported_p
         model.train()
         batch = fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True)
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+        w0 = model.fast_hubert.encoder.layers[0].feed_forward.intermediate_dense.weight.detach().clone()
         losses = []
         for step in range(8):
             loss = model(**batch, labels=labels).loss
@@ -306,6 +313,8 @@ def test_exported_pretrained_model_fine_tunes_with_plain_transformers(exported_p
             loss.backward()
             opt.step()
             losses.append(loss.item())
+        moved = (model.fast_hubert.encoder.layers[0].feed_forward.intermediate_dense.weight - w0).abs().max().item()
+        assert moved > 0, "the Transformer did not train"
         print(json.dumps(losses))
     ''', tmp_path)
     losses = json.loads(proc.stdout.strip().splitlines()[-1])
