@@ -173,7 +173,7 @@ class FastHubertModel(FastHubertPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         lengths = None
         x = input_features
         if attention_mask is not None:
@@ -218,7 +218,7 @@ class FastHubertForCTC(FastHubertPreTrainedModel):
         **kwargs,
     ):
         """labels: (B, L) letter ids, -100 on padding; the loss is CTC with blank ``config.pad_token_id``."""
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         out = self.fast_hubert(input_features, attention_mask=attention_mask,
                                output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.lm_head(self.dropout(out.last_hidden_state))
