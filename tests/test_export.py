@@ -3,8 +3,8 @@
 The exported folders are loaded in a subprocess of this venv where ``fairseq`` and
 ``fast_hubert_plugin`` cannot be imported: an import hook (``BLOCK_FAIRSEQ``) refuses them, as if
 they were not installed, and the subprocess checks that ``import fairseq`` fails before it starts.
-torchaudio, there only because fairseq declares it, is hidden as well. Its Hugging Face caches point into a temporary folder and it runs offline (``HF_HUB_OFFLINE``).
-The fairseq side (reference outputs, ``fast-hubert-decode``) runs in the test process.
+torchaudio, there only because fairseq declares it, is hidden as well. Its Hugging Face caches
+point into a temporary folder and it runs offline (``HF_HUB_OFFLINE``). The fairseq side (reference outputs, ``fast-hubert-decode``) runs in the test process.
 """
 import json
 import os
@@ -233,7 +233,7 @@ def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(pretrained
 @pytest.fixture(scope="module")
 def exported_ctc(finetuned, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "ctc_hf"
-    cli("fast-hubert-export", finetuned["ckpt"], out, "--dict", finetuned["data"] / "dict.ltr.txt")
+    cli("fast-hubert-export", finetuned["ckpt"], out)  # the letter dictionary found through task.label_dir
     return out
 
 

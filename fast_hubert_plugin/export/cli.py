@@ -37,6 +37,9 @@ BLANK = "<s>"
 def read_letter_dict(path: Path) -> List[str]:
     """fairseq's dictionary order: <s>, <pad>, </s>, <unk>, then one symbol per line of dict.ltr.txt."""
     symbols = [BLANK, "<pad>", "</s>", "<unk>"]
+    if not path.is_file():
+        raise ExportError(f"{path}: letter dictionary not found. Fix: pass --dict with the dict.ltr.txt the model "
+                          "was fine-tuned with")
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             parts = line.rstrip("\n").split(" ")

@@ -154,8 +154,8 @@ def convert_checkpoint(path: str) -> ExportedWeights:
         ctc_cfg = model_cfg
         w2v_args = model_cfg.get("w2v_args")
         if not w2v_args:
-            raise ExportError(f"{path}: a hubert_ctc checkpoint without its pretrained config (w2v_args: null); "
-                              "fine-tune with this plugin (it keeps w2v_args) or load and re-save it with fast-hubert-decode's loader")
+            raise ExportError(f"{path}: a hubert_ctc checkpoint without its pretrained config (w2v_args: null). "
+                              "Fix: fine-tune with this plugin, which keeps w2v_args in the checkpoint")
         model_cfg = w2v_args["model"]
         inner = model_cfg.get("_name")
         if inner == "hubert":
