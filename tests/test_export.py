@@ -20,6 +20,7 @@ import torch
 
 from conftest import read_corpus_tsv
 from test_finetuning import cli, finetuned, pretrained  # noqa: F401  (fixtures: tiny pretrained / fine-tuned runs)
+from fast_hubert_plugin.export.cli import export
 from fast_hubert_plugin.features.fbank import compute_fbank
 
 BLOCK_FAIRSEQ = textwrap.dedent('''
@@ -92,29 +93,40 @@ def fairseq_hidden_states(model, fbanks):
 # --------------------------------------------------------------------------- refusals
 
 
-def test_export_refuses_stock_hubert_pointing_to_transformers_converter(tmp_path):
+def export_main(*args):
+    """fast-hubert-export in this process: (exit code, stderr lines)."""
+    from fast_hubert_plugin.export import cli as export_cli
+
+    try:
+        export_cli.main([str(a) for a in args])
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+def test_export_refuses_stock_hubert_pointing_to_transformers_converter(tmp_path, capsys):
     ckpt = tmp_path / "hubert.pt"
     torch.save({"cfg": {"model": {"_name": "hubert"}, "task": {"_name": "hubert_pretraining"}},
                 "model": {"encoder.layers.0.fc1.weight": torch.zeros(2, 2)}, "extra_state": {},
                 "optimizer_history": [{"criterion_name": "HubertCriterion", "optimizer_name": "Adam",
                                        "lr_scheduler_state": {}, "num_updates": 0}]}, ckpt)
-    proc = cli("fast-hubert-export", ckpt, tmp_path / "out", check=False)
-    assert proc.returncode == 2
-    err = [line for line in proc.stderr.splitlines() if line.startswith("fast-hubert-export: error:")]
-    assert len(err) == 1 and err[0] == proc.stderr.strip().splitlines()[-1], proc.stderr
+    assert export_main(ckpt, tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fast-hubert-export: error:"), err
     assert "stock HuBERT" in err[0] and "convert_hubert_original_pytorch_checkpoint_to_pytorch" in err[0]
     assert str(ckpt) in err[0]
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == [ckpt]  # nothing half-written
 
 
-def test_export_refuses_existing_folder_and_missing_checkpoint(tmp_path):
-    proc = cli("fast-hubert-export", tmp_path / "nope.pt", tmp_path / "out", check=False)
-    assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
+def test_export_refuses_existing_folder_and_missing_checkpoint(tmp_path, capsys):
+    assert export_main(tmp_path / "nope.pt", tmp_path / "out") == 2
+    assert "checkpoint not found" in capsys.readouterr().err
     (tmp_path / "out").mkdir()
     ckpt = tmp_path / "x.pt"
     ckpt.write_bytes(b"")
-    proc = cli("fast-hubert-export", ckpt, tmp_path / "out", check=False)
-    assert proc.returncode == 2 and "already exists" in proc.stderr and "--overwrite" in proc.stderr
+    assert export_main(ckpt, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err
 
 
 # --------------------------------------------------------------------------- pretrained model
@@ -233,7 +245,7 @@ def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(pretrained
 @pytest.fixture(scope="module")
 def exported_ctc(finetuned, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "ctc_hf"
-    cli("fast-hubert-export", finetuned["ckpt"], out)  # the letter dictionary found through task.label_dir
+    export(finetuned["ckpt"], out)  # the letter dictionary found through the checkpoint's task.label_dir
     return out
 
 
