@@ -252,6 +252,8 @@ def exported_ctc(finetuned, tmp_path_factory):
 def test_pipeline_transcripts_equal_fast_hubert_decode_without_fairseq(finetuned, exported_ctc, speech_root, tmp_path):
     files = {p.name for p in exported_ctc.iterdir()}
     assert {"vocab.json", "tokenizer_config.json", "tokenization_fast_hubert.py", "preprocessor_config.json"} <= files
+    card = (exported_ctc / "README.md").read_text()
+    assert "fine-tuned with letter CTC" in card and "Pretrained (before fine-tuning)" in card and "Updates: 6" in card
     dec = tmp_path / "dec"
     cli("fast-hubert-decode", finetuned["ckpt"], "--data", finetuned["data"], "--split", "valid",
         "--results-dir", dec, "--quiet")

@@ -21,9 +21,21 @@ def _where(path) -> str:
     return os.path.basename(os.path.normpath(str(path))) if path else "?"
 
 
+def _manifest_rows(task: dict, dataset: dict) -> str:
+    """' (N utterances in train.tsv)' when the training manifest is still where the run read it."""
+    data, split = task.get("data"), (dataset or {}).get("train_subset", "train")
+    path = os.path.join(str(data), f"{split}.tsv") if data else None
+    if not path or not os.path.isfile(path):
+        return ""
+    with open(path, encoding="utf-8") as f:
+        rows = sum(1 for line in f if line.strip()) - 1
+    return f" ({rows} utterances in `{split}.tsv`)"
+
+
 def model_card(exported, checkpoint: str, vocab: Optional[list] = None) -> str:
     c = exported.config
     task = exported.checkpoint_cfg.get("task") or {}
+    pre_task = ((exported.checkpoint_cfg.get("model") or {}).get("w2v_args") or {}).get("task") or {}
     labels = task.get("labels") or []
     rate = 100 / 2 ** len(c.subsampler_kernel_sizes)
     kind = "fine-tuned with letter CTC (fairseq `hubert_ctc`)" if exported.is_ctc else "pretrained (self-supervised)"
@@ -43,11 +55,15 @@ def model_card(exported, checkpoint: str, vocab: Optional[list] = None) -> str:
         f"({c.subsampler_channels} channels, kernels {list(c.subsampler_kernel_sizes)}) -> {c.subsampler_dim}-d -> "
         f"Transformer {c.num_hidden_layers} x {c.hidden_size} (FFN {c.intermediate_size}, {c.num_attention_heads} heads, "
         f"post-LN); {rate:g} frames per second.",
-        f"- Training data (fairseq manifests in): `{_where(task.get('data'))}`; labels: {', '.join(labels) or '?'}"
+        f"- Training data (fairseq manifests in): `{_where(task.get('data'))}`"
+        + _manifest_rows(task, exported.checkpoint_cfg.get("dataset")) + f"; labels: {', '.join(labels) or '?'}"
         + (f", label folder `{_where(task.get('label_dir'))}`" if task.get("label_dir") else ""),
         f"- Updates: {exported.num_updates if exported.num_updates is not None else '?'}",
         "- CMVN statistics of the training fbank: in `preprocessor_config.json` (`cmvn_mean`, `cmvn_inv_std`).",
     ]
+    if exported.is_ctc and pre_task:
+        lines.append(f"- Pretrained (before fine-tuning) on the manifests in `{_where(pre_task.get('data'))}`, "
+                     f"labels: {', '.join(pre_task.get('labels') or []) or '?'}")
     if exported.is_ctc:
         lines.append(f"- CTC vocabulary: {len(vocab or [])} letters and symbols (`vocab.json`); blank `<s>` (id 0), "
                      "`|` ends a word; greedy decoding as `fast-hubert-decode` (Viterbi).")
