@@ -33,8 +33,8 @@ setup(
         "bench": ["scikit-learn>=1.3"],
         "lm": ["flashlight-text>=0.0.7"],
         "dev": ["pytest>=8"],
-        # fast-hubert-export and loading its folders: transformers 5 (config dataclasses, masking utils)
-        "hf": ["transformers>=5.20,<6", "safetensors>=0.7"],
+        # fast-hubert-export and loading its folders (tested with transformers 5.24: config dataclasses, masking utils)
+        "hf": ["transformers>=5.24,<6", "safetensors>=0.8"],
     },
     entry_points={
         "console_scripts": [
