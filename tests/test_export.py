@@ -335,3 +335,35 @@ def test_exported_pretrained_model_fine_tunes_with_plain_transformers(exported_p
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.7 * losses[0], losses
     print("CTC losses with plain transformers:", [round(x, 2) for x in losses])
+
+
+def test_ctc_export_refuses_a_letter_dictionary_of_another_size(finetuned, tmp_path):
+    from fast_hubert_plugin.export.convert import ExportError
+
+    bad = tmp_path / "dict.ltr.txt"
+    bad.write_text("| 10\nE 5\n")
+    with pytest.raises(ExportError, match=r"6 symbols .* but the CTC head has \d+ outputs"):
+        export(finetuned["ckpt"], tmp_path / "out", dict_path=str(bad))
+    assert not (tmp_path / "out").exists()
+
+
+def test_feature_extractor_frames_and_input_errors():
+    from fast_hubert_plugin.export.hf.feature_extraction_fast_hubert import FastHubertFeatureExtractor
+    from fast_hubert_plugin.features.fbank import num_fbank_frames
+
+    fe = FastHubertFeatureExtractor()
+    rng = np.random.default_rng(0)
+    wavs = [rng.uniform(-0.1, 0.1, n).astype(np.float32) for n in (400, 559, 560, 16000, 41280)]
+    out = fe(wavs, sampling_rate=16000, return_tensors="pt")
+    frames = [num_fbank_frames(len(w)) for w in wavs]
+    assert out["attention_mask"].sum(1).tolist() == frames == [1, 1, 2, 98, 256]
+    assert out["input_features"].shape == (5, 256, 80)
+    assert float(out["input_features"][0, 1:].abs().max()) == 0.0  # padding frames are zeros
+    single = fe(wavs[3], sampling_rate=16000, return_tensors="pt")["input_features"]
+    assert torch.equal(single[0], out["input_features"][3, :98])
+    with pytest.raises(ValueError, match="8000"):
+        fe(wavs, sampling_rate=8000)
+    with pytest.raises(ValueError, match="shorter than one 25 ms"):
+        fe([np.zeros(399, dtype=np.float32)], sampling_rate=16000)
+    with pytest.raises(ValueError, match="mono"):
+        fe([np.zeros((2, 800), dtype=np.float32)], sampling_rate=16000)
