@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-base.txt requirements-dev.txt 
 	$(PIP) install -q torch==2.13.0 numpy==2.4.6 cython==3.3.1 setuptools==84.2.1 wheel==0.48.0
 	$(PIP) install -q --no-build-isolation -r requirements.txt -r requirements-dev.txt
 	$(PIP) install -q --no-build-isolation --no-deps -e .
-	$(PY) -c "import fairseq, faiss, kaldi_native_fbank, fast_hubert_plugin; print('fast-hubert environment ready')"
+	$(PY) -c "import fairseq, faiss, kaldi_native_fbank, transformers, fast_hubert_plugin; print('fast-hubert environment ready')"
 	touch $@
 
 # GPU machines: CUDA torch from PyPI and faiss-gpu instead of faiss-cpu (no CPU constraint).

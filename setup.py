@@ -34,6 +34,8 @@ setup(
         "bench": ["scikit-learn>=1.3"],
         "lm": ["flashlight-text>=0.0.7"],
         "dev": ["pytest>=8"],
+        # fast-hubert-export and loading its folders (tested with transformers 5.24: config dataclasses, masking utils)
+        "hf": ["transformers>=5.24,<6", "safetensors>=0.8"],
     },
     entry_points={
         "console_scripts": [
@@ -45,6 +47,7 @@ setup(
             "fast-hubert-cluster-report=fast_hubert_plugin.clustering.report:main",
             "fast-hubert-prepare-ctc=fast_hubert_plugin.finetuning.prepare:main",
             "fast-hubert-decode=fast_hubert_plugin.finetuning.decode:main",
+            "fast-hubert-export=fast_hubert_plugin.export.cli:main",
         ]
     },
 )

@@ -29,6 +29,7 @@ def bad_inputs(tmp: Path):
                                     tmp / "missing.tsv"),
         "fast-hubert-decode": ([tmp / "missing.pt", "--data", tmp, "--results-dir", tmp / "dec", "--device", "cpu"],
                                tmp / "missing.pt"),
+        "fast-hubert-export": ([tmp / "missing.pt", tmp / "exported"], tmp / "missing.pt"),
     }
 
 

@@ -7,8 +7,6 @@ import json
 import math
 import os
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import REPO, read_corpus_tsv, run_hydra_train, train_log_records
+from conftest import cli, read_corpus_tsv, train_log_records, write_input_tsv
 import fast_hubert_plugin.features.spec_augment as spec_augment_module
 from fast_hubert_plugin.features.fbank import compute_fbank
 from fast_hubert_plugin.finetuning import prepare
@@ -33,25 +31,6 @@ from fast_hubert_plugin.models import fast_hubert as fast_hubert_module
 from fast_hubert_plugin.utils.errors import DataError
 
 BIN = Path(sys.executable).parent
-
-
-def cli(name, *args, check=True):
-    proc = subprocess.run([str(BIN / name), *map(str, args)], capture_output=True, text=True, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def write_input_tsv(path: Path, rows, speech_root: Path, relative=True, columns=("id", "path", "num_samples", "text")):
-    """A transcribed TSV like the shared corpus ones, paths relative to the TSV's folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\t".join(columns) + "\n")
-        for r in rows:
-            audio = speech_root / r["path"]
-            r = dict(r, path=os.path.relpath(audio, path.parent) if relative else str(audio))
-            f.write("\t".join(str(r[c]) for c in columns) + "\n")
-    return path
 
 
 # --------------------------------------------------------------------------- CTC and error rates
@@ -206,48 +185,6 @@ def test_prepare_cli_error_is_one_clear_line(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- end to end
-
-AT_END_ONLY = ["dataset.validate_interval=1000", "checkpoint.save_interval=1000"]
-
-
-@pytest.fixture(scope="module")
-def pretrained(pretraining_data, tmp_path_factory):
-    """The tiny CPU pretraining config run for 4 updates: a real fast_hubert checkpoint, quickly."""
-    run_dir = tmp_path_factory.mktemp("pretrain_ft") / "run"
-    run_dir.mkdir()
-    run_hydra_train(REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", run_dir, [
-        f"task.data={pretraining_data}", f"task.label_dir={pretraining_data}", "model.label_rate=50",
-        "optimization.max_update=4", *AT_END_ONLY,
-    ])
-    return run_dir / "checkpoints" / "checkpoint_last.pt"
-
-
-@pytest.fixture(scope="module")
-def finetuned(pretrained, speech_root, tmp_path_factory):
-    """Prepare so762 letters, fine-tune the tiny pretrained model 6 updates with the real CLI.
-
-    The pretrained checkpoint is a copy deleted after training: decoding must not need it."""
-    work = tmp_path_factory.mktemp("finetune")
-    train = read_corpus_tsv("so762_train.tsv")[:20]
-    dev = read_corpus_tsv("so762_dev.tsv")[:8]
-    data = work / "data"
-    cli("fast-hubert-prepare-ctc", write_input_tsv(work / "in" / "train.tsv", train, speech_root),
-        "--split", "train", "--output-dir", data, "--quiet")
-    prepare.main([str(write_input_tsv(work / "in" / "valid.tsv", dev, speech_root)), "--split", "valid",
-                  "--output-dir", str(data), "--quiet"])
-    pre = work / "pretrained.pt"
-    shutil.copy(pretrained, pre)
-    run_dir = work / "run"
-    run_dir.mkdir()
-    proc = run_hydra_train(REPO / "config" / "finetuning", "tiny_cpu", run_dir, [
-        f"task.data={data}", f"task.label_dir={data}", f"model.w2v_path={pre}",
-        "optimization.max_update=6", "model.freeze_finetune_updates=3", "common.log_interval=1", *AT_END_ONLY,
-    ])
-    pretrained_state = torch.load(pre, map_location="cpu")["model"]
-    pre.unlink()
-    return {"data": data, "run": run_dir, "ckpt": run_dir / "checkpoints" / "checkpoint_last.pt",
-            "log": proc.stdout + proc.stderr, "pretrained_state": pretrained_state, "dev": dev}
-
 
 def test_finetuning_cli_trains_ctc_with_frozen_subsampler(finetuned):
     log = finetuned["log"]

@@ -16,7 +16,7 @@ LAYERS = {
     "data": 2,
     "models": 3, "criterions": 3,
     "tasks": 4,
-    "clustering": 5, "finetuning": 5,
+    "clustering": 5, "finetuning": 5, "export": 5,
     "cli": 6, "recipes": 6,
     "__init__": 7,  # the package itself: importing it registers everything
 }
