@@ -21,7 +21,7 @@ from fast_hubert_plugin.tasks.fast_hubert_pretraining import FastHubertPretraini
 CONFIGS = sorted((REPO / "config").glob("*/*.yaml"))
 # Substitutes for the README's shell variables and placeholders.
 SHELL_VARS = {"PWD": str(REPO), "DATA": "/data/librispeech", "LABELS": "/data/labels", "FT": "/data/ft",
-              "FEATS": "/data/fbank", "MASTER": "localhost"}
+              "FEATS": "/data/fbank", "MASTER": "localhost", "R": "0"}
 
 
 def plugin_keys(ours, fairseq_base):

@@ -83,7 +83,8 @@ def test_kill_while_saving_keeps_the_previous_checkpoint_last(pretrained_tiny, t
 KILLED_DURING_DUMP = r"""
 import os, signal, sys
 from fast_hubert_plugin.clustering import dump as dump_mod
-real, calls = dump_mod.read_row_audio, []
+from fast_hubert_plugin.data.manifest import AudioManifest
+real, calls = AudioManifest.read_audio, []
 
 def read_then_die(manifest, i):
     calls.append(i)
@@ -91,7 +92,7 @@ def read_then_die(manifest, i):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(manifest, i)
 
-dump_mod.read_row_audio = read_then_die
+AudioManifest.read_audio = read_then_die
 dump_mod.main([sys.argv[1], sys.argv[2], "--feature", "mfcc", "--workers", "1"])
 """
 

@@ -64,10 +64,12 @@ def _get(cfg, key, default=None):
 
 def load_fairseq_state(path: str) -> dict:
     """The checkpoint as fairseq reads it (config as a plain dict)."""
-    import fast_hubert_plugin  # noqa: F401  allowlists the types fairseq checkpoints hold
     from fairseq import checkpoint_utils
+
+    from ..utils.checkpoint_safety import allow_fairseq_checkpoints
     from omegaconf import DictConfig, OmegaConf
 
+    allow_fairseq_checkpoints()  # the types fairseq checkpoints hold, on torch >= 2.6
     state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
     cfg = state.get("cfg")
     if cfg is None:
