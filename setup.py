@@ -45,6 +45,7 @@ setup(
             "fast-hubert-cluster-report=fast_hubert_plugin.clustering.report:main",
             "fast-hubert-prepare-ctc=fast_hubert_plugin.finetuning.prepare:main",
             "fast-hubert-decode=fast_hubert_plugin.finetuning.decode:main",
+            "fast-hubert-probe=fast_hubert_plugin.probing.probe:main",
         ]
     },
 )
