@@ -26,7 +26,7 @@ utterances are all decoded. Read speech has about 15 letters per second, so 25 H
 
 Defaults and why: SUPERB's ASR probe is a 2-layer BiLSTM of 1024 units per direction trained for
 200k updates at lr 1e-4 on 100 h; on a few hours of audio and 2 CPU cores that is neither
-affordable nor useful, so the default downstream is 2 x 256 (about 2 M parameters: small enough
+affordable nor useful, so the default downstream is 2 x 128 (about 0.7 M parameters: small enough
 that the upstream's features, not the downstream, have to do the work), trained 1000 updates of
 8 utterances with Adam at lr 1e-3 (the usual rate for a small LSTM; 1e-4 barely moves it in 1000
 updates), SUPERB's dropout 0.2 and gradient clipping at 1. The dev CER is that of the final
