@@ -237,3 +237,18 @@ def test_every_layer_is_standardised_with_the_training_frames():
     frames = torch.cat([x[:, 0, :7], x[:, 1]], dim=1)  # (3, 18, 4): every real frame
     assert torch.allclose(frames.mean(1), torch.zeros(3, 4), atol=1e-4)
     assert torch.allclose(frames.std(1, unbiased=False), torch.ones(3, 4), atol=1e-3)
+
+
+def test_padding_changes_no_valid_frame_of_the_downstream():
+    from fast_hubert_plugin.probing.downstream import CtcProbe, reverse_valid
+
+    x = torch.arange(6.0).view(1, 6, 1).repeat(2, 1, 1)
+    assert reverse_valid(x, torch.tensor([6, 4]))[:, :, 0].tolist() == [[5, 4, 3, 2, 1, 0], [3, 2, 1, 0, 4, 5]]
+    torch.manual_seed(0)
+    net = CtcProbe(3, 5, 7, hidden=6, lstm_layers=2).eval()
+    short, long = torch.randn(3, 1, 9, 5), torch.randn(3, 1, 20, 5)
+    alone = net(short, torch.tensor([9]))
+    padded = torch.cat([torch.cat([short, torch.full((3, 1, 11, 5), 50.0)], dim=2), long], dim=1)
+    batched = net(padded, torch.tensor([9, 20]))
+    assert torch.allclose(batched[0, :9], alone[0], atol=1e-6)
+    assert torch.allclose(batched[1], net(long, torch.tensor([20]))[0], atol=1e-6)
