@@ -48,6 +48,7 @@ setup(
             "fast-hubert-prepare-ctc=fast_hubert_plugin.finetuning.prepare:main",
             "fast-hubert-decode=fast_hubert_plugin.finetuning.decode:main",
             "fast-hubert-export=fast_hubert_plugin.export.cli:main",
+            "fast-hubert-probe=fast_hubert_plugin.probing.probe:main",
         ]
     },
 )

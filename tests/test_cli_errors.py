@@ -30,6 +30,8 @@ def bad_inputs(tmp: Path):
         "fast-hubert-decode": ([tmp / "missing.pt", "--data", tmp, "--results-dir", tmp / "dec", "--device", "cpu"],
                                tmp / "missing.pt"),
         "fast-hubert-export": ([tmp / "missing.pt", tmp / "exported"], tmp / "missing.pt"),
+        "fast-hubert-probe": (["--upstream", "fbank", "--data", tmp, "--output-dir", tmp / "probe"],
+                              tmp / "dict.ltr.txt"),
     }
 
 

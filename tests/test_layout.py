@@ -17,6 +17,7 @@ LAYERS = {
     "models": 3, "criterions": 3,
     "tasks": 4,
     "clustering": 5, "finetuning": 5, "export": 5,
+    "probing": 5.5,  # uses clustering's extractors and finetuning's CTC; recipes may run it
     "cli": 6, "recipes": 6,
     "__init__": 7,  # the package itself: importing it registers everything
 }
