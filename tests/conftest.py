@@ -185,3 +185,39 @@ def finetuned(pretrained, speech_root, tmp_path_factory):
     pre.unlink()
     return {"data": data, "run": run_dir, "ckpt": run_dir / "checkpoints" / "checkpoint_last.pt",
             "log": proc.stdout + proc.stderr, "pretrained_state": pretrained_state, "dev": dev}
+
+
+@pytest.fixture(scope="session")
+def tiny_hubert_checkpoint(tmp_path_factory):
+    """A randomly initialised 2-layer, 64-dim stock fairseq HuBERT saved as a fairseq checkpoint."""
+    import torch
+    from fairseq.data import Dictionary
+    from fairseq.models.hubert.hubert import HubertConfig, HubertModel
+    from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
+
+    d = tmp_path_factory.mktemp("tiny_hubert")
+    (d / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(10)))
+    task_cfg = HubertPretrainingConfig(data=str(d), label_dir=str(d), labels=["km"], label_rate=50.0, normalize=True)
+    model_cfg = HubertConfig(label_rate=50.0, encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=128,
+                             encoder_attention_heads=2, final_dim=32, conv_pos=16, conv_pos_groups=4,
+                             conv_feature_layers="[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2")
+    dictionary = Dictionary.load(str(d / "dict.km.txt"))
+    torch.manual_seed(0)
+    model = HubertModel(model_cfg, task_cfg, [dictionary])
+    return save_fairseq_checkpoint(d / "checkpoint_tiny.pt", model, "hubert_pretraining", task_cfg, "hubert", model_cfg)
+
+
+def save_fairseq_checkpoint(path, model, task_name, task_cfg, model_name, model_cfg):
+    """Save ``model`` the way fairseq's trainer does, enough for ``load_model_ensemble_and_task``."""
+    import torch
+    from omegaconf import OmegaConf
+
+    def section(cfg, name):
+        return dict(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True), _name=name)
+
+    torch.save({"cfg": {"task": section(task_cfg, task_name), "model": section(model_cfg, model_name)},
+                "model": model.state_dict(), "args": None, "last_optimizer_state": None,
+                "optimizer_history": [{"criterion_name": model_name, "optimizer_name": "FairseqAdam",
+                                       "lr_scheduler_state": {"best": None}, "num_updates": 0}],
+                "extra_state": {"train_iterator": {"epoch": 1}}}, path)
+    return path

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from conftest import SPEECH_DIR, read_corpus_tsv, write_input_tsv
-from test_clustering import save_fairseq_checkpoint
 from fast_hubert_plugin.clustering.extractors import LayerExtractor
 from fast_hubert_plugin.features.audio import read_audio
 from fast_hubert_plugin.finetuning import prepare
@@ -40,24 +39,6 @@ def probe_data(tmp_path_factory):
 def fast_hubert_ckpt(pretrained_tiny):
     run_dir, _ = pretrained_tiny
     return run_dir / "checkpoints" / "checkpoint_last.pt"
-
-
-@pytest.fixture(scope="module")
-def hubert_ckpt(tmp_path_factory):
-    """A randomly initialised 2-layer, 64-dim stock fairseq HuBERT (50 Hz), waveform normalised."""
-    from fairseq.data import Dictionary
-    from fairseq.models.hubert.hubert import HubertConfig, HubertModel
-    from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
-
-    d = tmp_path_factory.mktemp("probe_hubert")
-    (d / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(10)))
-    task_cfg = HubertPretrainingConfig(data=str(d), label_dir=str(d), labels=["km"], label_rate=50.0, normalize=True)
-    model_cfg = HubertConfig(label_rate=50.0, encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=128,
-                             encoder_attention_heads=2, final_dim=32, conv_pos=16, conv_pos_groups=4,
-                             conv_feature_layers="[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2")
-    torch.manual_seed(0)
-    model = HubertModel(model_cfg, task_cfg, [Dictionary.load(str(d / "dict.km.txt"))])
-    return save_fairseq_checkpoint(d / "hubert.pt", model, "hubert_pretraining", task_cfg, "hubert", model_cfg)
 
 
 def cer_from_files(hypo_word: Path, ref_word: Path):
@@ -141,7 +122,7 @@ def test_reported_cer_equals_the_written_hypotheses(fast_hubert_probe, probe_dat
 @pytest.mark.parametrize("kind,layers,dim,rate", [
     ("fbank", 0, 80, 100.0), ("mfcc", 0, 39, 100.0), ("fast_hubert", 4, 256, 25.0), ("hubert", 2, 64, 50.0)])
 def test_every_upstream_runs_through_the_cli(kind, layers, dim, rate, probe_data, request, tmp_path, capsys):
-    upstream = {"fast_hubert": "fast_hubert_ckpt", "hubert": "hubert_ckpt"}.get(kind)
+    upstream = {"fast_hubert": "fast_hubert_ckpt", "hubert": "tiny_hubert_checkpoint"}.get(kind)
     upstream = str(request.getfixturevalue(upstream)) if upstream else kind
     result = probe_mod.main(["--upstream", upstream, "--data", str(probe_data), "--output-dir", str(tmp_path),
                              "--updates", "4", "--log-interval", "2", *TINY])
@@ -156,13 +137,13 @@ def test_every_upstream_runs_through_the_cli(kind, layers, dim, rate, probe_data
     assert capsys.readouterr().out == (tmp_path / "summary.txt").read_text()
 
 
-def test_stock_hubert_layers_match_the_clustering_extractor(hubert_ckpt):
+def test_stock_hubert_layers_match_the_clustering_extractor(tiny_hubert_checkpoint):
     """Layer L of the hubert upstream is what fast-hubert-dump writes for --layer L; layer 0 (the
     Transformer input) has the same frames."""
     wav = read_audio(SPEECH_DIR / read_corpus_tsv("so762_dev.tsv")[0]["path"])
-    layers = build_upstream(str(hubert_ckpt)).layers(wav)
+    layers = build_upstream(str(tiny_hubert_checkpoint)).layers(wav)
     for layer in (1, 2):
-        expected = LayerExtractor(str(hubert_ckpt), layer).extract([wav])[0]
+        expected = LayerExtractor(str(tiny_hubert_checkpoint), layer).extract([wav])[0]
         assert torch.allclose(layers[layer], torch.from_numpy(expected), atol=1e-5)
     assert layers.shape[0] == 3 and not torch.allclose(layers[0], layers[1])
 
