@@ -5,6 +5,7 @@ import csv
 import shutil
 import subprocess
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -119,7 +120,9 @@ def pretrained_tiny(pretraining_data, tmp_path_factory):
     return run_dir, proc.stdout + proc.stderr
 
 
-BIN = Path(sys.executable).parent
+BIN = Path(sys.executable).parent  # the venv's console scripts
+# the console scripts setup.py declares (tests check each one is installed and behaves)
+CONSOLE_SCRIPTS = re.findall(r'"(fast-hubert-[\w-]+)=', (REPO / "setup.py").read_text(encoding="utf-8"))
 
 
 def cli(name, *args, check=True):

@@ -1,16 +1,12 @@
 """Every console script reports bad input the same way: one line on stderr naming the file (and the
 line) and the fix, exit status 2, no traceback."""
-import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import BIN, CONSOLE_SCRIPTS as SCRIPTS
 
-BIN = Path(sys.executable).parent
-SCRIPTS = re.findall(r'"(fast-hubert-[\w-]+)=', (REPO / "setup.py").read_text(encoding="utf-8"))
 
 
 def bad_inputs(tmp: Path):

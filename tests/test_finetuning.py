@@ -30,7 +30,6 @@ from fast_hubert_plugin.models.layer_features import FeatureExtractor
 from fast_hubert_plugin.models import fast_hubert as fast_hubert_module
 from fast_hubert_plugin.utils.errors import DataError
 
-BIN = Path(sys.executable).parent
 
 
 # --------------------------------------------------------------------------- CTC and error rates

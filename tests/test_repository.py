@@ -2,17 +2,13 @@
 while skipping tests."""
 import importlib.metadata
 import os
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import BIN, CONSOLE_SCRIPTS, REPO
 
-BIN = Path(sys.executable).parent
-CONSOLE_SCRIPTS = re.findall(r'"(fast-hubert-[a-z-]+)=', (REPO / "setup.py").read_text())
 
 
 def test_every_declared_console_script_is_installed():
