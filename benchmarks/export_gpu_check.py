@@ -1,0 +1,98 @@
+"""The exported transformers model on a GPU: CUDA against CPU, fp32 and bf16 (Markdown on stdout).
+
+Exports a fast_hubert checkpoint with ``fast-hubert-export``, loads the folder through transformers
+(``trust_remote_code``) and runs the batched feature extractor and the model on up to 16 real
+utterances of a manifest: on the CPU in fp32 (the reference), on CUDA in fp32 and under bf16
+autocast. Reports the largest absolute difference of the fbank (also against kaldi-native-fbank, the
+training fbank), of every hidden state, and the time per batch.
+
+    python benchmarks/export_gpu_check.py CHECKPOINT EXPORT_DIR AUDIO_DIR   (AUDIO_DIR/speed.tsv)
+"""
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a dry run of the script
+
+
+def sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats=5):
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def main(checkpoint, export_dir, audio_dir):
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    from fast_hubert_plugin.export.cli import export
+    from fast_hubert_plugin.features.fbank import compute_fbank
+
+    export(checkpoint, export_dir, overwrite=True)
+    with open(Path(audio_dir) / "speed.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))[:16]
+    wavs = [sf.read(Path(audio_dir) / r["path"], dtype="float32")[0] for r in rows]
+    fe = AutoFeatureExtractor.from_pretrained(export_dir, trust_remote_code=True)
+    model = AutoModel.from_pretrained(export_dir, trust_remote_code=True).eval()
+    gpu_name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu (dry run)"
+    print(f"# Exported fast_hubert on {gpu_name}\n")
+    print(f"torch {torch.__version__}; {len(wavs)} utterances, {sum(map(len, wavs)) / 16000:.1f} s of audio in one "
+          "padded batch; reference: the same folder on the CPU in fp32.\n")
+    with torch.inference_mode():
+        ref_in = fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True)
+        ref = model(**ref_in, output_hidden_states=True).hidden_states
+        cuda_in = fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True, device=DEVICE)
+        mask = ref_in["attention_mask"].bool()  # fbank frames
+        out_len = model.output_lengths(ref_in["attention_mask"].sum(-1))
+        out_mask = torch.arange(ref[0].shape[1])[None, :] < out_len[:, None]  # 25 Hz frames
+        raw_cpu, frames = fe.fbank([torch.from_numpy(w) for w in wavs])
+        raw_cuda, _ = fe.fbank([torch.from_numpy(w) for w in wavs], device=DEVICE)
+        knf = max(float(np.abs(raw_cpu[i, : int(frames[i])].numpy() - compute_fbank(w)).max())
+                  for i, w in enumerate(wavs))
+        print("| comparison | max abs difference |\n|---|---|")
+        print(f"| fbank, CUDA vs CPU (float64 inside) | {float((raw_cuda.cpu() - raw_cpu).abs().max()):.2e} |")
+        print(f"| fbank, CPU export vs kaldi-native-fbank (training) | {knf:.2e} |")
+        print(f"| normalised features, CUDA vs CPU (valid frames) | "
+              f"{float((cuda_in['input_features'].cpu() - ref_in['input_features'])[mask].abs().max()):.2e} |")
+        gpu = model.to(DEVICE)
+        inputs = {k: v.to(DEVICE) for k, v in cuda_in.items()}
+        out32 = gpu(**inputs, output_hidden_states=True).hidden_states
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            out16 = gpu(**inputs, output_hidden_states=True).hidden_states
+        for name, out in (("fp32", out32), ("bf16 autocast", out16)):
+            diffs = [float((o.float().cpu() - r)[out_mask].abs().max()) for o, r in zip(out, ref)]
+            scale = max(float(r[out_mask].abs().max()) for r in ref)
+            print(f"| hidden states 0..{len(ref) - 1}, CUDA {name} vs CPU fp32 (valid frames; largest abs value "
+                  f"{scale:.1f}) | " + ", ".join(f"{d:.1e}" for d in diffs) + " |")
+        t_fe = timed(lambda: fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True, device=DEVICE))
+        t32 = timed(lambda: gpu(**inputs))
+
+        def bf16():
+            with torch.autocast(DEVICE, dtype=torch.bfloat16):
+                gpu(**inputs)
+        t16 = timed(bf16)
+        print(f"\nMedian of 5 timed batches: feature extractor on CUDA {t_fe * 1e3:.1f} ms, model fp32 "
+              f"{t32 * 1e3:.1f} ms, bf16 autocast {t16 * 1e3:.1f} ms.")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

@@ -1,0 +1,264 @@
+"""Representation quality against pretraining compute: stock HuBERT vs fast_hubert vs fast_hubert + ILS.
+
+Every system runs HuBERT's two-iteration recipe (``fast_hubert_plugin.recipes.two_iterations``):
+iteration 1 on the same MFCC units, iteration 2 on k-means units of block ``--layer`` of its own
+iteration-1 model, each iteration a fresh model, all with the same tiny Transformer (4 x 256) and
+optimiser. A budget is CPU time of pretraining (both iterations, half each), measured as the
+user + system time of the training processes, each single-threaded; two runs share the two
+cores. Updates per iteration = budget / 2 / the system's CPU seconds per update, measured first
+(two short runs, so start-up cost cancels). The iteration-2 clustering is reported, not budgeted.
+
+Every pretrained model is probed identically with ``fast-hubert-probe`` (frozen, SUPERB-style
+weighted layer sum, BiLSTM letter CTC, its documented defaults), and so are the no-pretraining
+baselines: CMVN'd fbank, MFCC, and fast_hubert's initial weights. Selection data: so762_dev only.
+
+    python benchmarks/quality_vs_compute.py [--budgets 1.5 4 7.5] [--seeds 2] [--jobs 2]
+
+Stages are resumable (a killed run continues where it was); the report is rewritten at the end:
+``benchmarks/results/quality_vs_compute_cpu.md``, ``quality_vs_compute.png`` and ``.json``.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir  # noqa: E402
+from fast_hubert_plugin.recipes.two_iterations import (  # noqa: E402
+    ITERATION1_LABEL_RATE, SYSTEMS, Recipe, Workspace, pretrain, probe, untrained)
+
+RESULTS = REPO / "benchmarks" / "results"
+CALIBRATION_UPDATES = {"fast_hubert": (2, 42), "fast_hubert_ils": (2, 42), "hubert": (2, 10)}
+
+
+def cpu_seconds_per_update(ws: Workspace, system, updates=None) -> float:
+    """(CPU of a longer run - CPU of a 2-update run) / the update difference: start-up cancels."""
+    short, long = updates or CALIBRATION_UPDATES[system.name]
+    runs = [pretrain(ws.work / "calibration", f"{system.name}_{n}", system, ws.pretrain_data, ws.iteration1_labels,
+                     ITERATION1_LABEL_RATE, n, threads=1, progress=False, quiet=True) for n in (short, long)]
+    return (runs[1].cpu_s - runs[0].cpu_s) / (long - short)
+
+
+def spread(values):
+    return (max(values) - min(values)) if len(values) > 1 else 0.0
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (1 thread per run), "
+            f"Python {platform.python_version()}")
+
+
+def plot(rows, baselines, out: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name, system in SYSTEMS.items():
+        pts = sorted((r["budget"], r["cpu_min"], r["cer"]) for r in rows if r["system"] == name and r["iteration"] == 2)
+        budgets = sorted({p[0] for p in pts})
+        xs = [statistics.mean(p[1] for p in pts if p[0] == b) for b in budgets]
+        ys = [statistics.mean(p[2] for p in pts if p[0] == b) for b in budgets]
+        line, = ax.plot(xs, ys, "o-", label=system.title)
+        ax.scatter([p[1] for p in pts], [p[2] for p in pts], s=12, color=line.get_color(), alpha=0.6)
+    for (label, cer), style in zip(baselines.items(), ("--", ":", "-.")):
+        ax.axhline(cer, color="grey", linestyle=style, label=f"{label} ({cer:.1f} %)")
+    ax.set(xlabel="pretraining CPU-minutes (both iterations, 1 thread)", ylabel="probe dev CER (%)",
+           title="Probe CER after two iterations vs pretraining compute (so762_dev)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budgets", type=float, nargs="+", default=[1.5, 4.0, 7.5],
+                   help="pretraining CPU-minutes per system, both iterations together")
+    p.add_argument("--seeds", type=int, default=2, help="pretraining seeds at the largest budget")
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    p.add_argument("--layer", type=int, default=3, help="1-based block clustered for iteration 2")
+    p.add_argument("--clusters", type=int, default=100, help="k-means units of both iterations")
+    p.add_argument("--probe-updates", type=int, default=1000)
+    p.add_argument("--jobs", type=int, default=2, help="single-threaded runs at a time")
+    p.add_argument("--stop-after-minutes", type=float,
+                   help="start no new run after this many minutes; the record marks the cells not run")
+    p.add_argument("--calibration-updates", type=int, nargs=2, metavar=("SHORT", "LONG"),
+                   help="updates of the two runs that measure CPU seconds per update (default: 2 and 42, stock 2 and 10)")
+    p.add_argument("--speech-dir", type=Path, help="as the demo's (default: ../shared/speech, else Mini LibriSpeech)")
+    p.add_argument("--work-dir", type=Path, default=REPO / "quality_vs_compute_work")
+    p.add_argument("--output", type=Path, default=RESULTS / "quality_vs_compute_cpu.md")
+    args = p.parse_args(argv)
+    t0 = time.time()
+
+    speech = resolve_speech_dir(args.speech_dir)
+    ws = Workspace(args.work_dir, load_corpus(speech), clusters=args.clusters, threads=2).prepare().iteration1_units()
+    ws.threads = 1
+    systems = [SYSTEMS[n] for n in args.systems]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        costs = dict(zip(args.systems, pool.map(lambda s: cpu_seconds_per_update(ws, s, args.calibration_updates), systems)))
+    print("CPU seconds per update:", {k: round(v, 3) for k, v in costs.items()}, flush=True)
+
+    largest = max(args.budgets)
+    recipes = []
+    for budget in sorted(args.budgets, reverse=True):
+        for seed in range(1, (args.seeds if budget == largest else 1) + 1):
+            for system in systems:
+                per_iteration = max(1, round(budget * 60 / 2 / costs[system.name]))
+                recipes.append((budget, Recipe(ws, system, (per_iteration, per_iteration), seed, args.layer,
+                                               args.clusters, threads=1, progress=False,
+                                               tag=f"{system.name}_b{budget:g}_s{seed}")))
+
+    deadline = t0 + args.stop_after_minutes * 60 if args.stop_after_minutes else float("inf")
+
+    def chain(item):
+        budget, recipe = item
+        if time.time() > deadline:
+            print(f"not run (--stop-after-minutes): {recipe.name}", flush=True)
+            return []
+        it1, it2 = recipe.pretrain_both()
+        out = []
+        iterations = [(1, it1), (2, it2)] if budget == largest and recipe.system.name != "hubert" else [(2, it2)]
+        for iteration, run in iterations:
+            res = probe(ws, f"{recipe.name}_it{iteration}", run.checkpoint, args.probe_updates, threads=1)
+            out.append(dict(system=recipe.system.name, budget=budget, seed=recipe.seed, iteration=iteration,
+                            updates=[it1.updates, it2.updates], cpu_min=round((it1.cpu_s + it2.cpu_s) / 60, 2),
+                            cer=res["cer"], wer=res["wer"], layer_weights=res["layer_weights"],
+                            accuracy_it1=it1.masked_accuracy, accuracy_it2=it2.masked_accuracy,
+                            probe_cpu_s=res["cpu_s"]))
+        return out
+
+    def baseline(name):
+        if name in ("fbank", "mfcc"):
+            return name, probe(ws, name, name, args.probe_updates, threads=1)["cer"]
+        run = untrained(ws.work / "runs", "fast_hubert_init", SYSTEMS["fast_hubert"], ws.pretrain_data,
+                        ws.iteration1_labels, ITERATION1_LABEL_RATE, quiet=True)
+        return "fast_hubert, never pretrained", probe(ws, "fast_hubert_init", run.checkpoint, args.probe_updates,
+                                                      threads=1)["cer"]
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        base_futures = [pool.submit(baseline, n) for n in ("fbank", "mfcc", "init")]
+        order = sorted(recipes, key=lambda r: priority(r[1].system.name, r[0], r[1].seed, args.budgets))
+        rows = [row for rs in pool.map(chain, order) for row in rs]
+        baselines = dict(f.result() for f in base_futures)
+
+    write_report(args, ws, costs, rows, baselines, time.time() - t0)
+
+
+def priority(system: str, budget: float, seed: int, budgets) -> tuple:
+    """The runs that decide the targets first (so that a run stopped early still assesses most of them):
+    stock HuBERT and fast_hubert at the largest budget, fast_hubert at a fifth of it, then the rest."""
+    largest = max(budgets)
+    fifth = min(budgets, key=lambda b: abs(b - largest / 5))
+    first = [("hubert", largest, 1), ("fast_hubert", largest, 1), ("fast_hubert", fifth, 1),
+             ("fast_hubert_ils", largest, 1), ("fast_hubert", largest, 2)]
+    if (system, budget, seed) in first:
+        return (first.index((system, budget, seed)),)
+    return (len(first), seed, ["fast_hubert", "hubert", "fast_hubert_ils"].index(system), -budget)
+
+
+def mean_cer(rows, system, budget, iteration=2):
+    vals = [r["cer"] for r in rows if r["system"] == system and r["budget"] == budget and r["iteration"] == iteration]
+    return statistics.mean(vals) if vals else float("nan"), vals
+
+
+def write_report(args, ws, costs, rows, baselines, seconds):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    png = args.output.with_suffix(".png").with_name("quality_vs_compute.png")
+    plot(rows, baselines, png)
+    budgets, largest = sorted(args.budgets), max(args.budgets)
+    lines = [
+        "# Representation quality vs pretraining compute (CPU, real speech)", "",
+        f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}; "
+        f"{seconds / 60:.0f} min for this invocation (stages done before are reused).",
+        "Command: `.venv/bin/python benchmarks/quality_vs_compute.py --budgets "
+        + " ".join(f"{b:g}" for b in args.budgets) + f" --seeds {args.seeds} --jobs {args.jobs}"
+        + (f" --stop-after-minutes {args.stop_after_minutes:g}" if args.stop_after_minutes else "") + "`", "",
+        f"Data: {len(ws.corpus.pretrain)} utterances of pretraining audio (so762_train + LibriSpeech excerpts), "
+        f"probes trained on so762_train ({len(ws.corpus.train)}) and scored on so762_dev ({len(ws.corpus.dev)}; "
+        "speakers disjoint). Iteration 1: MFCC k-means units (K=" f"{args.clusters}, 50 Hz); iteration 2: K={args.clusters} "
+        f"units of block {args.layer} of each system's own iteration-1 model.",
+        "CPU seconds per pretraining update (1 thread, 36 s of audio per batch): "
+        + ", ".join(f"{SYSTEMS[k].title} {v:.2f}" for k, v in costs.items()) + ".", "",
+        "## Probe dev CER (%) after two iterations", "",
+        "| system | " + " | ".join(f"{b:g} CPU-min" for b in budgets) + " | updates per iteration at the largest |",
+        "|---|" + "---|" * len(budgets) + "---|",
+    ]
+    for name in args.systems:
+        cells = []
+        for b in budgets:
+            m, vals = mean_cer(rows, name, b)
+            if not vals:
+                cells.append("not run")
+                continue
+            cells.append(f"{m:.1f}" + (f" ({', '.join(f'{v:.1f}' for v in vals)}; spread {spread(vals):.1f})"
+                                        if len(vals) > 1 else ""))
+        upd = next((r["updates"][0] for r in rows if r["system"] == name and r["budget"] == largest), "-")
+        lines.append(f"| {SYSTEMS[name].title} | " + " | ".join(cells) + f" | {upd} |")
+    lines += ["", "| baseline (no pretraining) | probe dev CER % |", "|---|---|",
+              *[f"| {k} | {v:.1f} |" for k, v in baselines.items()], ""]
+    lines += ["## Every run", "",
+              "| system | budget | seed | iteration probed | updates (it1, it2) | pretraining CPU-min | probe CER % | WER % | "
+              "masked acc it1 | masked acc it2 | layer weights (0 = input) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["system"], r["budget"], r["seed"], r["iteration"])):
+        acc = lambda d: ", ".join(f"{k.split('_')[-1]} {v:.3f}" for k, v in sorted(d.items())) or "-"  # noqa: E731
+        lines.append(f"| {SYSTEMS[r['system']].title} | {r['budget']:g} | {r['seed']} | {r['iteration']} | "
+                     f"{r['updates'][0]}, {r['updates'][1]} | {r['cpu_min']:.2f} | {r['cer']:.1f} | {r['wer']:.1f} | "
+                     f"{acc(r['accuracy_it1'])} | {acc(r['accuracy_it2'])} | "
+                     + " ".join(f"{w:.2f}" for w in r["layer_weights"]) + " |")
+    lines += ["", targets(rows, baselines, budgets, largest), "", "![quality vs compute](quality_vs_compute.png)", ""]
+    args.output.write_text("\n".join(lines), encoding="utf-8")
+    args.output.with_suffix(".json").write_text(json.dumps(
+        dict(costs=costs, rows=rows, baselines=baselines, budgets=args.budgets), indent=1))
+    print("\n".join(lines))
+
+
+def verdict(met: bool, *values: float) -> str:
+    return "not assessed (a run it needs was not run)" if any(math.isnan(v) for v in values) else (
+        "met" if met else "not met")
+
+
+def targets(rows, baselines, budgets, largest) -> str:
+    """Targets a-d of the benchmark, each met or not (or not assessed), with its numbers."""
+    if not {"fast_hubert", "hubert"} <= {r["system"] for r in rows}:
+        return "## Targets\n\nNot assessed: they compare fast_hubert with stock HuBERT, and both were not run."
+    fh, fh_vals = mean_cer(rows, "fast_hubert", largest)
+    best_features = min(baselines.get("fbank", 1e9), baselines.get("mfcc", 1e9))
+    margin = max(1.0, spread(fh_vals))
+    out = ["## Targets", ""]
+    out.append(f"- a. fast_hubert ({largest:g} CPU-min, iteration 2) {fh:.1f} % vs the best input features "
+               f"{best_features:.1f} %: **{verdict(fh < best_features - margin, fh)}** (clearly = by more than "
+               f"max(1 point, seed spread {spread(fh_vals):.1f}))")
+    per_budget = [(b, mean_cer(rows, "fast_hubert", b)[0], mean_cer(rows, "hubert", b)[0]) for b in budgets]
+    run = [(b, f, h) for b, f, h in per_budget if not (math.isnan(f) or math.isnan(h))]
+    missing = [b for b, f, h in per_budget if math.isnan(f) or math.isnan(h)]
+    met = bool(run) and all(f < h for _, f, h in run)
+    b_text = "met" if met and not missing else ("not met" if not met else
+                                                 f"met at the budgets run, not assessed at {', '.join(f'{b:g}' for b in missing)} CPU-min (not run)")
+    out.append(f"- b. fast_hubert beats stock HuBERT at every budget: **{b_text}** ("
+               + "; ".join(f"{b:g} min: {f:.1f} vs {h:.1f}" for b, f, h in per_budget) + ")")
+    fifth = min(budgets, key=lambda b: abs(b - largest / 5))
+    f5, s_big = mean_cer(rows, "fast_hubert", fifth)[0], mean_cer(rows, "hubert", largest)[0]
+    out.append(f"- c. fast_hubert at {fifth:g} CPU-min (1/{largest / fifth:.0f} of the largest) {f5:.1f} % vs stock "
+               f"HuBERT at {largest:g} CPU-min {s_big:.1f} %: **{verdict(f5 <= s_big, f5, s_big)}**")
+    for name in sorted({r["system"] for r in rows} - {"hubert"}):
+        it1, it2 = mean_cer(rows, name, largest, 1)[0], mean_cer(rows, name, largest, 2)[0]
+        out.append(f"- d. {SYSTEMS[name].title}, iteration 2 vs its iteration 1 ({largest:g} CPU-min): {it2:.1f} vs "
+                   f"{it1:.1f} %: **{verdict(it2 < it1, it1, it2)}**")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The quality benchmarks run end to end on the committed speech at a tiny budget (their numbers live
+in benchmarks/results; here: that every stage runs, the budget arithmetic, and what the record says)."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, SPEECH_DIR
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import label_alignment  # noqa: E402
+import quality_vs_compute  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def quality_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("qvc")
+    out = tmp / "record.md"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "quality_vs_compute.py"), "--speech-dir", str(SPEECH_DIR),
+           "--work-dir", str(tmp / "work"), "--output", str(out), "--systems", "fast_hubert", "--budgets", "0.05",
+           "--seeds", "1", "--probe-updates", "3", "--clusters", "8", "--calibration-updates", "1", "3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return tmp, out
+
+
+def test_quality_vs_compute_record_plot_and_budget(quality_run):
+    tmp, out = quality_run
+    record = out.read_text()
+    assert record.startswith("# Representation quality vs pretraining compute")
+    assert "Command: `.venv/bin/python benchmarks/quality_vs_compute.py --budgets 0.05 --seeds 1" in record
+    for baseline in ("| fbank |", "| mfcc |", "| fast_hubert, never pretrained |"):
+        assert baseline in record
+    assert "Not assessed" in record  # targets need stock HuBERT, which this run left out
+    assert (out.parent / "quality_vs_compute.png").stat().st_size > 10_000
+    data = json.loads(out.with_suffix(".json").read_text())
+    cost = data["costs"]["fast_hubert"]
+    assert 0.01 < cost < 30
+    # the budget is split between the two iterations and turned into updates by the measured cost
+    per_iteration = max(1, round(0.05 * 60 / 2 / cost))
+    rows = data["rows"]
+    assert {r["iteration"] for r in rows} == {1, 2}  # the largest budget probes both iterations
+    for r in rows:
+        assert r["updates"] == [per_iteration, per_iteration]
+        assert r["cpu_min"] > 0 and 0 <= r["cer"] <= 100 and math.isclose(sum(r["layer_weights"]), 1, rel_tol=1e-5)
+        assert len(r["layer_weights"]) == 5  # input + 4 blocks
+        assert f"| {r['cer']:.1f} |" in record
+
+
+def test_label_alignment_runs_and_reports_a_verdict(quality_run):
+    tmp, _ = quality_run
+    out = tmp / "alignment.md"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "label_alignment.py"), "--speech-dir",
+                           str(SPEECH_DIR), "--work-dir", str(tmp / "work"), "--output", str(out), "--shifts", "-1",
+                           "0", "1", "--updates", "2"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = out.read_text()
+    assert "| +0 (+0) |" in record and "| -1 (-20) |" in record and "Verdict: " in record
+
+
+def test_shifted_units_keep_the_length_and_move_in_time():
+    line = "1 2 3 4 5"
+    assert label_alignment.shift_units(line, 0) == line
+    assert label_alignment.shift_units(line, 2) == "3 4 5 5 5"  # frame t gets the unit of t + 2
+    assert label_alignment.shift_units(line, -2) == "1 1 1 2 3"
+
+
+def test_targets_compare_the_right_cells():
+    rows = [dict(system=s, budget=b, seed=1, iteration=i, cer=c)
+            for s, b, i, c in [("fast_hubert", 1.5, 2, 50.0), ("fast_hubert", 7.5, 2, 40.0), ("fast_hubert", 7.5, 1, 45.0),
+                               ("hubert", 1.5, 2, 90.0), ("hubert", 7.5, 2, 60.0)]]
+    text = quality_vs_compute.targets(rows, {"fbank": 70.0, "mfcc": 55.0}, [1.5, 7.5], 7.5)
+    assert "a. fast_hubert (7.5 CPU-min, iteration 2) 40.0 % vs the best input features 55.0 %: **met**" in text
+    assert "b. fast_hubert beats stock HuBERT at every budget: **met**" in text
+    assert "c. fast_hubert at 1.5 CPU-min (1/5 of the largest) 50.0 % vs stock HuBERT at 7.5 CPU-min 60.0 %: **met**" in text
+    assert "iteration 2 vs its iteration 1 (7.5 CPU-min): 40.0 vs 45.0 %: **met**" in text
+    worse = [dict(r, cer=r["cer"] + 30) if r["system"] == "fast_hubert" else r for r in rows]
+    text = quality_vs_compute.targets(worse, {"fbank": 70.0, "mfcc": 55.0}, [1.5, 7.5], 7.5)
+    assert text.count("**not met**") == 3 and "d. fast_hubert, iteration 2" in text
+
+
+def test_stock_control_packs_checkpoints_and_probes_them_like_the_benchmark(pretrained, tiny_hubert_checkpoint,
+                                                                            tmp_path):
+    import stock_control
+    import torch
+
+    gpu_out = tmp_path / "gpu_out"
+    gpu_out.mkdir()
+    for name, ckpt in (("fast_hubert", pretrained), ("hubert", tiny_hubert_checkpoint)):
+        stock_control.pack(ckpt, gpu_out, name)
+        assert torch.load(gpu_out / f"{name}_meta.pt", weights_only=False)["last_optimizer_state"] is None
+        rebuilt = torch.load(stock_control.rebuild(gpu_out, name, tmp_path / f"{name}.pt"), weights_only=False)
+        original = torch.load(ckpt, weights_only=False)["model"]
+        assert rebuilt["model"].keys() == original.keys()
+        for k, v in original.items():  # fp16 on the way back, fp32 again for probing
+            assert rebuilt["model"][k].dtype == v.dtype
+            assert torch.allclose(rebuilt["model"][k], v, atol=2e-3 * max(1.0, float(v.abs().max())))
+    out = tmp_path / "control.md"
+    stock_control.main(["probe", str(gpu_out), "--speech-dir", str(SPEECH_DIR), "--work-dir", str(tmp_path / "ws"),
+                        "--probe-updates", "2", "--output", str(out)])
+    record = out.read_text()
+    assert "| fast_hubert | ? |" in record and "| stock HuBERT (waveform CNN, cosine loss) | ? |" in record
+    assert "- fbank probe: " in record and "- mfcc probe: " in record

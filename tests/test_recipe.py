@@ -1,0 +1,140 @@
+"""HuBERT's two-iteration recipe (fast_hubert_plugin.recipes) end to end on the committed speech:
+the demo (both iterations, side-by-side probes, fine-tuning, decoding, export), resumption after a
+killed stage, stock HuBERT through the same recipe, and the benchmarks built on it."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SPEECH_DIR
+from fast_hubert_plugin.recipes.corpus import load_corpus
+from fast_hubert_plugin.recipes.runner import Stage, StageFailed, StageMismatch, run_cli
+from fast_hubert_plugin.recipes.two_iterations import (ITERATION1_LABEL_RATE, SYSTEMS, Recipe, Workspace, overridden,
+                                                       pretrain)
+
+# a short budget: the numbers live in the benchmark records, the tests check the plumbing and its outputs
+DEMO_ARGS = ["--clusters", "8", "--pretrain-updates", "3", "--probe-updates", "4", "--probe-utterances", "20",
+             "--finetune-updates", "3"]
+
+
+def run_demo(work: Path, *extra):
+    return subprocess.run([sys.executable, str(REPO / "examples" / "demo.py"), "--speech-dir", str(SPEECH_DIR),
+                           "--work-dir", str(work), *DEMO_ARGS, *extra],
+                          capture_output=True, text=True, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("demo") / "out"
+    proc = run_demo(work)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return work, proc
+
+
+def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
+    work, proc = demo_run
+    summary = (work / "report" / "summary.md").read_text()
+    # three probe rows (same probe), the fine-tuned scores and the export are in the one-screen report
+    for row in ("| never pretrained (initial weights) |", "| iteration 1 | MFCC k-means (8, 50 Hz) |",
+                "| iteration 2 | k-means (8) of block 3 of iteration 1 |"):
+        assert row in summary
+    probes = {p.name: json.loads((p / "probe.json").read_text()) for p in (work / "probes").iterdir()}
+    assert set(probes) == {"demo_never_pretrained", "demo_iteration_1", "demo_iteration_2"}
+    for name, result in probes.items():
+        assert result["config"]["updates"] == 4 and result["dev"]["utterances"] == 16
+        assert result["train"]["split"] == "probe_train" and result["train"]["utterances"] == 16  # every 3rd of 48
+        assert f"{result['dev']['cer']:.1f} |" in summary
+    # iteration 2 trained a new model on units of iteration 1's block 3, at its 25 Hz frame rate
+    it2_log = (work / "runs" / "demo_it2" / "train.log").read_text()
+    assert "'label_rate': 25" in it2_log or "label_rate: 25" in it2_log or '"label_rate": 25' in it2_log
+    labels = (work / "labels" / "demo_it2" / "train.km").read_text().splitlines()
+    pretrain_rows = (work / "data" / "pretrain" / "train.tsv").read_text().splitlines()[1:]
+    assert len(labels) == len(pretrain_rows)
+    n_samples = int(pretrain_rows[0].split("\t")[1])
+    assert abs(len(labels[0].split()) - n_samples / 16000 * 25) <= 2
+    # the layer features were removed once the labels were written; the checkpoints remain
+    assert not (work / "features" / "demo_it2").exists()
+    assert (work / "runs" / "demo_it1" / "checkpoints" / "checkpoint_last.pt").is_file()
+    assert json.loads((work / "demo_decode" / "scores.json").read_text())["utterances"] == 16
+    assert (work / "export" / "model.safetensors").is_file() and (work / "export" / "vocab.json").is_file()
+    timings = json.loads((work / "report" / "timings.json").read_text())
+    assert {"prepare", "cmvn", "iteration1_units", "demo_it1", "demo_it2_units", "demo_it2", "demo_finetune",
+            "export"} <= set(timings)
+
+
+def test_demo_rerun_skips_every_stage_and_redoes_a_removed_one(demo_run, tmp_path):
+    work, _ = demo_run
+    copy = tmp_path / "out"
+    shutil.copytree(work, copy)
+    # the copy's markers name the original folder's files; redo the probes and export from the copy
+    (copy / ".done" / "probe_demo_iteration_2").unlink()
+    proc = run_demo(copy)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("(done before: skipped)") >= 8
+    assert "== probe demo_iteration_2 (4 updates)\n" in proc.stdout
+
+
+def test_killed_training_stage_resumes_from_its_checkpoint(small_workspace):
+    ws = small_workspace
+    system = SYSTEMS["fast_hubert"]
+    run = pretrain(ws.work / "runs", "resume", system, ws.pretrain_data, ws.iteration1_labels, ITERATION1_LABEL_RATE, 4,
+                   extra=("checkpoint.save_interval_updates=2",), progress=False, quiet=True)
+    assert run.updates == 4 and run.cpu_s > 0
+    # as if killed after the stage's training but before its marker: the stage runs again and
+    # fairseq continues from checkpoint_last.pt (4 updates done) instead of starting over
+    (ws.work / "runs" / ".done" / "resume").unlink()
+    again = pretrain(ws.work / "runs", "resume", system, ws.pretrain_data, ws.iteration1_labels, ITERATION1_LABEL_RATE,
+                     6, extra=("checkpoint.save_interval_updates=2",), progress=False, quiet=True)
+    log = (ws.work / "runs" / "resume" / "train.log").read_text()
+    assert "loaded checkpoint" in log and "(epoch" in log
+    assert again.updates == 6
+
+
+def test_stock_hubert_runs_through_the_same_recipe(small_workspace):
+    ws = small_workspace
+    recipe = Recipe(ws, SYSTEMS["hubert"], (1, 1), iteration2_clusters=4, iteration2_layer=2, threads=1, progress=False)
+    it1, it2 = recipe.pretrain_both()
+    assert it1.updates == 1 and it2.updates == 1 and "correct_m_0" in it1.masked_accuracy
+    labels = (ws.work / "labels" / f"{recipe.name}_it2" / "train.km").read_text().splitlines()
+    first = int((ws.pretrain_data / "train.tsv").read_text().splitlines()[1].split("\t")[1])
+    assert abs(len(labels[0].split()) - first / 16000 * 50) <= 2  # stock HuBERT's 50 Hz frames
+
+
+def test_stage_marker_is_written_only_on_success(tmp_path):
+    with pytest.raises(RuntimeError):
+        with Stage(tmp_path, "broken", quiet=True) as s:
+            s.result = {"x": 1}
+            raise RuntimeError("killed")
+    assert not (tmp_path / ".done" / "broken").exists()
+    with Stage(tmp_path, "ok", quiet=True) as s:
+        s.result = {"x": 1}
+    assert Stage(tmp_path, "ok", quiet=True).done and Stage(tmp_path, "ok", quiet=True).result == {"x": 1}
+
+
+def test_stage_done_with_other_settings_is_refused_not_reused(tmp_path):
+    with Stage(tmp_path, "pretrain", quiet=True, params={"updates": 400, "seed": 1}) as s:
+        s.result = {"updates": 400}
+    assert Stage(tmp_path, "pretrain", quiet=True, params={"updates": 400, "seed": 1}).done
+    with pytest.raises(StageMismatch, match=r"was done with updates=400; this run asks for updates=300\. Fix: .*"
+                                            r"delete .*pretrain"):
+        Stage(tmp_path, "pretrain", quiet=True, params={"updates": 300, "seed": 1})
+    assert json.loads((tmp_path / ".done" / "pretrain").read_text())["result"] == {"updates": 400}  # untouched
+
+
+def test_failed_cli_reports_command_and_log_end(tmp_path):
+    with pytest.raises(StageFailed, match="(?s)fast-hubert-cmvn.*last lines of"):
+        run_cli([str(Path(sys.executable).parent / "fast-hubert-cmvn"), tmp_path / "missing.tsv", "--output",
+                 tmp_path / "x.npz"], tmp_path / "log.txt")
+
+
+def test_overrides_given_twice_keep_the_systems():
+    assert overridden(["a=1", "dataset.max_tokens=2000"], ["dataset.max_tokens=320000", "~b"]) == ["a=1"]
+
+
+@pytest.fixture(scope="module")
+def small_workspace(tmp_path_factory):
+    corpus = load_corpus(SPEECH_DIR)
+    return Workspace(tmp_path_factory.mktemp("ws"), corpus, clusters=8, quiet=True).prepare().iteration1_units()
