@@ -121,16 +121,18 @@ def main(argv=None):
                                                args.clusters, threads=1, progress=False,
                                                tag=f"{system.name}_b{budget:g}_s{seed}")))
 
-    deadline = t0 + args.stop_after_minutes * 60 if args.stop_after_minutes else float("inf")
+    deadline = t0 + args.stop_after_minutes * 60 if args.stop_after_minutes is not None else float("inf")
 
     def chain(item):
         budget, recipe = item
-        if time.time() > deadline:
+        probed = [1, 2] if budget == largest and recipe.system.name != "hubert" else [2]
+        finished = all((ws.work / ".done" / f"probe_{recipe.name}_it{i}").exists() for i in probed)
+        if time.time() > deadline and not finished:  # past the deadline only finished runs are reported
             print(f"not run (--stop-after-minutes): {recipe.name}", flush=True)
             return []
         it1, it2 = recipe.pretrain_both()
         out = []
-        iterations = [(1, it1), (2, it2)] if budget == largest and recipe.system.name != "hubert" else [(2, it2)]
+        iterations = [(i, run) for i, run in ((1, it1), (2, it2)) if i in probed]
         for iteration, run in iterations:
             res = probe(ws, f"{recipe.name}_it{iteration}", run.checkpoint, args.probe_updates, threads=1)
             out.append(dict(system=recipe.system.name, budget=budget, seed=recipe.seed, iteration=iteration,
@@ -185,7 +187,10 @@ def write_report(args, ws, costs, rows, baselines, seconds):
         f"{seconds / 60:.0f} min for this invocation (stages done before are reused).",
         "Command: `.venv/bin/python benchmarks/quality_vs_compute.py --budgets "
         + " ".join(f"{b:g}" for b in args.budgets) + f" --seeds {args.seeds} --jobs {args.jobs}"
-        + (f" --stop-after-minutes {args.stop_after_minutes:g}" if args.stop_after_minutes else "") + "`", "",
+        + (f" --stop-after-minutes {args.stop_after_minutes:g}" if args.stop_after_minutes is not None else "") + "`",
+        *([f"Stopped early: runs not finished within {args.stop_after_minutes:g} min are marked 'not run' (the runs "
+           "reported were made by earlier invocations, stage by stage; every stage is resumable, so the same command "
+           "without --stop-after-minutes completes the rest)."] if args.stop_after_minutes is not None else []), "",
         f"Data: {len(ws.corpus.pretrain)} utterances of pretraining audio (so762_train + LibriSpeech excerpts), "
         f"probes trained on so762_train ({len(ws.corpus.train)}) and scored on so762_dev ({len(ws.corpus.dev)}; "
         "speakers disjoint). Iteration 1: MFCC k-means units (K=" f"{args.clusters}, 50 Hz); iteration 2: K={args.clusters} "
@@ -218,7 +223,13 @@ def write_report(args, ws, costs, rows, baselines, seconds):
                      f"{r['updates'][0]}, {r['updates'][1]} | {r['cpu_min']:.2f} | {r['cer']:.1f} | {r['wer']:.1f} | "
                      f"{acc(r['accuracy_it1'])} | {acc(r['accuracy_it2'])} | "
                      + " ".join(f"{w:.2f}" for w in r["layer_weights"]) + " |")
-    lines += ["", targets(rows, baselines, budgets, largest), "", "![quality vs compute](quality_vs_compute.png)", ""]
+    lines += ["", "Budgets are nominal: updates = budget / 2 / the CPU seconds per update measured first. What the runs "
+              "actually consumed (start-up, validation and the data loader included, on a loaded machine) is the "
+              "'pretraining CPU-min' column above and the x axis of the plot.", "",
+              targets(rows, baselines, budgets, largest), "", "![quality vs compute](quality_vs_compute.png)", ""]
+    notes = args.output.with_name(args.output.stem + "_notes.md")
+    if notes.exists():  # findings written after the runs, kept across regenerations
+        lines += ["## Notes (written after the runs)", "", notes.read_text(encoding="utf-8").strip(), ""]
     args.output.write_text("\n".join(lines), encoding="utf-8")
     args.output.with_suffix(".json").write_text(json.dumps(
         dict(costs=costs, rows=rows, baselines=baselines, budgets=args.budgets), indent=1))

@@ -85,7 +85,7 @@ def main(argv=None):
     p.add_argument("--probe-updates", type=int, default=600, help="updates of each side-by-side probe")
     p.add_argument("--probe-utterances", type=int, default=500,
                    help="CTC training utterances the probes learn from (every k-th: all speakers stay in)")
-    p.add_argument("--finetune-updates", type=int, default=600)
+    p.add_argument("--finetune-updates", type=int, default=1000)
     args = p.parse_args(argv)
 
     try:

@@ -103,3 +103,13 @@ def test_stock_control_packs_checkpoints_and_probes_them_like_the_benchmark(pret
     record = out.read_text()
     assert "| fast_hubert | ? |" in record and "| stock HuBERT (waveform CNN, cosine loss) | ? |" in record
     assert "- fbank probe: " in record and "- mfcc probe: " in record
+
+
+def test_runs_that_decide_the_targets_come_first():
+    budgets = [1.5, 4, 7.5]
+    runs = [(s, b, seed) for s in ("hubert", "fast_hubert", "fast_hubert_ils") for b in budgets
+            for seed in ((1, 2) if b == 7.5 else (1,))]
+    order = sorted(runs, key=lambda r: quality_vs_compute.priority(*r, budgets))
+    assert order[:5] == [("hubert", 7.5, 1), ("fast_hubert", 7.5, 1), ("fast_hubert", 1.5, 1),
+                         ("fast_hubert_ils", 7.5, 1), ("fast_hubert", 7.5, 2)]
+    assert sorted(order) == sorted(runs)
