@@ -59,11 +59,13 @@ def main(argv=None):
     p.add_argument("--shifts", type=int, nargs="+", default=[-3, -2, -1, 0, 1, 2, 3])
     p.add_argument("--updates", type=int, default=300)
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--clusters", type=int, default=100, help="k-means units (as quality_vs_compute.py's --clusters)")
     p.add_argument("--speech-dir", type=Path)
     p.add_argument("--work-dir", type=Path, default=REPO / "quality_vs_compute_work")
     p.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "label_alignment_cpu.md")
     args = p.parse_args(argv)
-    ws = Workspace(args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), threads=2).prepare()
+    ws = Workspace(args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), clusters=args.clusters,
+                   threads=2).prepare()
     ws.iteration1_units()
     system = SYSTEMS["fast_hubert"]
 

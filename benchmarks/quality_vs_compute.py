@@ -46,7 +46,11 @@ def cpu_seconds_per_update(ws: Workspace, system, updates=None) -> float:
     short, long = updates or CALIBRATION_UPDATES[system.name]
     runs = [pretrain(ws.work / "calibration", f"{system.name}_{n}", system, ws.pretrain_data, ws.iteration1_labels,
                      ITERATION1_LABEL_RATE, n, threads=1, progress=False, quiet=True) for n in (short, long)]
-    return (runs[1].cpu_s - runs[0].cpu_s) / (long - short)
+    cost = (runs[1].cpu_s - runs[0].cpu_s) / (long - short)
+    if cost <= 0:  # start-up noise larger than the updates' cost
+        sys.exit(f"{system.name}: the calibration runs ({short} and {long} updates) could not measure the cost of an "
+                 "update; give --calibration-updates a larger difference")
+    return cost
 
 
 def spread(values):

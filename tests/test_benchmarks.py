@@ -20,7 +20,7 @@ def quality_run(tmp_path_factory):
     out = tmp / "record.md"
     cmd = [sys.executable, str(REPO / "benchmarks" / "quality_vs_compute.py"), "--speech-dir", str(SPEECH_DIR),
            "--work-dir", str(tmp / "work"), "--output", str(out), "--systems", "fast_hubert", "--budgets", "0.05",
-           "--seeds", "1", "--probe-updates", "3", "--clusters", "8", "--calibration-updates", "1", "3"]
+           "--seeds", "1", "--probe-updates", "3", "--clusters", "8", "--calibration-updates", "1", "11"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return tmp, out
@@ -54,7 +54,7 @@ def test_label_alignment_runs_and_reports_a_verdict(quality_run):
     out = tmp / "alignment.md"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "label_alignment.py"), "--speech-dir",
                            str(SPEECH_DIR), "--work-dir", str(tmp / "work"), "--output", str(out), "--shifts", "-1",
-                           "0", "1", "--updates", "2"], capture_output=True, text=True, timeout=900)
+                           "0", "1", "--updates", "2", "--clusters", "8"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = out.read_text()
     assert "| +0 (+0) |" in record and "| -1 (-20) |" in record and "Verdict: " in record
