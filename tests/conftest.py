@@ -68,13 +68,9 @@ def run_hydra_train(config_dir: Path, config_name: str, run_dir: Path, overrides
 
 def train_log_records(text: str, tag: str = "train_inner"):
     """The JSON records fairseq logs under [tag] (log_format: json)."""
-    import json
+    from fast_hubert_plugin.recipes.runner import parse_log_records
 
-    out = []
-    for line in text.splitlines():
-        if f"[{tag}]" in line and "{" in line:
-            out.append(json.loads(line[line.index("{"):]))
-    return out
+    return parse_log_records(text, tag)
 
 
 @pytest.fixture(scope="session")

@@ -111,15 +111,14 @@ def run_cli(cmd: Iterable, log: Path, threads: Optional[int] = None) -> Usage:
     return usage
 
 
+def parse_log_records(text: str, tag: str = "train_inner") -> List[dict]:
+    """The JSON records fairseq logged under ``[tag]`` (train_inner, train, valid; log_format: json)."""
+    return [json.loads(line[line.index("{"):]) for line in text.splitlines() if f"[{tag}]" in line and "{" in line]
+
+
 def log_records(log: Path, tag: str) -> List[dict]:
-    """The JSON records fairseq logged under ``[tag]`` (train_inner, train, valid)."""
-    out = []
-    if not Path(log).exists():
-        return out
-    for line in open(log, errors="replace"):
-        if f"[{tag}]" in line and "{" in line:
-            out.append(json.loads(line[line.index("{"):]))
-    return out
+    """``parse_log_records`` of a log file; none when it does not exist yet."""
+    return parse_log_records(Path(log).read_text(errors="replace"), tag) if Path(log).exists() else []
 
 
 def run_training(cmd: Iterable, log: Path, max_update: int, desc: str, threads: Optional[int] = None,
