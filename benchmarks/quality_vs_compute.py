@@ -41,16 +41,23 @@ RESULTS = REPO / "benchmarks" / "results"
 CALIBRATION_UPDATES = {"fast_hubert": (2, 42), "fast_hubert_ils": (2, 42), "hubert": (2, 10)}
 
 
-def cpu_seconds_per_update(ws: Workspace, system, updates=None) -> float:
-    """(CPU of a longer run - CPU of a 2-update run) / the update difference: start-up cancels."""
+def cpu_seconds_per_update(ws: Workspace, system, updates=None, overrides=(), label: str = "") -> float:
+    """(CPU of a longer run - CPU of a 2-update run) / the update difference: start-up cancels.
+    ``overrides`` (a tuned recipe, named ``label``) are trained with, since batch and model size set the cost."""
     short, long = updates or CALIBRATION_UPDATES[system.name]
-    runs = [pretrain(ws.work / "calibration", f"{system.name}_{n}", system, ws.pretrain_data, ws.iteration1_labels,
-                     ITERATION1_LABEL_RATE, n, threads=1, progress=False, quiet=True) for n in (short, long)]
+    runs = [pretrain(ws.work / "calibration", f"{system.name}{label and '_' + label}_{n}", system, ws.pretrain_data,
+                     ws.iteration1_labels, ITERATION1_LABEL_RATE, n, extra=overrides, threads=1, progress=False,
+                     quiet=True) for n in (short, long)]
     cost = (runs[1].cpu_s - runs[0].cpu_s) / (long - short)
     if cost <= 0:  # start-up noise larger than the updates' cost
         sys.exit(f"{system.name}: the calibration runs ({short} and {long} updates) could not measure the cost of an "
                  "update; give --calibration-updates a larger difference")
     return cost
+
+
+def run_tag(system: str, recipe_name: str, budget: float, seed: int) -> str:
+    """The runs' names below the work folder (recipe_sweep.py names its runs so too, to be reused here)."""
+    return f"{system}{recipe_name and '_' + recipe_name}_b{budget:g}_s{seed}"
 
 
 def spread(values):
@@ -101,6 +108,10 @@ def main(argv=None):
                    help="start no new run after this many minutes; the record marks the cells not run")
     p.add_argument("--calibration-updates", type=int, nargs=2, metavar=("SHORT", "LONG"),
                    help="updates of the two runs that measure CPU seconds per update (default: 2 and 42, stock 2 and 10)")
+    p.add_argument("--overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="fairseq-hydra-train overrides of fast_hubert and fast_hubert + ILS, both iterations (the "
+                        "recipe chosen by benchmarks/recipe_sweep.py); stock HuBERT keeps the tiny defaults")
+    p.add_argument("--recipe-name", default="tuned", help="names the runs made with --overrides (their stages)")
     p.add_argument("--speech-dir", type=Path, help="as the demo's (default: ../shared/speech, else Mini LibriSpeech)")
     p.add_argument("--work-dir", type=Path, default=REPO / "quality_vs_compute_work")
     p.add_argument("--output", type=Path, default=RESULTS / "quality_vs_compute_cpu.md")
@@ -111,8 +122,16 @@ def main(argv=None):
     ws = Workspace(args.work_dir, load_corpus(speech), clusters=args.clusters, threads=2).prepare().iteration1_units()
     ws.threads = 1
     systems = [SYSTEMS[n] for n in args.systems]
+
+    def overrides(system):
+        return tuple(args.overrides) if system.name != "hubert" else ()
+
+    def label(system):
+        return args.recipe_name if overrides(system) else ""
+
     with ThreadPoolExecutor(args.jobs) as pool:
-        costs = dict(zip(args.systems, pool.map(lambda s: cpu_seconds_per_update(ws, s, args.calibration_updates), systems)))
+        costs = dict(zip(args.systems, pool.map(
+            lambda s: cpu_seconds_per_update(ws, s, args.calibration_updates, overrides(s), label(s)), systems)))
     print("CPU seconds per update:", {k: round(v, 3) for k, v in costs.items()}, flush=True)
 
     largest = max(args.budgets)
@@ -122,8 +141,8 @@ def main(argv=None):
             for system in systems:
                 per_iteration = max(1, round(budget * 60 / 2 / costs[system.name]))
                 recipes.append((budget, Recipe(ws, system, (per_iteration, per_iteration), seed, args.layer,
-                                               args.clusters, threads=1, progress=False,
-                                               tag=f"{system.name}_b{budget:g}_s{seed}")))
+                                               args.clusters, threads=1, progress=False, overrides=overrides(system),
+                                               tag=run_tag(system.name, label(system), budget, seed))))
 
     deadline = t0 + args.stop_after_minutes * 60 if args.stop_after_minutes is not None else float("inf")
 
@@ -165,11 +184,12 @@ def main(argv=None):
 
 def priority(system: str, budget: float, seed: int, budgets) -> tuple:
     """The runs that decide the targets first (so that a run stopped early still assesses most of them):
-    stock HuBERT and fast_hubert at the largest budget, fast_hubert at a fifth of it, then the rest."""
+    stock HuBERT and fast_hubert at the largest budget, fast_hubert at a fifth of it, ILS, the second
+    seeds of the two fast_hubert systems (the spread targets a and d are judged by), then the rest."""
     largest = max(budgets)
     fifth = min(budgets, key=lambda b: abs(b - largest / 5))
     first = [("hubert", largest, 1), ("fast_hubert", largest, 1), ("fast_hubert", fifth, 1),
-             ("fast_hubert_ils", largest, 1), ("fast_hubert", largest, 2)]
+             ("fast_hubert_ils", largest, 1), ("fast_hubert", largest, 2), ("fast_hubert_ils", largest, 2)]
     if (system, budget, seed) in first:
         return (first.index((system, budget, seed)),)
     return (len(first), seed, ["fast_hubert", "hubert", "fast_hubert_ils"].index(system), -budget)
@@ -191,7 +211,12 @@ def write_report(args, ws, costs, rows, baselines, seconds):
         f"{seconds / 60:.0f} min for this invocation (stages done before are reused).",
         "Command: `.venv/bin/python benchmarks/quality_vs_compute.py --budgets "
         + " ".join(f"{b:g}" for b in args.budgets) + f" --seeds {args.seeds} --jobs {args.jobs}"
+        + (" --overrides " + " ".join(args.overrides) + f" --recipe-name {args.recipe_name}" if args.overrides else "")
         + (f" --stop-after-minutes {args.stop_after_minutes:g}" if args.stop_after_minutes is not None else "") + "`",
+        "Recipe: the tiny config `config/pretraining/fast_hubert_tiny_cpu.yaml`"
+        + (f", with {', '.join(f'`{o}`' for o in args.overrides)} for fast_hubert and fast_hubert + ILS "
+           "(`recipe_sweep_cpu.md`); stock HuBERT keeps the tiny defaults." if args.overrides else
+           " for every system."),
         *([f"Stopped early: runs not finished within {args.stop_after_minutes:g} min are marked 'not run' (the runs "
            "reported were made by earlier invocations, stage by stage; every stage is resumable, so the same command "
            "without --stop-after-minutes completes the rest)."] if args.stop_after_minutes is not None else []), "",

@@ -20,7 +20,8 @@ def quality_run(tmp_path_factory):
     out = tmp / "record.md"
     cmd = [sys.executable, str(REPO / "benchmarks" / "quality_vs_compute.py"), "--speech-dir", str(SPEECH_DIR),
            "--work-dir", str(tmp / "work"), "--output", str(out), "--systems", "fast_hubert", "--budgets", "0.05",
-           "--seeds", "1", "--probe-updates", "3", "--clusters", "8", "--calibration-updates", "1", "11"]
+           "--seeds", "1", "--probe-updates", "3", "--clusters", "8", "--calibration-updates", "1", "11",
+           "--overrides", "model.mask_prob=0.5", "--recipe-name", "m05"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return tmp, out
@@ -34,6 +35,10 @@ def test_quality_vs_compute_record_plot_and_budget(quality_run):
     for baseline in ("| fbank |", "| mfcc |", "| fast_hubert, never pretrained |"):
         assert baseline in record
     assert "Not assessed" in record  # targets need stock HuBERT, which this run left out
+    assert "with `model.mask_prob=0.5` for fast_hubert and fast_hubert + ILS" in record
+    for iteration in (1, 2):  # the overrides reach both iterations' training
+        overrides = (tmp / "work" / "runs" / f"fast_hubert_m05_b0.05_s1_it{iteration}" / ".hydra" / "overrides.yaml")
+        assert "model.mask_prob=0.5" in overrides.read_text()
     assert (out.parent / "quality_vs_compute.png").stat().st_size > 10_000
     data = json.loads(out.with_suffix(".json").read_text())
     cost = data["costs"]["fast_hubert"]
@@ -47,6 +52,30 @@ def test_quality_vs_compute_record_plot_and_budget(quality_run):
         assert r["cpu_min"] > 0 and 0 <= r["cer"] <= 100 and math.isclose(sum(r["layer_weights"]), 1, rel_tol=1e-5)
         assert len(r["layer_weights"]) == 5  # input + 4 blocks
         assert f"| {r['cer']:.1f} |" in record
+
+
+def test_recipe_sweep_trains_each_candidate_for_the_budget_and_names_runs_as_the_benchmark(quality_run):
+    import recipe_sweep
+
+    tmp, _ = quality_run
+    out = tmp / "sweep.md"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_sweep.py"), "--speech-dir", str(SPEECH_DIR),
+                           "--work-dir", str(tmp / "work"), "--output", str(out), "--budget", "0.025",
+                           "--candidates", "default", "batch18s", "--probe-updates", "3", "--clusters", "8",
+                           "--calibration-updates", "1", "11"], capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record, data = out.read_text(), json.loads(out.with_suffix(".json").read_text())
+    assert "| batch18s | `dataset.max_tokens=1800` |" in record and "Best: **" in record
+    assert "pretraining seed 2" in record and "probe seed 2" in record  # the replicates of the default
+    assert {(r["candidate"], r["seed"], r["probe_seed"]) for r in data["rows"]} == {
+        ("default", 1, 1), ("batch18s", 1, 1), ("default", 2, 1), ("default", 1, 2)}
+    for r in data["rows"]:
+        assert r["updates"] == max(1, round(0.025 * 60 / data["costs"][r["candidate"]]))
+    # each candidate's iteration 1 carries the name quality_vs_compute.py gives it at twice the budget
+    run = tmp / "work" / "runs" / (quality_vs_compute.run_tag("fast_hubert", "batch18s", 0.05, 1) + "_it1")
+    assert "dataset.max_tokens=1800" in (run / ".hydra" / "overrides.yaml").read_text()
+    assert (tmp / "work" / "runs" / "fast_hubert_b0.05_s2_it1").is_dir()
+    assert set(recipe_sweep.CANDIDATES) >= {"default", "batch18s"}
 
 
 def test_label_alignment_runs_and_reports_a_verdict(quality_run):
@@ -110,6 +139,6 @@ def test_runs_that_decide_the_targets_come_first():
     runs = [(s, b, seed) for s in ("hubert", "fast_hubert", "fast_hubert_ils") for b in budgets
             for seed in ((1, 2) if b == 7.5 else (1,))]
     order = sorted(runs, key=lambda r: quality_vs_compute.priority(*r, budgets))
-    assert order[:5] == [("hubert", 7.5, 1), ("fast_hubert", 7.5, 1), ("fast_hubert", 1.5, 1),
-                         ("fast_hubert_ils", 7.5, 1), ("fast_hubert", 7.5, 2)]
+    assert order[:6] == [("hubert", 7.5, 1), ("fast_hubert", 7.5, 1), ("fast_hubert", 1.5, 1),
+                         ("fast_hubert_ils", 7.5, 1), ("fast_hubert", 7.5, 2), ("fast_hubert_ils", 7.5, 2)]
     assert sorted(order) == sorted(runs)

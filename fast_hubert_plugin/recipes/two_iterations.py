@@ -276,6 +276,7 @@ class Recipe:
     threads: Optional[int] = None
     tag: str = ""
     progress: bool = True
+    overrides: Sequence[str] = ()  # fairseq-hydra-train overrides of both iterations (a tuned recipe)
 
     @property
     def name(self) -> str:
@@ -288,14 +289,14 @@ class Recipe:
     def iteration1(self) -> PretrainingRun:
         ws = self.workspace
         return pretrain(self.runs, f"{self.name}_it1", self.system, ws.pretrain_data, ws.iteration1_labels,
-                        ITERATION1_LABEL_RATE, self.updates[0], self.seed, threads=self.threads,
+                        ITERATION1_LABEL_RATE, self.updates[0], self.seed, self.overrides, threads=self.threads,
                         progress=self.progress, quiet=ws.quiet)
 
     def iteration2(self, it1: PretrainingRun) -> PretrainingRun:
         units = iteration2_units(self.workspace, f"{self.name}_it2", it1, self.system, self.iteration2_layer,
                                  self.iteration2_clusters, self.threads)
         return pretrain(self.runs, f"{self.name}_it2", self.system, self.workspace.pretrain_data,
-                        Path(units["labels"]), units["label_rate"], self.updates[1], self.seed,
+                        Path(units["labels"]), units["label_rate"], self.updates[1], self.seed, self.overrides,
                         threads=self.threads, progress=self.progress, quiet=self.workspace.quiet)
 
     def pretrain_both(self) -> List[PretrainingRun]:
