@@ -229,12 +229,12 @@ def pretrain(work: Path, name: str, system: System, data: Path, labels: Path, la
                    f"dataset.validate_interval_updates={updates}", f"checkpoint.save_interval_updates={interval}",
                    *system.pretraining_overrides, *extra]
             usage = run_training(cmd, run_dir / "train.log", updates, name, threads, progress)
-            # the CPU time of every attempt (a resumed run adds to what the killed one spent)
-            spent = s.result.get("cpu_s", 0.0)
+            # A killed attempt leaves no marker, so a resumed run's CPU is that of its last attempt only;
+            # the budget itself is held by the updates (set from the calibrated cost), not by this figure.
             recs = log_records(run_dir / "train.log", "train_inner") or log_records(run_dir / "train.log", "train")
             s.result = dict(checkpoint=str(run_dir / "checkpoints" / "checkpoint_last.pt"),
                             updates=last_update(recs[-1]) if recs else updates, wall_s=usage.wall_s,
-                            cpu_s=round(spent + usage.cpu_s, 2), log=str(run_dir / "train.log"),
+                            cpu_s=round(usage.cpu_s, 2), log=str(run_dir / "train.log"),
                             masked_accuracy=masked_accuracy(recs[-1]) if recs else {})
     return PretrainingRun(**s.result)
 
