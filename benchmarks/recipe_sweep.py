@@ -126,9 +126,13 @@ def write_report(args, costs, rows, mfcc_cer, seconds):
         lines += ["Replicates of the default recipe (the noise a difference has to beat): "
                   + ", ".join(f"{k} {v:.1f} %" for k, v in noise.items())
                   + f" against {default:.1f} % (largest difference {margin:.1f} points).", ""]
-    verdict = ("beats the default by more than the replicates' spread" if default is not None and
-               best["cer"] < default - margin else "is within the replicates' spread of the default")
-    lines += [f"Best: **{best['candidate']}** ({best['cer']:.1f} %), which {verdict}.", ""]
+    if default is None or best["candidate"] == "default":
+        verdict = "no candidate beats the default recipe"
+    elif best["cer"] < default - margin:
+        verdict = f"{best['candidate']} beats the default by more than the replicates' spread"
+    else:
+        verdict = f"{best['candidate']} is within the replicates' spread of the default"
+    lines += [f"Best: **{best['candidate']}** ({best['cer']:.1f} %): {verdict}.", ""]
     notes = args.output.with_name(args.output.stem + "_notes.md")
     if notes.exists():
         lines += ["## Notes (written after the runs)", "", notes.read_text(encoding="utf-8").strip(), ""]

@@ -212,6 +212,16 @@ def last_update(record: dict) -> int:
     return int(record.get("num_updates", record.get("train_num_updates", 0)))
 
 
+def logged_progress(log: Path, planned: int) -> Dict:
+    """Updates trained and the last masked accuracy, from fairseq's log: the end-of-epoch record has
+    the final update (train_inner is logged every log_interval updates), train_inner the accuracy of
+    the last updates rather than an epoch's mean."""
+    inner, epochs = log_records(log, "train_inner"), log_records(log, "train")
+    last = (inner or epochs)[-1:]
+    return dict(updates=max((last_update(r) for r in inner[-1:] + epochs[-1:]), default=planned),
+                masked_accuracy=masked_accuracy(last[0]) if last else {})
+
+
 def pretrain(work: Path, name: str, system: System, data: Path, labels: Path, label_rate: int, updates: int,
              seed: int = 1, extra: Sequence[str] = (), threads: Optional[int] = None, progress: bool = True,
              quiet: bool = False) -> PretrainingRun:
@@ -231,11 +241,9 @@ def pretrain(work: Path, name: str, system: System, data: Path, labels: Path, la
             usage = run_training(cmd, run_dir / "train.log", updates, name, threads, progress)
             # A killed attempt leaves no marker, so a resumed run's CPU is that of its last attempt only;
             # the budget itself is held by the updates (set from the calibrated cost), not by this figure.
-            recs = log_records(run_dir / "train.log", "train_inner") or log_records(run_dir / "train.log", "train")
-            s.result = dict(checkpoint=str(run_dir / "checkpoints" / "checkpoint_last.pt"),
-                            updates=last_update(recs[-1]) if recs else updates, wall_s=usage.wall_s,
+            s.result = dict(checkpoint=str(run_dir / "checkpoints" / "checkpoint_last.pt"), wall_s=usage.wall_s,
                             cpu_s=round(usage.cpu_s, 2), log=str(run_dir / "train.log"),
-                            masked_accuracy=masked_accuracy(recs[-1]) if recs else {})
+                            **logged_progress(run_dir / "train.log", updates))
     return PretrainingRun(**s.result)
 
 
