@@ -45,7 +45,7 @@ def cpu_seconds_per_update(ws: Workspace, system, updates=None, overrides=(), la
     """(CPU of a longer run - CPU of a 2-update run) / the update difference: start-up cancels.
     ``overrides`` (a tuned recipe, named ``label``) are trained with, since batch and model size set the cost."""
     short, long = updates or CALIBRATION_UPDATES[system.name]
-    runs = [pretrain(ws.work / "calibration", f"{system.name}{label and '_' + label}_{n}", system, ws.pretrain_data,
+    runs = [pretrain(ws.work / "calibration", f"{recipe_prefix(system.name, label)}_{n}", system, ws.pretrain_data,
                      ws.iteration1_labels, ITERATION1_LABEL_RATE, n, extra=overrides, threads=1, progress=False,
                      quiet=True) for n in (short, long)]
     cost = (runs[1].cpu_s - runs[0].cpu_s) / (long - short)
@@ -55,9 +55,14 @@ def cpu_seconds_per_update(ws: Workspace, system, updates=None, overrides=(), la
     return cost
 
 
+def recipe_prefix(system: str, recipe_name: str) -> str:
+    """What the calibration and pretraining runs of a system's recipe are named after ('' = the defaults)."""
+    return f"{system}{recipe_name and '_' + recipe_name}"
+
+
 def run_tag(system: str, recipe_name: str, budget: float, seed: int) -> str:
     """The runs' names below the work folder (recipe_sweep.py names its runs so too, to be reused here)."""
-    return f"{system}{recipe_name and '_' + recipe_name}_b{budget:g}_s{seed}"
+    return f"{recipe_prefix(system, recipe_name)}_b{budget:g}_s{seed}"
 
 
 def spread(values):

@@ -67,8 +67,8 @@ def main(argv=None):
     if not args.no_replicates:
         runs += [("default", 2, 1), ("default", 1, 2)]  # a second pretraining seed; a second probe seed
 
-    def label(name):  # the benchmark's names for the same runs, so that it reuses them
-        return "" if name == "default" else name
+    def label(name):  # the benchmark's rule (unnamed without overrides), so that it reuses the runs
+        return name if CANDIDATES[name][0] else ""
 
     def cost(name):
         return cpu_seconds_per_update(ws, system, args.calibration_updates, CANDIDATES[name][0], label(name))
