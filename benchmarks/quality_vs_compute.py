@@ -55,6 +55,11 @@ def cpu_seconds_per_update(ws: Workspace, system, updates=None, overrides=(), la
     return cost
 
 
+def recipe_label(recipe_name: str, overrides) -> str:
+    """A recipe's name in its runs' names: '' without overrides, so that every default run is shared."""
+    return recipe_name if overrides else ""
+
+
 def recipe_prefix(system: str, recipe_name: str) -> str:
     """What the calibration and pretraining runs of a system's recipe are named after ('' = the defaults)."""
     return f"{system}{recipe_name and '_' + recipe_name}"
@@ -132,7 +137,7 @@ def main(argv=None):
         return tuple(args.overrides) if system.name != "hubert" else ()
 
     def label(system):
-        return args.recipe_name if overrides(system) else ""
+        return recipe_label(args.recipe_name, overrides(system))
 
     with ThreadPoolExecutor(args.jobs) as pool:
         costs = dict(zip(args.systems, pool.map(

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir  # noqa: E402
 from fast_hubert_plugin.recipes.two_iterations import SYSTEMS, Recipe, Workspace, probe  # noqa: E402
-from quality_vs_compute import RESULTS, cpu_seconds_per_update, machine, run_tag  # noqa: E402
+from quality_vs_compute import RESULTS, cpu_seconds_per_update, machine, recipe_label, run_tag  # noqa: E402
 
 # name -> (overrides, why it is a candidate)
 CANDIDATES = {
@@ -67,8 +67,8 @@ def main(argv=None):
     if not args.no_replicates:
         runs += [("default", 2, 1), ("default", 1, 2)]  # a second pretraining seed; a second probe seed
 
-    def label(name):  # the benchmark's rule (unnamed without overrides), so that it reuses the runs
-        return name if CANDIDATES[name][0] else ""
+    def label(name):  # the benchmark's names for the same runs, so that it reuses them
+        return recipe_label(name, CANDIDATES[name][0])
 
     def cost(name):
         return cpu_seconds_per_update(ws, system, args.calibration_updates, CANDIDATES[name][0], label(name))
