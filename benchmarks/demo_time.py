@@ -69,6 +69,9 @@ def main():
     dev_s = write_part(dev, args.speech_dir, root / "dev-clean-2", 1)
 
     env = {k: v for k, v in os.environ.items() if k != "FAST_HUBERT_SPEECH_DIR"}
+    # this checkout's package first: an environment installed (editable) from another clone would
+    # otherwise run that clone's code and find the speech folder beside it
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     # the stand-in must be found as the download cache: no speech folder may be given or found
     cmd = [sys.executable, str(REPO / "examples" / "demo.py"), "--cache-dir", str(args.work / "cache"),
            "--work-dir", str(args.work / "demo_output")]
@@ -77,7 +80,10 @@ def main():
     total = time.time() - start
     timings = json.loads((args.work / "demo_output" / "report" / "timings.json").read_text())
     # the record names no folder of the machine it ran on
-    summary = (args.work / "demo_output" / "report" / "summary.md").read_text().replace(str(args.work.resolve()), "WORK")
+    summary = (args.work / "demo_output" / "report" / "summary.md").read_text()
+    if f"Data: {(args.work / 'cache').resolve()}" not in summary:
+        sys.exit("the demo did not take the Mini LibriSpeech stand-in (see its report's Data line): not recorded")
+    summary = summary.replace(str(args.work.resolve()), "WORK")
     lines = [
         "# `make demo` on a Mini LibriSpeech-sized stand-in (CPU)", "",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

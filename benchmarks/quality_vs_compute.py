@@ -55,6 +55,20 @@ def cpu_seconds_per_update(ws: Workspace, system, updates=None, overrides=(), la
     return cost
 
 
+BASELINES = ("fbank", "mfcc", "init")
+
+
+def baseline_probe(ws: Workspace, name: str, probe_updates: int, threads: int = 1):
+    """(title, probe dev CER) of a no-pretraining baseline of BASELINES: an input feature, or
+    fast_hubert's initial weights."""
+    if name in ("fbank", "mfcc"):
+        return name, probe(ws, name, name, probe_updates, threads=threads)["cer"]
+    run = untrained(ws.work / "runs", "fast_hubert_init", SYSTEMS["fast_hubert"], ws.pretrain_data,
+                    ws.iteration1_labels, ITERATION1_LABEL_RATE, quiet=True)
+    return "fast_hubert, never pretrained", probe(ws, "fast_hubert_init", run.checkpoint, probe_updates,
+                                                  threads=threads)["cer"]
+
+
 def recipe_label(recipe_name: str, overrides) -> str:
     """A recipe's name in its runs' names: '' without overrides, so that every default run is shared."""
     return recipe_name if overrides else ""
@@ -74,10 +88,10 @@ def spread(values):
     return (max(values) - min(values)) if len(values) > 1 else 0.0
 
 
-def machine() -> str:
+def machine(threads: int = 1) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (1 thread per run), "
-            f"Python {platform.python_version()}")
+    per_run = f"{threads} thread{'s' if threads > 1 else ''} per run"
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({per_run}), Python {platform.python_version()}"
 
 
 def plot(rows, baselines, out: Path):
@@ -175,16 +189,8 @@ def main(argv=None):
                             probe_cpu_s=res["cpu_s"]))
         return out
 
-    def baseline(name):
-        if name in ("fbank", "mfcc"):
-            return name, probe(ws, name, name, args.probe_updates, threads=1)["cer"]
-        run = untrained(ws.work / "runs", "fast_hubert_init", SYSTEMS["fast_hubert"], ws.pretrain_data,
-                        ws.iteration1_labels, ITERATION1_LABEL_RATE, quiet=True)
-        return "fast_hubert, never pretrained", probe(ws, "fast_hubert_init", run.checkpoint, args.probe_updates,
-                                                      threads=1)["cer"]
-
     with ThreadPoolExecutor(args.jobs) as pool:
-        base_futures = [pool.submit(baseline, n) for n in ("fbank", "mfcc", "init")]
+        base_futures = [pool.submit(baseline_probe, ws, n, args.probe_updates) for n in BASELINES]
         order = sorted(recipes, key=lambda r: priority(r[1].system.name, r[0], r[1].seed, args.budgets))
         rows = [row for rs in pool.map(chain, order) for row in rs]
         baselines = dict(f.result() for f in base_futures)

@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fast_hubert_plugin.data.download import DownloadError
@@ -80,12 +81,12 @@ def main(argv=None):
     p.add_argument("--work-dir", type=Path, default=REPO / "demo_output", help="everything is written here")
     p.add_argument("--model", choices=list(SYSTEMS), default="fast_hubert_ils", help="model type of both iterations")
     p.add_argument("--clusters", type=int, default=100, help="k-means units of both iterations")
-    p.add_argument("--pretrain-updates", type=int, default=300, help="updates of each pretraining iteration")
+    p.add_argument("--pretrain-updates", type=int, default=250, help="updates of each pretraining iteration")
     p.add_argument("--iteration2-layer", type=int, default=3, help="1-based block of the iteration-1 model to cluster")
     p.add_argument("--probe-updates", type=int, default=600, help="updates of each side-by-side probe")
     p.add_argument("--probe-utterances", type=int, default=500,
                    help="CTC training utterances the probes learn from (every k-th: all speakers stay in)")
-    p.add_argument("--finetune-updates", type=int, default=1000)
+    p.add_argument("--finetune-updates", type=int, default=500)
     args = p.parse_args(argv)
 
     try:
@@ -108,25 +109,36 @@ def run(args, speech: Path, corpus) -> Path:
     ws = Workspace(work, corpus, clusters=args.clusters).prepare().iteration1_units()
     system = SYSTEMS[args.model]
     recipe = Recipe(ws, system, (args.pretrain_updates, args.pretrain_updates), iteration2_layer=args.iteration2_layer,
-                    iteration2_clusters=args.clusters, tag="demo")
-    it1 = recipe.iteration1()
-    it2 = recipe.iteration2(it1)
+                    iteration2_clusters=args.clusters, tag="demo", threads=1)
+    futures, scores, ft = {}, None, None
+    # Two single-threaded chains share the two cores (a second thread barely speeds up a tiny model):
+    # this one pretrains, clusters and fine-tunes; the pool probes each model as soon as it exists.
+    with ThreadPoolExecutor(1) as pool:
+        split = ws.ctc_subset(args.probe_utterances) if ws.transcribed else None
+
+        def probe_soon(label, run_):
+            if ws.transcribed:
+                futures[label] = pool.submit(probe, ws, f"demo_{label.replace(' ', '_')}", run_.checkpoint,
+                                             args.probe_updates, threads=1, train_split=split)
+
+        if ws.transcribed:
+            probe_soon("never pretrained", untrained(recipe.runs, "demo_init", system, ws.pretrain_data,
+                                                     ws.iteration1_labels, ITERATION1_LABEL_RATE, quiet=ws.quiet,
+                                                     threads=1))
+        it1 = recipe.iteration1()
+        probe_soon("iteration 1", it1)
+        it2 = recipe.iteration2(it1)
+        probe_soon("iteration 2", it2)
+        if ws.transcribed:
+            ft = finetune(ws, "demo_finetune", it2, system, args.finetune_updates, threads=1)
+            scores = decode(ws, "demo_decode", ft)
+            with Stage(work, "export", "export the fine-tuned model to transformers (fast-hubert-export)",
+                       params={"checkpoint": ft["checkpoint"]}) as s:
+                if not s.done:
+                    run_cli([tool("fast-hubert-export"), ft["checkpoint"], work / "export", "--overwrite"],
+                            ws.logs / "export.log", threads=1)
+        probes = {label: f.result() for label, f in futures.items()}
     runs = {"iteration 1": it1, "iteration 2": it2}
-    probes, scores, ft = {}, None, None
-    if ws.transcribed:
-        floor = untrained(recipe.runs, "demo_init", system, ws.pretrain_data, ws.iteration1_labels,
-                          ITERATION1_LABEL_RATE, quiet=ws.quiet)
-        split = ws.ctc_subset(args.probe_utterances)
-        for label, run_ in (("never pretrained", floor), ("iteration 1", it1), ("iteration 2", it2)):
-            probes[label] = probe(ws, f"demo_{label.replace(' ', '_')}", run_.checkpoint, args.probe_updates,
-                                  train_split=split)
-        ft = finetune(ws, "demo_finetune", it2, system, args.finetune_updates)
-        scores = decode(ws, "demo_decode", ft)
-        with Stage(work, "export", "export the fine-tuned model to transformers (fast-hubert-export)",
-                   params={"checkpoint": ft["checkpoint"]}) as s:
-            if not s.done:
-                run_cli([tool("fast-hubert-export"), ft["checkpoint"], work / "export", "--overwrite"],
-                        ws.logs / "export.log")
     return write_report(args, ws, speech, system, runs, probes, ft, scores, time.time() - t0)
 
 

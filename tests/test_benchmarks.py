@@ -110,6 +110,30 @@ def test_targets_compare_the_right_cells():
     assert text.count("**not met**") == 3 and "d. fast_hubert, iteration 2" in text
 
 
+def test_stock_control_trains_both_systems_here_and_resumes(tmp_path):
+    import stock_control
+
+    out, work = tmp_path / "control.md", tmp_path / "ws"
+    argv = ["cpu", "--updates", "2", "--threads", "1", "--clusters", "8", "--speech-dir", str(SPEECH_DIR),
+            "--work-dir", str(work), "--probe-updates", "2", "--output", str(out)]
+    stock_control.main(argv)
+    record = out.read_text()
+    assert "Command: `.venv/bin/python benchmarks/stock_control.py cpu --updates 2 --seed 1 --threads 1" in record
+    for title in ("fast_hubert", "stock HuBERT (waveform CNN, cosine loss)"):
+        row = next(line for line in record.splitlines() if line.startswith(f"| {title} |"))
+        updates, accuracy, cpu_min, cer = (c.strip() for c in row.strip("|").split("|")[1:])
+        assert updates == "2" and ("acc_m_L4" in accuracy or "correct_m_0" in accuracy)
+        assert float(cpu_min) > 0 and 0 <= float(cer) <= 100
+    for baseline in ("fbank", "mfcc", "fast_hubert, never pretrained"):
+        assert f"- {baseline} probe: " in record
+    checkpoints = sorted((work / "control").glob("control_*_u2_s1/checkpoints/checkpoint_last.pt"))
+    assert len(checkpoints) == 2
+    stamps = [c.stat().st_mtime_ns for c in checkpoints]
+    out.unlink()
+    stock_control.main(argv)  # every stage is done: the record is rewritten from the markers, nothing retrained
+    assert out.read_text() == record and [c.stat().st_mtime_ns for c in checkpoints] == stamps
+
+
 def test_stock_control_packs_checkpoints_and_probes_them_like_the_benchmark(pretrained, tiny_hubert_checkpoint,
                                                                             tmp_path):
     import stock_control

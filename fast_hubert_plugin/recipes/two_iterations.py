@@ -248,10 +248,10 @@ def pretrain(work: Path, name: str, system: System, data: Path, labels: Path, la
 
 
 def untrained(work: Path, name: str, system: System, data: Path, labels: Path, label_rate: int,
-              quiet: bool = False) -> PretrainingRun:
+              quiet: bool = False, threads: Optional[int] = None) -> PretrainingRun:
     """The never-pretrained floor: the model's initial weights, saved after one update at lr ~0."""
     return pretrain(work, name, system, data, labels, label_rate, 1, extra=("optimization.lr=[1e-30]",),
-                    progress=False, quiet=quiet)
+                    threads=threads, progress=False, quiet=quiet)
 
 
 def iteration2_units(workspace: Workspace, name: str, run: PretrainingRun, system: System, layer: int,
