@@ -1,14 +1,15 @@
-"""The whole job on real speech, from audio to a recognizer and its export, on 2 CPU cores.
+"""The whole job on real speech, from audio to pretrained models, what they bought, and their export.
 
     manifests -> CMVN -> MFCC k-means (iteration-1 units) -> pretrain a tiny fast_hubert + ILS
     -> k-means of one of its blocks (iteration-2 units) -> pretrain a new model on them
-    -> probe never-pretrained / iteration 1 / iteration 2 identically -> fine-tune letter CTC
-    -> decode -> export to transformers -> report
+    -> probe never-pretrained / iteration 1 / iteration 2 identically -> export to transformers -> report
+    (with ``--finetune-updates N``: fine-tune letter CTC -> decode -> export the fine-tuned model)
 
 It runs HuBERT's two-iteration recipe (``fast_hubert_plugin.recipes.two_iterations``, the same
-module the benchmarks run). The report puts side by side what pretraining bought: the dev CER of
-the same frozen-feature probe (``fast-hubert-probe``) on the model's initial weights, on the
-iteration-1 model and on the iteration-2 model; then the iteration-2 model fine-tuned and decoded.
+module the benchmarks run) on at most ``--pretrain-hours`` of audio, sized to take under 15 minutes
+on 2 CPU cores. The report puts side by side what pretraining bought: the dev CER of the same
+frozen-feature probe (``fast-hubert-probe``) on the model's initial weights, on the iteration-1
+model and on the iteration-2 model.
 
 Data, in this order: ``--speech-dir DIR`` (or ``$FAST_HUBERT_SPEECH_DIR``); the speech folder beside
 the repository (``../shared/speech``: speechocean762 train / dev with transcripts, LibriSpeech
@@ -30,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fast_hubert_plugin.data.download import DownloadError
-from fast_hubert_plugin.recipes.corpus import SPEECH_ENV, load_corpus, resolve_speech_dir
+from fast_hubert_plugin.recipes.corpus import SPEECH_ENV, at_most_hours, load_corpus, resolve_speech_dir
 from fast_hubert_plugin.recipes.runner import Stage, StageFailed, StageMismatch, log_records, run_cli, tool
 from fast_hubert_plugin.recipes.two_iterations import (ITERATION1_LABEL_RATE, SYSTEMS, Recipe, Workspace, decode,
                                                        finetune, probe, untrained)
@@ -81,17 +82,22 @@ def main(argv=None):
     p.add_argument("--work-dir", type=Path, default=REPO / "demo_output", help="everything is written here")
     p.add_argument("--model", choices=list(SYSTEMS), default="fast_hubert_ils", help="model type of both iterations")
     p.add_argument("--clusters", type=int, default=100, help="k-means units of both iterations")
-    p.add_argument("--pretrain-updates", type=int, default=250, help="updates of each pretraining iteration")
+    p.add_argument("--pretrain-hours", type=float, default=2.0,
+                   help="pretrain and cluster on at most this much of the pretraining audio (a seeded sample)")
+    p.add_argument("--pretrain-updates", type=int, default=200, help="updates of each pretraining iteration")
     p.add_argument("--iteration2-layer", type=int, default=3, help="1-based block of the iteration-1 model to cluster")
-    p.add_argument("--probe-updates", type=int, default=600, help="updates of each side-by-side probe")
+    p.add_argument("--probe-updates", type=int, default=400, help="updates of each side-by-side probe")
     p.add_argument("--probe-utterances", type=int, default=500,
                    help="CTC training utterances the probes learn from (every k-th: all speakers stay in)")
-    p.add_argument("--finetune-updates", type=int, default=500)
+    p.add_argument("--finetune-updates", type=int, default=0,
+                   help="letter CTC fine-tuning of the iteration-2 model, then decoding (0: none; about 1000 "
+                        "updates leave CTC's all-blank stage)")
     args = p.parse_args(argv)
 
     try:
         speech = resolve_speech_dir(args.speech_dir, cache_dir=args.cache_dir, base_url=args.corpus_url)
         corpus = load_corpus(speech, args.transcripts)
+        corpus = corpus._replace(pretrain=at_most_hours(corpus.pretrain, args.pretrain_hours))
     except (DownloadError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     try:
@@ -112,7 +118,7 @@ def run(args, speech: Path, corpus) -> Path:
                     iteration2_clusters=args.clusters, tag="demo", threads=1)
     futures, scores, ft = {}, None, None
     # Two single-threaded chains share the two cores (a second thread barely speeds up a tiny model):
-    # this one pretrains, clusters and fine-tunes; the pool probes each model as soon as it exists.
+    # this one pretrains, clusters, fine-tunes and exports; the pool probes each model as soon as it exists.
     with ThreadPoolExecutor(1) as pool:
         split = ws.ctc_subset(args.probe_utterances) if ws.transcribed else None
 
@@ -129,14 +135,17 @@ def run(args, speech: Path, corpus) -> Path:
         probe_soon("iteration 1", it1)
         it2 = recipe.iteration2(it1)
         probe_soon("iteration 2", it2)
-        if ws.transcribed:
+        if ws.transcribed and args.finetune_updates:
             ft = finetune(ws, "demo_finetune", it2, system, args.finetune_updates, threads=1)
             scores = decode(ws, "demo_decode", ft)
-            with Stage(work, "export", "export the fine-tuned model to transformers (fast-hubert-export)",
-                       params={"checkpoint": ft["checkpoint"]}) as s:
-                if not s.done:
-                    run_cli([tool("fast-hubert-export"), ft["checkpoint"], work / "export", "--overwrite"],
-                            ws.logs / "export.log", threads=1)
+        # the fine-tuned model when there is one, else the iteration-2 pretrained model
+        exported, export_dir = ((ft["checkpoint"], work / "export") if ft else
+                                (it2.checkpoint, work / "export_pretrained"))
+        with Stage(work, export_dir.name, f"export {Path(exported).parents[1].name} to transformers "
+                   "(fast-hubert-export)", params={"checkpoint": exported}) as s:
+            if not s.done:
+                run_cli([tool("fast-hubert-export"), exported, export_dir, "--overwrite"],
+                        ws.logs / f"{export_dir.name}.log", threads=1)
         probes = {label: f.result() for label, f in futures.items()}
     runs = {"iteration 1": it1, "iteration 2": it2}
     return write_report(args, ws, speech, system, runs, probes, ft, scores, time.time() - t0)
@@ -177,11 +186,18 @@ def write_report(args, ws, speech, system, runs, probes, ft, scores, seconds) ->
             lines += ["At larger compute, against MFCC, fbank and stock HuBERT "
                       "(`benchmarks/results/quality_vs_compute_cpu.md`):", "",
                       f"![quality vs compute]({BENCHMARK_PLOT.name})", ""]
+    if scores:
         lines += ["## Fine-tuned (iteration-2 model, letter CTC, Viterbi, no LM)", "",
                   f"- {args.finetune_updates} updates; dev: **CER {scores['cer']:.2f} %, WER {scores['wer']:.2f} %** "
                   f"({scores.get('utterances', len(c.dev))} utterances)",
                   f"- hypotheses: {ws.work / 'demo_decode' / 'hypo.word'}",
                   f"- exported for transformers (no fairseq needed): {ws.work / 'export'}", ""]
+    else:
+        lines += ["## Export", "",
+                  "- the iteration-2 pretrained model, for transformers (no fairseq needed): "
+                  f"{ws.work / 'export_pretrained'}",
+                  "- not fine-tuned: `--finetune-updates 1000` adds letter CTC fine-tuning of it, Viterbi decoding and "
+                  "the fine-tuned model's export", ""]
     lines += ["## Pretraining", ""]
     for label, r in runs.items():
         acc = ", ".join(f"block {k[7:]} {v:.3f}" for k, v in sorted(r.masked_accuracy.items()))

@@ -67,10 +67,13 @@ def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
 def test_demo_rerun_skips_every_stage_and_redoes_a_removed_one(demo_run):
     work, _ = demo_run
     (work / ".done" / "probe_demo_iteration_2").unlink()  # as if killed during that probe
-    proc = run_demo(work)
+    proc = run_demo(work, "--finetune-updates", "0")  # the default: no fine-tuning, the pretrained model exported
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("(done before: skipped)") >= 8
     assert "== probe demo_iteration_2 (4 updates)\n" in proc.stdout
+    assert (work / "export_pretrained" / "model.safetensors").is_file()
+    summary = (work / "report" / "summary.md").read_text()
+    assert "## Fine-tuned" not in summary and "- not fine-tuned: `--finetune-updates 1000`" in summary
 
 
 def test_killed_training_stage_resumes_from_its_checkpoint(small_workspace):

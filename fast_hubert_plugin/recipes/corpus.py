@@ -6,8 +6,11 @@ LibriSpeech, downloaded into the cache (``~/.cache/fast-hubert`` or ``$FAST_HUBE
 """
 import csv
 import os
+import random
 from pathlib import Path
 from typing import List, NamedTuple, Optional
+
+import soundfile
 
 from ..data.mini_librispeech import fetch_mini_librispeech
 
@@ -88,3 +91,18 @@ def load_corpus(speech: Path, transcripts: Optional[Path] = None, dev_fraction: 
     rows = [r for r in _read(Path(transcripts), speech) if r["text"].strip()]
     cut = int(len(rows) * (1 - dev_fraction))
     return Corpus(every, rows[:cut], rows[cut:])
+
+
+def at_most_hours(rows: List[dict], hours: float, seed: int = 0) -> List[dict]:
+    """A seeded random subset of ``rows`` holding at most ``hours`` of audio, in the rows' order (all
+    rows when they hold less): the data-bound stages (CMVN, feature dumps, k-means) scale with it."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    keep, seconds = set(), 0.0
+    for i in order:
+        duration = soundfile.info(rows[i]["path"]).duration
+        if seconds + duration > hours * 3600:
+            break
+        keep.add(i)
+        seconds += duration
+    return [r for i, r in enumerate(rows) if i in keep]
