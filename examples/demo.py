@@ -86,7 +86,7 @@ def main(argv=None):
                    help="pretrain and cluster on at most this much of the pretraining audio (a seeded sample)")
     p.add_argument("--pretrain-updates", type=int, default=200, help="updates of each pretraining iteration")
     p.add_argument("--iteration2-layer", type=int, default=3, help="1-based block of the iteration-1 model to cluster")
-    p.add_argument("--probe-updates", type=int, default=400, help="updates of each side-by-side probe")
+    p.add_argument("--probe-updates", type=int, default=600, help="updates of each side-by-side probe")
     p.add_argument("--probe-utterances", type=int, default=500,
                    help="CTC training utterances the probes learn from (every k-th: all speakers stay in)")
     p.add_argument("--finetune-updates", type=int, default=0,
