@@ -46,6 +46,9 @@ def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
         assert result["config"]["updates"] == 4 and result["dev"]["utterances"] == 16
         assert result["train"]["split"] == "probe_train" and result["train"]["utterances"] == 16  # every 3rd of 48
         assert f"{result['dev']['cer']:.1f} |" in summary
+    cer = {name: result["dev"]["cer"] for name, result in probes.items()}
+    assert (f"Iteration 1 against never pretrained: {cer['demo_iteration_1'] - cer['demo_never_pretrained']:+.1f} "
+            "CER points") in summary
     # iteration 2 trained a new model on units of iteration 1's block 3, at its 25 Hz frame rate
     it2_log = (work / "runs" / "demo_it2" / "train.log").read_text()
     assert "'label_rate': 25" in it2_log or "label_rate: 25" in it2_log or '"label_rate": 25' in it2_log
