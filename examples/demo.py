@@ -202,9 +202,11 @@ def write_report(args, ws, speech, system, runs, probes, ft, scores, seconds) ->
     else:
         lines += ["## Export", "",
                   "- the iteration-2 pretrained model, for transformers (no fairseq needed): "
-                  f"{ws.work / 'export_pretrained'}",
-                  "- not fine-tuned: `--finetune-updates 1000` adds letter CTC fine-tuning of it, Viterbi decoding and "
-                  "the fine-tuned model's export", ""]
+                  f"{ws.work / 'export_pretrained'}"]
+        if c.train:  # fine-tuning needs transcripts
+            lines.append("- not fine-tuned: `--finetune-updates 1000` adds letter CTC fine-tuning of it, Viterbi "
+                         "decoding and the fine-tuned model's export")
+        lines.append("")
     lines += ["## Pretraining", ""]
     for label, r in runs.items():
         acc = ", ".join(f"block {k[7:]} {v:.3f}" for k, v in sorted(r.masked_accuracy.items()))

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile
 
 from conftest import REPO, SPEECH_DIR
-from fast_hubert_plugin.recipes.corpus import load_corpus
+from fast_hubert_plugin.recipes.corpus import at_most_hours, load_corpus
 from fast_hubert_plugin.recipes.runner import Stage, StageFailed, StageMismatch, run_cli
 from fast_hubert_plugin.recipes.two_iterations import (ITERATION1_LABEL_RATE, SYSTEMS, Recipe, Workspace, overridden,
                                                        pretrain)
@@ -140,3 +141,15 @@ def test_overrides_given_twice_keep_the_systems():
 def small_workspace(tmp_path_factory):
     corpus = load_corpus(SPEECH_DIR)
     return Workspace(tmp_path_factory.mktemp("ws"), corpus, clusters=8, quiet=True).prepare().iteration1_units()
+
+
+def test_at_most_hours_keeps_a_seeded_subset_in_order_within_the_budget():
+    rows = load_corpus(SPEECH_DIR).pretrain
+    seconds = {r["path"]: soundfile.info(r["path"]).duration for r in rows}
+    total = sum(seconds.values())
+    assert at_most_hours(rows, total / 3600 + 1) == rows  # more than there is: every row
+    hours = total / 3 / 3600
+    subset = at_most_hours(rows, hours)
+    assert 0 < len(subset) < len(rows) and sum(seconds[r["path"]] for r in subset) <= hours * 3600
+    assert subset == [r for r in rows if r in subset]  # the corpus order is kept
+    assert at_most_hours(rows, hours) == subset and at_most_hours(rows, hours, seed=1) != subset
