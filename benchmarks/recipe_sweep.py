@@ -8,12 +8,19 @@ quality-vs-compute benchmark probes (so762_dev is the only selection data). Two 
 the noise a difference must beat: the default recipe pretrained with a second seed, and its
 checkpoint probed with a second probe seed. The MFCC probe is the reference the targets use.
 
-    python benchmarks/recipe_sweep.py [--budget 3.75] [--candidates default lr1e-3 ...] [--jobs 2]
+The iteration-2 candidates (``ITERATION2_CANDIDATES``: the block of the iteration-1 model that is
+clustered, and the number of units) each cluster the ``default`` candidate's iteration-1 model and
+pretrain a fresh model on those units for the same updates; their probes against that iteration 1's
+are target d of the benchmark.
+
+    python benchmarks/recipe_sweep.py [--budget 3.75] [--candidates default lr1e-3 ...]
+        [--iteration2-candidates L3_K100 L4_K100 ...] [--jobs 2]
 
 Shares the work folder (data, CMVN, MFCC units, baseline probes) with ``quality_vs_compute.py``;
 every stage is resumable, and a candidate's runs carry the names that benchmark gives its iteration 1
 at twice ``--budget`` (``--overrides ... --recipe-name CANDIDATE``), so it reuses them.
-Writes ``benchmarks/results/recipe_sweep_cpu.md`` and ``.json``.
+Writes ``benchmarks/results/recipe_sweep_cpu.md`` and ``.json``; rows of candidates that an
+invocation does not run are kept from the JSON of the earlier ones (and the record says which).
 """
 import argparse
 import json
@@ -28,7 +35,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir  # noqa: E402
-from fast_hubert_plugin.recipes.two_iterations import SYSTEMS, Recipe, Workspace, probe  # noqa: E402
+from fast_hubert_plugin.recipes.two_iterations import SYSTEMS, PretrainingRun, Recipe, Workspace, probe  # noqa: E402
 from quality_vs_compute import RESULTS, cpu_seconds_per_update, machine, recipe_label, run_tag  # noqa: E402
 
 # name -> (overrides, why it is a candidate)
@@ -39,7 +46,21 @@ CANDIDATES = {
     "batch18s_lr1e-3": (("dataset.max_tokens=1800", "optimization.lr=[0.001]"), "both"),
     "mask_paper": (("model.mask_prob=0.8", "model.mask_length=10"),
                    "Fast-HuBERT's masking: p 0.8, 10 frames (400 ms) at 40 ms"),
+    "temp1": (("model.logit_temp=1.0",),
+              "logits not divided by 0.1: at 0.1 the first updates' loss is ~17 bits against log2(100) = 6.6"),
+    "layers2": (("model.encoder_layers=2",), "half the depth, so more updates for the same CPU time"),
+    "crop3s": (("task.max_sample_size=300",), "3 s crops: more utterances per batch, less context each"),
 }
+
+# name -> (block of the iteration-1 model clustered, k-means units, why it is a candidate)
+ITERATION2_CANDIDATES = {
+    "L3_K100": (3, 100, "the benchmark's choice: the block below the last, MFCC's number of units"),
+    "L2_K100": (2, 100, "a lower block, nearer the input features"),
+    "L4_K100": (4, 100, "the last block, the one trained to predict the MFCC units"),
+    "L3_K500": (3, 500, "HuBERT's iteration-2 number of units"),
+    "L4_K500": (4, 500, "the last block with HuBERT's iteration-2 number of units"),
+}
+BENCHMARK_ITERATION2 = (Recipe.iteration2_layer, Recipe.iteration2_clusters)  # quality_vs_compute.py's defaults
 
 
 def main(argv=None):
@@ -47,7 +68,10 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=3.75,
                    help="CPU-minutes of iteration-1 pretraining per candidate (default: half of the benchmark's "
                         "largest budget, i.e. its iteration 1)")
-    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES),
+                   help="iteration-1 candidates (default is always run: the iteration-2 candidates start from it)")
+    p.add_argument("--iteration2-candidates", nargs="*", default=list(ITERATION2_CANDIDATES),
+                   choices=list(ITERATION2_CANDIDATES), help="iteration-2 candidates (none: give the flag alone)")
     p.add_argument("--no-replicates", action="store_true", help="skip the second pretraining and probe seeds")
     p.add_argument("--clusters", type=int, default=100, help="MFCC k-means units (as the benchmark)")
     p.add_argument("--probe-updates", type=int, default=1000)
@@ -63,7 +87,8 @@ def main(argv=None):
                    threads=2).prepare().iteration1_units()
     ws.threads = 1
     system = SYSTEMS["fast_hubert"]
-    runs = [(name, 1, 1) for name in args.candidates]
+    candidates = list(dict.fromkeys(["default", *args.candidates]))
+    runs = [(name, 1, 1) for name in candidates]
     if not args.no_replicates:
         runs += [("default", 2, 1), ("default", 1, 2)]  # a second pretraining seed; a second probe seed
 
@@ -73,54 +98,91 @@ def main(argv=None):
     def cost(name):
         return cpu_seconds_per_update(ws, system, args.calibration_updates, CANDIDATES[name][0], label(name))
 
+    def recipe(name, seed, layer_clusters=BENCHMARK_ITERATION2, iteration2_tag=""):
+        updates = max(1, round(args.budget * 60 / costs[name]))
+        return Recipe(ws, system, (updates, updates), seed, *layer_clusters, threads=1, progress=False,
+                      overrides=CANDIDATES[name][0], tag=run_tag(system.name, label(name), 2 * args.budget, seed),
+                      iteration2_tag=iteration2_tag)
+
+    def probed(name, run: PretrainingRun, probe_seed=1):
+        res = probe(ws, name + (f"_p{probe_seed}" if probe_seed != 1 else ""), run.checkpoint, args.probe_updates,
+                    seed=probe_seed, threads=1)
+        return dict(updates=run.updates, cpu_min=round(run.cpu_s / 60, 2), masked_accuracy=run.masked_accuracy,
+                    cer=res["cer"], wer=res["wer"], layer_weights=res["layer_weights"])
+
+    def run(item):
+        name, seed, probe_seed = item
+        r = recipe(name, seed)
+        return dict(candidate=name, seed=seed, probe_seed=probe_seed, **probed(f"{r.name}_it1", r.iteration1(),
+                                                                               probe_seed))
+
+    def run_iteration2(name):
+        layer, clusters, _ = ITERATION2_CANDIDATES[name]
+        base = recipe("default", 1)
+        # the benchmark's own iteration 2 keeps its name (so that it is shared); the others are named apart
+        r = recipe("default", 1, (layer, clusters), "" if (layer, clusters) == BENCHMARK_ITERATION2 else
+                   f"{base.name}_{name}")
+        it2 = r.iteration2(r.iteration1())
+        return dict(candidate=name, layer=layer, clusters=clusters, **probed(r.iteration2_name, it2))
+
     with ThreadPoolExecutor(args.jobs) as pool:
-        costs = dict(zip(args.candidates, pool.map(cost, args.candidates)))
+        costs = dict(zip(candidates, pool.map(cost, candidates)))
         mfcc = pool.submit(probe, ws, "mfcc", "mfcc", args.probe_updates, threads=1)
-
-        def run(item):
-            name, seed, probe_seed = item
-            updates = max(1, round(args.budget * 60 / costs[name]))
-            recipe = Recipe(ws, system, (updates, updates), seed, threads=1, progress=False,
-                            overrides=CANDIDATES[name][0],
-                            tag=run_tag(system.name, label(name), 2 * args.budget, seed))
-            it1 = recipe.iteration1()
-            res = probe(ws, f"{recipe.name}_it1" + (f"_p{probe_seed}" if probe_seed != 1 else ""), it1.checkpoint,
-                        args.probe_updates, seed=probe_seed, threads=1)
-            return dict(candidate=name, seed=seed, probe_seed=probe_seed, updates=it1.updates,
-                        cpu_min=round(it1.cpu_s / 60, 2), masked_accuracy=it1.masked_accuracy, cer=res["cer"],
-                        wer=res["wer"], layer_weights=res["layer_weights"])
-
-        rows = list(pool.map(run, runs))
+        rows = list(pool.map(run, runs))  # iteration 1 first: the iteration-2 candidates start from default's
+        rows2 = list(pool.map(run_iteration2, args.iteration2_candidates))
         mfcc_cer = mfcc.result()["cer"]
-    write_report(args, costs, rows, mfcc_cer, time.time() - t0)
+    write_report(args, candidates, costs, rows, rows2, mfcc_cer, time.time() - t0)
 
 
-def write_report(args, costs, rows, mfcc_cer, seconds):
+def merged(new_rows, old_rows, key):
+    """This invocation's rows, then the earlier invocations' rows of what it did not run (marked ``earlier``)."""
+    done = {key(r) for r in new_rows}
+    return list(new_rows) + [dict(r, earlier=True) for r in old_rows if key(r) not in done]
+
+
+def write_report(args, candidates, costs, rows, rows2, mfcc_cer, seconds):
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    json_path = args.output.with_suffix(".json")
+    earlier = json.loads(json_path.read_text()) if json_path.exists() else {}
+    if earlier and earlier.get("budget") != args.budget:
+        earlier = {}  # another budget: nothing to compare with
+    rows = merged(rows, earlier.get("rows", []), lambda r: (r["candidate"], r["seed"], r["probe_seed"]))
+    rows2 = merged(rows2, earlier.get("iteration2_rows", []), lambda r: r["candidate"])
+    costs = {**earlier.get("costs", {}), **costs}
     main_rows = [r for r in rows if r["seed"] == 1 and r["probe_seed"] == 1]
     default = next((r["cer"] for r in main_rows if r["candidate"] == "default"), None)
-    noise = {f"pretraining seed {r['seed']}" if r["seed"] != 1 else f"probe seed {r['probe_seed']}": r["cer"]
+    noise = {(f"pretraining seed {r['seed']}" if r["seed"] != 1 else f"probe seed {r['probe_seed']}")
+             + (f" * (of a default run of {r['updates']} updates)" if r.get("earlier") else ""): r["cer"]
              for r in rows if (r["seed"], r["probe_seed"]) != (1, 1)}
     margin = max([abs(v - default) for v in noise.values()] + [1.0]) if default is not None else 1.0
     best = min(main_rows, key=lambda r: r["cer"])
+    mark = lambda r: " *" if r.get("earlier") else ""  # noqa: E731
     lines = [
-        "# Tuning the tiny recipe: iteration 1 at a fixed CPU budget (CPU, real speech)", "",
+        "# Tuning the tiny recipe at a fixed CPU budget (CPU, real speech)", "",
         f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}; {seconds / 60:.0f} min for this "
         "invocation (stages done before are reused).",
         "Command: `.venv/bin/python benchmarks/recipe_sweep.py --budget " f"{args.budget:g} --candidates "
-        + " ".join(args.candidates) + (" --no-replicates" if args.no_replicates else "") + f" --jobs {args.jobs}`", "",
+        + " ".join(candidates) + " --iteration2-candidates " + " ".join(args.iteration2_candidates)
+        + (" --no-replicates" if args.no_replicates else "") + f" --jobs {args.jobs}`",
+    ]
+    if any(r.get("earlier") for r in rows + rows2):
+        lines.append("Rows marked * were not run by this invocation: they are read back from the record of an earlier "
+                     "one (same script, budget and probe; its command and machine are in the notes).")
+    lines += [
+        "", "## Iteration 1: optimisation, batch and masking", "",
         f"Each candidate pretrains fast_hubert iteration 1 (MFCC units, K={args.clusters}) for {args.budget:g} CPU-minutes "
         "of one thread, then is probed with fast-hubert-probe's defaults (frozen, weighted layer sum, BiLSTM letter "
         f"CTC, {args.probe_updates} updates; trained on so762_train, dev CER on so762_dev, the only selection data).", "",
         "| candidate | overrides | why | CPU-s per update | updates | CPU-min | masked acc | probe dev CER % | layer weights (0 = input) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    acc = lambda r: ", ".join(f"{v:.3f}" for v in r["masked_accuracy"].values()) or "-"  # noqa: E731
+    weights = lambda r: " ".join(f"{w:.2f}" for w in r["layer_weights"])  # noqa: E731
     for r in main_rows:
         overrides, why = CANDIDATES[r["candidate"]]
-        acc = ", ".join(f"{v:.3f}" for v in r["masked_accuracy"].values()) or "-"
-        lines.append(f"| {r['candidate']} | {' '.join(f'`{o}`' for o in overrides) or '-'} | {why} | "
-                     f"{costs[r['candidate']]:.3f} | {r['updates']} | {r['cpu_min']:.2f} | {acc} | {r['cer']:.1f} | "
-                     + " ".join(f"{w:.2f}" for w in r["layer_weights"]) + " |")
+        lines.append(f"| {r['candidate']}{mark(r)} | {' '.join(f'`{o}`' for o in overrides) or '-'} | {why} | "
+                     f"{costs[r['candidate']]:.3f} | {r['updates']} | {r['cpu_min']:.2f} | {acc(r)} | {r['cer']:.1f} | "
+                     f"{weights(r)} |")
     lines += ["", f"Reference: the MFCC probe (the iteration-1 targets' features): {mfcc_cer:.1f} %.", ""]
     if noise:
         lines += ["Replicates of the default recipe (the noise a difference has to beat): "
@@ -133,12 +195,31 @@ def write_report(args, costs, rows, mfcc_cer, seconds):
     else:
         verdict = f"{best['candidate']} is within the replicates' spread of the default"
     lines += [f"Best: **{best['candidate']}** ({best['cer']:.1f} %): {verdict}.", ""]
+    if rows2:
+        lines += [
+            "## Iteration 2: which block, how many units", "",
+            "Each candidate clusters block L of the `default` candidate's iteration-1 model (seed 1) into K units "
+            "(FAISS k-means on 20 % of the frames) and pretrains a fresh fast_hubert on them for as many updates as "
+            "iteration 1; probed as above. Target d of the benchmark: iteration 2 below its iteration 1"
+            + (f" ({default:.1f} %)." if default is not None else "."), "",
+            "| candidate | block | units | why | updates | CPU-min | masked acc | probe dev CER % | vs iteration 1 | "
+            "layer weights (0 = input) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(rows2, key=lambda r: (r["layer"], r["clusters"])):
+            delta = f"{r['cer'] - default:+.1f}" if default is not None else "-"
+            lines.append(f"| {r['candidate']}{mark(r)} | {r['layer']} | {r['clusters']} | "
+                         f"{ITERATION2_CANDIDATES[r['candidate']][2]} | {r['updates']} | {r['cpu_min']:.2f} | {acc(r)} | "
+                         f"{r['cer']:.1f} | {delta} | {weights(r)} |")
+        best2 = min(rows2, key=lambda r: r["cer"])
+        beats = default is not None and best2["cer"] < default - margin
+        lines += ["", f"Best: **{best2['candidate']}** ({best2['cer']:.1f} %): "
+                  + ("below iteration 1 by more than the replicates' spread." if beats else
+                     "not below iteration 1 by more than the replicates' spread."), ""]
     notes = args.output.with_name(args.output.stem + "_notes.md")
     if notes.exists():
         lines += ["## Notes (written after the runs)", "", notes.read_text(encoding="utf-8").strip(), ""]
     args.output.write_text("\n".join(lines), encoding="utf-8")
-    args.output.with_suffix(".json").write_text(json.dumps(dict(costs=costs, rows=rows, mfcc=mfcc_cer,
-                                                                budget=args.budget), indent=1))
+    json_path.write_text(json.dumps(dict(costs=costs, rows=rows, iteration2_rows=rows2, mfcc=mfcc_cer,
+                                         budget=args.budget), indent=1))
     print("\n".join(lines))
 
 

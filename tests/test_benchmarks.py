@@ -61,21 +61,46 @@ def test_recipe_sweep_trains_each_candidate_for_the_budget_and_names_runs_as_the
     out = tmp / "sweep.md"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_sweep.py"), "--speech-dir", str(SPEECH_DIR),
                            "--work-dir", str(tmp / "work"), "--output", str(out), "--budget", "0.025",
-                           "--candidates", "default", "batch18s", "--probe-updates", "3", "--clusters", "8",
-                           "--calibration-updates", "1", "11"], capture_output=True, text=True, timeout=1500)
+                           "--candidates", "batch18s", "--iteration2-candidates", "L4_K100", "--probe-updates", "3",
+                           "--clusters", "8", "--calibration-updates", "1", "11"],
+                          capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record, data = out.read_text(), json.loads(out.with_suffix(".json").read_text())
     assert "| batch18s | `dataset.max_tokens=1800` |" in record and "Best: **" in record
     assert "pretraining seed 2" in record and "probe seed 2" in record  # the replicates of the default
     assert {(r["candidate"], r["seed"], r["probe_seed"]) for r in data["rows"]} == {
-        ("default", 1, 1), ("batch18s", 1, 1), ("default", 2, 1), ("default", 1, 2)}
+        ("default", 1, 1), ("batch18s", 1, 1), ("default", 2, 1), ("default", 1, 2)}  # default always runs
     for r in data["rows"]:
         assert r["updates"] == max(1, round(0.025 * 60 / data["costs"][r["candidate"]]))
     # each candidate's iteration 1 carries the name quality_vs_compute.py gives it at twice the budget
-    run = tmp / "work" / "runs" / (quality_vs_compute.run_tag("fast_hubert", "batch18s", 0.05, 1) + "_it1")
+    runs = tmp / "work" / "runs"
+    run = runs / (quality_vs_compute.run_tag("fast_hubert", "batch18s", 0.05, 1) + "_it1")
     assert "dataset.max_tokens=1800" in (run / ".hydra" / "overrides.yaml").read_text()
-    assert (tmp / "work" / "runs" / "fast_hubert_b0.05_s2_it1").is_dir()
+    assert (runs / "fast_hubert_b0.05_s2_it1").is_dir()
     assert set(recipe_sweep.CANDIDATES) >= {"default", "batch18s"}
+    # the iteration-2 candidate: block 4 of default's iteration 1, 100 units, as many updates, named apart
+    (it2,) = data["iteration2_rows"]
+    assert (it2["candidate"], it2["layer"], it2["clusters"]) == ("L4_K100", 4, 100)
+    assert it2["updates"] == data["rows"][0]["updates"] and 0 <= it2["cer"]
+    assert "| L4_K100 | 4 | 100 |" in record and "## Iteration 2" in record
+    units = json.loads((tmp / "work" / ".done" / "fast_hubert_b0.05_s1_L4_K100_it2_units").read_text())
+    assert units["params"]["layer"] == 4 and units["params"]["checkpoint"].endswith(
+        "fast_hubert_b0.05_s1_it1/checkpoints/checkpoint_last.pt")
+    assert (runs / "fast_hubert_b0.05_s1_L4_K100_it2").is_dir()
+    assert len(set((tmp / "work" / "labels" / "fast_hubert_b0.05_s1_L4_K100_it2" / "train.km").read_text().split())) > 8
+
+    # a second invocation that runs no iteration-2 candidate keeps the first one's rows, marked as earlier
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_sweep.py"), "--speech-dir", str(SPEECH_DIR),
+                           "--work-dir", str(tmp / "work"), "--output", str(out), "--budget", "0.025",
+                           "--candidates", "default", "--iteration2-candidates", "--no-replicates",
+                           "--probe-updates", "3", "--clusters", "8", "--calibration-updates", "1", "11"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record, again = out.read_text(), json.loads(out.with_suffix(".json").read_text())
+    assert "| L4_K100 * | 4 | 100 |" in record and "| batch18s * |" in record and "Rows marked * " in record
+    assert again["iteration2_rows"][0]["cer"] == it2["cer"] and again["iteration2_rows"][0]["earlier"]
+    assert not next(r for r in again["rows"] if r["candidate"] == "default" and r["seed"] == 1
+                    and r["probe_seed"] == 1).get("earlier")
 
 
 def test_label_alignment_runs_and_reports_a_verdict(quality_run):

@@ -50,6 +50,10 @@ def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
     cer = {name: result["dev"]["cer"] for name, result in probes.items()}
     assert (f"Iteration 1 against never pretrained: {cer['demo_iteration_1'] - cer['demo_never_pretrained']:+.1f} "
             "CER points") in summary
+    # the benchmark's plot (committed with its record) is shown beside the demo's own numbers
+    assert "![quality vs compute](quality_vs_compute.png)" in summary
+    plot = (work / "report" / "quality_vs_compute.png").read_bytes()
+    assert plot == (REPO / "benchmarks" / "results" / "quality_vs_compute.png").read_bytes()
     # iteration 2 trained a new model on units of iteration 1's block 3, at its 25 Hz frame rate
     it2_log = (work / "runs" / "demo_it2" / "train.log").read_text()
     assert "'label_rate': 25" in it2_log or "label_rate: 25" in it2_log or '"label_rate": 25' in it2_log

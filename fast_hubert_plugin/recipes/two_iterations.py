@@ -285,10 +285,15 @@ class Recipe:
     tag: str = ""
     progress: bool = True
     overrides: Sequence[str] = ()  # fairseq-hydra-train overrides of both iterations (a tuned recipe)
+    iteration2_tag: str = ""  # names iteration 2 apart from ``tag`` (iteration-2 variants of one iteration 1)
 
     @property
     def name(self) -> str:
         return self.tag or f"{self.system.name}_{self.updates[0]}_{self.updates[1]}_s{self.seed}"
+
+    @property
+    def iteration2_name(self) -> str:
+        return f"{self.iteration2_tag or self.name}_it2"
 
     @property
     def runs(self) -> Path:
@@ -301,9 +306,9 @@ class Recipe:
                         progress=self.progress, quiet=ws.quiet)
 
     def iteration2(self, it1: PretrainingRun) -> PretrainingRun:
-        units = iteration2_units(self.workspace, f"{self.name}_it2", it1, self.system, self.iteration2_layer,
+        units = iteration2_units(self.workspace, self.iteration2_name, it1, self.system, self.iteration2_layer,
                                  self.iteration2_clusters, self.threads)
-        return pretrain(self.runs, f"{self.name}_it2", self.system, self.workspace.pretrain_data,
+        return pretrain(self.runs, self.iteration2_name, self.system, self.workspace.pretrain_data,
                         Path(units["labels"]), units["label_rate"], self.updates[1], self.seed, self.overrides,
                         threads=self.threads, progress=self.progress, quiet=self.workspace.quiet)
 
