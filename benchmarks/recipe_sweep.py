@@ -98,11 +98,15 @@ def main(argv=None):
     def cost(name):
         return cpu_seconds_per_update(ws, system, args.calibration_updates, CANDIDATES[name][0], label(name))
 
-    def recipe(name, seed, layer_clusters=BENCHMARK_ITERATION2, iteration2_tag=""):
+    def recipe(name, seed, iteration2=None):
+        """A candidate's recipe; with ``iteration2`` (a name of ITERATION2_CANDIDATES) its iteration 2 is that one:
+        the benchmark's own keeps its name (so that it is shared), the others are named apart."""
         updates = max(1, round(args.budget * 60 / costs[name]))
+        tag = run_tag(system.name, label(name), 2 * args.budget, seed)
+        layer_clusters = ITERATION2_CANDIDATES[iteration2][:2] if iteration2 else BENCHMARK_ITERATION2
         return Recipe(ws, system, (updates, updates), seed, *layer_clusters, threads=1, progress=False,
-                      overrides=CANDIDATES[name][0], tag=run_tag(system.name, label(name), 2 * args.budget, seed),
-                      iteration2_tag=iteration2_tag)
+                      overrides=CANDIDATES[name][0], tag=tag,
+                      iteration2_tag="" if layer_clusters == BENCHMARK_ITERATION2 else f"{tag}_{iteration2}")
 
     def probed(name, run: PretrainingRun, probe_seed=1):
         res = probe(ws, name + (f"_p{probe_seed}" if probe_seed != 1 else ""), run.checkpoint, args.probe_updates,
@@ -117,13 +121,10 @@ def main(argv=None):
                                                                                probe_seed))
 
     def run_iteration2(name):
-        layer, clusters, _ = ITERATION2_CANDIDATES[name]
-        base = recipe("default", 1)
-        # the benchmark's own iteration 2 keeps its name (so that it is shared); the others are named apart
-        r = recipe("default", 1, (layer, clusters), "" if (layer, clusters) == BENCHMARK_ITERATION2 else
-                   f"{base.name}_{name}")
+        r = recipe("default", 1, iteration2=name)
         it2 = r.iteration2(r.iteration1())
-        return dict(candidate=name, layer=layer, clusters=clusters, **probed(r.iteration2_name, it2))
+        return dict(candidate=name, layer=r.iteration2_layer, clusters=r.iteration2_clusters,
+                    **probed(r.iteration2_name, it2))
 
     with ThreadPoolExecutor(args.jobs) as pool:
         costs = dict(zip(candidates, pool.map(cost, candidates)))
