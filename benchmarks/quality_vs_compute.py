@@ -89,7 +89,17 @@ def spread(values):
 
 
 def machine(threads: int = 1) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    # The first processor's fields: a virtualised "AMD EPYC" hides its generation, and the probe's
+    # last digit can differ between generations (other SIMD kernels), so family/model and the
+    # kernels torch picks are part of the record.
+    fields = {}
+    for line in open("/proc/cpuinfo"):
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    cpu = (f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
+           f"torch kernels {torch.backends.cpu.get_cpu_capability()})")
     per_run = f"{threads} thread{'s' if threads > 1 else ''} per run"
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({per_run}), Python {platform.python_version()}"
 

@@ -9,12 +9,13 @@ the noise a difference must beat: the default recipe pretrained with a second se
 checkpoint probed with a second probe seed. The MFCC probe is the reference the targets use.
 
 The iteration-2 candidates (``ITERATION2_CANDIDATES``: the block of the iteration-1 model that is
-clustered, and the number of units) each cluster the ``default`` candidate's iteration-1 model and
-pretrain a fresh model on those units for the same updates; their probes against that iteration 1's
-are target d of the benchmark.
+clustered, and the number of units) each cluster the iteration-1 model of one candidate
+(``--iteration2-from``, ``default`` unless told) and pretrain a fresh model on those units with the
+same overrides for the same updates; their probes against that iteration 1's are target d of the
+benchmark.
 
     python benchmarks/recipe_sweep.py [--budget 3.75] [--candidates default lr1e-3 ...]
-        [--iteration2-candidates L3_K100 L4_K100 ...] [--jobs 2]
+        [--iteration2-candidates L3_K100 L4_K100 ...] [--iteration2-from default] [--jobs 2]
 
 Shares the work folder (data, CMVN, MFCC units, baseline probes) with ``quality_vs_compute.py``;
 every stage is resumable, and a candidate's runs carry the names that benchmark gives its iteration 1
@@ -72,6 +73,8 @@ def main(argv=None):
                    help="iteration-1 candidates (default is always run: the iteration-2 candidates start from it)")
     p.add_argument("--iteration2-candidates", nargs="*", default=list(ITERATION2_CANDIDATES),
                    choices=list(ITERATION2_CANDIDATES), help="iteration-2 candidates (none: give the flag alone)")
+    p.add_argument("--iteration2-from", default="default", choices=list(CANDIDATES),
+                   help="the iteration-1 candidate the iteration-2 candidates cluster and whose overrides they keep")
     p.add_argument("--no-replicates", action="store_true", help="skip the second pretraining and probe seeds")
     p.add_argument("--clusters", type=int, default=100, help="MFCC k-means units (as the benchmark)")
     p.add_argument("--probe-updates", type=int, default=1000)
@@ -81,13 +84,18 @@ def main(argv=None):
     p.add_argument("--work-dir", type=Path, default=REPO / "quality_vs_compute_work")
     p.add_argument("--output", type=Path, default=RESULTS / "recipe_sweep_cpu.md")
     args = p.parse_args(argv)
+    record = args.output.with_suffix(".json")
+    if record.exists() and json.loads(record.read_text()).get("budget") != args.budget:
+        # Checked before the runs: the record's rows would be compared with, then replaced by, another budget's.
+        p.error(f"{record} holds a sweep at budget {json.loads(record.read_text()).get('budget')}, not "
+                f"{args.budget:g}: give this budget its own record with --output")
     t0 = time.time()
 
     ws = Workspace(args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), clusters=args.clusters,
                    threads=2).prepare().iteration1_units()
     ws.threads = 1
     system = SYSTEMS["fast_hubert"]
-    candidates = list(dict.fromkeys(["default", *args.candidates]))
+    candidates = list(dict.fromkeys(["default", args.iteration2_from, *args.candidates]))
     runs = [(name, 1, 1) for name in candidates]
     if not args.no_replicates:
         runs += [("default", 2, 1), ("default", 1, 2)]  # a second pretraining seed; a second probe seed
@@ -121,15 +129,17 @@ def main(argv=None):
                                                                                probe_seed))
 
     def run_iteration2(name):
-        r = recipe("default", 1, iteration2=name)
+        r = recipe(args.iteration2_from, 1, iteration2=name)
         it2 = r.iteration2(r.iteration1())
-        return dict(candidate=name, layer=r.iteration2_layer, clusters=r.iteration2_clusters,
-                    **probed(r.iteration2_name, it2))
+        return dict(candidate=name, base=args.iteration2_from, iteration1_cer=base_cer, layer=r.iteration2_layer,
+                    clusters=r.iteration2_clusters, **probed(r.iteration2_name, it2))
 
     with ThreadPoolExecutor(args.jobs) as pool:
         costs = dict(zip(candidates, pool.map(cost, candidates)))
         mfcc = pool.submit(probe, ws, "mfcc", "mfcc", args.probe_updates, threads=1)
-        rows = list(pool.map(run, runs))  # iteration 1 first: the iteration-2 candidates start from default's
+        rows = list(pool.map(run, runs))  # iteration 1 first: the iteration-2 candidates start from one of them
+        base_cer = next(r["cer"] for r in rows if (r["candidate"], r["seed"], r["probe_seed"]) ==
+                        (args.iteration2_from, 1, 1))
         rows2 = list(pool.map(run_iteration2, args.iteration2_candidates))
         mfcc_cer = mfcc.result()["cer"]
     write_report(args, candidates, costs, rows, rows2, mfcc_cer, time.time() - t0)
@@ -144,11 +154,14 @@ def merged(new_rows, old_rows, key):
 def write_report(args, candidates, costs, rows, rows2, mfcc_cer, seconds):
     args.output.parent.mkdir(parents=True, exist_ok=True)
     json_path = args.output.with_suffix(".json")
-    earlier = json.loads(json_path.read_text()) if json_path.exists() else {}
-    if earlier and earlier.get("budget") != args.budget:
-        earlier = {}  # another budget: nothing to compare with
+    earlier = json.loads(json_path.read_text()) if json_path.exists() else {}  # same budget: main() checked
+    earlier_default = next((r["cer"] for r in earlier.get("rows", []) if (r["candidate"], r["seed"], r["probe_seed"])
+                            == ("default", 1, 1)), None)
+    # Rows of records older than --iteration2-from all start from that record's own default run.
+    earlier_rows2 = [dict(r, base=r.get("base", "default"), iteration1_cer=r.get("iteration1_cer", earlier_default))
+                     for r in earlier.get("iteration2_rows", [])]
     rows = merged(rows, earlier.get("rows", []), lambda r: (r["candidate"], r["seed"], r["probe_seed"]))
-    rows2 = merged(rows2, earlier.get("iteration2_rows", []), lambda r: r["candidate"])
+    rows2 = merged(rows2, earlier_rows2, lambda r: (r["base"], r["candidate"]))
     costs = {**earlier.get("costs", {}), **costs}
     main_rows = [r for r in rows if r["seed"] == 1 and r["probe_seed"] == 1]
     default = next((r["cer"] for r in main_rows if r["candidate"] == "default"), None)
@@ -164,6 +177,7 @@ def write_report(args, candidates, costs, rows, rows2, mfcc_cer, seconds):
         "invocation (stages done before are reused).",
         "Command: `.venv/bin/python benchmarks/recipe_sweep.py --budget " f"{args.budget:g} --candidates "
         + " ".join(candidates) + " --iteration2-candidates " + " ".join(args.iteration2_candidates)
+        + (f" --iteration2-from {args.iteration2_from}" if args.iteration2_from != "default" else "")
         + (" --no-replicates" if args.no_replicates else "") + f" --jobs {args.jobs}`",
     ]
     if any(r.get("earlier") for r in rows + rows2):
@@ -199,22 +213,23 @@ def write_report(args, candidates, costs, rows, rows2, mfcc_cer, seconds):
     if rows2:
         lines += [
             "## Iteration 2: which block, how many units", "",
-            "Each candidate clusters block L of the `default` candidate's iteration-1 model (seed 1) into K units "
-            "(FAISS k-means on 20 % of the frames) and pretrains a fresh fast_hubert on them for as many updates as "
-            "iteration 1; probed as above. Target d of the benchmark: iteration 2 below its iteration 1"
-            + (f" ({default:.1f} %)." if default is not None else "."), "",
-            "| candidate | block | units | why | updates | CPU-min | masked acc | probe dev CER % | vs iteration 1 | "
-            "layer weights (0 = input) |", "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in sorted(rows2, key=lambda r: (r["layer"], r["clusters"])):
-            delta = f"{r['cer'] - default:+.1f}" if default is not None else "-"
-            lines.append(f"| {r['candidate']}{mark(r)} | {r['layer']} | {r['clusters']} | "
+            "Each candidate clusters block L of an iteration-1 model (seed 1; the column *from* names its candidate "
+            "and its probe) into K units (FAISS k-means on 20 % of the frames) and pretrains a fresh fast_hubert on "
+            "them with the same overrides for as many updates as that iteration 1; probed as above. Target d of the "
+            "benchmark: iteration 2 below its iteration 1.", "",
+            "| from (its iteration-1 CER) | candidate | block | units | why | updates | CPU-min | masked acc | "
+            "probe dev CER % | vs iteration 1 | layer weights (0 = input) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(rows2, key=lambda r: (r["base"], r["layer"], r["clusters"])):
+            it1 = r["iteration1_cer"]
+            lines.append(f"| {r['base']} ({it1:.1f} %) | {r['candidate']}{mark(r)} | {r['layer']} | {r['clusters']} | "
                          f"{ITERATION2_CANDIDATES[r['candidate']][2]} | {r['updates']} | {r['cpu_min']:.2f} | {acc(r)} | "
-                         f"{r['cer']:.1f} | {delta} | {weights(r)} |")
-        best2 = min(rows2, key=lambda r: r["cer"])
-        beats = default is not None and best2["cer"] < default - margin
-        lines += ["", f"Best: **{best2['candidate']}** ({best2['cer']:.1f} %): "
-                  + ("below iteration 1 by more than the replicates' spread." if beats else
-                     "not below iteration 1 by more than the replicates' spread."), ""]
+                         f"{r['cer']:.1f} | {r['cer'] - it1:+.1f} | {weights(r)} |")
+        best2 = min(rows2, key=lambda r: r["cer"] - r["iteration1_cer"])
+        beats = best2["cer"] < best2["iteration1_cer"] - margin
+        lines += ["", f"Best against its iteration 1: **{best2['candidate']}** from {best2['base']} ({best2['cer']:.1f} % "
+                  f"against {best2['iteration1_cer']:.1f} %): "
+                  + ("below it by more than the replicates' spread." if beats else
+                     "not below it by more than the replicates' spread."), ""]
     notes = args.output.with_name(args.output.stem + "_notes.md")
     if notes.exists():
         lines += ["## Notes (written after the runs)", "", notes.read_text(encoding="utf-8").strip(), ""]

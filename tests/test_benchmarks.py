@@ -99,8 +99,34 @@ def test_recipe_sweep_trains_each_candidate_for_the_budget_and_names_runs_as_the
     record, again = out.read_text(), json.loads(out.with_suffix(".json").read_text())
     assert "| L4_K100 * | 4 | 100 |" in record and "| batch18s * |" in record and "Rows marked * " in record
     assert again["iteration2_rows"][0]["cer"] == it2["cer"] and again["iteration2_rows"][0]["earlier"]
-    assert not next(r for r in again["rows"] if r["candidate"] == "default" and r["seed"] == 1
-                    and r["probe_seed"] == 1).get("earlier")
+    default = next(r for r in again["rows"] if r["candidate"] == "default" and r["seed"] == 1 and r["probe_seed"] == 1)
+    assert not default.get("earlier")
+    assert again["iteration2_rows"][0]["iteration1_cer"] == it2["iteration1_cer"] == data["rows"][0]["cer"]
+
+    # iteration 2 from another candidate: its iteration 1 is clustered, its overrides kept, its probe compared
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_sweep.py"), "--speech-dir", str(SPEECH_DIR),
+                           "--work-dir", str(tmp / "work"), "--output", str(out), "--budget", "0.025",
+                           "--candidates", "batch18s", "--iteration2-candidates", "L4_K100", "--iteration2-from",
+                           "batch18s", "--no-replicates", "--probe-updates", "3", "--clusters", "8",
+                           "--calibration-updates", "1", "11"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record, third = out.read_text(), json.loads(out.with_suffix(".json").read_text())
+    batch = next(r for r in third["rows"] if r["candidate"] == "batch18s")
+    assert {(r["base"], r["candidate"]) for r in third["iteration2_rows"]} == {("default", "L4_K100"),
+                                                                               ("batch18s", "L4_K100")}
+    from_batch = next(r for r in third["iteration2_rows"] if r["base"] == "batch18s")
+    assert from_batch["iteration1_cer"] == batch["cer"] and from_batch["updates"] == batch["updates"]
+    it2_run = runs / (quality_vs_compute.run_tag("fast_hubert", "batch18s", 0.05, 1) + "_L4_K100_it2")
+    assert "dataset.max_tokens=1800" in (it2_run / ".hydra" / "overrides.yaml").read_text()
+    assert f"| batch18s ({batch['cer']:.1f} %) | L4_K100 | 4 | 100 |" in record
+    assert "--iteration2-from batch18s" in record
+
+    # another budget into the same record is refused before anything runs, and the record is kept
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_sweep.py"), "--speech-dir", str(SPEECH_DIR),
+                           "--work-dir", str(tmp / "work"), "--output", str(out), "--budget", "0.05"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "budget 0.025, not 0.05" in proc.stderr and "--output" in proc.stderr
+    assert out.read_text() == record and json.loads(out.with_suffix(".json").read_text()) == third
 
 
 def test_label_alignment_runs_and_reports_a_verdict(quality_run):
