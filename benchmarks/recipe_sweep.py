@@ -51,6 +51,12 @@ CANDIDATES = {
               "logits not divided by 0.1: at 0.1 the first updates' loss is ~17 bits against log2(100) = 6.6"),
     "layers2": (("model.encoder_layers=2",), "half the depth, so more updates for the same CPU time"),
     "crop3s": (("task.max_sample_size=300",), "3 s crops: more utterances per batch, less context each"),
+    "warmup100": (("lr_scheduler.warmup_updates=100",),
+                  "a quarter of ~400 updates warming up instead of 30 (HuBERT: 8 %, as 30 is here)"),
+    "width128": (("model.encoder_embed_dim=128", "model.encoder_ffn_embed_dim=512", "model.encoder_attention_heads=2"),
+                 "half the Transformer's width (64 per head kept), so more updates for the same CPU time"),
+    "width384": (("model.encoder_embed_dim=384", "model.encoder_ffn_embed_dim=1536", "model.encoder_attention_heads=6"),
+                 "1.5 times the width: fewer, larger updates"),
 }
 
 # name -> (block of the iteration-1 model clustered, k-means units, why it is a candidate)
@@ -137,7 +143,10 @@ def main(argv=None):
     with ThreadPoolExecutor(args.jobs) as pool:
         costs = dict(zip(candidates, pool.map(cost, candidates)))
         mfcc = pool.submit(probe, ws, "mfcc", "mfcc", args.probe_updates, threads=1)
-        rows = list(pool.map(run, runs))  # iteration 1 first: the iteration-2 candidates start from one of them
+        # Distinct pretrainings first, then the probe-seed replicates of finished ones: two workers must not train
+        # the same run folder. Iteration 1 before iteration 2, which starts from one of them.
+        rows = list(pool.map(run, [r for r in runs if r[2] == 1]))
+        rows += list(pool.map(run, [r for r in runs if r[2] != 1]))
         base_cer = next(r["cer"] for r in rows if (r["candidate"], r["seed"], r["probe_seed"]) ==
                         (args.iteration2_from, 1, 1))
         rows2 = list(pool.map(run_iteration2, args.iteration2_candidates))
