@@ -76,7 +76,8 @@ def main(argv=None):
                    help="CPU-minutes of iteration-1 pretraining per candidate (default: half of the benchmark's "
                         "largest budget, i.e. its iteration 1)")
     p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES),
-                   help="iteration-1 candidates (default is always run: the iteration-2 candidates start from it)")
+                   help="iteration-1 candidates (default is always run: the others are compared with it; so is "
+                        "--iteration2-from's, which the iteration-2 candidates start from)")
     p.add_argument("--iteration2-candidates", nargs="*", default=list(ITERATION2_CANDIDATES),
                    choices=list(ITERATION2_CANDIDATES), help="iteration-2 candidates (none: give the flag alone)")
     p.add_argument("--iteration2-from", default="default", choices=list(CANDIDATES),
@@ -91,10 +92,11 @@ def main(argv=None):
     p.add_argument("--output", type=Path, default=RESULTS / "recipe_sweep_cpu.md")
     args = p.parse_args(argv)
     record = args.output.with_suffix(".json")
-    if record.exists() and json.loads(record.read_text()).get("budget") != args.budget:
+    earlier = json.loads(record.read_text()) if record.exists() else {}
+    if earlier and earlier.get("budget") != args.budget:
         # Checked before the runs: the record's rows would be compared with, then replaced by, another budget's.
-        p.error(f"{record} holds a sweep at budget {json.loads(record.read_text()).get('budget')}, not "
-                f"{args.budget:g}: give this budget its own record with --output")
+        p.error(f"{record} holds a sweep at budget {earlier.get('budget')}, not {args.budget:g}: give this budget "
+                "its own record with --output")
     t0 = time.time()
 
     ws = Workspace(args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), clusters=args.clusters,
@@ -147,11 +149,15 @@ def main(argv=None):
         # the same run folder. Iteration 1 before iteration 2, which starts from one of them.
         rows = list(pool.map(run, [r for r in runs if r[2] == 1]))
         rows += list(pool.map(run, [r for r in runs if r[2] != 1]))
-        base_cer = next(r["cer"] for r in rows if (r["candidate"], r["seed"], r["probe_seed"]) ==
-                        (args.iteration2_from, 1, 1))
+        base_cer = next(r["cer"] for r in rows if run_key(r) == (args.iteration2_from, 1, 1))
         rows2 = list(pool.map(run_iteration2, args.iteration2_candidates))
         mfcc_cer = mfcc.result()["cer"]
-    write_report(args, candidates, costs, rows, rows2, mfcc_cer, time.time() - t0)
+    write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, time.time() - t0)
+
+
+def run_key(row):
+    """What names an iteration-1 row: its candidate, pretraining seed and probe seed."""
+    return row["candidate"], row["seed"], row["probe_seed"]
 
 
 def merged(new_rows, old_rows, key):
@@ -160,16 +166,15 @@ def merged(new_rows, old_rows, key):
     return list(new_rows) + [dict(r, earlier=True) for r in old_rows if key(r) not in done]
 
 
-def write_report(args, candidates, costs, rows, rows2, mfcc_cer, seconds):
+def write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, seconds):
+    """``earlier``: the record's JSON as main() read it before the runs (same budget: main() checked)."""
     args.output.parent.mkdir(parents=True, exist_ok=True)
     json_path = args.output.with_suffix(".json")
-    earlier = json.loads(json_path.read_text()) if json_path.exists() else {}  # same budget: main() checked
-    earlier_default = next((r["cer"] for r in earlier.get("rows", []) if (r["candidate"], r["seed"], r["probe_seed"])
-                            == ("default", 1, 1)), None)
+    earlier_default = next((r["cer"] for r in earlier.get("rows", []) if run_key(r) == ("default", 1, 1)), None)
     # Rows of records older than --iteration2-from all start from that record's own default run.
     earlier_rows2 = [dict(r, base=r.get("base", "default"), iteration1_cer=r.get("iteration1_cer", earlier_default))
                      for r in earlier.get("iteration2_rows", [])]
-    rows = merged(rows, earlier.get("rows", []), lambda r: (r["candidate"], r["seed"], r["probe_seed"]))
+    rows = merged(rows, earlier.get("rows", []), run_key)
     rows2 = merged(rows2, earlier_rows2, lambda r: (r["base"], r["candidate"]))
     costs = {**earlier.get("costs", {}), **costs}
     main_rows = [r for r in rows if r["seed"] == 1 and r["probe_seed"] == 1]
