@@ -45,7 +45,7 @@ def main(checkpoint, export_dir, audio_dir):
     from transformers import AutoFeatureExtractor, AutoModel
 
     from fast_hubert_plugin.export.cli import export
-    from fast_hubert_plugin.features.fbank import compute_fbank
+    from fast_hubert_plugin.features.kaldi_fbank import compute_fbank
 
     export(checkpoint, export_dir, overwrite=True)
     with open(Path(audio_dir) / "speed.tsv") as f:

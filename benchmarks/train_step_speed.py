@@ -68,7 +68,7 @@ from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig  # noqa: E4
 
 from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion  # noqa: E402
 from fast_hubert_plugin.features.audio import read_audio  # noqa: E402
-from fast_hubert_plugin.features.fbank import compute_fbank  # noqa: E402
+from fast_hubert_plugin.features.kaldi_fbank import compute_fbank  # noqa: E402
 from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel  # noqa: E402
 
 SAMPLE_RATE = 16000

@@ -21,7 +21,7 @@ from fast_hubert_plugin.clustering.phones import PhoneInventory, frame_phones_to
 from fast_hubert_plugin.data.labels import check_label_lengths, load_dictionary
 from fast_hubert_plugin.data.manifest import read_manifest
 from fast_hubert_plugin.features.audio import read_audio
-from fast_hubert_plugin.features.fbank import num_fbank_frames
+from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames
 from fast_hubert_plugin.utils.errors import DataError
 
 N_UTTS, K = 20, 20

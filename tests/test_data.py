@@ -8,6 +8,7 @@ import torch
 from fast_hubert_plugin.data import fbank_dataset
 from fast_hubert_plugin.data.manifest import read_manifest
 from fast_hubert_plugin.features import compute_fbank, read_audio
+from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames, num_fbank_samples
 from fast_hubert_plugin.tasks.fast_hubert_pretraining import FastHubertPretrainingConfig, FastHubertPretrainingTask
 from fast_hubert_plugin.utils.errors import DataError
 
@@ -59,24 +60,46 @@ def test_dataset_batches_fbank_and_aligned_labels(data):
     assert len(ds) == sum(1 for n in m.num_samples if 1 + (n - 400) // 160 >= 150)
     item = ds[0]
     wav = read_audio(m.audio_path(ds.rows[0]))
-    np.testing.assert_array_equal(item["source"].numpy(), compute_fbank(wav))
+    np.testing.assert_array_equal(item["source"].numpy(), wav)  # waveforms: the model computes the fbank
     batch = ds.collater([ds[i] for i in range(4)])
     src = batch["net_input"]["source"]
-    size = min(min(len(ds[i]["source"]) for i in range(4)), 600)
-    assert src.shape == (4, size, 80)
-    assert not batch["net_input"]["padding_mask"].any()
+    size = min(min(num_fbank_frames(len(ds[i]["source"])) for i in range(4)), 600)
+    assert src.shape == (4, num_fbank_samples(size)) and num_fbank_frames(src.shape[1]) == size
+    assert batch["net_input"]["padding_mask"] is None  # nothing padded: no mask for the model to apply
     (targets,) = batch["target_list"]
     assert targets.shape[1] == round(size * 0.5)  # 50 Hz labels of `size` 100 Hz frames
     # labels of a cropped utterance are the labels of the crop's own frames
-    np.random.seed(3)
     long_item = max(range(len(ds)), key=lambda i: ds.sizes[i])
     b = ds.collater([ds[long_item]])
     full = ds[long_item]["source"]
     crop = b["net_input"]["source"][0]
-    start = next(s for s in range(0, len(full) - len(crop) + 1) if torch.equal(full[s:s + len(crop)], crop))
-    assert start % 8 == 0
+    start = next(s for s in range(0, len(full) - len(crop) + 1, 160) if torch.equal(full[s:s + len(crop)], crop))
+    assert start % (8 * 160) == 0 and start > 0  # on the grid of 8 fbank frames (whole 40 ms frames and labels)
     labels = ds.get_label(long_item, 0)
-    assert torch.equal(b["target_list"][0][0], labels[start // 2: start // 2 + b["target_list"][0].shape[1]])
+    frame = start // 160
+    assert torch.equal(b["target_list"][0][0], labels[frame // 2: frame // 2 + b["target_list"][0].shape[1]])
+    # the fbank of the cropped waveform is the crop of the utterance's fbank, frame for frame
+    crop_frames = num_fbank_frames(len(crop))
+    np.testing.assert_allclose(compute_fbank(crop.numpy()), compute_fbank(full.numpy())[frame: frame + crop_frames],
+                               atol=1e-4, rtol=0)
+
+
+def test_padded_waveform_batches_give_frame_masks(data):
+    task = make_task(data)
+    task.cfg.pad_audio = True
+    task.load_dataset("train")
+    ds = task.datasets["train"]
+    items = [ds[i] for i in (0, 1, 2)]
+    batch = ds.collater(items)
+    frames = [num_fbank_frames(len(it["source"])) for it in items]
+    size = min(max(frames), 600)
+    src, pad = batch["net_input"]["source"], batch["net_input"]["padding_mask"]
+    assert src.shape == (3, num_fbank_samples(size)) and pad.shape == src.shape
+    for i, it in enumerate(items):
+        n = min(len(it["source"]), src.shape[1])
+        assert not pad[i, :n].any() and pad[i, n:].all()
+        # the model's frame mask from the sample mask: each utterance's own frame count
+        assert int(num_fbank_frames((~pad[i]).sum())) == min(frames[i], size)
 
 
 def test_label_line_count_mismatch(data):
@@ -129,8 +152,9 @@ def test_manifest_size_must_match_the_audio(data):
 def test_nan_features_are_refused(data, monkeypatch):
     task = make_task(data)
     task.load_dataset("train")
-    monkeypatch.setattr(fbank_dataset, "compute_fbank", lambda wav, sr: np.full((10, 80), np.nan, np.float32))
-    with pytest.raises(DataError, match="fbank has NaN/inf values .*line"):
+    ds = task.datasets["train"]
+    monkeypatch.setattr(ds.manifest, "read_audio", lambda row, sr: np.full(16000, np.nan, np.float32))
+    with pytest.raises(DataError, match="audio has NaN/inf values .*line"):
         task.datasets["train"][0]
 
 
@@ -152,5 +176,6 @@ def test_precomputed_store_gives_the_same_batches(data, tmp_path):
     a.load_dataset("train")
     b = make_task(data, feature_dir=str(tmp_path / "feats"))
     b.load_dataset("train")
-    for i in (0, 7, 30):
-        assert torch.equal(a.datasets["train"][i]["source"], b.datasets["train"][i]["source"])
+    for i in (0, 7, 30):  # waveform items, whose fbank the model computes, against the stored fbank
+        assert torch.equal(torch.from_numpy(compute_fbank(a.datasets["train"][i]["source"].numpy())),
+                           b.datasets["train"][i]["source"])

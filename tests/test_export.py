@@ -20,7 +20,7 @@ import torch
 
 from conftest import cli, read_corpus_tsv
 from fast_hubert_plugin.export.cli import export
-from fast_hubert_plugin.features.fbank import compute_fbank
+from fast_hubert_plugin.features.kaldi_fbank import compute_fbank
 
 BLOCK_FAIRSEQ = textwrap.dedent('''
     import importlib.abc, sys
@@ -348,7 +348,7 @@ def test_ctc_export_refuses_a_letter_dictionary_of_another_size(finetuned, tmp_p
 
 def test_feature_extractor_frames_and_input_errors():
     from fast_hubert_plugin.export.hf.feature_extraction_fast_hubert import FastHubertFeatureExtractor
-    from fast_hubert_plugin.features.fbank import num_fbank_frames
+    from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames
 
     fe = FastHubertFeatureExtractor()
     rng = np.random.default_rng(0)

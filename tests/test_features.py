@@ -188,3 +188,40 @@ def test_feature_store_round_trip_and_validation(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         write_store(tmp_path, "valid", [5, 1, 12], boom, 80)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.fbank.lengths.npy", "train.fbank.npy"]
+
+
+def test_fbank_matches_kaldi_native_fbank_within_the_documented_tolerance(speech_root):
+    """kaldi-native-fbank is the reference of the torch fbank (features/kaldi_fbank.py docstring):
+    the same log-Mel to ~1e-4 on average; only the lowest bins of very quiet frames differ by more."""
+    import kaldi_native_fbank as knf
+
+    from fast_hubert_plugin.clustering.mfcc import set_kaldi_defaults
+
+    rows = read_corpus_tsv("so762_train.tsv")[:4] + read_corpus_tsv("librispeech_train_clean_100.tsv")[:2]
+    for r in rows:
+        wav = read_audio(speech_root / r["path"])
+        ref = knf.OnlineFbank(set_kaldi_defaults(knf.FbankOptions(), 80))
+        ref.accept_waveform(16000, wav * 32768.0)
+        ref.input_finished()
+        ref = np.stack([ref.get_frame(i) for i in range(ref.num_frames_ready)])
+        diff = np.abs(compute_fbank(wav) - ref)
+        assert diff.shape == (num_fbank_frames(len(wav)), 80)
+        assert diff.max() < 0.05 and np.quantile(diff, 0.999) < 2e-3 and diff.mean() < 2e-5, (r["path"], diff.max())
+
+
+def test_batched_fbank_equals_each_utterance_alone_in_float32_and_float64(speech_root):
+    from fast_hubert_plugin.features.kaldi_fbank import kaldi_fbank
+
+    rows = read_corpus_tsv("so762_dev.tsv")[:3]
+    wavs = [torch.from_numpy(read_audio(speech_root / r["path"])) for r in rows]
+    batch = torch.zeros(len(wavs), max(len(w) for w in wavs))
+    for i, w in enumerate(wavs):
+        batch[i, : len(w)] = w
+    f32, f64 = kaldi_fbank(batch), kaldi_fbank(batch, dtype=torch.float64)
+    assert f32.dtype == torch.float32 and f64.dtype == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast never lowers the fbank's precision
+        assert torch.equal(kaldi_fbank(batch), f32)
+    for i, w in enumerate(wavs):
+        n = num_fbank_frames(len(w))
+        np.testing.assert_allclose(f32[i, :n].numpy(), compute_fbank(w.numpy()), atol=1e-4, rtol=0)
+        assert float((f32[i, :n].double() - f64[i, :n]).abs().mean()) < 1e-5

@@ -18,7 +18,7 @@ import torch
 
 from conftest import cli, read_corpus_tsv, train_log_records, write_input_tsv
 import fast_hubert_plugin.features.spec_augment as spec_augment_module
-from fast_hubert_plugin.features.fbank import compute_fbank
+from fast_hubert_plugin.features.kaldi_fbank import compute_fbank
 from fast_hubert_plugin.finetuning import prepare
 from fast_hubert_plugin.data.batching import length_batches
 from fast_hubert_plugin.models.checkpoints import load_checkpoint
@@ -468,3 +468,44 @@ def test_no_pretrained_weights_still_normalises_with_the_pretrained_cmvn(pretrai
     assert pre["cmvn_mean"].abs().sum() > 0
     torch.testing.assert_close(inner.cmvn_mean, pre["cmvn_mean"])
     torch.testing.assert_close(inner.cmvn_inv_std, pre["cmvn_inv_std"])
+
+
+def test_bf16_autocast_finetuning_step_matches_fp32(ctc_model, speech_root):
+    """A hubert_ctc training step (HuBERT masking, dropout) under torch.autocast bf16 (common.amp) runs
+    and gives fp32's CTC loss within 2 %, with the same random draws."""
+    from fairseq.criterions.ctc import CtcCriterion, CtcCriterionConfig
+
+    model, task = ctc_model
+    rows = read_corpus_tsv("so762_dev.tsv")[:3]
+    wavs = [torch.from_numpy(sf.read(speech_root / r["path"], dtype="float32")[0]) for r in rows]
+    source = torch.zeros(len(wavs), max(len(w) for w in wavs))
+    for i, w in enumerate(wavs):
+        source[i, : len(w)] = w
+    padding_mask = torch.arange(source.shape[1])[None, :] >= torch.tensor([len(w) for w in wavs])[:, None]
+    d = task.target_dictionary
+    letters = [d.encode_line(" ".join(r["text"].replace(" ", "|")), append_eos=False, add_if_not_exist=False).long()
+               for r in rows]
+    target = torch.full((len(letters), max(len(t) for t in letters)), d.pad())
+    for i, t in enumerate(letters):
+        target[i, : len(t)] = t
+    sample = {"id": torch.arange(len(rows)), "net_input": {"source": source, "padding_mask": padding_mask},
+              "target": target, "target_lengths": torch.tensor([len(t) for t in letters]),
+              "ntokens": sum(len(t) for t in letters)}
+    crit = CtcCriterion(CtcCriterionConfig(), task)
+    losses = []
+    try:
+        model.train()
+        for amp in (False, True):
+            np.random.seed(0)  # HuBERT's time and channel masks
+            torch.manual_seed(0)  # dropout
+            model.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                loss, _, _ = crit(model, sample)
+            loss.backward()
+            assert model.w2v_encoder.proj.weight.grad.isfinite().all()
+            losses.append(loss.item())
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
+    assert all(math.isfinite(v) and v > 0 for v in losses)
+    assert abs(losses[1] - losses[0]) / losses[0] < 0.02, losses

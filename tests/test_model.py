@@ -299,3 +299,66 @@ def test_layer_output_encoder_matches_fairseq_transformer_encoder():
             torch.testing.assert_close(layers[layer][valid], want[valid], atol=1e-6, rtol=1e-6)
             got, _ = ours.extract_features(x, padding, tgt_layer=layer - 1)
             torch.testing.assert_close(got[valid], want[valid], atol=1e-6, rtol=1e-6)
+
+
+def waveform_batch(seconds=(2.0, 1.4), seed=0):
+    """Noise-like 16 kHz waveforms zero-padded into one batch, with their (B, N) sample padding mask."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = [int(s * 16000) for s in seconds]
+    wave = torch.zeros(len(lengths), max(lengths))
+    for i, n in enumerate(lengths):
+        wave[i, :n] = torch.randn(n, generator=g) * 0.05 * torch.sin(torch.linspace(0, 20, n)).abs()
+    return wave, torch.arange(wave.size(1))[None, :] >= torch.tensor(lengths)[:, None]
+
+
+def test_waveform_input_gives_the_outputs_of_its_fbank():
+    """Batches of waveforms (the training path: fbank on the model's device) give what the fbank does."""
+    from fast_hubert_plugin.features.kaldi_fbank import compute_fbank
+
+    model = tiny_model().eval()
+    wave, pad = waveform_batch()
+    fbanks = [torch.from_numpy(compute_fbank(w[~p].numpy())) for w, p in zip(wave, pad)]
+    T = max(len(f) for f in fbanks)
+    source = torch.zeros(len(fbanks), T, 80)
+    for i, f in enumerate(fbanks):
+        source[i, : len(f)] = f
+    fpad = torch.arange(T)[None, :] >= torch.tensor([len(f) for f in fbanks])[:, None]
+    with torch.no_grad():
+        a = model(wave, padding_mask=pad, mask=False, features_only=True)
+        b = model(source, padding_mask=fpad, mask=False, features_only=True)
+    assert torch.equal(a["padding_mask"], b["padding_mask"])
+    torch.testing.assert_close(a["x"], b["x"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["autocast", "bf16_weights"])
+def test_bf16_pretraining_step_matches_fp32(mode):
+    """Under torch.autocast (fairseq's common.amp) and with bf16 weights (common.bf16), the step runs
+    (fairseq's apply_mask put an fp32 mask_emb into a bf16 tensor and crashed) and its loss and
+    gradients stay near fp32's, with the same masks (rng_keys) and no dropout."""
+    wave, pad = waveform_batch((2.0, 2.0))
+    targets = torch.randint(4, 24, (2, 100), generator=torch.Generator().manual_seed(1))
+    sample = {"id": torch.arange(2), "net_input": {"source": wave, "padding_mask": None,
+                                                   "rng_keys": torch.tensor([11, 12])}, "target_list": [targets]}
+    crit = FastHubertCriterion(SimpleNamespace())
+    model = tiny_model().train()
+    loss32, n32, _ = crit(model, sample)
+    loss32.backward()
+    grad32 = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad()
+    if mode == "autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, n, _ = crit(model, sample)
+        loss.backward()
+        grads = {k: p.grad for k, p in model.named_parameters()}
+    else:
+        model = model.bfloat16()
+        bf16 = {"source": wave.bfloat16(), "padding_mask": None, "rng_keys": torch.tensor([11, 12])}
+        loss, n, _ = crit(model, dict(sample, net_input=bf16))
+        loss.backward()
+        grads = {k: p.grad.float() for k, p in model.named_parameters()}
+    assert n == n32 and torch.isfinite(loss)
+    assert abs(loss.item() - loss32.item()) / loss32.item() < 0.02, (loss.item(), loss32.item())
+    assert grads["mask_emb"].abs().sum() > 0  # masked frames take the embedding, and it learns
+    for k in ("mask_emb", "label_heads.1.weight", "subsampler.conv_layers.0.weight"):
+        cos = F.cosine_similarity(grads[k].flatten(), grad32[k].flatten(), dim=0)
+        assert cos > 0.95, (k, float(cos))

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..data.feature_store import store_paths, write_store
 from ..data.manifest import read_manifest
-from ..features.fbank import NUM_MEL_BINS, compute_fbank, num_fbank_frames
+from ..features.kaldi_fbank import NUM_MEL_BINS, compute_fbank, num_fbank_frames
 from ..utils.cli import HelpFormatter, console_script
 
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..data.batching import length_batches
 from ..data.manifest import AudioManifest, read_manifest
-from ..features.fbank import SAMPLE_RATE
+from ..features.kaldi_fbank import SAMPLE_RATE
 from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
 from .extractors import build_extractor

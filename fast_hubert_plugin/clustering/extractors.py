@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..features.cmvn import GlobalCMVN
-from ..features.fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, SAMPLE_RATE, compute_fbank, num_fbank_frames
+from ..features.kaldi_fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, SAMPLE_RATE, compute_fbank, num_fbank_frames
 from ..models.checkpoints import load_checkpoint
 from ..models.fast_hubert import FastHubertModel
 from ..models.hubert_ctc import wrapped_model

@@ -11,7 +11,22 @@ a waveform of N samples at 16 kHz gives ``1 + (N - 400) // 160`` frames.
 import kaldi_native_fbank as knf
 import numpy as np
 
-from ..features.fbank import SAMPLE_RATE, set_kaldi_defaults
+from ..features.kaldi_fbank import SAMPLE_RATE
+
+
+def set_kaldi_defaults(opts, num_mel_bins: int, sample_rate: int = SAMPLE_RATE):
+    """Kaldi framing and mel settings of the project's fbank, for kaldi-native-fbank's options."""
+    opts.frame_opts.samp_freq = sample_rate
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.snip_edges = True
+    opts.frame_opts.window_type = "povey"
+    opts.frame_opts.preemph_coeff = 0.97
+    opts.frame_opts.remove_dc_offset = True
+    opts.mel_opts.num_bins = num_mel_bins
+    opts.mel_opts.low_freq = 20.0
+    opts.mel_opts.high_freq = 0.0  # 0 means the Nyquist frequency, as in Kaldi
+    opts.use_energy = False
+    return opts
 
 NUM_CEPS = 13
 MFCC_DIM = 3 * NUM_CEPS  # 39

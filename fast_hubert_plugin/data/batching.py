@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..features.fbank import SAMPLE_RATE, compute_fbank, num_fbank_frames
+from ..features.kaldi_fbank import SAMPLE_RATE, compute_fbank, num_fbank_frames
 from ..utils.errors import DataError
 from .manifest import AudioManifest
 

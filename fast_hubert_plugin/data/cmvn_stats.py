@@ -4,7 +4,7 @@ from multiprocessing import Pool
 from tqdm import tqdm
 
 from ..features.cmvn import CMVNAccumulator, GlobalCMVN
-from ..features.fbank import NUM_MEL_BINS, compute_fbank
+from ..features.kaldi_fbank import NUM_MEL_BINS, compute_fbank
 from .manifest import read_manifest
 
 

@@ -1,8 +1,10 @@
-"""HuBERT dataset over 80-dim fbank frames.
+"""HuBERT dataset whose sizes, crops and padding are counted in 80-dim fbank frames.
 
-Reuses fairseq's ``HubertDataset`` batching (cropping, label collation, ordering) with sizes
-counted in fbank frames (100 per second): ``self.sample_rate`` is that frame rate, so fairseq's
-label arithmetic (labels per frame = label_rate / 100) holds unchanged. Everything is validated
+Batches hold 16 kHz waveforms (B, N) cut on the fbank frame grid, and the model computes the
+fbank on its own device (or, with a precomputed store, fbank frames (B, T, 80)). Reuses fairseq's
+``HubertDataset`` batching (label collation, ordering) with sizes counted in fbank frames (100 per
+second): ``self.sample_rate`` is that frame rate, so fairseq's label arithmetic (labels per
+frame = label_rate / 100) holds unchanged. Everything is validated
 when the split is loaded: manifest rows, audio files, label line counts and lengths, units.
 
 Randomness is keyed, not global: each utterance of a batch gets a key drawn from
@@ -19,7 +21,7 @@ import torch
 from fairseq.data.audio.hubert_dataset import HubertDataset, load_label_offset
 from fairseq.data.dictionary import Dictionary
 
-from ..features.fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, compute_fbank, num_fbank_frames
+from ..features.kaldi_fbank import FBANK_FRAME_RATE, FRAME_SHIFT_SAMPLES, num_fbank_frames, num_fbank_samples
 from ..utils.errors import DataError
 from .feature_store import FbankStore
 from .labels import check_label_lengths, check_units_in_dictionary, read_label_lines
@@ -114,7 +116,6 @@ class FbankHubertDataset(HubertDataset):
         self.normalize = False
         self.seed = 1
         self.epoch = 1
-        self._batch_keys: Optional[List[int]] = None
 
     def set_seed(self, seed: int) -> None:
         """The run's seed (``common.seed``), which keys crops and masks with the epoch."""
@@ -129,57 +130,75 @@ class FbankHubertDataset(HubertDataset):
         return (int(state[0]) << 31) ^ int(state[1])
 
     def collater(self, samples):
-        keys = [self.rng_key(s["id"]) for s in samples if s["source"] is not None]
-        self._batch_keys = keys
-        try:
-            batch = super().collater(samples)
-        finally:
-            self._batch_keys = None
-        if batch:
-            batch["net_input"]["rng_keys"] = torch.tensor(keys, dtype=torch.long)
+        samples = [s for s in samples if s["source"] is not None]
+        if not samples:
+            return {}
+        keys = [self.rng_key(s["id"]) for s in samples]
+        frames = [self.num_frames(s["source"]) for s in samples]
+        size = min(max(frames) if self.pad_audio else min(frames), self.max_sample_size)
+        source, padding_mask, starts = self.collater_audio([s["source"] for s in samples], size, keys)
+        targets, lengths, ntokens = self.collater_label(
+            [[s["label_list"][i] for s in samples] for i in range(self.num_labels)], size, starts)
+        batch = {
+            "id": torch.LongTensor([s["id"] for s in samples]),
+            # No padding mask when nothing is padded: the model then needs no mask and no device sync.
+            "net_input": {"source": source, "padding_mask": padding_mask if padding_mask.any() else None,
+                          "rng_keys": torch.tensor(keys, dtype=torch.long)},
+        }
+        if self.single_target:
+            batch.update(target_lengths=lengths[0], ntokens=ntokens[0], target=targets[0])
+        else:
+            batch.update(target_lengths_list=lengths, ntokens_list=ntokens, target_list=targets)
         return batch
 
+    @staticmethod
+    def num_frames(source: torch.Tensor) -> int:
+        """fbank frames of an item: a waveform (N,) or precomputed fbank (T, 80)."""
+        return len(source) if source.dim() == 2 else num_fbank_frames(len(source))
+
     def get_audio(self, index: int) -> torch.Tensor:
-        """Raw log-Mel fbank (frames, 80) of kept utterance ``index``; CMVN is applied in the model."""
+        """Waveform (N,) float32 of kept utterance ``index``, or its precomputed fbank (frames, 80) when
+        the dataset reads a store; the fbank of waveforms and the CMVN are computed in the model."""
         row = self.rows[index]
         if self.feature_store is not None:
             feats = self.feature_store[row]
             where = f"{self.feature_store.path}, row {row}"
         else:
             where = self.manifest.where(row)
-            feats = compute_fbank(self.manifest.read_audio(row, self.audio_sample_rate), self.audio_sample_rate)
+            feats = self.manifest.read_audio(row, self.audio_sample_rate)
         if not np.isfinite(feats).all():
-            raise DataError(self.manifest.audio_path(row), f"fbank has NaN/inf values ({where})",
+            kind = "fbank" if self.feature_store is not None else "audio"
+            raise DataError(self.manifest.audio_path(row), f"{kind} has NaN/inf values ({where})",
                             "check the audio for corrupt samples and drop or re-encode it")
         return torch.from_numpy(feats)
 
-    def crop_to_max_size(self, feats: torch.Tensor, target_size: int, key: Optional[int] = None):
-        """A window of ``target_size`` frames starting at a multiple of CROP_MULTIPLE, drawn from ``key``."""
-        size = len(feats)
+    def crop_start(self, size: int, target_size: int, key: Optional[int]) -> int:
+        """First frame of a window of ``target_size`` of ``size`` frames: a multiple of CROP_MULTIPLE
+        drawn from ``key`` (0 without random_crop)."""
         diff = size - target_size
-        if diff <= 0:
-            return feats, 0
-        start = 0
-        if self.random_crop:
-            choices = diff // CROP_MULTIPLE + 1
-            offset = np.random.default_rng(key).integers(choices) if key is not None else np.random.randint(choices)
-            start = int(offset) * CROP_MULTIPLE
-        return feats[start : start + target_size], start
+        if diff <= 0 or not self.random_crop:
+            return 0
+        choices = diff // CROP_MULTIPLE + 1
+        offset = np.random.default_rng(key).integers(choices) if key is not None else np.random.randint(choices)
+        return int(offset) * CROP_MULTIPLE
 
-    def collater_audio(self, audios: List[torch.Tensor], audio_size: int):
-        """(B, audio_size, 80) features, (B, audio_size) padding mask, crop starts."""
-        collated = audios[0].new_zeros(len(audios), audio_size, audios[0].size(-1))
-        padding_mask = torch.zeros(len(audios), audio_size, dtype=torch.bool)
+    def collater_audio(self, audios: List[torch.Tensor], size: int, keys: Sequence[Optional[int]]):
+        """``size`` fbank frames of each item, cropped or zero-padded: waveforms (B, N) with N the samples
+        of ``size`` frames, or fbank (B, size, 80); the padding mask (B, N) or (B, size); crop starts
+        in frames."""
+        waveform = audios[0].dim() == 1
+        length = num_fbank_samples(size) if waveform else size
+        collated = audios[0].new_zeros((len(audios), length) + tuple(audios[0].shape[1:]))
+        padding_mask = torch.zeros(len(audios), length, dtype=torch.bool)
         starts = [0] * len(audios)
-        for i, feats in enumerate(audios):
-            diff = len(feats) - audio_size
-            if diff == 0:
-                collated[i] = feats
-            elif diff < 0:
+        for i, (item, key) in enumerate(zip(audios, keys)):
+            frames = self.num_frames(item)
+            if frames < size:
                 assert self.pad_audio
-                collated[i, : len(feats)] = feats
-                padding_mask[i, len(feats):] = True
-            else:
-                key = None if self._batch_keys is None else self._batch_keys[i]
-                collated[i], starts[i] = self.crop_to_max_size(feats, audio_size, key)
+                collated[i, : len(item)] = item
+                padding_mask[i, len(item):] = True
+                continue
+            starts[i] = self.crop_start(frames, size, key)
+            first = starts[i] * FRAME_SHIFT_SAMPLES if waveform else starts[i]
+            collated[i] = item[first : first + length]
         return collated, padding_mask, starts

@@ -6,7 +6,7 @@ from typing import List, Sequence
 
 from fairseq.data import Dictionary
 
-from ..features.fbank import SAMPLE_RATE
+from ..features.kaldi_fbank import SAMPLE_RATE
 from ..utils.errors import DataError
 
 # fairseq's HuBERT accepts labels whose duration differs from the audio's by up to 0.1 s.

@@ -7,7 +7,8 @@ CHECKPOINT is a pretrained ``fast_hubert`` checkpoint or a fine-tuned ``hubert_c
   config.json, model.safetensors     the model (FastHubertModel, or FastHubertForCTC when fine-tuned)
   configuration_fast_hubert.py,      its code, loaded with trust_remote_code=True; it imports only
   modeling_fast_hubert.py,           torch, numpy and transformers
-  feature_extraction_fast_hubert.py
+  feature_extraction_fast_hubert.py,
+  kaldi_fbank.py                     the training fbank (the plugin's features/kaldi_fbank.py)
   preprocessor_config.json           16 kHz waveform -> Kaldi fbank + the checkpoint's CMVN statistics
   vocab.json, tokenizer_config.json, the letter vocabulary, a CTC tokenizer decoding as fast-hubert-decode,
   tokenization_fast_hubert.py,       and a Wav2Vec2Processor (fine-tuned checkpoints only), so
@@ -26,6 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional
 
+from ..features import kaldi_fbank
 from ..utils.cli import console_script
 from .convert import ExportError, convert_checkpoint
 
@@ -108,6 +110,7 @@ def export(checkpoint: str, out_dir: str, dict_path: Optional[str] = None, overw
         model.save_pretrained(tmp, safe_serialization=True)
         for name in CODE_FILES:
             shutil.copyfile(HF_DIR / name, tmp / name)
+        shutil.copyfile(kaldi_fbank.__file__, tmp / "kaldi_fbank.py")
         if exported.is_ctc:
             shutil.copyfile(HF_DIR / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
             vocab_file = tmp / "vocab.json"

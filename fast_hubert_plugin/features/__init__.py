@@ -1,7 +1,7 @@
 """Input features: audio reading, Kaldi-style log-Mel fbank, global CMVN, feature stores."""
 from .audio import read_audio
 from .cmvn import GlobalCMVN
-from .fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, compute_fbank, num_fbank_frames
+from .kaldi_fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, compute_fbank, num_fbank_frames
 
 __all__ = [
     "read_audio",

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional
 import soundfile as sf
 from tqdm import tqdm
 
-from ..features.fbank import FRAME_LENGTH_SAMPLES, SAMPLE_RATE
+from ..features.kaldi_fbank import FRAME_LENGTH_SAMPLES, SAMPLE_RATE
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError

@@ -1,7 +1,8 @@
 """Fast-HuBERT: fbank input, conv subsampler to 40 ms, HuBERT Transformer, linear CE heads.
 
 One utterance through the model (shapes for the default 40 ms Base):
-  source (B, T, 80) raw log-Mel fbank at 100 Hz
+  source (B, N) 16 kHz waveform (the training batches), or (B, T, 80) precomputed fbank
+  -> Kaldi log-Mel fbank (B, T, 80) at 100 Hz, computed on the model's device (features/kaldi_fbank.py)
   -> global CMVN (buffers, so checkpoints carry their statistics)
   -> FbankSubsampler: 2 x [Conv1d k5 s2 + GLU]       (B, ceil(ceil(T/2)/2), 512) at 25 Hz
   -> LayerNorm(512) -> Linear(512, 768) -> dropout -> span masking (mask_emb)
@@ -22,14 +23,14 @@ from fairseq.models.hubert.hubert import HubertConfig, HubertModel
 from fairseq.modules import GradMultiply, LayerNorm
 
 from ..features.cmvn import GlobalCMVN
-from ..features.fbank import FBANK_FRAME_RATE
+from ..features.kaldi_fbank import FBANK_FRAME_RATE, kaldi_fbank, num_fbank_frames
 from ..features.spec_augment import spec_augment
 from .layer_encoder import LayerOutputEncoder
 from .subsampler import FbankSubsampler, lengths_to_padding_mask
 
 logger = logging.getLogger(__name__)
 
-# HubertModel.apply_mask reads these attributes; the values come straight from the config.
+# apply_mask (and code reading a built model) use these attributes; the values come straight from the config.
 _MASK_ATTRS = (
     "mask_prob", "mask_selection", "mask_other", "mask_length", "no_mask_overlap", "mask_min_space",
     "mask_channel_prob", "mask_channel_selection", "mask_channel_other", "mask_channel_length",
@@ -167,14 +168,30 @@ class FastHubertModel(HubertModel):
     def spec_augment_enabled(self) -> bool:
         return self.cfg.spec_aug_freq_masks > 0 or self.cfg.spec_aug_time_masks > 0
 
+    def fbank_from_waveform(
+        self, waveforms: torch.Tensor, padding_mask: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(B, N) 16 kHz waveforms and their (B, N) sample padding mask -> (B, T, F) raw fbank in the
+        model's dtype and its (B, T) frame padding mask (None when nothing is padded). The fbank is
+        computed on the waveforms' device in float32 (never under autocast) and gets no gradient."""
+        with torch.no_grad():
+            feats = kaldi_fbank(waveforms, self.cfg.input_feat_per_channel).to(self.cmvn_mean.dtype)
+        if padding_mask is not None:
+            frames = num_fbank_frames((~padding_mask).sum(dim=1))
+            padding_mask = lengths_to_padding_mask(frames, feats.size(1))
+        return feats, padding_mask
+
     def forward_features(
         self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None, augment: bool = False
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """source: (B, T, F) raw fbank; padding_mask: (B, T) bool, True on padding, or None.
+        """source: (B, N) waveform at 16 kHz or (B, T, F) raw fbank; padding_mask: (B, N) or (B, T)
+        bool, True on padding, or None.
 
         Returns subsampled features (B, T', fbank_encoder_dim) and their padding mask (B, T'),
         derived from the input lengths (exact for every T), or None when nothing is padded.
         """
+        if source.dim() == 2:
+            source, padding_mask = self.fbank_from_waveform(source, padding_mask)
         lengths = None
         x = (source - self.cmvn_mean) * self.cmvn_inv_std
         if padding_mask is not None and padding_mask.any():
@@ -234,20 +251,29 @@ class FastHubertModel(HubertModel):
         target_list,
         rng_keys: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """HuBERT span masking of x (B, T', D) in place; (x, mask (B, T') bool or None).
+        """HuBERT's span masking of x (B, T', D) with fairseq's ``compute_mask_indices``: masked frames
+        become ``mask_emb``, masked channels 0. Returns (x, time mask (B, T') bool or None); x is a
+        new tensor in x's dtype (so it works under autocast, where x is bf16/fp16 and mask_emb fp32).
 
-        With ``rng_keys`` each row's spans are drawn from its own key (fairseq's seeded
-        ``compute_mask_indices``), so a batch is masked the same way in any process and after a restart."""
-        if rng_keys is None or self.mask_prob <= 0 or self.mask_channel_prob > 0:
-            return super().apply_mask(x, padding_mask, target_list)
-        B, T, _ = x.shape
-        mask_indices = compute_mask_indices(
-            (B, T), padding_mask, self.mask_prob, self.mask_length, self.mask_selection, self.mask_other,
-            min_masks=2, no_overlap=self.no_mask_overlap, min_space=self.mask_min_space,
-            seed=MASK_RNG_STREAM, epoch=0, indices=rng_keys,
-        )
-        mask_indices = torch.from_numpy(mask_indices).to(x.device)
-        x[mask_indices] = self.mask_emb
+        With ``rng_keys`` each row's time spans are drawn from its own key, so a batch is masked the
+        same way in any process and after a restart; without them (and for channel masks, as in
+        fairseq's ``hubert_ctc``) from numpy's global random state, as fairseq's ``HubertModel``."""
+        B, T, C = x.shape
+        mask_indices = None
+        if self.mask_prob > 0:
+            keyed = {} if rng_keys is None else {"seed": MASK_RNG_STREAM, "epoch": 0, "indices": rng_keys}
+            mask = compute_mask_indices(
+                (B, T), padding_mask, self.mask_prob, self.mask_length, self.mask_selection, self.mask_other,
+                min_masks=2, no_overlap=self.no_mask_overlap, min_space=self.mask_min_space, **keyed,
+            )
+            mask_indices = torch.from_numpy(mask).to(x.device)
+            x = torch.where(mask_indices.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
+        if self.mask_channel_prob > 0:
+            channels = compute_mask_indices(
+                (B, C), None, self.mask_channel_prob, self.mask_channel_length, self.mask_channel_selection,
+                self.mask_channel_other, no_overlap=self.no_mask_channel_overlap, min_space=self.mask_channel_min_space,
+            )
+            x = x.masked_fill(torch.from_numpy(channels).to(x.device).unsqueeze(1), 0.0)
         return x, mask_indices
 
     def forward(

@@ -23,7 +23,7 @@ import torch
 
 from ..data.batching import pad_features
 from ..features.audio import read_audio
-from ..features.fbank import FBANK_FRAME_RATE, SAMPLE_RATE, compute_fbank
+from ..features.kaldi_fbank import FBANK_FRAME_RATE, SAMPLE_RATE, compute_fbank
 from .checkpoints import load_checkpoint
 from .hubert_ctc import fast_hubert_of
 from .subsampler import subsampled_lengths

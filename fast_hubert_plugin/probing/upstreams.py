@@ -25,7 +25,7 @@ import torch
 
 from ..clustering.extractors import hubert_conv_strides, model_family
 from ..clustering.mfcc import MFCC_DIM, MFCC_FRAME_RATE, compute_mfcc
-from ..features.fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, SAMPLE_RATE, compute_fbank
+from ..features.kaldi_fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, SAMPLE_RATE, compute_fbank
 from ..models.checkpoints import load_checkpoint
 from ..models.layer_features import FeatureExtractor
 from ..utils.errors import DataError

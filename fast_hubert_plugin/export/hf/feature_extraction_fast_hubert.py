@@ -1,68 +1,20 @@
 """Feature extractor of an exported Fast-HuBERT model: 16 kHz waveforms -> normalised Kaldi fbank.
 
-The fbank of training (kaldi-native-fbank), in batched torch (CPU or GPU): 25 ms povey window,
+The fbank of training (``kaldi_fbank.py``, computed here in float64), CPU or GPU: 25 ms povey window,
 10 ms shift, DC removal, pre-emphasis 0.97, no dither, snip_edges, 512-point power spectrum,
 80 Kaldi mel bins over 20 Hz..Nyquist, log with a float-epsilon floor, the waveform scaled to
 the int16 range. A waveform of N samples gives 1 + (N - 400) // 160 frames. Then the global CMVN
 of the training set, (x - mean) * (1 / std), and padding as in training: shorter utterances are
 padded with zero frames and ``attention_mask`` is 0 there.
 """
-import math
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 
-SAMPLE_RATE = 16000
-FRAME_LENGTH = 400  # 25 ms
-FRAME_SHIFT = 160  # 10 ms
-FFT_SIZE = 512
-INT16_SCALE = 32768.0
-
-
-def kaldi_mel_banks(num_bins: int, sample_rate: int = SAMPLE_RATE, fft_size: int = FFT_SIZE,
-                    low_freq: float = 20.0, high_freq: float = 0.0) -> torch.Tensor:
-    """(fft_size // 2 + 1, num_bins) triangular mel weights as Kaldi computes them (Nyquist bin: 0)."""
-    nyquist = 0.5 * sample_rate
-    high = high_freq if high_freq > 0 else nyquist + high_freq
-
-    def mel(f):
-        return 1127.0 * np.log(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
-
-    mel_low, mel_high = mel(low_freq), mel(high)
-    delta = (mel_high - mel_low) / (num_bins + 1)
-    fft_mels = mel(np.arange(fft_size // 2) * (sample_rate / fft_size))
-    left = mel_low + np.arange(num_bins)[:, None] * delta
-    center, right = left + delta, left + 2 * delta
-    up = (fft_mels[None, :] - left) / (center - left)
-    down = (right - fft_mels[None, :]) / (right - center)
-    weights = np.where((fft_mels[None, :] > left) & (fft_mels[None, :] < right), np.minimum(up, down), 0.0)
-    weights = np.concatenate([weights, np.zeros((num_bins, 1))], axis=1)  # Kaldi ignores the Nyquist bin
-    return torch.from_numpy(weights.T.copy())
-
-
-def povey_window(length: int = FRAME_LENGTH) -> torch.Tensor:
-    n = torch.arange(length, dtype=torch.float64)
-    return (0.5 - 0.5 * torch.cos(2 * math.pi * n / (length - 1))) ** 0.85
-
-
-def num_frames(num_samples: torch.Tensor) -> torch.Tensor:
-    """Kaldi snip_edges frame count: 1 + (N - 400) // 160, 0 below one window."""
-    n = torch.div(num_samples - FRAME_LENGTH, FRAME_SHIFT, rounding_mode="floor") + 1
-    return n.clamp(min=0)
-
-
-def batched_fbank(waveforms: torch.Tensor, mel_banks: torch.Tensor) -> torch.Tensor:
-    """waveforms: (B, N) in [-1, 1] -> (B, frames, bins) log-Mel fbank, computed in float64."""
-    x = waveforms.to(torch.float64) * INT16_SCALE
-    frames = x.unfold(1, FRAME_LENGTH, FRAME_SHIFT)  # B x F x 400
-    frames = frames - frames.mean(dim=-1, keepdim=True)
-    prev = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-    frames = (frames - 0.97 * prev) * povey_window().to(frames.device)
-    power = torch.fft.rfft(frames, n=FFT_SIZE).abs().pow(2)  # B x F x 257
-    mel = power @ mel_banks.to(device=frames.device, dtype=frames.dtype)
-    return mel.clamp(min=float(np.finfo(np.float32).eps)).log()
+# The training fbank, copied into the folder by the exporter (inside the plugin: features/kaldi_fbank.py).
+from .kaldi_fbank import FRAME_LENGTH_SAMPLES, SAMPLE_RATE, kaldi_fbank, num_fbank_frames
 
 
 class FastHubertFeatureExtractor(SequenceFeatureExtractor):
@@ -85,24 +37,19 @@ class FastHubertFeatureExtractor(SequenceFeatureExtractor):
         self.cmvn_inv_std = [float(v) for v in cmvn_inv_std] if cmvn_inv_std is not None else [1.0] * feature_size
         if len(self.cmvn_mean) != feature_size or len(self.cmvn_inv_std) != feature_size:
             raise ValueError(f"cmvn_mean and cmvn_inv_std need {feature_size} values each")
-        self._mel_banks = kaldi_mel_banks(feature_size, sampling_rate)
-
-    def to_dict(self):
-        out = super().to_dict()
-        out.pop("_mel_banks", None)
-        return out
 
     def fbank(self, waveforms: Sequence[torch.Tensor], device: Union[str, torch.device] = "cpu"):
         """Raw log-Mel fbank (no CMVN) of each waveform, batched: (B, T, bins) float32 and (B,) frame counts."""
         lengths = torch.tensor([len(w) for w in waveforms])
-        frames = num_frames(lengths)
+        frames = num_fbank_frames(lengths)
         if bool((frames == 0).any()):
             short = int(lengths[frames == 0][0])
-            raise ValueError(f"a waveform of {short} samples is shorter than one 25 ms fbank frame ({FRAME_LENGTH} samples)")
+            raise ValueError(f"a waveform of {short} samples is shorter than one 25 ms fbank frame "
+                             f"({FRAME_LENGTH_SAMPLES} samples)")
         batch = torch.zeros(len(waveforms), int(lengths.max()), dtype=torch.float64, device=device)
         for b, w in enumerate(waveforms):
             batch[b, : len(w)] = w.to(device=device, dtype=torch.float64)
-        feats = batched_fbank(batch, self._mel_banks)
+        feats = kaldi_fbank(batch, self.feature_size, dtype=torch.float64)
         feats = feats[:, : int(frames.max())].to(torch.float32)
         return feats, frames.to(device)
 
