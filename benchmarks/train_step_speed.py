@@ -10,11 +10,16 @@ Transformer layers). Reported: median and min step time, audio seconds trained p
 ratio vs stock HuBERT, peak memory of the step.
 
 Systems (rows):
-  stock            fairseq HubertModel, hubert_base_librispeech settings, HubertCriterion
-                   (waveform in; its CNN front-end is inside the step)
-  fast             fast_hubert Base as the model code is (fbank in: the fbank is computed by the
-                   data loader and NOT inside the step; its cost is measured separately)
+  stock            fairseq HubertModel, hubert_base_librispeech settings, HubertCriterion, fairseq's
+                   own adam (its recipe; waveform in, its CNN front-end inside the step)
+  fast             fast_hubert Base as the package is: waveform in, the Kaldi fbank computed on the
+                   device INSIDE the step, torch_adamw (fused on CUDA), positional conv as one
+                   matrix product on CUDA
   fast_ils         fast_hubert Base + ILS (supervised_layers [4] + last)
+Levers (fast, first shape): each row puts one lever back to what it replaced
+  stock +torch_adamw   stock HuBERT with the optimizer fast_hubert uses (isolates the optimizer)
+  fast fairseq-adam    fairseq's adam (a Python loop over parameters without apex)
+  fast cudnn-posconv   the positional conv through cuDNN's grouped convolution (fairseq's module)
 Lever ablations (fast, single shape): rows that ADD the work the official Fast-HuBERT code does
   +unmasked        (a) logits (and a logged CE) also for unmasked frames, weight 0
   +padmask         (b) the all-false padding mask is kept and passed to the Transformer
@@ -25,7 +30,13 @@ and rows that REMOVE work (prototypes inside this file; the model code is unchan
   +sdpa            packed QKV projection + F.scaled_dot_product_attention, batch-first heads
   -wnorm           pos_conv weight norm folded into a plain weight (as at inference)
   best             every lever above that removes work
-bf16 autocast on CPU (``--dtype bf16``) is a separate run.
+bf16 autocast on CPU (``--dtype bf16``) is a separate run. Under autocast, fairseq's
+HubertModel.apply_mask puts an fp32 mask_emb into a bf16 tensor and fails: the stock model (and
+the official code, which inherits it) mask a float32 copy here, a copy that costs well under 1 %
+of their step; fast_hubert's own masking is dtype-safe.
+
+``--largest SECONDS`` also finds each main system's largest batch of SECONDS-long utterances
+within ``--memory-cap-gb`` (default 80, an H100's memory) by doubling and bisection, and times it.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the step, minus the allocation
 before it; on CPU, in the untimed warmup step, the process's peak resident set (VmHWM, reset
@@ -34,7 +45,7 @@ just before the step: the memory the step adds on top of the models and optimize
 systems keep resident (it includes the gradients, which are freed after each step).
 
     python benchmarks/train_step_speed.py --output benchmarks/results/train_step_cpu.md
-    python benchmarks/train_step_speed.py --device cuda --dtype bf16 --shapes 8x15.6,16x15.6
+    python benchmarks/train_step_speed.py --device cuda --dtype bf16 --shapes 4x9,8x11,16x9 --largest 9
 """
 import argparse
 import ctypes
@@ -64,12 +75,14 @@ import fairseq  # noqa: E402
 from fairseq.criterions.hubert_criterion import HubertCriterion  # noqa: E402
 from fairseq.data.dictionary import Dictionary  # noqa: E402
 from fairseq.models.hubert.hubert import HubertConfig, HubertModel  # noqa: E402
+from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig  # noqa: E402
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion  # noqa: E402
 from fast_hubert_plugin.features.audio import read_audio  # noqa: E402
-from fast_hubert_plugin.features.kaldi_fbank import compute_fbank  # noqa: E402
 from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel  # noqa: E402
+from fast_hubert_plugin.optim.torch_adamw import TorchAdamW, TorchAdamWConfig  # noqa: E402
 
 SAMPLE_RATE = 16000
 LABEL_RATE = 50
@@ -95,10 +108,8 @@ FAST_MODEL = dict(
 class Batch:
     name: str
     seconds: float          # audio seconds in the batch
-    wave: torch.Tensor      # (B, N) float32
-    fbank: torch.Tensor     # (B, T, 80) float32
+    wave: torch.Tensor      # (B, N) float32: both models take waveforms (fast_hubert computes its fbank)
     labels: torch.Tensor    # (B, L) int64 dictionary indices at 50 Hz
-    fbank_s_per_audio_s: float  # loader cost of compute_fbank (seconds per audio second, 1 thread)
 
 
 def read_manifest(path: Path):
@@ -109,25 +120,24 @@ def read_manifest(path: Path):
 
 
 def make_batch(speech_dir: Path, manifest: str, size: int, seconds: float, seed: int, dictionary: Dictionary) -> Batch:
+    """``size`` random crops of ``seconds`` from distinct utterances; when the manifest has fewer long
+    enough utterances (the largest-batch search), crops of the same utterances at other offsets."""
     rng = np.random.default_rng(seed)
     n = int(round(seconds * SAMPLE_RATE))
     rows = [r for r in read_manifest(speech_dir / manifest) if int(r["num_samples"]) >= n]
-    if len(rows) < size:
-        raise SystemExit(f"{manifest}: only {len(rows)} utterances of >= {seconds} s, need {size}")
-    picked = rng.choice(len(rows), size=size, replace=False)
+    if not rows:
+        raise SystemExit(f"{manifest}: no utterance of >= {seconds} s")
+    picked = rng.permutation(np.resize(rng.permutation(len(rows)), size))
+    audio = {i: read_audio(speech_dir / rows[i]["path"]) for i in set(picked.tolist())}
     waves = []
-    for i in sorted(picked):
-        w = read_audio(speech_dir / rows[i]["path"])
+    for i in picked:
+        w = audio[i]
         start = int(rng.integers(0, len(w) - n + 1))  # random_crop: true
         waves.append(w[start:start + n])
-    t0 = time.perf_counter()
-    feats = [compute_fbank(w) for w in waves]
-    fbank_time = time.perf_counter() - t0
     n_labels = int(math.floor(seconds * LABEL_RATE))
     # Unit ids are random (the loss cost does not depend on their values), mapped like the task does.
     labels = torch.from_numpy(rng.integers(0, NUM_UNITS, size=(size, n_labels))) + dictionary.nspecial
-    return Batch(f"{size}x{seconds:g}s", size * n / SAMPLE_RATE, torch.from_numpy(np.stack(waves)),
-                 torch.from_numpy(np.stack(feats)), labels.long(), fbank_time / (size * n / SAMPLE_RATE))
+    return Batch(f"{size}x{seconds:g}s", size * n / SAMPLE_RATE, torch.from_numpy(np.stack(waves)), labels.long())
 
 
 def unit_dictionary() -> Dictionary:
@@ -212,16 +222,43 @@ class System:
     model: torch.nn.Module
     criterion: torch.nn.Module
     make_sample: Callable[[Batch], dict]
-    optimizer: Optional[torch.optim.Optimizer] = None
+    optimizer_name: str = "torch_adamw"
+    optimizer: Optional[object] = None
     times: List[float] = None
     mems: List[float] = None
     group: str = "main"
 
 
-def stock_system(dictionary: Dictionary) -> System:
+# The recipes' optimizer settings (both Base configs); fairseq's adam is decoupled weight decay, as AdamW.
+ADAM = dict(adam_betas="(0.9, 0.98)", adam_eps=1e-6, weight_decay=0.01, lr=[5e-4])
+
+
+def make_optimizer(name: str, model: torch.nn.Module):
+    """fairseq's ``adam`` (its Python loop without apex) or the plugin's ``torch_adamw`` (fused on CUDA)."""
+    if name == "adam":
+        return FairseqAdam(OmegaConf.structured(FairseqAdamConfig(**ADAM, tpu=False)), model.parameters())
+    return TorchAdamW(OmegaConf.structured(TorchAdamWConfig(**ADAM)), model.parameters())
+
+
+def mask_float32_copy(model: HubertModel) -> None:
+    """fairseq's HubertModel.apply_mask fails under autocast (fp32 mask_emb into a bf16 tensor): mask a
+    float32 copy and cast back (a no-op without autocast)."""
+    inherited = type(model).apply_mask
+
+    def apply_mask(self, x, padding_mask, target_list):
+        dtype = x.dtype
+        x, mask_indices = inherited(self, x.float(), padding_mask, target_list)
+        return x.to(dtype), mask_indices
+
+    model.apply_mask = MethodType(apply_mask, model)
+
+
+def stock_system(dictionary: Dictionary, name="stock", optimizer="adam", group="main",
+                 what="fairseq `hubert` Base (waveform CNN, cosine logits on masked + unmasked frames), fairseq's adam") -> System:
     cfg = HubertConfig(**STOCK_MODEL)
     task_cfg = HubertPretrainingConfig(data="-", sample_rate=SAMPLE_RATE, label_rate=LABEL_RATE, labels=["km"])
     model = HubertModel(cfg, task_cfg, [dictionary])
+    mask_float32_copy(model)
     crit = HubertCriterion(DummyTask(), pred_masked_weight=1.0, pred_nomask_weight=0.0, loss_weights=[10.0])
 
     def sample(b: Batch):
@@ -229,16 +266,18 @@ def stock_system(dictionary: Dictionary) -> System:
                 "net_input": {"source": b.wave, "padding_mask": torch.zeros(b.wave.shape, dtype=torch.bool)},
                 "target_list": [b.labels]}
 
-    return System("stock", "fairseq `hubert` Base (waveform CNN, cosine logits on masked + unmasked frames)",
-                  model, crit, sample)
+    return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
 
 
 def fast_system(dictionary: Dictionary, name: str, what: str, ils: bool = False, unmasked=False, padmask=False,
-                seqmult=None, sdpa=False, no_wnorm=False, group="ablation") -> System:
+                seqmult=None, sdpa=False, no_wnorm=False, group="ablation", optimizer="torch_adamw",
+                cudnn_posconv=False) -> System:
     cfg = FastHubertConfig(**FAST_MODEL, supervised_layers="[4]" if ils else "[]")
     if seqmult is not None:
         cfg.required_seq_len_multiple = seqmult
     model = FastHubertModel(cfg, dictionaries=[dictionary], cmvn=None)
+    if cudnn_posconv:
+        model.encoder.pos_conv_as_matmul = False
     if padmask:
         keep_padding_mask(model)
     if sdpa:
@@ -248,22 +287,33 @@ def fast_system(dictionary: Dictionary, name: str, what: str, ils: bool = False,
     crit = FastHubertCriterion(DummyTask(), pred_masked_weight=1.0, pred_nomask_weight=0.0)
     wrapped = ForceUnmaskedLogits(model) if unmasked else model
 
-    def sample(b: Batch):
-        return {"id": torch.arange(b.fbank.size(0)),
-                "net_input": {"source": b.fbank, "padding_mask": torch.zeros(b.fbank.shape[:2], dtype=torch.bool)},
+    def sample(b: Batch):  # waveforms: the fbank is computed inside the step, as in training
+        return {"id": torch.arange(b.wave.size(0)),
+                "net_input": {"source": b.wave, "padding_mask": None,
+                              "rng_keys": torch.arange(b.wave.size(0), dtype=torch.long)},
                 "target_list": [b.labels]}
 
-    s = System(name, what, model, crit, sample, group=group)
+    s = System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
     s.call_model = wrapped
     return s
 
 
-def build_systems(dictionary, with_ablations: bool) -> List[System]:
+def build_systems(dictionary, with_ablations: bool, with_levers: bool) -> List[System]:
     systems = [
         stock_system(dictionary),
-        fast_system(dictionary, "fast", "fast_hubert Base, model code as is", group="main"),
+        fast_system(dictionary, "fast", "fast_hubert Base as the package is (fbank on the device inside the step)",
+                    group="main"),
         fast_system(dictionary, "fast_ils", "fast_hubert Base + ILS ([4] + last)", ils=True, group="main"),
     ]
+    if with_levers:
+        systems += [
+            stock_system(dictionary, "stock +torch_adamw", "torch_adamw", "lever",
+                         "stock HuBERT with fast_hubert's optimizer (torch_adamw, fused on CUDA)"),
+            fast_system(dictionary, "fast fairseq-adam", "fast with fairseq's adam (Python loop over parameters)",
+                        optimizer="adam", group="lever"),
+            fast_system(dictionary, "fast cudnn-posconv", "fast with fairseq's pos_conv (cuDNN grouped convolution)",
+                        cudnn_posconv=True, group="lever"),
+        ]
     if with_ablations:
         systems += [
             fast_system(dictionary, "fast +unmasked", "(a) + logits/CE of unmasked frames (weight 0)", unmasked=True),
@@ -344,15 +394,15 @@ def train_step(s: System, sample: dict, device, dtype) -> None:
     loss = loss / sample_size  # fairseq divides gradients by sample_size before clipping
     if s.scaler is not None:
         s.scaler.scale(loss).backward()
-        s.scaler.unscale_(s.optimizer)
+        s.scaler.unscale_(s.optimizer.optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        s.scaler.step(s.optimizer)
+        s.scaler.step(s.optimizer.optimizer)
         s.scaler.update()
     else:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         s.optimizer.step()
-    s.optimizer.zero_grad(set_to_none=True)
+    s.optimizer.zero_grad()
 
 
 def to_device(x, device):
@@ -433,19 +483,55 @@ def fmt_mem(values: List[float]) -> str:
 def table(systems: List[System], batch: Batch, group: Optional[str]) -> List[str]:
     stock = next(s for s in systems if s.name == "stock")
     stock_med, stock_min = statistics.median(stock.times), min(stock.times)
-    fb = batch.fbank_s_per_audio_s * batch.seconds  # loader cost of this batch's fbank
-    out = ["| system | what | step median (s) | step min (s) | audio-s/s (median) | vs stock (median) | "
-           "vs stock (min) | vs stock incl. fbank | peak step memory (MiB) | params (M) |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    stock_mem = max(stock.mems)
+    out = ["| system | what | step median (s) | step min (s) | step max (s) | audio-s/s (median) | vs stock (median) | "
+           "vs stock (min) | peak step memory (MiB) | memory vs stock | params (M) |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in systems:
         if group is not None and s.group != group and s.name != "stock":
             continue
-        med, mn = statistics.median(s.times), min(s.times)
-        incl = "-" if s.name == "stock" else f"{stock_med / (med + fb):.2f}x"
+        med, mn, mx = statistics.median(s.times), min(s.times), max(s.times)
         params = sum(p.numel() for p in s.model.parameters()) / 1e6
-        out.append(f"| {s.name} | {s.what} | {med:.2f} | {mn:.2f} | {batch.seconds / med:.1f} | "
-                   f"{stock_med / med:.2f}x | {stock_min / mn:.2f}x | {incl} | {fmt_mem(s.mems)} | {params:.1f} |")
+        mem_ratio = max(s.mems) / stock_mem if stock_mem > 0 else float("nan")
+        out.append(f"| {s.name} | {s.what} | {med:.4f} | {mn:.4f} | {mx:.4f} | {batch.seconds / med:,.0f} | "
+                   f"{stock_med / med:.2f}x | {stock_min / mn:.2f}x | {fmt_mem(s.mems)} | {mem_ratio:.2f} | {params:.1f} |")
     return out
+
+
+def is_oom(error: Exception) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def fits(s: System, batch: Batch, device, dtype) -> bool:
+    """One training step of ``batch`` runs within the memory cap (no allocation fails)."""
+    sample = to_device(s.make_sample(batch), device)
+    try:
+        train_step(s, sample, device, dtype)
+        return True
+    except (torch.OutOfMemoryError, RuntimeError) as e:
+        if not is_oom(e):
+            raise
+        s.optimizer.zero_grad()
+        return False
+    finally:
+        del sample
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def largest_batch(s: System, make, device, dtype, log, limit: int = 4096) -> int:
+    """The largest number of utterances (of one length) whose step fits: doubling, then bisection to 5 %."""
+    lo, hi = 0, 8
+    while hi <= limit and fits(s, make(hi), device, dtype):
+        lo, hi = hi, hi * 2
+        log(f"  largest {s.name}: {lo} fits")
+    hi = min(hi, limit + 1)
+    while hi - lo > max(1, lo // 20):
+        mid = (lo + hi) // 2
+        ok = fits(s, make(mid), device, dtype)
+        log(f"  largest {s.name}: {mid} {'fits' if ok else 'does not fit'}")
+        lo, hi = (mid, hi) if ok else (lo, mid)
+    return lo
 
 
 def main(argv=None):
@@ -457,7 +543,12 @@ def main(argv=None):
                         "(default: 4x9 on CPU, where stock HuBERT on 8x15.6 s needs ~25 GB; 4x9,8x15.6 on CUDA)")
     p.add_argument("--repeats", default="3", help="measured repeats per shape (comma-separated, last one reused)")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--no-ablations", action="store_true", help="only stock, fast, fast_ils")
+    p.add_argument("--no-ablations", action="store_true", help="leave out the CPU-era ablation rows")
+    p.add_argument("--no-levers", action="store_true", help="leave out the lever rows (stock +torch_adamw, ...)")
+    p.add_argument("--largest", type=float, default=None,
+                   help="also find and time each main system's largest batch of utterances this many seconds long")
+    p.add_argument("--memory-cap-gb", type=float, default=80.0, help="GPU memory allowed for --largest (CUDA only)")
+    p.add_argument("--largest-limit", type=int, default=4096, help="stop the --largest search at this many utterances")
     p.add_argument("--only", default=None, help="comma-separated system names to run (stock is always run)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype (fp16: with GradScaler)")
@@ -480,15 +571,14 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     dictionary = unit_dictionary()
-    systems = build_systems(dictionary, with_ablations=not args.no_ablations)
+    systems = build_systems(dictionary, with_ablations=not args.no_ablations, with_levers=not args.no_levers)
     if args.only:
         keep = {n.strip() for n in args.only.split(",")} | {"stock"}
         systems = [s for s in systems if s.name in keep]
     for s in systems:
         s.model.to(device).train()
         seed_layerdrop(s.model, 0)
-        # fairseq's Adam with weight decay is decoupled (AdamW); foreach is torch's default.
-        s.optimizer = torch.optim.AdamW(s.model.parameters(), lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
+        s.optimizer = make_optimizer(s.optimizer_name, s.model)
         s.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
 
     if args.shapes is None:
@@ -514,6 +604,23 @@ def main(argv=None):
         run_shape(subset, batch, repeats[min(i, len(repeats) - 1)], args.warmup, device, dtype, log)
         results.append((batch, subset, table(subset, batch, None)))
         print("\n".join(results[-1][2]), flush=True)
+    largest_rows = []
+    if args.largest:
+        for s in systems:  # only the main systems' weights and optimizer states stay resident
+            if s.group != "main":
+                s.model, s.optimizer = s.model.cpu(), None
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            cap = args.memory_cap_gb * 2**30 / torch.cuda.get_device_properties(device).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(cap, 1.0), device)
+        for s in [s for s in systems if s.group == "main"]:
+            n = largest_batch(s, lambda k: make_batch(speech_dir, args.manifest, k, args.largest, args.seed, dictionary),
+                              device, dtype, log, args.largest_limit)
+            big = make_batch(speech_dir, args.manifest, n, args.largest, args.seed, dictionary)
+            run_shape([s], big, 3, 1, device, dtype, log)
+            med = statistics.median(s.times)
+            largest_rows.append(f"| {s.name} | {n} x {args.largest:g} s = {big.seconds:,.0f} s | {med:.3f} | "
+                                f"{big.seconds / med:,.0f} | {fmt_mem(s.mems)} |")
     load_after = os.getloadavg()
     total = time.perf_counter() - t_start
 
@@ -529,12 +636,14 @@ def main(argv=None):
     for batch, subset, rows in results:
         n = len(subset[0].times)
         out += [f"## Batch {batch.name} = {batch.seconds:.1f} s of audio ({n} measured repeats per system, interleaved)",
-                "",
-                f"fbank (data loader, kaldi-native-fbank, 1 thread): {1000 * batch.fbank_s_per_audio_s:.2f} ms per audio "
-                f"second = {batch.fbank_s_per_audio_s * batch.seconds:.3f} s for this batch. It is NOT inside the "
-                "fast_hubert step times; `vs stock incl. fbank` adds it to the fast step serially (stock's CNN front-end "
-                "is inside its step).", "", *rows, ""]
-    out += ["Step = forward + loss + backward + clip_grad_norm(10) + AdamW step + zero_grad, train mode, recipe "
+                "", "Both models take the waveform batch: fast_hubert's Kaldi fbank is computed on the device inside "
+                "its step, as stock HuBERT's CNN front-end is inside its own.", "", *rows, ""]
+    if largest_rows:
+        cap = f"{args.memory_cap_gb:g} GiB" if device.type == "cuda" else "the machine's memory"
+        out += [f"## Largest batch within {cap} ({args.largest:g} s utterances; 3 measured repeats)", "",
+                "| system | batch | step median (s) | audio-s/s | peak step memory (MiB) |", "|---|---|---:|---:|---:|",
+                *largest_rows, ""]
+    out += ["Step = forward + loss + backward + clip_grad_norm(10) + optimizer step + zero_grad, train mode, recipe "
             "dropouts and layerdrop 0.05 (same layerdrop draws for every system at a given repeat). "
             "`vs stock (median)` = stock median step time / system median step time; `(min)` the same with minima. "
             "Peak step memory: see the module docstring (CPU: peak RSS increase over the RSS before the step).", "",

@@ -2,7 +2,7 @@
 
 Importing this package (fairseq does it for ``common.user_dir``) registers the task
 ``fast_hubert_pretraining``, the model ``fast_hubert`` and the criterion ``fast_hubert``
-(plus the official Fast-HuBERT names), lets fairseq checkpoints load on torch >= 2.6, and makes
+(plus the official Fast-HuBERT names) and the optimizer ``torch_adamw``, lets fairseq checkpoints load on torch >= 2.6, and makes
 fairseq's copy onto ``checkpoint_last.pt`` atomic (a job killed while saving can resume).
 """
 from .utils.checkpoint_copy import make_checkpoint_copies_atomic
@@ -11,6 +11,6 @@ from .utils.checkpoint_safety import allow_fairseq_checkpoints
 allow_fairseq_checkpoints()
 make_checkpoint_copies_atomic()
 
-from . import criterions, models, tasks  # noqa: E402,F401  (registration)
+from . import criterions, models, optim, tasks  # noqa: E402,F401  (registration)
 
 __version__ = "0.1.0"

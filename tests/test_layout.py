@@ -14,7 +14,7 @@ LAYERS = {
     "utils": 0,
     "features": 1,
     "data": 2,
-    "models": 3, "criterions": 3,
+    "models": 3, "criterions": 3, "optim": 3,
     "tasks": 4,
     "clustering": 5, "finetuning": 5, "export": 5,
     "probing": 5.5,  # uses clustering's extractors and finetuning's CTC; recipes may run it

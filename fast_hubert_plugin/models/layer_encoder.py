@@ -17,6 +17,8 @@ from fairseq.models.wav2vec.utils import pad_to_multiple
 from fairseq.models.wav2vec.wav2vec2 import TransformerEncoder
 from fairseq.utils import index_put
 
+from .positional_conv import positional_conv
+
 
 def layerdrop_draw() -> float:
     """A uniform draw in [0, 1) from torch's global generator (block dropped when <= layerdrop)."""
@@ -24,6 +26,9 @@ def layerdrop_draw() -> float:
 
 
 class LayerOutputEncoder(TransformerEncoder):
+    # The positional convolution as a batched matrix product (positional_conv.py): None = on CUDA only.
+    pos_conv_as_matmul = None
+
     def extract_features(
         self,
         x: torch.Tensor,
@@ -40,7 +45,8 @@ class LayerOutputEncoder(TransformerEncoder):
         """
         if padding_mask is not None:
             x = index_put(x, padding_mask, 0)
-        x = x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
+        as_matmul = x.is_cuda if self.pos_conv_as_matmul is None else self.pos_conv_as_matmul
+        x = x + positional_conv(self.pos_conv, x.transpose(1, 2), as_matmul).transpose(1, 2)
         if not self.layer_norm_first:
             x = self.layer_norm(x)
         x, pad_length = pad_to_multiple(x, self.required_seq_len_multiple, dim=-2, value=0)

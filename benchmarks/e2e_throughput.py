@@ -1,0 +1,243 @@
+"""End to end: `fairseq-hydra-train` with the Base configs, fast_hubert vs stock HuBERT, audio seconds
+trained per second, and every precision a user can set (common.fp16 / bf16 / amp) for pretraining,
+ILS and hubert_ctc fine-tuning.
+
+Data: the utterances of ``--manifest`` (speech folder format) at least one full crop long (15.62 s),
+listed ``--repeat`` times so that one epoch outlasts the run (no loader restarts), with random
+500-unit labels at 50 Hz (the cost does not depend on their values) and the CMVN of that audio.
+Every utterance is then cropped to the configs' 15.62 s and both systems batch 5 per update
+(max_tokens 87.5 s), so audio per update = sentences per update x 15.62 s. Throughput is measured
+from fairseq's own train_inner log records (``wall``, ``bsz``) between the first record after
+``--skip`` updates and the last one, so start-up and the first updates are excluded.
+
+    python benchmarks/e2e_throughput.py --speech-dir SPEECH --manifest librispeech_train_clean_100.tsv \\
+        --updates 300 --workers 2 --output benchmarks/results/e2e_throughput_gpu.md
+
+``--tiny`` runs the tiny config on the CPU instead (a rehearsal of the script, not a measurement).
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CROP_S = 15.62  # the Base configs' max_sample_size: 1562 fbank frames, 250000 samples
+LABEL_RATE = 50
+NUM_UNITS = 500
+
+
+def read_rows(speech_dir: Path, manifest: str):
+    with open(speech_dir / manifest, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        return [dict(zip(header, line.rstrip("\n").split("\t"))) for line in f if line.strip()]
+
+
+def prepare(speech_dir: Path, manifest: str, min_seconds: float, repeat: int, work: Path, log) -> Path:
+    """A fairseq data folder: train/valid manifests, random km labels, dict.km.txt, cmvn.npz."""
+    data = work / "data"
+    if (data / "cmvn.npz").is_file():
+        return data
+    data.mkdir(parents=True, exist_ok=True)
+    rows = [r for r in read_rows(speech_dir, manifest) if int(r["num_samples"]) >= min_seconds * 16000]
+    if not rows:
+        raise SystemExit(f"{manifest}: no utterance of at least {min_seconds} s")
+    rng = np.random.default_rng(0)
+    labels = {r["path"]: " ".join(map(str, rng.integers(0, NUM_UNITS, round(int(r["num_samples"]) / 16000 * LABEL_RATE))))
+              for r in rows}
+    for split, times in (("train", repeat), ("valid", 1)):
+        chosen = rows * times if split == "train" else rows[:8]
+        (data / f"{split}.tsv").write_text(f"{speech_dir.resolve()}\n" + "".join(
+            f"{r['path']}\t{r['num_samples']}\n" for r in chosen), encoding="utf-8")
+        (data / f"{split}.km").write_text("".join(labels[r["path"]] + "\n" for r in chosen), encoding="utf-8")
+    (data / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(NUM_UNITS)), encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "fast_hubert_plugin.cli.cmvn", str(data / "valid.tsv"),
+                    "--output", str(data / "cmvn.npz")], check=True, cwd=REPO)
+    log(f"data: {len(rows)} utterances ({sum(int(r['num_samples']) for r in rows) / 16000 / 60:.1f} min) x {repeat}")
+    return data
+
+
+def hydra_train(config_dir: Path, config_name: str, run_dir: Path, overrides, timeout: int) -> subprocess.CompletedProcess:
+    cmd = ["fairseq-hydra-train", "--config-dir", str(config_dir), "--config-name", config_name,
+           f"hydra.run.dir={run_dir}", f"common.user_dir={REPO / 'fast_hubert_plugin'}", *overrides]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+def train_records(text: str, tag: str = "train_inner"):
+    out = []
+    for line in text.splitlines():
+        if f"| {tag} |" in line or f"[{tag}]" in line:
+            try:
+                out.append(json.loads(line[line.index("{"):]))
+            except (ValueError, json.JSONDecodeError):
+                pass
+    return out
+
+
+def throughput(records, skip: int, crop_s: float):
+    """(audio-s/s, updates/s, sentences per update, updates measured) between the records after ``skip``."""
+    recs = [r for r in records if int(r["num_updates"]) >= skip]
+    if len(recs) < 2:
+        return None
+    first, last = recs[0], recs[-1]
+    updates = int(last["num_updates"]) - int(first["num_updates"])
+    seconds = float(last["wall"]) - float(first["wall"])
+    bsz = float(np.mean([float(r["bsz"]) for r in recs[1:]]))
+    return updates * bsz * crop_s / seconds, updates / seconds, bsz, updates
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech")))
+    p.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
+    p.add_argument("--work-dir", default="e2e_throughput_work")
+    p.add_argument("--updates", type=int, default=300)
+    p.add_argument("--skip", type=int, default=50, help="updates left out of the measurement (warm-up)")
+    p.add_argument("--log-interval", type=int, default=25)
+    p.add_argument("--workers", type=int, default=2, help="data-loader processes per GPU")
+    p.add_argument("--repeat", type=int, default=60, help="times the utterances are listed in train.tsv")
+    p.add_argument("--precision-updates", type=int, default=20, help="updates of each precision run (0: none)")
+    p.add_argument("--tiny", action="store_true", help="CPU rehearsal: the tiny config, no fp16")
+    p.add_argument("--timeout", type=int, default=600)
+    p.add_argument("--output", default=None)
+    args = p.parse_args(argv)
+
+    lines = []
+
+    def log(msg):
+        print(msg, flush=True)
+        lines.append(msg)
+
+    work = Path(args.work_dir).resolve()
+    speech_dir = Path(args.speech_dir)
+    crop_s = 2.0 if args.tiny else CROP_S
+    data = prepare(speech_dir, args.manifest, crop_s + 0.1, args.repeat, work, log)
+    common = [f"task.data={data}", f"task.label_dir={data}", "task.labels=[km]", "model.label_rate=50",
+              f"dataset.num_workers={args.workers}", "distributed_training.distributed_world_size=1",
+              "distributed_training.nprocs_per_node=1", "optimization.update_freq=[1]",
+              f"common.log_interval={args.log_interval}", "dataset.validate_interval=100000",
+              "dataset.validate_interval_updates=0", "checkpoint.save_interval=100000",
+              "checkpoint.save_interval_updates=0", "checkpoint.no_save=true", "common.tensorboard_logdir=null"]
+    if args.tiny:
+        fast_cfg = (REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", ["task.max_sample_size=200"])
+        stock_extra = ["common.fp16=false", "common.cpu=true", "task.max_sample_size=32000", "task.min_sample_size=32000",
+                       "dataset.max_tokens=64000", "+model.encoder_layers=2", "+model.encoder_embed_dim=128",
+                       "+model.encoder_ffn_embed_dim=256", "+model.encoder_attention_heads=2"]
+        fast_cfg[2].append("common.cpu=true")
+    else:
+        fast_cfg = (REPO / "config" / "pretraining", "fast_hubert_base_librispeech", [])
+        stock_extra = []
+    stock_cfg = (REPO / "benchmarks" / "config", "hubert_base_librispeech", stock_extra)
+
+    runs = [  # name, (config dir, name, extra), overrides, what
+        ("stock", stock_cfg, [], "fairseq `hubert` Base, its recipe (fp16, fairseq's adam)"),
+        ("fast", fast_cfg, [], "fast_hubert Base config as shipped (fbank on the GPU, torch_adamw)"),
+        ("fast fairseq-adam", fast_cfg, ["optimizer._name=adam"], "fast_hubert Base with fairseq's adam"),
+    ]
+    results = []
+    for name, (cdir, cname, extra), overrides, what in runs:
+        run_dir = work / "runs" / name.replace(" ", "_")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        t0 = time.perf_counter()
+        proc = hydra_train(cdir, cname, run_dir, common + extra + overrides + [f"optimization.max_update={args.updates}"],
+                           args.timeout)
+        wall = time.perf_counter() - t0
+        (work / f"{name.replace(' ', '_')}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
+        tp = throughput(train_records(proc.stdout + proc.stderr), args.skip, crop_s)
+        log(f"{name}: exit {proc.returncode} in {wall:.0f} s; " + (
+            f"{tp[0]:,.0f} audio-s/s, {tp[1]:.2f} updates/s, {tp[2]:.2f} utterances per update over {tp[3]} updates"
+            if tp else "no throughput: " + (proc.stderr or proc.stdout)[-2000:]))
+        results.append((name, what, proc.returncode, wall, tp))
+
+    precision = []
+    if args.precision_updates > 0:
+        precisions = [("common.fp16=true",), ("common.fp16=false", "common.bf16=true"),
+                      ("common.fp16=false", "common.amp=true")]
+        if args.tiny:  # CPU: no fp16 (it needs CUDA) and amp is a no-op there
+            precisions = [("common.fp16=false", "common.bf16=true")]
+        prec_interval = max(1, args.precision_updates // 4)
+        ft_data = work / "ft_data"
+        if not (ft_data / "dict.ltr.txt").is_file():
+            rows = read_rows(REPO / "tests" / "data" / "speech", "so762_train.tsv")[:40]
+            tsv = work / "ft_in.tsv"
+            tsv.write_text("path\ttext\n" + "".join(f"{REPO / 'tests/data/speech' / r['path']}\t{r['text']}\n"
+                                                    for r in rows), encoding="utf-8")
+            for split in ("train", "valid"):
+                subprocess.run([sys.executable, "-m", "fast_hubert_plugin.finetuning.prepare", str(tsv), "--split", split,
+                                "--output-dir", str(ft_data), "--quiet"] + (["--write-dict"] if split == "train" else []),
+                               check=True, cwd=REPO)
+        for prec in precisions:
+            label = " ".join(prec[-1:])
+            for ils in (False, True):
+                name = f"pretrain {label}{' + ILS' if ils else ''}"
+                run_dir = work / "prec" / name.replace(" ", "_").replace("=", "-").replace("+", "")
+                shutil.rmtree(run_dir, ignore_errors=True)
+                ov = common + fast_cfg[2] + list(prec) + [f"optimization.max_update={args.precision_updates}",
+                                                         f"common.log_interval={prec_interval}", "checkpoint.no_save=false",
+                                                         "checkpoint.save_interval_updates=0", "checkpoint.save_interval=1"]
+                if ils:
+                    ov.append('model.supervised_layers="[4]"' if not args.tiny else 'model.supervised_layers="[2]"')
+                proc = hydra_train(fast_cfg[0], fast_cfg[1], run_dir, ov, args.timeout)
+                recs = train_records(proc.stdout + proc.stderr)
+                losses = [float(r["loss"]) for r in recs]
+                precision.append((name, proc.returncode, losses))
+                log(f"{name}: exit {proc.returncode}, losses {losses}" + ("" if proc.returncode == 0 else
+                    "\n" + (proc.stderr or proc.stdout)[-1500:]))
+                if ils or proc.returncode != 0:
+                    continue
+                ckpt = run_dir / "checkpoints" / "checkpoint_last.pt"
+                name = f"fine-tune {label}"
+                ft_dir = work / "prec" / name.replace(" ", "_").replace("=", "-")
+                shutil.rmtree(ft_dir, ignore_errors=True)
+                ft_cfg = "tiny_cpu" if args.tiny else "base_10h"
+                ov = [f"task.data={ft_data}", f"task.label_dir={ft_data}", f"model.w2v_path={ckpt}", *prec,
+                      f"optimization.max_update={args.precision_updates}", f"common.log_interval={prec_interval}",
+                      "model.freeze_finetune_updates=0", "dataset.validate_interval=100000",
+                      "dataset.validate_interval_updates=0", "checkpoint.no_save=true", "distributed_training.distributed_world_size=1",
+                      "common.tensorboard_logdir=null", "dataset.max_tokens=8000"] + (["common.cpu=true"] if args.tiny else [])
+                proc = hydra_train(REPO / "config" / "finetuning", ft_cfg, ft_dir, ov, args.timeout)
+                losses = [float(r["loss"]) for r in train_records(proc.stdout + proc.stderr)]
+                precision.append((name, proc.returncode, losses))
+                log(f"{name}: exit {proc.returncode}, losses {losses}" + ("" if proc.returncode == 0 else
+                    "\n" + (proc.stderr or proc.stdout)[-1500:]))
+
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
+    stock_tp = next((r[4] for r in results if r[0] == "stock" and r[4]), None)
+    cmd = "python benchmarks/e2e_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = ["# End to end: fairseq-hydra-train, fast_hubert Base vs stock HuBERT Base", "",
+           f"Reproduce: `{cmd.strip()}`", "",
+           f"- machine: {device}; {os.cpu_count()} CPU cores; Python {platform.python_version()}, torch {torch.__version__}",
+           f"- {args.workers} data-loader processes, one GPU (distributed_world_size=1, update_freq [1]), "
+           f"{args.updates} updates, measured from update {args.skip} on (fairseq's train_inner `wall` and `bsz`)",
+           f"- audio per update = sentences per update x {crop_s:g} s (every utterance is longer than the crop)", "",
+           "| run | what | exit | wall (s) | audio-s/s | updates/s | utterances/update | vs stock |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, what, rc, wall, tp in results:
+        if tp:
+            ratio = f"{tp[0] / stock_tp[0]:.2f}x" if stock_tp else "-"
+            out.append(f"| {name} | {what} | {rc} | {wall:.0f} | {tp[0]:,.0f} | {tp[1]:.2f} | {tp[2]:.2f} | {ratio} |")
+        else:
+            out.append(f"| {name} | {what} | {rc} | {wall:.0f} | - | - | - | - |")
+    if precision:
+        out += ["", "## Precisions (fast_hubert Base; fine-tuning: hubert_ctc base_10h on 40 so762 utterances)", "",
+                "| run | exit | train losses (fairseq's train_inner records) |", "|---|---:|---|"]
+        out += [f"| {n} | {rc} | {', '.join(f'{v:.3f}' for v in losses) or '-'} |" for n, rc, losses in precision]
+    out += ["", "<details><summary>log</summary>", "", "```", *lines, "```", "", "</details>", ""]
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text("\n".join(out), encoding="utf-8")
+        print(f"wrote {args.output}")
+    return 0 if all(r[2] == 0 for r in results) and all(rc == 0 for _, rc, _ in precision) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
