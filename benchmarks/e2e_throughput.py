@@ -156,7 +156,38 @@ def main(argv=None):
             if tp else "no throughput: " + (proc.stderr or proc.stdout)[-2000:]))
         results.append((name, what, proc.returncode, wall, tp))
 
+    def write_report():
+        import torch
+
+        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
+        stock_tp = next((r[4] for r in results if r[0] == "stock" and r[4]), None)
+        cmd = "python benchmarks/e2e_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        out = ["# End to end: fairseq-hydra-train, fast_hubert Base vs stock HuBERT Base", "",
+               f"Reproduce: `{cmd.strip()}`", "",
+               f"- machine: {device}; {os.cpu_count()} CPU cores; Python {platform.python_version()}, torch {torch.__version__}",
+               f"- {args.workers} data-loader processes, one GPU (distributed_world_size=1, update_freq [1]), "
+               f"{args.updates} updates, measured from update {args.skip} on (fairseq's train_inner `wall` and `bsz`)",
+               f"- audio per update = sentences per update x {crop_s:g} s (every utterance is longer than the crop)", "",
+               "| run | what | exit | wall (s) | audio-s/s | updates/s | utterances/update | vs stock |",
+               "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for name, what, rc, wall, tp in results:
+            if tp:
+                ratio = f"{tp[0] / stock_tp[0]:.2f}x" if stock_tp else "-"
+                out.append(f"| {name} | {what} | {rc} | {wall:.0f} | {tp[0]:,.0f} | {tp[1]:.2f} | {tp[2]:.2f} | {ratio} |")
+            else:
+                out.append(f"| {name} | {what} | {rc} | {wall:.0f} | - | - | - | - |")
+        if precision:
+            out += ["", "## Precisions (fast_hubert Base; fine-tuning: hubert_ctc base_10h on 40 so762 utterances)", "",
+                    "| run | exit | train losses (fairseq's train_inner records) |", "|---|---:|---|"]
+            out += [f"| {n} | {rc} | {', '.join(f'{v:.3f}' for v in losses) or '-'} |" for n, rc, losses in precision]
+        out += ["", "<details><summary>log</summary>", "", "```", *lines, "```", "", "</details>", ""]
+        if args.output:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.output).write_text("\n".join(out), encoding="utf-8")
+            print(f"wrote {args.output}")
+
     precision = []
+    write_report()
     if args.precision_updates > 0:
         precisions = [("common.fp16=true",), ("common.fp16=false", "common.bf16=true"),
                       ("common.fp16=false", "common.amp=true")]
@@ -190,6 +221,7 @@ def main(argv=None):
                 precision.append((name, proc.returncode, losses))
                 log(f"{name}: exit {proc.returncode}, losses {losses}" + ("" if proc.returncode == 0 else
                     "\n" + (proc.stderr or proc.stdout)[-1500:]))
+                write_report()
                 if ils or proc.returncode != 0:
                     continue
                 ckpt = run_dir / "checkpoints" / "checkpoint_last.pt"
@@ -207,35 +239,8 @@ def main(argv=None):
                 precision.append((name, proc.returncode, losses))
                 log(f"{name}: exit {proc.returncode}, losses {losses}" + ("" if proc.returncode == 0 else
                     "\n" + (proc.stderr or proc.stdout)[-1500:]))
+                write_report()
 
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
-    stock_tp = next((r[4] for r in results if r[0] == "stock" and r[4]), None)
-    cmd = "python benchmarks/e2e_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    out = ["# End to end: fairseq-hydra-train, fast_hubert Base vs stock HuBERT Base", "",
-           f"Reproduce: `{cmd.strip()}`", "",
-           f"- machine: {device}; {os.cpu_count()} CPU cores; Python {platform.python_version()}, torch {torch.__version__}",
-           f"- {args.workers} data-loader processes, one GPU (distributed_world_size=1, update_freq [1]), "
-           f"{args.updates} updates, measured from update {args.skip} on (fairseq's train_inner `wall` and `bsz`)",
-           f"- audio per update = sentences per update x {crop_s:g} s (every utterance is longer than the crop)", "",
-           "| run | what | exit | wall (s) | audio-s/s | updates/s | utterances/update | vs stock |",
-           "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, what, rc, wall, tp in results:
-        if tp:
-            ratio = f"{tp[0] / stock_tp[0]:.2f}x" if stock_tp else "-"
-            out.append(f"| {name} | {what} | {rc} | {wall:.0f} | {tp[0]:,.0f} | {tp[1]:.2f} | {tp[2]:.2f} | {ratio} |")
-        else:
-            out.append(f"| {name} | {what} | {rc} | {wall:.0f} | - | - | - | - |")
-    if precision:
-        out += ["", "## Precisions (fast_hubert Base; fine-tuning: hubert_ctc base_10h on 40 so762 utterances)", "",
-                "| run | exit | train losses (fairseq's train_inner records) |", "|---|---:|---|"]
-        out += [f"| {n} | {rc} | {', '.join(f'{v:.3f}' for v in losses) or '-'} |" for n, rc, losses in precision]
-    out += ["", "<details><summary>log</summary>", "", "```", *lines, "```", "", "</details>", ""]
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text("\n".join(out), encoding="utf-8")
-        print(f"wrote {args.output}")
     return 0 if all(r[2] == 0 for r in results) and all(rc == 0 for _, rc, _ in precision) else 1
 
 

@@ -29,10 +29,10 @@ else
   PROFILE=(--device cuda --dtype bf16 --shapes 8x11 --profile fast --profile-rows 25)
   E2E=(--updates 300 --skip 50 --log-interval 25 --repeat 60 --precision-updates 20 --workers 2)
 fi
-timeout 240 python3 benchmarks/train_step_speed.py --speech-dir "$SPEECH" --no-ablations "${STEP[@]}" \
+timeout 200 python3 benchmarks/train_step_speed.py --speech-dir "$SPEECH" --no-ablations "${STEP[@]}" \
   --output "$OUT/train_step_${MODE}_bf16.md" > "$OUT/train_step.log" 2>&1; echo "train step: exit $? at ${SECONDS}s"
-timeout 60 python3 benchmarks/train_step_speed.py --speech-dir "$SPEECH" --no-ablations --no-levers "${PROFILE[@]}" \
+timeout 45 python3 benchmarks/train_step_speed.py --speech-dir "$SPEECH" --no-ablations --no-levers "${PROFILE[@]}" \
   > "$OUT/profile_fast.txt" 2>&1; echo "profile: exit $? at ${SECONDS}s"
 timeout 300 python3 benchmarks/e2e_throughput.py --speech-dir "$SPEECH" --work-dir /tmp/e2e_work "${E2E[@]}" \
-  --timeout 150 --output "$OUT/e2e_throughput_${MODE}.md" > "$OUT/e2e.log" 2>&1; echo "e2e: exit $? at ${SECONDS}s"
+  --timeout 120 --output "$OUT/e2e_throughput_${MODE}.md" > "$OUT/e2e.log" 2>&1; echo "e2e: exit $? at ${SECONDS}s"
 tail -n 40 "$OUT/train_step_${MODE}_bf16.md" "$OUT/e2e_throughput_${MODE}.md" 2>/dev/null | grep "^|" | cut -c1-200
