@@ -104,6 +104,8 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2, help="data-loader processes per GPU")
     p.add_argument("--repeat", type=int, default=60, help="times the utterances are listed in train.tsv")
     p.add_argument("--precision-updates", type=int, default=20, help="updates of each precision run (0: none)")
+    p.add_argument("--precisions", default="fp16,bf16,amp", help="comma-separated precision runs (fp16, bf16, amp)")
+    p.add_argument("--no-throughput", action="store_true", help="only the precision runs")
     p.add_argument("--tiny", action="store_true", help="CPU rehearsal: the tiny config, no fp16")
     p.add_argument("--timeout", type=int, default=600)
     p.add_argument("--output", default=None)
@@ -142,7 +144,7 @@ def main(argv=None):
         ("fast fairseq-adam", fast_cfg, ["optimizer._name=adam"], "fast_hubert Base with fairseq's adam"),
     ]
     results = []
-    for name, (cdir, cname, extra), overrides, what in runs:
+    for name, (cdir, cname, extra), overrides, what in ([] if args.no_throughput else runs):
         run_dir = work / "runs" / name.replace(" ", "_")
         shutil.rmtree(run_dir, ignore_errors=True)
         t0 = time.perf_counter()
@@ -189,8 +191,9 @@ def main(argv=None):
     precision = []
     write_report()
     if args.precision_updates > 0:
-        precisions = [("common.fp16=true",), ("common.fp16=false", "common.bf16=true"),
-                      ("common.fp16=false", "common.amp=true")]
+        known = {"fp16": ("common.fp16=true",), "bf16": ("common.fp16=false", "common.bf16=true"),
+                 "amp": ("common.fp16=false", "common.amp=true")}
+        precisions = [known[p.strip()] for p in args.precisions.split(",")]
         if args.tiny:  # CPU: no fp16 (it needs CUDA) and amp is a no-op there
             precisions = [("common.fp16=false", "common.bf16=true")]
         prec_interval = max(1, args.precision_updates // 4)

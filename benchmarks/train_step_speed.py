@@ -612,7 +612,7 @@ def main(argv=None):
         if device.type == "cuda":
             torch.cuda.empty_cache()
             cap = args.memory_cap_gb * 2**30 / torch.cuda.get_device_properties(device).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(cap, 1.0), device)
+            torch.cuda.set_per_process_memory_fraction(min(cap, 1.0), torch.cuda.current_device())
         for s in [s for s in systems if s.group == "main"]:
             n = largest_batch(s, lambda k: make_batch(speech_dir, args.manifest, k, args.largest, args.seed, dictionary),
                               device, dtype, log, args.largest_limit)
