@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The GPU records of the speed claims, in one run of about 7 minutes on one H100/H200, on a GPU machine
+# The GPU records of the speed claims, in one run of about 8 minutes on one H100/H200, on a GPU machine
 # without network: the project's checkout, a bundle of its pure-Python dependencies and a speech subset
 # carried beside it (see benchmarks/README.md, "GPU records").
 #   1. train step, Base, bf16 autocast: stock fairseq HuBERT, fast_hubert, + ILS, and the levers, at
 #      4 x 9 s, 8 x 11 s (the Base configs' 87.5 s per GPU) and 16 x 9 s, fbank inside fast_hubert's step;
 #      each system's largest batch of 9 s utterances within 80 GiB                  (train_step_speed.py)
-#   2. a profile of fast_hubert's step at 8 x 11 s (what bounds it)                  (train_step_speed.py)
+#   2. the official Fast-HuBERT code at the same batches and dtype (--official; fetched from
+#      yanghaha0908/FastHuBERT, MIT, carried as .gpu_official/fasthubert_official, never committed)
+#      and a profile of fast_hubert's step at 8 x 11 s (what bounds it)              (train_step_speed.py)
 #   3. end to end: fairseq-hydra-train with the Base configs, 300 updates, 2 loader workers, fast_hubert vs
 #      stock HuBERT; then fp16 / bf16 / amp pretraining (+ ILS) and fine-tuning        (e2e_throughput.py)
-# Usage: benchmarks/gpu_records.sh OUT SPEECH_DIR [cpu]
+# Usage: [PARTS=step,largest,official,profile,e2e,compile] benchmarks/gpu_records.sh OUT SPEECH_DIR [cpu]
 #   OUT: where the records go; SPEECH_DIR: a speech folder (speech-folder manifests, see benchmarks/README.md)
 #   holding librispeech_train_clean_100.tsv; "cpu": the rehearsal (tiny shapes and runs, no GPU needed).
 set -uo pipefail
@@ -20,19 +22,29 @@ SECONDS=0
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true
   python3 -c "import torch, fairseq, platform; print('python', platform.python_version(), 'torch', torch.__version__, 'fairseq', fairseq.__version__, 'cuda', torch.version.cuda)"
   nproc; } > "$OUT/machine.txt" 2>&1
+PARTS=${PARTS:-step,largest,official,profile,e2e}   # also: compile (torch.compile of the blocks, ~1 min more)
+OFFICIAL=${OFFICIAL:-.gpu_official}                # the official code as the package fasthubert_official
 if [ "$MODE" = cpu ]; then
-  STEP=(--device cpu --dtype bf16 --shapes 1x2,2x1.5 --repeats 1 --largest 1 --largest-limit 8 --threads 2)
-  PROFILE=(--device cpu --dtype bf16 --shapes 1x2 --profile fast --profile-rows 15)
+  COMMON=(--device cpu --dtype bf16 --threads 2 --repeats 1)
+  SHAPES=(--shapes 1x2,2x1.5); BIG=(--shapes 1x2 --largest 1 --largest-limit 8); ONE=(--shapes 1x2)
   E2E=(--tiny --updates 12 --skip 4 --log-interval 2 --repeat 10 --precision-updates 4 --workers 2)
 else
-  STEP=(--device cuda --dtype bf16 --shapes 4x9,8x11,16x9 --repeats 10,10,10 --largest 9)
-  PROFILE=(--device cuda --dtype bf16 --shapes 8x11 --profile fast --profile-rows 25)
-  E2E=(--updates 300 --skip 50 --log-interval 25 --repeat 60 --precision-updates 20 --workers 2)
+  COMMON=(--device cuda --dtype bf16 --repeats 10)
+  SHAPES=(--shapes 4x9,8x11,16x9); BIG=(--shapes 1x9 --repeats 1 --largest 9); ONE=(--shapes 8x11)
+  E2E=(--updates 300 --skip 50 --log-interval 25 --repeat 60 --precision-updates 10 --workers 2)
 fi
-timeout 200 python3 benchmarks/train_step_speed.py --speech-dir "$SPEECH" --no-ablations "${STEP[@]}" \
-  --output "$OUT/train_step_${MODE}_bf16.md" > "$OUT/train_step.log" 2>&1; echo "train step: exit $? at ${SECONDS}s"
-timeout 45 python3 benchmarks/train_step_speed.py --speech-dir "$SPEECH" --no-ablations --no-levers "${PROFILE[@]}" \
-  > "$OUT/profile_fast.txt" 2>&1; echo "profile: exit $? at ${SECONDS}s"
-timeout 300 python3 benchmarks/e2e_throughput.py --speech-dir "$SPEECH" --work-dir /tmp/e2e_work "${E2E[@]}" \
-  --timeout 120 --output "$OUT/e2e_throughput_${MODE}.md" > "$OUT/e2e.log" 2>&1; echo "e2e: exit $? at ${SECONDS}s"
-tail -n 40 "$OUT/train_step_${MODE}_bf16.md" "$OUT/e2e_throughput_${MODE}.md" 2>/dev/null | grep "^|" | cut -c1-200
+STEP="python3 benchmarks/train_step_speed.py --speech-dir $SPEECH --no-ablations ${COMMON[*]}"
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
+part step && { timeout 150 $STEP "${SHAPES[@]}" --output "$OUT/train_step_${MODE}_bf16.md" > "$OUT/step.log" 2>&1
+  echo "train step: exit $? at ${SECONDS}s"; }
+part largest && { timeout 75 $STEP --no-levers "${BIG[@]}" --output "$OUT/train_step_largest_${MODE}_bf16.md" \
+  > "$OUT/largest.log" 2>&1; echo "largest batch: exit $? at ${SECONDS}s"; }
+part official && { timeout 45 $STEP --official "$OFFICIAL" "${SHAPES[@]}" --output "$OUT/train_step_official_${MODE}_bf16.md" \
+  > "$OUT/official.log" 2>&1; echo "official code: exit $? at ${SECONDS}s"; }
+part compile && { timeout 65 $STEP --no-levers --compile --only "fast,fast +compile" "${ONE[@]}" \
+  --output "$OUT/train_step_compile_${MODE}_bf16.md" > "$OUT/compile.log" 2>&1; echo "compile: exit $? at ${SECONDS}s"; }
+part profile && { timeout 40 $STEP --no-levers "${ONE[@]}" --profile fast --profile-rows 25 > "$OUT/profile_fast.txt" 2>&1
+  echo "profile: exit $? at ${SECONDS}s"; }
+part e2e && { timeout 270 python3 benchmarks/e2e_throughput.py --speech-dir "$SPEECH" --work-dir /tmp/e2e_work "${E2E[@]}" \
+  --timeout 100 --output "$OUT/e2e_throughput_${MODE}.md" > "$OUT/e2e.log" 2>&1; echo "e2e: exit $? at ${SECONDS}s"; }
+grep -h "^| \|largest" "$OUT"/*.md "$OUT/largest.log" 2>/dev/null | cut -c1-160

@@ -79,10 +79,10 @@ from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig  # noqa: E402
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion  # noqa: E402
-from fast_hubert_plugin.features.audio import read_audio  # noqa: E402
-from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel  # noqa: E402
-from fast_hubert_plugin.optim.torch_adamw import TorchAdamW, TorchAdamWConfig  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+# The plugin is imported only where a fast_hubert system is built: with --official the process must not
+# import it (the official code registers the same fairseq names as the plugin's official aliases).
 
 SAMPLE_RATE = 16000
 LABEL_RATE = 50
@@ -110,6 +110,12 @@ class Batch:
     seconds: float          # audio seconds in the batch
     wave: torch.Tensor      # (B, N) float32: both models take waveforms (fast_hubert computes its fbank)
     labels: torch.Tensor    # (B, L) int64 dictionary indices at 50 Hz
+
+
+def read_audio(path: Path) -> np.ndarray:
+    wav, sr = sf.read(str(path), dtype="float32")
+    assert sr == SAMPLE_RATE and wav.ndim == 1, (path, sr, wav.shape)
+    return wav
 
 
 def read_manifest(path: Path):
@@ -165,7 +171,7 @@ class ForceUnmaskedLogits(torch.nn.Module):
         return self.model(**kwargs)
 
 
-def keep_padding_mask(model: FastHubertModel) -> None:
+def keep_padding_mask(model) -> None:
     """(b) Keep an all-false padding mask and pass it on to masking, the Transformer and the heads."""
     orig = model.forward_features
 
@@ -237,6 +243,8 @@ def make_optimizer(name: str, model: torch.nn.Module):
     """fairseq's ``adam`` (its Python loop without apex) or the plugin's ``torch_adamw`` (fused on CUDA)."""
     if name == "adam":
         return FairseqAdam(OmegaConf.structured(FairseqAdamConfig(**ADAM, tpu=False)), model.parameters())
+    from fast_hubert_plugin.optim.torch_adamw import TorchAdamW, TorchAdamWConfig
+
     return TorchAdamW(OmegaConf.structured(TorchAdamWConfig(**ADAM)), model.parameters())
 
 
@@ -271,13 +279,19 @@ def stock_system(dictionary: Dictionary, name="stock", optimizer="adam", group="
 
 def fast_system(dictionary: Dictionary, name: str, what: str, ils: bool = False, unmasked=False, padmask=False,
                 seqmult=None, sdpa=False, no_wnorm=False, group="ablation", optimizer="torch_adamw",
-                cudnn_posconv=False) -> System:
+                cudnn_posconv=False, compile_layers=False) -> System:
+    from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
+    from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel
+
     cfg = FastHubertConfig(**FAST_MODEL, supervised_layers="[4]" if ils else "[]")
     if seqmult is not None:
         cfg.required_seq_len_multiple = seqmult
     model = FastHubertModel(cfg, dictionaries=[dictionary], cmvn=None)
     if cudnn_posconv:
         model.encoder.pos_conv_as_matmul = False
+    if compile_layers:  # dynamic shapes: crops vary from batch to batch in training
+        for layer in model.encoder.layers:
+            layer.compile(dynamic=True)
     if padmask:
         keep_padding_mask(model)
     if sdpa:
@@ -298,7 +312,55 @@ def fast_system(dictionary: Dictionary, name: str, what: str, ils: bool = False,
     return s
 
 
-def build_systems(dictionary, with_ablations: bool, with_levers: bool) -> List[System]:
+# The official code's model section (config/pretrain/fasthubert_base_lirbispeech.yaml): HuBERT's, plus the subsampler.
+OFFICIAL_MODEL = dict(STOCK_MODEL, conv_kernel_sizes="5,5", conv_channels=1024, fbank_encoder_dim=512,
+                      input_feat_per_channel=80)
+
+
+def load_kaldi_fbank():
+    """The plugin's fbank module loaded by file (it imports only torch and numpy), without the package."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kaldi_fbank", REPO / "fast_hubert_plugin" / "features" / "kaldi_fbank.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def official_system(dictionary: Dictionary, official_dir: Path, name: str, ils: bool) -> System:
+    """The official Fast-HuBERT code (yanghaha0908/FastHuBERT, a fairseq user dir, imported as the package
+    ``fasthubert_official`` from ``official_dir``) with its Base settings. Its fbank comes precomputed from
+    its loader: it is computed here when the batch is made, outside the step (in its favour)."""
+    if str(official_dir) not in sys.path:
+        sys.path.insert(0, str(official_dir))
+    import fasthubert_official  # noqa: F401  (registers its task, model and criterion names)
+    from fasthubert_official.criterion.fasthubert_criterion import FasthubertCriterion
+    from fasthubert_official.model.fasthubert import FastHubertConfig as OfficialConfig
+    from fasthubert_official.model.fasthubert import FastHubertModel as OfficialModel
+
+    cfg = OfficialConfig(**OFFICIAL_MODEL, ils=ils, predict_layers="[3,11]")
+    task_cfg = HubertPretrainingConfig(data="-", sample_rate=SAMPLE_RATE, label_rate=LABEL_RATE, labels=["km"])
+    model = OfficialModel(cfg, task_cfg, [dictionary])
+    mask_float32_copy(model)
+    crit = FasthubertCriterion(DummyTask(), 1.0, 0.0)
+    fbank = load_kaldi_fbank().kaldi_fbank
+
+    def sample(b: Batch):
+        with torch.no_grad():
+            feats = fbank(b.wave)
+        return {"id": torch.arange(b.wave.size(0)),
+                "net_input": {"source": feats, "padding_mask": torch.zeros(feats.shape[:2], dtype=torch.bool)},
+                "target_list": [b.labels]}
+
+    what = "official Fast-HuBERT code" + (" + ILS (blocks 4, 12)" if ils else "") + ", fairseq's adam, fbank precomputed"
+    return System(name, what, model, crit, sample, optimizer_name="adam", group="main")
+
+
+def build_systems(dictionary, with_ablations: bool, with_levers: bool, official_dir: Optional[Path] = None,
+                  with_compile: bool = False) -> List[System]:
+    if official_dir is not None:
+        return [stock_system(dictionary), official_system(dictionary, official_dir, "official", ils=False),
+                official_system(dictionary, official_dir, "official_ils", ils=True)]
     systems = [
         stock_system(dictionary),
         fast_system(dictionary, "fast", "fast_hubert Base as the package is (fbank on the device inside the step)",
@@ -314,6 +376,9 @@ def build_systems(dictionary, with_ablations: bool, with_levers: bool) -> List[S
             fast_system(dictionary, "fast cudnn-posconv", "fast with fairseq's pos_conv (cuDNN grouped convolution)",
                         cudnn_posconv=True, group="lever"),
         ]
+    if with_compile:
+        systems.append(fast_system(dictionary, "fast +compile", "fast with torch.compile(dynamic=True) of each block",
+                                   compile_layers=True, group="lever"))
     if with_ablations:
         systems += [
             fast_system(dictionary, "fast +unmasked", "(a) + logits/CE of unmasked frames (weight 0)", unmasked=True),
@@ -548,6 +613,10 @@ def main(argv=None):
     p.add_argument("--largest", type=float, default=None,
                    help="also find and time each main system's largest batch of utterances this many seconds long")
     p.add_argument("--memory-cap-gb", type=float, default=80.0, help="GPU memory allowed for --largest (CUDA only)")
+    p.add_argument("--official", type=Path, default=None,
+                   help="a folder holding the official Fast-HuBERT code as the package fasthubert_official: time it "
+                        "(and its ILS variant) against stock HuBERT instead of the plugin")
+    p.add_argument("--compile", action="store_true", help="add the lever row fast +compile")
     p.add_argument("--largest-limit", type=int, default=4096, help="stop the --largest search at this many utterances")
     p.add_argument("--only", default=None, help="comma-separated system names to run (stock is always run)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -571,7 +640,10 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     dictionary = unit_dictionary()
-    systems = build_systems(dictionary, with_ablations=not args.no_ablations, with_levers=not args.no_levers)
+    official = args.official.resolve() if args.official else None
+    systems = build_systems(dictionary, with_ablations=not args.no_ablations and official is None,
+                            with_levers=not args.no_levers and official is None, official_dir=official,
+                            with_compile=args.compile)
     if args.only:
         keep = {n.strip() for n in args.only.split(",")} | {"stock"}
         systems = [s for s in systems if s.name in keep]
@@ -616,8 +688,18 @@ def main(argv=None):
         for s in [s for s in systems if s.group == "main"]:
             n = largest_batch(s, lambda k: make_batch(speech_dir, args.manifest, k, args.largest, args.seed, dictionary),
                               device, dtype, log, args.largest_limit)
-            big = make_batch(speech_dir, args.manifest, n, args.largest, args.seed, dictionary)
-            run_shape([s], big, 3, 1, device, dtype, log)
+            while True:  # the search's allocations can leave memory fragmented: step down 5 % until it runs
+                big = make_batch(speech_dir, args.manifest, n, args.largest, args.seed, dictionary)
+                try:
+                    run_shape([s], big, 3, 1, device, dtype, log)
+                    break
+                except (torch.OutOfMemoryError, RuntimeError) as e:
+                    if not is_oom(e) or n <= 1:
+                        raise
+                    s.optimizer.zero_grad()
+                    torch.cuda.empty_cache() if device.type == "cuda" else None
+                    log(f"  largest {s.name}: {n} did not fit when timed, trying {int(n * 0.95)}")
+                    n = int(n * 0.95)
             med = statistics.median(s.times)
             largest_rows.append(f"| {s.name} | {n} x {args.largest:g} s = {big.seconds:,.0f} s | {med:.3f} | "
                                 f"{big.seconds / med:,.0f} | {fmt_mem(s.mems)} |")
