@@ -1,6 +1,7 @@
 """What a fresh clone promises: console scripts that start quietly, and a suite that cannot go green
 while skipping tests."""
 import importlib.metadata
+import logging
 import os
 import subprocess
 import sys
@@ -41,3 +42,14 @@ def test_a_skipped_test_fails_the_run(tmp_path):
 def test_a_run_without_skips_passes(tmp_path):
     proc = run_pytest(tmp_path, "def test_a():\n    pass\n")
     assert proc.returncode == 0, proc.stdout
+
+
+def test_importing_the_plugin_leaves_the_root_logger_alone():
+    """fairseq's import calls logging.basicConfig(level=DEBUG): a fresh process that imports the plugin
+    keeps the root logger's WARNING level and gets no handler, so no library prints DEBUG records."""
+    code = ("import logging; import fast_hubert_plugin; import fairseq.models.wav2vec.wav2vec2_classification; "
+            "r = logging.getLogger(); print(r.level, len(r.handlers)); "
+            "logging.getLogger('matplotlib.font_manager').debug('SHOULD NOT PRINT')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.split() == [str(logging.WARNING), "0"], out.stdout
+    assert "SHOULD NOT PRINT" not in out.stderr and "DEBUG:" not in out.stderr
