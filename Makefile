@@ -9,11 +9,13 @@ PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-base.txt requirements-dev.txt constraints.txt setup.py
+$(VENV)/.installed: requirements.txt requirements-base.txt requirements-fairseq.txt requirements-dev.txt constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	# fairseq-fixed is an sdist compiled against the torch already in the venv (no isolated build env)
 	$(PIP) install -q torch==2.13.0 numpy==2.4.6 cython==3.3.1 setuptools==84.2.1 wheel==0.48.0
 	$(PIP) install -q --no-build-isolation -r requirements.txt -r requirements-dev.txt
+	$(PIP) install -q --no-build-isolation --no-deps -r requirements-fairseq.txt
+	$(PIP) uninstall -q -y torchaudio 2>/dev/null || true  # an older venv may hold the unloadable one
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	$(PY) -c "import fairseq, faiss, kaldi_native_fbank, transformers, fast_hubert_plugin; print('fast-hubert environment ready')"
 	touch $@
@@ -23,6 +25,7 @@ setup-gpu:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0 numpy==2.4.6 cython==3.3.1 setuptools==84.2.1 wheel==0.48.0
 	$(PY) -m pip install -q --no-build-isolation -r requirements-gpu.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --no-build-isolation --no-deps -r requirements-fairseq.txt
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) -c "import torch, faiss; print('cuda:', torch.cuda.is_available(), 'faiss gpus:', faiss.get_num_gpus())"
 	touch $(VENV)/.installed

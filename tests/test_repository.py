@@ -53,3 +53,11 @@ def test_importing_the_plugin_leaves_the_root_logger_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.split() == [str(logging.WARNING), "0"], out.stdout
     assert "SHOULD NOT PRINT" not in out.stderr and "DEBUG:" not in out.stderr
+
+
+def test_transformers_pipelines_import_in_the_venv_without_the_plugin():
+    """No package in the environment fails to load: transformers imports torchaudio whenever it is
+    installed, and the torchaudio fairseq declares could not load beside torch 2.13 (make setup leaves it out)."""
+    code = "from transformers import pipeline, AutoFeatureExtractor; import fairseq; print('imported')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and out.stdout.strip().endswith("imported"), out.stderr[-2000:]
