@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Keep every install, including fairseq-fixed's compiled build, on CPU torch.
 PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1 $(PY) -m pip
 
-.PHONY: setup setup-gpu test demo bench clean
+.PHONY: setup setup-gpu test test-fast lint demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -30,8 +30,16 @@ setup-gpu:
 	$(PY) -c "import torch, faiss; print('cuda:', torch.cuda.is_available(), 'faiss gpus:', faiss.get_num_gpus())"
 	touch $(VENV)/.installed
 
+# The whole suite (what CI runs, after lint); the slowest tests are listed at the end.
 test: setup
-	OMP_NUM_THREADS=2 $(PY) -m pytest tests -q
+	OMP_NUM_THREADS=2 $(PY) -m pytest tests -q --durations=15
+
+# The unit tier for the development loop: everything but the end-to-end trainings (tests/conftest.py, marker e2e).
+test-fast: setup
+	OMP_NUM_THREADS=2 $(PY) -m pytest tests -q -m "not e2e" --durations=10
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 demo: setup
 	$(VENV)/bin/python examples/demo.py

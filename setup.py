@@ -3,6 +3,7 @@
 Exact, tested versions live in requirements.txt (CPU) and are installed by `make setup`;
 the ranges below are what the code needs.
 """
+
 from setuptools import find_packages, setup
 
 setup(

@@ -14,6 +14,7 @@ Run it from a clone with no ``../shared`` beside it (otherwise the demo would ta
 
 The download itself (458 MB) is not part of the timing.
 """
+
 import argparse
 import csv
 import json
@@ -73,8 +74,14 @@ def main():
     # otherwise run that clone's code and find the speech folder beside it
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     # the stand-in must be found as the download cache: no speech folder may be given or found
-    cmd = [sys.executable, str(REPO / "examples" / "demo.py"), "--cache-dir", str(args.work / "cache"),
-           "--work-dir", str(args.work / "demo_output")]
+    cmd = [
+        sys.executable,
+        str(REPO / "examples" / "demo.py"),
+        "--cache-dir",
+        str(args.work / "cache"),
+        "--work-dir",
+        str(args.work / "demo_output"),
+    ]
     start = time.time()
     subprocess.run(cmd, check=True, env=env)
     total = time.time() - start
@@ -85,16 +92,23 @@ def main():
         sys.exit("the demo did not take the Mini LibriSpeech stand-in (see its report's Data line): not recorded")
     summary = summary.replace(str(args.work.resolve()), "WORK")
     lines = [
-        "# `make demo` on a Mini LibriSpeech-sized stand-in (CPU)", "",
+        "# `make demo` on a Mini LibriSpeech-sized stand-in (CPU)",
+        "",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load average before the run {os.getloadavg()}",
         "- command: `python benchmarks/demo_time.py --speech-dir SPEECH_DIR` (a clone with no ../shared beside it)",
         f"- stand-in train-clean-5: so762_train x {copies} = {train_s / 3600:.2f} h "
         f"({copies * len(train)} utterances); dev-clean-2: so762_dev, {dev_s / 60:.1f} min "
         f"({len(dev)} utterances; the demo uses at most 300)",
-        f"- demo wall-clock: **{total / 60:.1f} min** (download excluded)", "",
-        "| stage | seconds |", "|---|---|", *[f"| {k} | {v} |" for k, v in timings.items()], "",
-        "## The demo's own report", "", summary,
+        f"- demo wall-clock: **{total / 60:.1f} min** (download excluded)",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in timings.items()],
+        "",
+        "## The demo's own report",
+        "",
+        summary,
     ]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines), encoding="utf-8")

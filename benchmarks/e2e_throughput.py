@@ -15,6 +15,7 @@ from fairseq's own train_inner log records (``wall``, ``bsz``) between the first
 
 ``--tiny`` runs the tiny config on the CPU instead (a rehearsal of the script, not a measurement).
 """
+
 import argparse
 import json
 import os
@@ -49,23 +50,47 @@ def prepare(speech_dir: Path, manifest: str, min_seconds: float, repeat: int, wo
     if not rows:
         raise SystemExit(f"{manifest}: no utterance of at least {min_seconds} s")
     rng = np.random.default_rng(0)
-    labels = {r["path"]: " ".join(map(str, rng.integers(0, NUM_UNITS, round(int(r["num_samples"]) / 16000 * LABEL_RATE))))
-              for r in rows}
+    labels = {
+        r["path"]: " ".join(map(str, rng.integers(0, NUM_UNITS, round(int(r["num_samples"]) / 16000 * LABEL_RATE))))
+        for r in rows
+    }
     for split, times in (("train", repeat), ("valid", 1)):
         chosen = rows * times if split == "train" else rows[:8]
-        (data / f"{split}.tsv").write_text(f"{speech_dir.resolve()}\n" + "".join(
-            f"{r['path']}\t{r['num_samples']}\n" for r in chosen), encoding="utf-8")
+        (data / f"{split}.tsv").write_text(
+            f"{speech_dir.resolve()}\n" + "".join(f"{r['path']}\t{r['num_samples']}\n" for r in chosen),
+            encoding="utf-8",
+        )
         (data / f"{split}.km").write_text("".join(labels[r["path"]] + "\n" for r in chosen), encoding="utf-8")
     (data / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(NUM_UNITS)), encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "fast_hubert_plugin.cli.cmvn", str(data / "valid.tsv"),
-                    "--output", str(data / "cmvn.npz")], check=True, cwd=REPO)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fast_hubert_plugin.cli.cmvn",
+            str(data / "valid.tsv"),
+            "--output",
+            str(data / "cmvn.npz"),
+        ],
+        check=True,
+        cwd=REPO,
+    )
     log(f"data: {len(rows)} utterances ({sum(int(r['num_samples']) for r in rows) / 16000 / 60:.1f} min) x {repeat}")
     return data
 
 
-def hydra_train(config_dir: Path, config_name: str, run_dir: Path, overrides, timeout: int) -> subprocess.CompletedProcess:
-    cmd = ["fairseq-hydra-train", "--config-dir", str(config_dir), "--config-name", config_name,
-           f"hydra.run.dir={run_dir}", f"common.user_dir={REPO / 'fast_hubert_plugin'}", *overrides]
+def hydra_train(
+    config_dir: Path, config_name: str, run_dir: Path, overrides, timeout: int
+) -> subprocess.CompletedProcess:
+    cmd = [
+        "fairseq-hydra-train",
+        "--config-dir",
+        str(config_dir),
+        "--config-name",
+        config_name,
+        f"hydra.run.dir={run_dir}",
+        f"common.user_dir={REPO / 'fast_hubert_plugin'}",
+        *overrides,
+    ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
 
@@ -75,7 +100,7 @@ def train_records(text: str, tag: str = "train_inner"):
     for line in text.splitlines():
         if f"| {tag} |" in line or f"[{tag}]" in line:
             try:
-                out.append(json.loads(line[line.index("{"):]))
+                out.append(json.loads(line[line.index("{") :]))
             except (ValueError, json.JSONDecodeError):
                 pass
     return out
@@ -95,7 +120,9 @@ def throughput(records, skip: int, crop_s: float):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech")))
+    p.add_argument(
+        "--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech"))
+    )
     p.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
     p.add_argument("--work-dir", default="e2e_throughput_work")
     p.add_argument("--updates", type=int, default=300)
@@ -121,17 +148,36 @@ def main(argv=None):
     speech_dir = Path(args.speech_dir)
     crop_s = 2.0 if args.tiny else CROP_S
     data = prepare(speech_dir, args.manifest, crop_s + 0.1, args.repeat, work, log)
-    common = [f"task.data={data}", f"task.label_dir={data}", "task.labels=[km]", "model.label_rate=50",
-              f"dataset.num_workers={args.workers}", "distributed_training.distributed_world_size=1",
-              "distributed_training.nprocs_per_node=1", "optimization.update_freq=[1]",
-              f"common.log_interval={args.log_interval}", "dataset.validate_interval=100000",
-              "dataset.validate_interval_updates=0", "checkpoint.save_interval=100000",
-              "checkpoint.save_interval_updates=0", "checkpoint.no_save=true", "common.tensorboard_logdir=null"]
+    common = [
+        f"task.data={data}",
+        f"task.label_dir={data}",
+        "task.labels=[km]",
+        "model.label_rate=50",
+        f"dataset.num_workers={args.workers}",
+        "distributed_training.distributed_world_size=1",
+        "distributed_training.nprocs_per_node=1",
+        "optimization.update_freq=[1]",
+        f"common.log_interval={args.log_interval}",
+        "dataset.validate_interval=100000",
+        "dataset.validate_interval_updates=0",
+        "checkpoint.save_interval=100000",
+        "checkpoint.save_interval_updates=0",
+        "checkpoint.no_save=true",
+        "common.tensorboard_logdir=null",
+    ]
     if args.tiny:
         fast_cfg = (REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", ["task.max_sample_size=200"])
-        stock_extra = ["common.fp16=false", "common.cpu=true", "task.max_sample_size=32000", "task.min_sample_size=32000",
-                       "dataset.max_tokens=64000", "+model.encoder_layers=2", "+model.encoder_embed_dim=128",
-                       "+model.encoder_ffn_embed_dim=256", "+model.encoder_attention_heads=2"]
+        stock_extra = [
+            "common.fp16=false",
+            "common.cpu=true",
+            "task.max_sample_size=32000",
+            "task.min_sample_size=32000",
+            "dataset.max_tokens=64000",
+            "+model.encoder_layers=2",
+            "+model.encoder_embed_dim=128",
+            "+model.encoder_ffn_embed_dim=256",
+            "+model.encoder_attention_heads=2",
+        ]
         fast_cfg[2].append("common.cpu=true")
     else:
         fast_cfg = (REPO / "config" / "pretraining", "fast_hubert_base_librispeech", [])
@@ -144,18 +190,24 @@ def main(argv=None):
         ("fast fairseq-adam", fast_cfg, ["optimizer._name=adam"], "fast_hubert Base with fairseq's adam"),
     ]
     results = []
-    for name, (cdir, cname, extra), overrides, what in ([] if args.no_throughput else runs):
+    for name, (cdir, cname, extra), overrides, what in [] if args.no_throughput else runs:
         run_dir = work / "runs" / name.replace(" ", "_")
         shutil.rmtree(run_dir, ignore_errors=True)
         t0 = time.perf_counter()
-        proc = hydra_train(cdir, cname, run_dir, common + extra + overrides + [f"optimization.max_update={args.updates}"],
-                           args.timeout)
+        proc = hydra_train(
+            cdir, cname, run_dir, common + extra + overrides + [f"optimization.max_update={args.updates}"], args.timeout
+        )
         wall = time.perf_counter() - t0
         (work / f"{name.replace(' ', '_')}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
         tp = throughput(train_records(proc.stdout + proc.stderr), args.skip, crop_s)
-        log(f"{name}: exit {proc.returncode} in {wall:.0f} s; " + (
-            f"{tp[0]:,.0f} audio-s/s, {tp[1]:.2f} updates/s, {tp[2]:.2f} utterances per update over {tp[3]} updates"
-            if tp else "no throughput: " + (proc.stderr or proc.stdout)[-2000:]))
+        log(
+            f"{name}: exit {proc.returncode} in {wall:.0f} s; "
+            + (
+                f"{tp[0]:,.0f} audio-s/s, {tp[1]:.2f} updates/s, {tp[2]:.2f} utterances per update over {tp[3]} updates"
+                if tp
+                else "no throughput: " + (proc.stderr or proc.stdout)[-2000:]
+            )
+        )
         results.append((name, what, proc.returncode, wall, tp))
 
     def write_report():
@@ -164,23 +216,35 @@ def main(argv=None):
         device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
         stock_tp = next((r[4] for r in results if r[0] == "stock" and r[4]), None)
         cmd = "python benchmarks/e2e_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        out = ["# End to end: fairseq-hydra-train, fast_hubert Base vs stock HuBERT Base", "",
-               f"Reproduce: `{cmd.strip()}`", "",
-               f"- machine: {device}; {os.cpu_count()} CPU cores; Python {platform.python_version()}, torch {torch.__version__}",
-               f"- {args.workers} data-loader processes, one GPU (distributed_world_size=1, update_freq [1]), "
-               f"{args.updates} updates, measured from update {args.skip} on (fairseq's train_inner `wall` and `bsz`)",
-               f"- audio per update = sentences per update x {crop_s:g} s (every utterance is longer than the crop)", "",
-               "| run | what | exit | wall (s) | audio-s/s | updates/s | utterances/update | vs stock |",
-               "|---|---|---:|---:|---:|---:|---:|---:|"]
+        out = [
+            "# End to end: fairseq-hydra-train, fast_hubert Base vs stock HuBERT Base",
+            "",
+            f"Reproduce: `{cmd.strip()}`",
+            "",
+            f"- machine: {device}; {os.cpu_count()} CPU cores; Python {platform.python_version()}, torch {torch.__version__}",
+            f"- {args.workers} data-loader processes, one GPU (distributed_world_size=1, update_freq [1]), "
+            f"{args.updates} updates, measured from update {args.skip} on (fairseq's train_inner `wall` and `bsz`)",
+            f"- audio per update = sentences per update x {crop_s:g} s (every utterance is longer than the crop)",
+            "",
+            "| run | what | exit | wall (s) | audio-s/s | updates/s | utterances/update | vs stock |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for name, what, rc, wall, tp in results:
             if tp:
                 ratio = f"{tp[0] / stock_tp[0]:.2f}x" if stock_tp else "-"
-                out.append(f"| {name} | {what} | {rc} | {wall:.0f} | {tp[0]:,.0f} | {tp[1]:.2f} | {tp[2]:.2f} | {ratio} |")
+                out.append(
+                    f"| {name} | {what} | {rc} | {wall:.0f} | {tp[0]:,.0f} | {tp[1]:.2f} | {tp[2]:.2f} | {ratio} |"
+                )
             else:
                 out.append(f"| {name} | {what} | {rc} | {wall:.0f} | - | - | - | - |")
         if precision:
-            out += ["", "## Precisions (fast_hubert Base; fine-tuning: hubert_ctc base_10h on 40 so762 utterances)", "",
-                    "| run | exit | train losses (fairseq's train_inner records) |", "|---|---:|---|"]
+            out += [
+                "",
+                "## Precisions (fast_hubert Base; fine-tuning: hubert_ctc base_10h on 40 so762 utterances)",
+                "",
+                "| run | exit | train losses (fairseq's train_inner records) |",
+                "|---|---:|---|",
+            ]
             out += [f"| {n} | {rc} | {', '.join(f'{v:.3f}' for v in losses) or '-'} |" for n, rc, losses in precision]
         out += ["", "<details><summary>log</summary>", "", "```", *lines, "```", "", "</details>", ""]
         if args.output:
@@ -191,8 +255,11 @@ def main(argv=None):
     precision = []
     write_report()
     if args.precision_updates > 0:
-        known = {"fp16": ("common.fp16=true",), "bf16": ("common.fp16=false", "common.bf16=true"),
-                 "amp": ("common.fp16=false", "common.amp=true")}
+        known = {
+            "fp16": ("common.fp16=true",),
+            "bf16": ("common.fp16=false", "common.bf16=true"),
+            "amp": ("common.fp16=false", "common.amp=true"),
+        }
         precisions = [known[p.strip()] for p in args.precisions.split(",")]
         if args.tiny:  # CPU: no fp16 (it needs CUDA) and amp is a no-op there
             precisions = [("common.fp16=false", "common.bf16=true")]
@@ -201,29 +268,55 @@ def main(argv=None):
         if not (ft_data / "dict.ltr.txt").is_file():
             rows = read_rows(REPO / "tests" / "data" / "speech", "so762_train.tsv")[:40]
             tsv = work / "ft_in.tsv"
-            tsv.write_text("path\ttext\n" + "".join(f"{REPO / 'tests/data/speech' / r['path']}\t{r['text']}\n"
-                                                    for r in rows), encoding="utf-8")
+            tsv.write_text(
+                "path\ttext\n" + "".join(f"{REPO / 'tests/data/speech' / r['path']}\t{r['text']}\n" for r in rows),
+                encoding="utf-8",
+            )
             for split in ("train", "valid"):
-                subprocess.run([sys.executable, "-m", "fast_hubert_plugin.finetuning.prepare", str(tsv), "--split", split,
-                                "--output-dir", str(ft_data), "--quiet"] + (["--write-dict"] if split == "train" else []),
-                               check=True, cwd=REPO)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "fast_hubert_plugin.finetuning.prepare",
+                        str(tsv),
+                        "--split",
+                        split,
+                        "--output-dir",
+                        str(ft_data),
+                        "--quiet",
+                    ]
+                    + (["--write-dict"] if split == "train" else []),
+                    check=True,
+                    cwd=REPO,
+                )
         for prec in precisions:
             label = " ".join(prec[-1:])
             for ils in (False, True):
                 name = f"pretrain {label}{' + ILS' if ils else ''}"
                 run_dir = work / "prec" / name.replace(" ", "_").replace("=", "-").replace("+", "")
                 shutil.rmtree(run_dir, ignore_errors=True)
-                ov = common + fast_cfg[2] + list(prec) + [f"optimization.max_update={args.precision_updates}",
-                                                         f"common.log_interval={prec_interval}", "checkpoint.no_save=false",
-                                                         "checkpoint.save_interval_updates=0", "checkpoint.save_interval=1"]
+                ov = (
+                    common
+                    + fast_cfg[2]
+                    + list(prec)
+                    + [
+                        f"optimization.max_update={args.precision_updates}",
+                        f"common.log_interval={prec_interval}",
+                        "checkpoint.no_save=false",
+                        "checkpoint.save_interval_updates=0",
+                        "checkpoint.save_interval=1",
+                    ]
+                )
                 if ils:
                     ov.append('model.supervised_layers="[4]"' if not args.tiny else 'model.supervised_layers="[2]"')
                 proc = hydra_train(fast_cfg[0], fast_cfg[1], run_dir, ov, args.timeout)
                 recs = train_records(proc.stdout + proc.stderr)
                 losses = [float(r["loss"]) for r in recs]
                 precision.append((name, proc.returncode, losses))
-                log(f"{name}: exit {proc.returncode}, losses {losses}" + ("" if proc.returncode == 0 else
-                    "\n" + (proc.stderr or proc.stdout)[-1500:]))
+                log(
+                    f"{name}: exit {proc.returncode}, losses {losses}"
+                    + ("" if proc.returncode == 0 else "\n" + (proc.stderr or proc.stdout)[-1500:])
+                )
                 write_report()
                 if ils or proc.returncode != 0:
                     continue
@@ -232,16 +325,28 @@ def main(argv=None):
                 ft_dir = work / "prec" / name.replace(" ", "_").replace("=", "-")
                 shutil.rmtree(ft_dir, ignore_errors=True)
                 ft_cfg = "tiny_cpu" if args.tiny else "base_10h"
-                ov = [f"task.data={ft_data}", f"task.label_dir={ft_data}", f"model.w2v_path={ckpt}", *prec,
-                      f"optimization.max_update={args.precision_updates}", f"common.log_interval={prec_interval}",
-                      "model.freeze_finetune_updates=0", "dataset.validate_interval=100000",
-                      "dataset.validate_interval_updates=0", "checkpoint.no_save=true", "distributed_training.distributed_world_size=1",
-                      "common.tensorboard_logdir=null", "dataset.max_tokens=8000"] + (["common.cpu=true"] if args.tiny else [])
+                ov = [
+                    f"task.data={ft_data}",
+                    f"task.label_dir={ft_data}",
+                    f"model.w2v_path={ckpt}",
+                    *prec,
+                    f"optimization.max_update={args.precision_updates}",
+                    f"common.log_interval={prec_interval}",
+                    "model.freeze_finetune_updates=0",
+                    "dataset.validate_interval=100000",
+                    "dataset.validate_interval_updates=0",
+                    "checkpoint.no_save=true",
+                    "distributed_training.distributed_world_size=1",
+                    "common.tensorboard_logdir=null",
+                    "dataset.max_tokens=8000",
+                ] + (["common.cpu=true"] if args.tiny else [])
                 proc = hydra_train(REPO / "config" / "finetuning", ft_cfg, ft_dir, ov, args.timeout)
                 losses = [float(r["loss"]) for r in train_records(proc.stdout + proc.stderr)]
                 precision.append((name, proc.returncode, losses))
-                log(f"{name}: exit {proc.returncode}, losses {losses}" + ("" if proc.returncode == 0 else
-                    "\n" + (proc.stderr or proc.stdout)[-1500:]))
+                log(
+                    f"{name}: exit {proc.returncode}, losses {losses}"
+                    + ("" if proc.returncode == 0 else "\n" + (proc.stderr or proc.stdout)[-1500:])
+                )
                 write_report()
 
     return 0 if all(r[2] == 0 for r in results) and all(rc == 0 for _, rc, _ in precision) else 1

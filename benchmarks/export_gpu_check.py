@@ -8,6 +8,7 @@ training fbank), of every hidden state, and the time per batch.
 
     python benchmarks/export_gpu_check.py CHECKPOINT EXPORT_DIR AUDIO_DIR   (AUDIO_DIR/speed.tsv)
 """
+
 import csv
 import sys
 import time
@@ -55,8 +56,10 @@ def main(checkpoint, export_dir, audio_dir):
     model = AutoModel.from_pretrained(export_dir, trust_remote_code=True).eval()
     gpu_name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu (dry run)"
     print(f"# Exported fast_hubert on {gpu_name}\n")
-    print(f"torch {torch.__version__}; {len(wavs)} utterances, {sum(map(len, wavs)) / 16000:.1f} s of audio in one "
-          "padded batch; reference: the same folder on the CPU in fp32.\n")
+    print(
+        f"torch {torch.__version__}; {len(wavs)} utterances, {sum(map(len, wavs)) / 16000:.1f} s of audio in one "
+        "padded batch; reference: the same folder on the CPU in fp32.\n"
+    )
     with torch.inference_mode():
         ref_in = fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True)
         ref = model(**ref_in, output_hidden_states=True).hidden_states
@@ -66,13 +69,16 @@ def main(checkpoint, export_dir, audio_dir):
         out_mask = torch.arange(ref[0].shape[1])[None, :] < out_len[:, None]  # 25 Hz frames
         raw_cpu, frames = fe.fbank([torch.from_numpy(w) for w in wavs])
         raw_cuda, _ = fe.fbank([torch.from_numpy(w) for w in wavs], device=DEVICE)
-        knf = max(float(np.abs(raw_cpu[i, : int(frames[i])].numpy() - compute_fbank(w)).max())
-                  for i, w in enumerate(wavs))
+        knf = max(
+            float(np.abs(raw_cpu[i, : int(frames[i])].numpy() - compute_fbank(w)).max()) for i, w in enumerate(wavs)
+        )
         print("| comparison | max abs difference |\n|---|---|")
         print(f"| fbank, CUDA vs CPU (float64 inside) | {float((raw_cuda.cpu() - raw_cpu).abs().max()):.2e} |")
         print(f"| fbank, CPU export vs kaldi-native-fbank (training) | {knf:.2e} |")
-        print(f"| normalised features, CUDA vs CPU (valid frames) | "
-              f"{float((cuda_in['input_features'].cpu() - ref_in['input_features'])[mask].abs().max()):.2e} |")
+        print(
+            f"| normalised features, CUDA vs CPU (valid frames) | "
+            f"{float((cuda_in['input_features'].cpu() - ref_in['input_features'])[mask].abs().max()):.2e} |"
+        )
         gpu = model.to(DEVICE)
         inputs = {k: v.to(DEVICE) for k, v in cuda_in.items()}
         out32 = gpu(**inputs, output_hidden_states=True).hidden_states
@@ -81,17 +87,22 @@ def main(checkpoint, export_dir, audio_dir):
         for name, out in (("fp32", out32), ("bf16 autocast", out16)):
             diffs = [float((o.float().cpu() - r)[out_mask].abs().max()) for o, r in zip(out, ref)]
             scale = max(float(r[out_mask].abs().max()) for r in ref)
-            print(f"| hidden states 0..{len(ref) - 1}, CUDA {name} vs CPU fp32 (valid frames; largest abs value "
-                  f"{scale:.1f}) | " + ", ".join(f"{d:.1e}" for d in diffs) + " |")
+            print(
+                f"| hidden states 0..{len(ref) - 1}, CUDA {name} vs CPU fp32 (valid frames; largest abs value "
+                f"{scale:.1f}) | " + ", ".join(f"{d:.1e}" for d in diffs) + " |"
+            )
         t_fe = timed(lambda: fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True, device=DEVICE))
         t32 = timed(lambda: gpu(**inputs))
 
         def bf16():
             with torch.autocast(DEVICE, dtype=torch.bfloat16):
                 gpu(**inputs)
+
         t16 = timed(bf16)
-        print(f"\nMedian of 5 timed batches: feature extractor on CUDA {t_fe * 1e3:.1f} ms, model fp32 "
-              f"{t32 * 1e3:.1f} ms, bf16 autocast {t16 * 1e3:.1f} ms.")
+        print(
+            f"\nMedian of 5 timed batches: feature extractor on CUDA {t_fe * 1e3:.1f} ms, model fp32 "
+            f"{t32 * 1e3:.1f} ms, bf16 autocast {t16 * 1e3:.1f} ms."
+        )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ and the BLAS builds threadpoolctl finds.
 
     python benchmarks/kmeans_faiss_vs_sklearn.py --output benchmarks/results/kmeans_cpu.md
 """
+
 import argparse
 import json
 import os
@@ -84,9 +85,20 @@ def run_sklearn(x, k, seed, n_init):
     from sklearn.cluster import MiniBatchKMeans
 
     t = time.time()
-    km = MiniBatchKMeans(n_clusters=k, init="k-means++", max_iter=100, batch_size=10000, tol=0.0,
-                         max_no_improvement=100, init_size=None, n_init=n_init, reassignment_ratio=0.0,
-                         random_state=seed, compute_labels=False, verbose=0)
+    km = MiniBatchKMeans(
+        n_clusters=k,
+        init="k-means++",
+        max_iter=100,
+        batch_size=10000,
+        tol=0.0,
+        max_no_improvement=100,
+        init_size=None,
+        n_init=n_init,
+        reassignment_ratio=0.0,
+        random_state=seed,
+        compute_labels=False,
+        verbose=0,
+    )
     km.fit(x)
     return km.cluster_centers_.astype(np.float32), time.time() - t
 
@@ -100,12 +112,19 @@ def run_faiss(x, k, seed, niter, init, max_points_per_centroid):
 def faiss_configs():
     """(label, niter, init, max_points_per_centroid): the CLI defaults first, then variants."""
     d = build_learn_parser().parse_args(["feats", "train", "km.npy", "--n-clusters", "1"])
-    return [(f"faiss, fast-hubert-learn-kmeans defaults ({d.init}, niter {d.niter}, <= {d.max_points_per_centroid} "
-             f"frames per cluster)", d.niter, d.init, d.max_points_per_centroid),
-            ("faiss k-means++, niter 20, all frames", 20, "k-means++", None),
-            ("faiss k-means++, niter 50, all frames", 50, "k-means++", None),
-            ("faiss k-means++, niter 100, all frames", 100, "k-means++", None),
-            ("faiss random init, niter 100, all frames", 100, "random", None)]
+    return [
+        (
+            f"faiss, fast-hubert-learn-kmeans defaults ({d.init}, niter {d.niter}, <= {d.max_points_per_centroid} "
+            f"frames per cluster)",
+            d.niter,
+            d.init,
+            d.max_points_per_centroid,
+        ),
+        ("faiss k-means++, niter 20, all frames", 20, "k-means++", None),
+        ("faiss k-means++, niter 50, all frames", 50, "k-means++", None),
+        ("faiss k-means++, niter 100, all frames", 100, "k-means++", None),
+        ("faiss random init, niter 100, all frames", 100, "random", None),
+    ]
 
 
 def cached_sklearn(cache: Path, x, k, seed, n_init, threads):
@@ -130,28 +149,38 @@ def machine_lines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    lines = [f"- CPU: {cpu}, {os.cpu_count()} cores visible; {platform.system()} {platform.machine()}",
-             f"- Python {platform.python_version()}, numpy {np.__version__}, faiss {faiss.__version__} "
-             f"(compile options: {faiss.get_compile_options()}), "
-             f"scikit-learn {sklearn.__version__}",
-             "- threadpoolctl (BLAS/OpenMP pools as loaded in this process):"]
+    lines = [
+        f"- CPU: {cpu}, {os.cpu_count()} cores visible; {platform.system()} {platform.machine()}",
+        f"- Python {platform.python_version()}, numpy {np.__version__}, faiss {faiss.__version__} "
+        f"(compile options: {faiss.get_compile_options()}), "
+        f"scikit-learn {sklearn.__version__}",
+        "- threadpoolctl (BLAS/OpenMP pools as loaded in this process):",
+    ]
     for info in threadpool_info():
-        lines.append(f"  - {info.get('internal_api')} {info.get('version')} `{Path(info['filepath']).name}`: "
-                     f"architecture {info.get('architecture', '-')}, {info.get('num_threads')} threads")
+        lines.append(
+            f"  - {info.get('internal_api')} {info.get('version')} `{Path(info['filepath']).name}`: "
+            f"architecture {info.get('architecture', '-')}, {info.get('num_threads')} threads"
+        )
     return lines
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech")))
+    p.add_argument(
+        "--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech"))
+    )
     p.add_argument("--work-dir", default=None, help="feature cache (default: a temporary folder)")
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "kmeans_cpu.md"))
     p.add_argument("--frames-768", type=int, default=100000)
     p.add_argument("--sklearn-n-init", type=int, default=20)
     p.add_argument("--only", choices=["a", "b"], default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=os.cpu_count(),
-                   help="threads for both libraries (BLAS and OpenMP pools, via threadpoolctl)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="threads for both libraries (BLAS and OpenMP pools, via threadpoolctl)",
+    )
     args = p.parse_args(argv)
     import faiss
     from threadpoolctl import threadpool_limits
@@ -169,8 +198,13 @@ def main(argv=None):
         problems.append(("(a) MFCC 39-d, K=100", all_frames(work / "mfcc", "all"), 100))
     if args.only in (None, "b"):
         dump_split(manifest, work / "fbank", "fbank", split="all", progress=False)
-        problems.append(("(b) 768-d stacked fbank, K=500", stacked_fbank_768(work / "fbank", "all",
-                                                                             args.frames_768, args.seed), 500))
+        problems.append(
+            (
+                "(b) 768-d stacked fbank, K=500",
+                stacked_fbank_768(work / "fbank", "all", args.frames_768, args.seed),
+                500,
+            )
+        )
     results = []
     for name, x, k in problems:
         print(f"{name}: {x.shape[0]} frames x {x.shape[1]}", flush=True)
@@ -184,24 +218,34 @@ def main(argv=None):
         print(f"  {ref[0]}: {sec:.1f} s, inertia {val:.6g}", flush=True)
         results.append((name, x.shape, ref, runs))
 
-    out = ["# k-means on CPU: FAISS vs scikit-learn MiniBatchKMeans (fairseq settings)", "",
-           "Reproduce: `python benchmarks/kmeans_faiss_vs_sklearn.py --output benchmarks/results/kmeans_cpu.md"
-           f" {' '.join(['--' + k.replace('_', '-') + ' ' + str(v) for k, v in vars(args).items() if k in ('frames_768', 'sklearn_n_init', 'seed', 'threads')])}`", "",
-           *machine_lines(),
-           f"- load average (1, 5, 15 min) at start {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}, "
-           f"at end {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", "",
-           "Features: see the module docstring. (a) all MFCC frames of the shared corpus; (b) 768-d frames "
-           "are stacked fbank context windows under a random orthonormal map (no trained 768-d model exists "
-           "yet), not HuBERT layer outputs. Inertia: sum over all frames of the squared distance to the "
-           "nearest centroid, computed by the same function for every method; ratio < 1 means lower "
-           "(better) than sklearn. The machine's 2 cores may have been shared with other work.", ""]
+    out = [
+        "# k-means on CPU: FAISS vs scikit-learn MiniBatchKMeans (fairseq settings)",
+        "",
+        "Reproduce: `python benchmarks/kmeans_faiss_vs_sklearn.py --output benchmarks/results/kmeans_cpu.md"
+        f" {' '.join(['--' + k.replace('_', '-') + ' ' + str(v) for k, v in vars(args).items() if k in ('frames_768', 'sklearn_n_init', 'seed', 'threads')])}`",
+        "",
+        *machine_lines(),
+        f"- load average (1, 5, 15 min) at start {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}, "
+        f"at end {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}",
+        "",
+        "Features: see the module docstring. (a) all MFCC frames of the shared corpus; (b) 768-d frames "
+        "are stacked fbank context windows under a random orthonormal map (no trained 768-d model exists "
+        "yet), not HuBERT layer outputs. Inertia: sum over all frames of the squared distance to the "
+        "nearest centroid, computed by the same function for every method; ratio < 1 means lower "
+        "(better) than sklearn. The machine's 2 cores may have been shared with other work.",
+        "",
+    ]
     for name, shape, ref, runs in results:
-        out += [f"## {name}: {shape[0]} frames x {shape[1]}", "",
-                "| method | wall time (s) | speed-up vs sklearn | inertia | inertia / sklearn | per frame |",
-                "|---|---:|---:|---:|---:|---:|"]
+        out += [
+            f"## {name}: {shape[0]} frames x {shape[1]}",
+            "",
+            "| method | wall time (s) | speed-up vs sklearn | inertia | inertia / sklearn | per frame |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for label, sec, val in [ref] + runs:
-            out.append(f"| {label} | {sec:.1f} | {ref[1] / sec:.1f}x | {val:.6g} | {val / ref[2]:.4f} | "
-                       f"{val / shape[0]:.4f} |")
+            out.append(
+                f"| {label} | {sec:.1f} | {ref[1] / sec:.1f}x | {val:.6g} | {val / ref[2]:.4f} | {val / shape[0]:.4f} |"
+            )
         out.append("")
     atomic_write_text(args.output, "\n".join(out))
     print(f"wrote {args.output}")

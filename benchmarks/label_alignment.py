@@ -16,6 +16,7 @@ so the axis is only good to about a label frame.
 Reuses the data and iteration-1 units of ``benchmarks/quality_vs_compute.py`` (its --work-dir).
 Writes ``benchmarks/results/label_alignment_cpu.md``.
 """
+
 import argparse
 import os
 import platform
@@ -64,15 +65,25 @@ def main(argv=None):
     p.add_argument("--work-dir", type=Path, default=REPO / "quality_vs_compute_work")
     p.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "label_alignment_cpu.md")
     args = p.parse_args(argv)
-    ws = Workspace(args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), clusters=args.clusters,
-                   threads=2).prepare()
+    ws = Workspace(
+        args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), clusters=args.clusters, threads=2
+    ).prepare()
     ws.iteration1_units()
     system = SYSTEMS["fast_hubert"]
 
     def one(k):
         labels = shifted_labels(ws.iteration1_labels, ws.work / "labels" / f"it1_shift{k:+d}", k)
-        run = pretrain(ws.work / "alignment", f"shift{k:+d}_{args.updates}", system, ws.pretrain_data, labels,
-                       ITERATION1_LABEL_RATE, args.updates, threads=1, progress=False)
+        run = pretrain(
+            ws.work / "alignment",
+            f"shift{k:+d}_{args.updates}",
+            system,
+            ws.pretrain_data,
+            labels,
+            ITERATION1_LABEL_RATE,
+            args.updates,
+            threads=1,
+            progress=False,
+        )
         valid = log_records(Path(run.log), "valid")[-1]
         return k, float(valid["valid_acc_m_L4"]), float(valid["valid_loss"]), run.masked_accuracy.get("acc_m_L4")
 
@@ -82,25 +93,38 @@ def main(argv=None):
     a, b, _ = np.polyfit([r[0] for r in rows], [r[1] for r in rows], 2)
     axis = -b / (2 * a) if abs(a) > 1e-12 else float("nan")  # flat: no axis
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    lines = ["# Label alignment: fast_hubert pretrained on time-shifted iteration-1 units", "",
-             f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} (1 thread per run), Python "
-             f"{platform.python_version()}.",
-             "Command: `.venv/bin/python benchmarks/label_alignment.py --shifts "
-             + " ".join(str(k) for k in args.shifts) + f" --updates {args.updates}`", "",
-             f"Tiny fast_hubert (no ILS), {args.updates} updates, seed 1, MFCC units (K=100, 50 Hz) shifted by k "
-             "label frames (20 ms each); accuracy of masked-frame unit prediction on the held-out pretraining "
-             "utterances at the end.", "",
-             "| shift k (ms) | valid masked accuracy | valid masked CE (bits) | train masked accuracy (last log) |",
-             "|---|---|---|---|"]
+    lines = [
+        "# Label alignment: fast_hubert pretrained on time-shifted iteration-1 units",
+        "",
+        f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} (1 thread per run), Python "
+        f"{platform.python_version()}.",
+        "Command: `.venv/bin/python benchmarks/label_alignment.py --shifts "
+        + " ".join(str(k) for k in args.shifts)
+        + f" --updates {args.updates}`",
+        "",
+        f"Tiny fast_hubert (no ILS), {args.updates} updates, seed 1, MFCC units (K=100, 50 Hz) shifted by k "
+        "label frames (20 ms each); accuracy of masked-frame unit prediction on the held-out pretraining "
+        "utterances at the end.",
+        "",
+        "| shift k (ms) | valid masked accuracy | valid masked CE (bits) | train masked accuracy (last log) |",
+        "|---|---|---|---|",
+    ]
     for k, acc, loss, train_acc in rows:
-        lines.append(f"| {k:+d} ({20 * k:+d}) | {acc:.4f}{' (best)' if k == best[0] else ''} | {loss:.3f} | "
-                     f"{train_acc if train_acc is not None else '-'} |")
+        lines.append(
+            f"| {k:+d} ({20 * k:+d}) | {acc:.4f}{' (best)' if k == best[0] else ''} | {loss:.3f} | "
+            f"{train_acc if train_acc is not None else '-'} |"
+        )
     shape = "lowest" if a > 0 else "highest"
-    verdict = (f"the least-squares parabola through the accuracies is {shape} at k = {axis:+.2f} label frames "
-               f"({20 * axis:+.0f} ms); " + ("less than one label frame from 0: no whole-frame misalignment (an off-by-one "
-                                                "crop or label stride would move it by whole frames)"
-                                                if abs(axis) < 1 else "a label frame or more from 0: look for a "
-                                                "misalignment"))
+    verdict = (
+        f"the least-squares parabola through the accuracies is {shape} at k = {axis:+.2f} label frames "
+        f"({20 * axis:+.0f} ms); "
+        + (
+            "less than one label frame from 0: no whole-frame misalignment (an off-by-one "
+            "crop or label stride would move it by whole frames)"
+            if abs(axis) < 1
+            else "a label frame or more from 0: look for a misalignment"
+        )
+    )
     lines += ["", f"Verdict: {verdict}.", ""]
     args.output.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))

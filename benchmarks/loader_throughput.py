@@ -7,6 +7,7 @@ at 87.5-144 s batches (``results/train_step_gpu_bf16.md``), so 2 processes must 
 
     python benchmarks/loader_throughput.py --speech-dir SPEECH --workers 2 --output benchmarks/results/loader_throughput_cpu.md
 """
+
 import argparse
 import os
 import platform
@@ -22,7 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech")))
+    p.add_argument(
+        "--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech"))
+    )
     p.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
     p.add_argument("--workers", default="1,2", help="comma-separated numbers of loader processes to measure")
     p.add_argument("--batches", type=int, default=150, help="batches timed per measurement (after 10 warm-up ones)")
@@ -30,8 +33,9 @@ def main(argv=None):
     p.add_argument("--output", default=None)
     args = p.parse_args(argv)
 
-    import fast_hubert_plugin  # noqa: F401  (registers the task)
     from fairseq.tasks import TASK_REGISTRY
+
+    import fast_hubert_plugin  # noqa: F401  (registers the task)
     from fast_hubert_plugin.features.cmvn import GlobalCMVN
     from fast_hubert_plugin.tasks.fast_hubert_pretraining import FastHubertPretrainingConfig
 
@@ -43,14 +47,23 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="loader_"))
     rng = np.random.default_rng(0)
     repeat = 20  # one epoch outlasts every measurement (workers never restart)
-    (work / "train.tsv").write_text(f"{speech}\n" + "".join(f"{r['path']}\t{r['num_samples']}\n" for r in rows) * repeat)
+    (work / "train.tsv").write_text(
+        f"{speech}\n" + "".join(f"{r['path']}\t{r['num_samples']}\n" for r in rows) * repeat
+    )
     labels = [" ".join(map(str, rng.integers(0, 500, round(int(r["num_samples"]) / 320)))) + "\n" for r in rows]
     (work / "train.km").write_text("".join(labels) * repeat)
     (work / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(500)))
     GlobalCMVN(np.zeros(80), np.ones(80)).save(work / "cmvn.npz")
-    cfg = FastHubertPretrainingConfig(data=str(work), label_dir=str(work), labels=["km"], label_rate=50.0,
-                                      max_sample_size=1562, min_sample_size=200, random_crop=True,
-                                      cmvn_stats_path=str(work / "cmvn.npz"))
+    cfg = FastHubertPretrainingConfig(
+        data=str(work),
+        label_dir=str(work),
+        labels=["km"],
+        label_rate=50.0,
+        max_sample_size=1562,
+        min_sample_size=200,
+        random_crop=True,
+        cmvn_stats_path=str(work / "cmvn.npz"),
+    )
     task = TASK_REGISTRY["fast_hubert_pretraining"].setup_task(cfg)
     task.load_dataset("train")
     dataset = task.datasets["train"]
@@ -59,8 +72,15 @@ def main(argv=None):
     for workers in [int(w) for w in args.workers.split(",")]:
         rates = []
         for rep in range(args.repeats):
-            itr = task.get_batch_iterator(dataset, max_tokens=8750, max_positions=None, seed=rep + 1,
-                                          num_workers=workers, epoch=1, required_batch_size_multiple=1)
+            itr = task.get_batch_iterator(
+                dataset,
+                max_tokens=8750,
+                max_positions=None,
+                seed=rep + 1,
+                num_workers=workers,
+                epoch=1,
+                required_batch_size_multiple=1,
+            )
             it = itr.next_epoch_itr(shuffle=True)
             seconds, t0 = 0.0, None
             for i, batch in enumerate(it):
@@ -75,13 +95,19 @@ def main(argv=None):
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     cmd = "python benchmarks/loader_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    out = ["# Data-loader throughput: fast_hubert_pretraining, Base batches (87.5 s), no model", "",
-           f"Reproduce: `{cmd.strip()}`", "",
-           f"- CPU: {cpu}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; Python "
-           f"{platform.python_version()}",
-           f"- {len(rows)} utterances of `{args.manifest}` (16-bit FLAC), listed {repeat} times; fairseq's batch "
-           f"iterator, {args.batches} batches timed after 10, {args.repeats} repeats", "",
-           "| loader processes | audio-s/s (median) | min | max |", "|---:|---:|---:|---:|"]
+    out = [
+        "# Data-loader throughput: fast_hubert_pretraining, Base batches (87.5 s), no model",
+        "",
+        f"Reproduce: `{cmd.strip()}`",
+        "",
+        f"- CPU: {cpu}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; Python "
+        f"{platform.python_version()}",
+        f"- {len(rows)} utterances of `{args.manifest}` (16-bit FLAC), listed {repeat} times; fairseq's batch "
+        f"iterator, {args.batches} batches timed after 10, {args.repeats} repeats",
+        "",
+        "| loader processes | audio-s/s (median) | min | max |",
+        "|---:|---:|---:|---:|",
+    ]
     for workers, rates in results:
         out.append(f"| {workers} | {np.median(rates):,.0f} | {min(rates):,.0f} | {max(rates):,.0f} |")
     out.append("")

@@ -17,6 +17,7 @@ baselines: CMVN'd fbank, MFCC, and fast_hubert's initial weights. Selection data
 Stages are resumable (a killed run continues where it was); the report is rewritten at the end:
 ``benchmarks/results/quality_vs_compute_cpu.md``, ``quality_vs_compute.png`` and ``.json``.
 """
+
 import argparse
 import json
 import math
@@ -35,7 +36,14 @@ sys.path.insert(0, str(REPO))
 
 from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir  # noqa: E402
 from fast_hubert_plugin.recipes.two_iterations import (  # noqa: E402
-    ITERATION1_LABEL_RATE, SYSTEMS, Recipe, Workspace, pretrain, probe, untrained)
+    ITERATION1_LABEL_RATE,
+    SYSTEMS,
+    Recipe,
+    Workspace,
+    pretrain,
+    probe,
+    untrained,
+)
 
 RESULTS = REPO / "benchmarks" / "results"
 CALIBRATION_UPDATES = {"fast_hubert": (2, 42), "fast_hubert_ils": (2, 42), "hubert": (2, 10)}
@@ -45,13 +53,28 @@ def cpu_seconds_per_update(ws: Workspace, system, updates=None, overrides=(), la
     """(CPU of a longer run - CPU of a 2-update run) / the update difference: start-up cancels.
     ``overrides`` (a tuned recipe, named ``label``) are trained with, since batch and model size set the cost."""
     short, long = updates or CALIBRATION_UPDATES[system.name]
-    runs = [pretrain(ws.work / "calibration", f"{recipe_prefix(system.name, label)}_{n}", system, ws.pretrain_data,
-                     ws.iteration1_labels, ITERATION1_LABEL_RATE, n, extra=overrides, threads=1, progress=False,
-                     quiet=True) for n in (short, long)]
+    runs = [
+        pretrain(
+            ws.work / "calibration",
+            f"{recipe_prefix(system.name, label)}_{n}",
+            system,
+            ws.pretrain_data,
+            ws.iteration1_labels,
+            ITERATION1_LABEL_RATE,
+            n,
+            extra=overrides,
+            threads=1,
+            progress=False,
+            quiet=True,
+        )
+        for n in (short, long)
+    ]
     cost = (runs[1].cpu_s - runs[0].cpu_s) / (long - short)
     if cost <= 0:  # start-up noise larger than the updates' cost
-        sys.exit(f"{system.name}: the calibration runs ({short} and {long} updates) could not measure the cost of an "
-                 "update; give --calibration-updates a larger difference")
+        sys.exit(
+            f"{system.name}: the calibration runs ({short} and {long} updates) could not measure the cost of an "
+            "update; give --calibration-updates a larger difference"
+        )
     return cost
 
 
@@ -63,10 +86,18 @@ def baseline_probe(ws: Workspace, name: str, probe_updates: int, threads: int = 
     fast_hubert's initial weights."""
     if name in ("fbank", "mfcc"):
         return name, probe(ws, name, name, probe_updates, threads=threads)["cer"]
-    run = untrained(ws.work / "runs", "fast_hubert_init", SYSTEMS["fast_hubert"], ws.pretrain_data,
-                    ws.iteration1_labels, ITERATION1_LABEL_RATE, quiet=True)
-    return "fast_hubert, never pretrained", probe(ws, "fast_hubert_init", run.checkpoint, probe_updates,
-                                                  threads=threads)["cer"]
+    run = untrained(
+        ws.work / "runs",
+        "fast_hubert_init",
+        SYSTEMS["fast_hubert"],
+        ws.pretrain_data,
+        ws.iteration1_labels,
+        ITERATION1_LABEL_RATE,
+        quiet=True,
+    )
+    return "fast_hubert, never pretrained", probe(
+        ws, "fast_hubert_init", run.checkpoint, probe_updates, threads=threads
+    )["cer"]
 
 
 def recipe_label(recipe_name: str, overrides) -> str:
@@ -98,8 +129,10 @@ def machine(threads: int = 1) -> str:
             break
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
-    cpu = (f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
-           f"torch kernels {torch.backends.cpu.get_cpu_capability()})")
+    cpu = (
+        f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
+        f"torch kernels {torch.backends.cpu.get_cpu_capability()})"
+    )
     per_run = f"{threads} thread{'s' if threads > 1 else ''} per run"
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({per_run}), Python {platform.python_version()}"
 
@@ -116,12 +149,15 @@ def plot(rows, baselines, out: Path):
         budgets = sorted({p[0] for p in pts})
         xs = [statistics.mean(p[1] for p in pts if p[0] == b) for b in budgets]
         ys = [statistics.mean(p[2] for p in pts if p[0] == b) for b in budgets]
-        line, = ax.plot(xs, ys, "o-", label=system.title)
+        (line,) = ax.plot(xs, ys, "o-", label=system.title)
         ax.scatter([p[1] for p in pts], [p[2] for p in pts], s=12, color=line.get_color(), alpha=0.6)
     for (label, cer), style in zip(baselines.items(), ("--", ":", "-.")):
         ax.axhline(cer, color="grey", linestyle=style, label=f"{label} ({cer:.1f} %)")
-    ax.set(xlabel="pretraining CPU-minutes (both iterations, 1 thread)", ylabel="probe dev CER (%)",
-           title="Probe CER after two iterations vs pretraining compute (so762_dev)")
+    ax.set(
+        xlabel="pretraining CPU-minutes (both iterations, 1 thread)",
+        ylabel="probe dev CER (%)",
+        title="Probe CER after two iterations vs pretraining compute (so762_dev)",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -130,21 +166,39 @@ def plot(rows, baselines, out: Path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budgets", type=float, nargs="+", default=[1.5, 4.0, 7.5],
-                   help="pretraining CPU-minutes per system, both iterations together")
+    p.add_argument(
+        "--budgets",
+        type=float,
+        nargs="+",
+        default=[1.5, 4.0, 7.5],
+        help="pretraining CPU-minutes per system, both iterations together",
+    )
     p.add_argument("--seeds", type=int, default=2, help="pretraining seeds at the largest budget")
     p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
     p.add_argument("--layer", type=int, default=3, help="1-based block clustered for iteration 2")
     p.add_argument("--clusters", type=int, default=100, help="k-means units of both iterations")
     p.add_argument("--probe-updates", type=int, default=1000)
     p.add_argument("--jobs", type=int, default=2, help="single-threaded runs at a time")
-    p.add_argument("--stop-after-minutes", type=float,
-                   help="start no new run after this many minutes; the record marks the cells not run")
-    p.add_argument("--calibration-updates", type=int, nargs=2, metavar=("SHORT", "LONG"),
-                   help="updates of the two runs that measure CPU seconds per update (default: 2 and 42, stock 2 and 10)")
-    p.add_argument("--overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="fairseq-hydra-train overrides of fast_hubert and fast_hubert + ILS, both iterations (the "
-                        "recipe chosen by benchmarks/recipe_sweep.py); stock HuBERT keeps the tiny defaults")
+    p.add_argument(
+        "--stop-after-minutes",
+        type=float,
+        help="start no new run after this many minutes; the record marks the cells not run",
+    )
+    p.add_argument(
+        "--calibration-updates",
+        type=int,
+        nargs=2,
+        metavar=("SHORT", "LONG"),
+        help="updates of the two runs that measure CPU seconds per update (default: 2 and 42, stock 2 and 10)",
+    )
+    p.add_argument(
+        "--overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fairseq-hydra-train overrides of fast_hubert and fast_hubert + ILS, both iterations (the "
+        "recipe chosen by benchmarks/recipe_sweep.py); stock HuBERT keeps the tiny defaults",
+    )
     p.add_argument("--recipe-name", default="tuned", help="names the runs made with --overrides (their stages)")
     p.add_argument("--speech-dir", type=Path, help="as the demo's (default: ../shared/speech, else Mini LibriSpeech)")
     p.add_argument("--work-dir", type=Path, default=REPO / "quality_vs_compute_work")
@@ -164,8 +218,14 @@ def main(argv=None):
         return recipe_label(args.recipe_name, overrides(system))
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        costs = dict(zip(args.systems, pool.map(
-            lambda s: cpu_seconds_per_update(ws, s, args.calibration_updates, overrides(s), label(s)), systems)))
+        costs = dict(
+            zip(
+                args.systems,
+                pool.map(
+                    lambda s: cpu_seconds_per_update(ws, s, args.calibration_updates, overrides(s), label(s)), systems
+                ),
+            )
+        )
     print("CPU seconds per update:", {k: round(v, 3) for k, v in costs.items()}, flush=True)
 
     largest = max(args.budgets)
@@ -174,9 +234,23 @@ def main(argv=None):
         for seed in range(1, (args.seeds if budget == largest else 1) + 1):
             for system in systems:
                 per_iteration = max(1, round(budget * 60 / 2 / costs[system.name]))
-                recipes.append((budget, Recipe(ws, system, (per_iteration, per_iteration), seed, args.layer,
-                                               args.clusters, threads=1, progress=False, overrides=overrides(system),
-                                               tag=run_tag(system.name, label(system), budget, seed))))
+                recipes.append(
+                    (
+                        budget,
+                        Recipe(
+                            ws,
+                            system,
+                            (per_iteration, per_iteration),
+                            seed,
+                            args.layer,
+                            args.clusters,
+                            threads=1,
+                            progress=False,
+                            overrides=overrides(system),
+                            tag=run_tag(system.name, label(system), budget, seed),
+                        ),
+                    )
+                )
 
     deadline = t0 + args.stop_after_minutes * 60 if args.stop_after_minutes is not None else float("inf")
 
@@ -192,11 +266,22 @@ def main(argv=None):
         iterations = [(i, run) for i, run in ((1, it1), (2, it2)) if i in probed]
         for iteration, run in iterations:
             res = probe(ws, f"{recipe.name}_it{iteration}", run.checkpoint, args.probe_updates, threads=1)
-            out.append(dict(system=recipe.system.name, budget=budget, seed=recipe.seed, iteration=iteration,
-                            updates=[it1.updates, it2.updates], cpu_min=round((it1.cpu_s + it2.cpu_s) / 60, 2),
-                            cer=res["cer"], wer=res["wer"], layer_weights=res["layer_weights"],
-                            accuracy_it1=it1.masked_accuracy, accuracy_it2=it2.masked_accuracy,
-                            probe_cpu_s=res["cpu_s"]))
+            out.append(
+                dict(
+                    system=recipe.system.name,
+                    budget=budget,
+                    seed=recipe.seed,
+                    iteration=iteration,
+                    updates=[it1.updates, it2.updates],
+                    cpu_min=round((it1.cpu_s + it2.cpu_s) / 60, 2),
+                    cer=res["cer"],
+                    wer=res["wer"],
+                    layer_weights=res["layer_weights"],
+                    accuracy_it1=it1.masked_accuracy,
+                    accuracy_it2=it2.masked_accuracy,
+                    probe_cpu_s=res["cpu_s"],
+                )
+            )
         return out
 
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -214,8 +299,14 @@ def priority(system: str, budget: float, seed: int, budgets) -> tuple:
     seeds of the two fast_hubert systems (the spread targets a and d are judged by), then the rest."""
     largest = max(budgets)
     fifth = min(budgets, key=lambda b: abs(b - largest / 5))
-    first = [("hubert", largest, 1), ("fast_hubert", largest, 1), ("fast_hubert", fifth, 1),
-             ("fast_hubert_ils", largest, 1), ("fast_hubert", largest, 2), ("fast_hubert_ils", largest, 2)]
+    first = [
+        ("hubert", largest, 1),
+        ("fast_hubert", largest, 1),
+        ("fast_hubert", fifth, 1),
+        ("fast_hubert_ils", largest, 1),
+        ("fast_hubert", largest, 2),
+        ("fast_hubert_ils", largest, 2),
+    ]
     if (system, budget, seed) in first:
         return (first.index((system, budget, seed)),)
     return (len(first), seed, ["fast_hubert", "hubert", "fast_hubert_ils"].index(system), -budget)
@@ -232,27 +323,44 @@ def write_report(args, ws, costs, rows, baselines, seconds):
     plot(rows, baselines, png)
     budgets, largest = sorted(args.budgets), max(args.budgets)
     lines = [
-        "# Representation quality vs pretraining compute (CPU, real speech)", "",
+        "# Representation quality vs pretraining compute (CPU, real speech)",
+        "",
         f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}; "
         f"{seconds / 60:.0f} min for this invocation (stages done before are reused).",
         "Command: `.venv/bin/python benchmarks/quality_vs_compute.py --budgets "
-        + " ".join(f"{b:g}" for b in args.budgets) + f" --seeds {args.seeds} --jobs {args.jobs}"
+        + " ".join(f"{b:g}" for b in args.budgets)
+        + f" --seeds {args.seeds} --jobs {args.jobs}"
         + (" --overrides " + " ".join(args.overrides) + f" --recipe-name {args.recipe_name}" if args.overrides else "")
-        + (f" --stop-after-minutes {args.stop_after_minutes:g}" if args.stop_after_minutes is not None else "") + "`",
+        + (f" --stop-after-minutes {args.stop_after_minutes:g}" if args.stop_after_minutes is not None else "")
+        + "`",
         "Recipe: the tiny config `config/pretraining/fast_hubert_tiny_cpu.yaml`"
-        + (f", with {', '.join(f'`{o}`' for o in args.overrides)} for fast_hubert and fast_hubert + ILS "
-           "(`recipe_sweep_cpu.md`); stock HuBERT keeps the tiny defaults." if args.overrides else
-           " for every system."),
-        *([f"Stopped early: runs not finished within {args.stop_after_minutes:g} min are marked 'not run' (the runs "
-           "reported were made by earlier invocations, stage by stage; every stage is resumable, so the same command "
-           "without --stop-after-minutes completes the rest)."] if args.stop_after_minutes is not None else []), "",
+        + (
+            f", with {', '.join(f'`{o}`' for o in args.overrides)} for fast_hubert and fast_hubert + ILS "
+            "(`recipe_sweep_cpu.md`); stock HuBERT keeps the tiny defaults."
+            if args.overrides
+            else " for every system."
+        ),
+        *(
+            [
+                f"Stopped early: runs not finished within {args.stop_after_minutes:g} min are marked 'not run' (the runs "
+                "reported were made by earlier invocations, stage by stage; every stage is resumable, so the same command "
+                "without --stop-after-minutes completes the rest)."
+            ]
+            if args.stop_after_minutes is not None
+            else []
+        ),
+        "",
         f"Data: {len(ws.corpus.pretrain)} utterances of pretraining audio (so762_train + LibriSpeech excerpts), "
         f"probes trained on so762_train ({len(ws.corpus.train)}) and scored on so762_dev ({len(ws.corpus.dev)}; "
-        "speakers disjoint). Iteration 1: MFCC k-means units (K=" f"{args.clusters}, 50 Hz); iteration 2: K={args.clusters} "
+        "speakers disjoint). Iteration 1: MFCC k-means units (K="
+        f"{args.clusters}, 50 Hz); iteration 2: K={args.clusters} "
         f"units of block {args.layer} of each system's own iteration-1 model.",
         "CPU seconds per pretraining update (1 thread, 36 s of audio per batch): "
-        + ", ".join(f"{SYSTEMS[k].title} {v:.2f}" for k, v in costs.items()) + ".", "",
-        "## Probe dev CER (%) after two iterations", "",
+        + ", ".join(f"{SYSTEMS[k].title} {v:.2f}" for k, v in costs.items())
+        + ".",
+        "",
+        "## Probe dev CER (%) after two iterations",
+        "",
         "| system | " + " | ".join(f"{b:g} CPU-min" for b in budgets) + " | updates per iteration at the largest |",
         "|---|" + "---|" * len(budgets) + "---|",
     ]
@@ -263,37 +371,62 @@ def write_report(args, ws, costs, rows, baselines, seconds):
             if not vals:
                 cells.append("not run")
                 continue
-            cells.append(f"{m:.1f}" + (f" ({', '.join(f'{v:.1f}' for v in vals)}; spread {spread(vals):.1f})"
-                                        if len(vals) > 1 else ""))
+            cells.append(
+                f"{m:.1f}"
+                + (f" ({', '.join(f'{v:.1f}' for v in vals)}; spread {spread(vals):.1f})" if len(vals) > 1 else "")
+            )
         upd = next((r["updates"][0] for r in rows if r["system"] == name and r["budget"] == largest), "-")
         lines.append(f"| {SYSTEMS[name].title} | " + " | ".join(cells) + f" | {upd} |")
-    lines += ["", "| baseline (no pretraining) | probe dev CER % |", "|---|---|",
-              *[f"| {k} | {v:.1f} |" for k, v in baselines.items()], ""]
-    lines += ["## Every run", "",
-              "| system | budget | seed | iteration probed | updates (it1, it2) | pretraining CPU-min | probe CER % | WER % | "
-              "masked acc it1 | masked acc it2 | layer weights (0 = input) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| baseline (no pretraining) | probe dev CER % |",
+        "|---|---|",
+        *[f"| {k} | {v:.1f} |" for k, v in baselines.items()],
+        "",
+    ]
+    lines += [
+        "## Every run",
+        "",
+        "| system | budget | seed | iteration probed | updates (it1, it2) | pretraining CPU-min | probe CER % | WER % | "
+        "masked acc it1 | masked acc it2 | layer weights (0 = input) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: (r["system"], r["budget"], r["seed"], r["iteration"])):
         acc = lambda d: ", ".join(f"{k.split('_')[-1]} {v:.3f}" for k, v in sorted(d.items())) or "-"  # noqa: E731
-        lines.append(f"| {SYSTEMS[r['system']].title} | {r['budget']:g} | {r['seed']} | {r['iteration']} | "
-                     f"{r['updates'][0]}, {r['updates'][1]} | {r['cpu_min']:.2f} | {r['cer']:.1f} | {r['wer']:.1f} | "
-                     f"{acc(r['accuracy_it1'])} | {acc(r['accuracy_it2'])} | "
-                     + " ".join(f"{w:.2f}" for w in r["layer_weights"]) + " |")
-    lines += ["", "Budgets are nominal: updates = budget / 2 / the CPU seconds per update measured first. What the runs "
-              "actually consumed (start-up, validation and the data loader included, on a loaded machine) is the "
-              "'pretraining CPU-min' column above and the x axis of the plot.", "",
-              targets(rows, baselines, budgets, largest), "", "![quality vs compute](quality_vs_compute.png)", ""]
+        lines.append(
+            f"| {SYSTEMS[r['system']].title} | {r['budget']:g} | {r['seed']} | {r['iteration']} | "
+            f"{r['updates'][0]}, {r['updates'][1]} | {r['cpu_min']:.2f} | {r['cer']:.1f} | {r['wer']:.1f} | "
+            f"{acc(r['accuracy_it1'])} | {acc(r['accuracy_it2'])} | "
+            + " ".join(f"{w:.2f}" for w in r["layer_weights"])
+            + " |"
+        )
+    lines += [
+        "",
+        "Budgets are nominal: updates = budget / 2 / the CPU seconds per update measured first. What the runs "
+        "actually consumed (start-up, validation and the data loader included, on a loaded machine) is the "
+        "'pretraining CPU-min' column above and the x axis of the plot.",
+        "",
+        targets(rows, baselines, budgets, largest),
+        "",
+        "![quality vs compute](quality_vs_compute.png)",
+        "",
+    ]
     notes = args.output.with_name(args.output.stem + "_notes.md")
     if notes.exists():  # findings written after the runs, kept across regenerations
         lines += ["## Notes (written after the runs)", "", notes.read_text(encoding="utf-8").strip(), ""]
     args.output.write_text("\n".join(lines), encoding="utf-8")
-    args.output.with_suffix(".json").write_text(json.dumps(
-        dict(costs=costs, rows=rows, baselines=baselines, budgets=args.budgets), indent=1))
+    args.output.with_suffix(".json").write_text(
+        json.dumps(dict(costs=costs, rows=rows, baselines=baselines, budgets=args.budgets), indent=1)
+    )
     print("\n".join(lines))
 
 
 def verdict(met: bool, *values: float) -> str:
-    return "not assessed (a run it needs was not run)" if any(math.isnan(v) for v in values) else (
-        "met" if met else "not met")
+    return (
+        "not assessed (a run it needs was not run)"
+        if any(math.isnan(v) for v in values)
+        else ("met" if met else "not met")
+    )
 
 
 def targets(rows, baselines, budgets, largest) -> str:
@@ -304,25 +437,41 @@ def targets(rows, baselines, budgets, largest) -> str:
     best_features = min(baselines.get("fbank", 1e9), baselines.get("mfcc", 1e9))
     margin = max(1.0, spread(fh_vals))
     out = ["## Targets", ""]
-    out.append(f"- a. fast_hubert ({largest:g} CPU-min, iteration 2) {fh:.1f} % vs the best input features "
-               f"{best_features:.1f} %: **{verdict(fh < best_features - margin, fh)}** (clearly = by more than "
-               f"max(1 point, seed spread {spread(fh_vals):.1f}))")
+    out.append(
+        f"- a. fast_hubert ({largest:g} CPU-min, iteration 2) {fh:.1f} % vs the best input features "
+        f"{best_features:.1f} %: **{verdict(fh < best_features - margin, fh)}** (clearly = by more than "
+        f"max(1 point, seed spread {spread(fh_vals):.1f}))"
+    )
     per_budget = [(b, mean_cer(rows, "fast_hubert", b)[0], mean_cer(rows, "hubert", b)[0]) for b in budgets]
     run = [(b, f, h) for b, f, h in per_budget if not (math.isnan(f) or math.isnan(h))]
     missing = [b for b, f, h in per_budget if math.isnan(f) or math.isnan(h)]
     met = bool(run) and all(f < h for _, f, h in run)
-    b_text = "met" if met and not missing else ("not met" if not met else
-                                                 f"met at the budgets run, not assessed at {', '.join(f'{b:g}' for b in missing)} CPU-min (not run)")
-    out.append(f"- b. fast_hubert beats stock HuBERT at every budget: **{b_text}** ("
-               + "; ".join(f"{b:g} min: {f:.1f} vs {h:.1f}" for b, f, h in per_budget) + ")")
+    b_text = (
+        "met"
+        if met and not missing
+        else (
+            "not met"
+            if not met
+            else f"met at the budgets run, not assessed at {', '.join(f'{b:g}' for b in missing)} CPU-min (not run)"
+        )
+    )
+    out.append(
+        f"- b. fast_hubert beats stock HuBERT at every budget: **{b_text}** ("
+        + "; ".join(f"{b:g} min: {f:.1f} vs {h:.1f}" for b, f, h in per_budget)
+        + ")"
+    )
     fifth = min(budgets, key=lambda b: abs(b - largest / 5))
     f5, s_big = mean_cer(rows, "fast_hubert", fifth)[0], mean_cer(rows, "hubert", largest)[0]
-    out.append(f"- c. fast_hubert at {fifth:g} CPU-min (1/{largest / fifth:.0f} of the largest) {f5:.1f} % vs stock "
-               f"HuBERT at {largest:g} CPU-min {s_big:.1f} %: **{verdict(f5 <= s_big, f5, s_big)}**")
+    out.append(
+        f"- c. fast_hubert at {fifth:g} CPU-min (1/{largest / fifth:.0f} of the largest) {f5:.1f} % vs stock "
+        f"HuBERT at {largest:g} CPU-min {s_big:.1f} %: **{verdict(f5 <= s_big, f5, s_big)}**"
+    )
     for name in sorted({r["system"] for r in rows} - {"hubert"}):
         it1, it2 = mean_cer(rows, name, largest, 1)[0], mean_cer(rows, name, largest, 2)[0]
-        out.append(f"- d. {SYSTEMS[name].title}, iteration 2 vs its iteration 1 ({largest:g} CPU-min): {it2:.1f} vs "
-                   f"{it1:.1f} %: **{verdict(it2 < it1, it1, it2)}**")
+        out.append(
+            f"- d. {SYSTEMS[name].title}, iteration 2 vs its iteration 1 ({largest:g} CPU-min): {it2:.1f} vs "
+            f"{it1:.1f} %: **{verdict(it2 < it1, it1, it2)}**"
+        )
     return "\n".join(out)
 
 

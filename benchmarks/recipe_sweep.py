@@ -23,6 +23,7 @@ at twice ``--budget`` (``--overrides ... --recipe-name CANDIDATE``), so it reuse
 Writes ``benchmarks/results/recipe_sweep_cpu.md`` and ``.json``; rows of candidates that an
 invocation does not run are kept from the JSON of the earlier ones (and the record says which).
 """
+
 import argparse
 import json
 import os
@@ -35,9 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from quality_vs_compute import RESULTS, cpu_seconds_per_update, machine, recipe_label, run_tag  # noqa: E402
+
 from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir  # noqa: E402
 from fast_hubert_plugin.recipes.two_iterations import SYSTEMS, PretrainingRun, Recipe, Workspace, probe  # noqa: E402
-from quality_vs_compute import RESULTS, cpu_seconds_per_update, machine, recipe_label, run_tag  # noqa: E402
 
 # name -> (overrides, why it is a candidate)
 CANDIDATES = {
@@ -45,18 +47,28 @@ CANDIDATES = {
     "lr1e-3": (("optimization.lr=[0.001]",), "twice the peak learning rate"),
     "batch18s": (("dataset.max_tokens=1800",), "half the batch, so twice the updates for the same CPU time"),
     "batch18s_lr1e-3": (("dataset.max_tokens=1800", "optimization.lr=[0.001]"), "both"),
-    "mask_paper": (("model.mask_prob=0.8", "model.mask_length=10"),
-                   "Fast-HuBERT's masking: p 0.8, 10 frames (400 ms) at 40 ms"),
-    "temp1": (("model.logit_temp=1.0",),
-              "logits not divided by 0.1: at 0.1 the first updates' loss is ~17 bits against log2(100) = 6.6"),
+    "mask_paper": (
+        ("model.mask_prob=0.8", "model.mask_length=10"),
+        "Fast-HuBERT's masking: p 0.8, 10 frames (400 ms) at 40 ms",
+    ),
+    "temp1": (
+        ("model.logit_temp=1.0",),
+        "logits not divided by 0.1: at 0.1 the first updates' loss is ~17 bits against log2(100) = 6.6",
+    ),
     "layers2": (("model.encoder_layers=2",), "half the depth, so more updates for the same CPU time"),
     "crop3s": (("task.max_sample_size=300",), "3 s crops: more utterances per batch, less context each"),
-    "warmup100": (("lr_scheduler.warmup_updates=100",),
-                  "a quarter of ~400 updates warming up instead of 30 (HuBERT: 8 %, as 30 is here)"),
-    "width128": (("model.encoder_embed_dim=128", "model.encoder_ffn_embed_dim=512", "model.encoder_attention_heads=2"),
-                 "half the Transformer's width (64 per head kept), so more updates for the same CPU time"),
-    "width384": (("model.encoder_embed_dim=384", "model.encoder_ffn_embed_dim=1536", "model.encoder_attention_heads=6"),
-                 "1.5 times the width: fewer, larger updates"),
+    "warmup100": (
+        ("lr_scheduler.warmup_updates=100",),
+        "a quarter of ~400 updates warming up instead of 30 (HuBERT: 8 %, as 30 is here)",
+    ),
+    "width128": (
+        ("model.encoder_embed_dim=128", "model.encoder_ffn_embed_dim=512", "model.encoder_attention_heads=2"),
+        "half the Transformer's width (64 per head kept), so more updates for the same CPU time",
+    ),
+    "width384": (
+        ("model.encoder_embed_dim=384", "model.encoder_ffn_embed_dim=1536", "model.encoder_attention_heads=6"),
+        "1.5 times the width: fewer, larger updates",
+    ),
 }
 
 # name -> (block of the iteration-1 model clustered, k-means units, why it is a candidate)
@@ -72,16 +84,34 @@ BENCHMARK_ITERATION2 = (Recipe.iteration2_layer, Recipe.iteration2_clusters)  # 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget", type=float, default=3.75,
-                   help="CPU-minutes of iteration-1 pretraining per candidate (default: half of the benchmark's "
-                        "largest budget, i.e. its iteration 1)")
-    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES),
-                   help="iteration-1 candidates (default is always run: the others are compared with it; so is "
-                        "--iteration2-from's, which the iteration-2 candidates start from)")
-    p.add_argument("--iteration2-candidates", nargs="*", default=list(ITERATION2_CANDIDATES),
-                   choices=list(ITERATION2_CANDIDATES), help="iteration-2 candidates (none: give the flag alone)")
-    p.add_argument("--iteration2-from", default="default", choices=list(CANDIDATES),
-                   help="the iteration-1 candidate the iteration-2 candidates cluster and whose overrides they keep")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=3.75,
+        help="CPU-minutes of iteration-1 pretraining per candidate (default: half of the benchmark's "
+        "largest budget, i.e. its iteration 1)",
+    )
+    p.add_argument(
+        "--candidates",
+        nargs="+",
+        default=list(CANDIDATES),
+        choices=list(CANDIDATES),
+        help="iteration-1 candidates (default is always run: the others are compared with it; so is "
+        "--iteration2-from's, which the iteration-2 candidates start from)",
+    )
+    p.add_argument(
+        "--iteration2-candidates",
+        nargs="*",
+        default=list(ITERATION2_CANDIDATES),
+        choices=list(ITERATION2_CANDIDATES),
+        help="iteration-2 candidates (none: give the flag alone)",
+    )
+    p.add_argument(
+        "--iteration2-from",
+        default="default",
+        choices=list(CANDIDATES),
+        help="the iteration-1 candidate the iteration-2 candidates cluster and whose overrides they keep",
+    )
     p.add_argument("--no-replicates", action="store_true", help="skip the second pretraining and probe seeds")
     p.add_argument("--clusters", type=int, default=100, help="MFCC k-means units (as the benchmark)")
     p.add_argument("--probe-updates", type=int, default=1000)
@@ -95,12 +125,17 @@ def main(argv=None):
     earlier = json.loads(record.read_text()) if record.exists() else {}
     if earlier and earlier.get("budget") != args.budget:
         # Checked before the runs: the record's rows would be compared with, then replaced by, another budget's.
-        p.error(f"{record} holds a sweep at budget {earlier.get('budget')}, not {args.budget:g}: give this budget "
-                "its own record with --output")
+        p.error(
+            f"{record} holds a sweep at budget {earlier.get('budget')}, not {args.budget:g}: give this budget "
+            "its own record with --output"
+        )
     t0 = time.time()
 
-    ws = Workspace(args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), clusters=args.clusters,
-                   threads=2).prepare().iteration1_units()
+    ws = (
+        Workspace(args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), clusters=args.clusters, threads=2)
+        .prepare()
+        .iteration1_units()
+    )
     ws.threads = 1
     system = SYSTEMS["fast_hubert"]
     candidates = list(dict.fromkeys(["default", args.iteration2_from, *args.candidates]))
@@ -120,27 +155,55 @@ def main(argv=None):
         updates = max(1, round(args.budget * 60 / costs[name]))
         tag = run_tag(system.name, label(name), 2 * args.budget, seed)
         layer_clusters = ITERATION2_CANDIDATES[iteration2][:2] if iteration2 else BENCHMARK_ITERATION2
-        return Recipe(ws, system, (updates, updates), seed, *layer_clusters, threads=1, progress=False,
-                      overrides=CANDIDATES[name][0], tag=tag,
-                      iteration2_tag="" if layer_clusters == BENCHMARK_ITERATION2 else f"{tag}_{iteration2}")
+        return Recipe(
+            ws,
+            system,
+            (updates, updates),
+            seed,
+            *layer_clusters,
+            threads=1,
+            progress=False,
+            overrides=CANDIDATES[name][0],
+            tag=tag,
+            iteration2_tag="" if layer_clusters == BENCHMARK_ITERATION2 else f"{tag}_{iteration2}",
+        )
 
     def probed(name, run: PretrainingRun, probe_seed=1):
-        res = probe(ws, name + (f"_p{probe_seed}" if probe_seed != 1 else ""), run.checkpoint, args.probe_updates,
-                    seed=probe_seed, threads=1)
-        return dict(updates=run.updates, cpu_min=round(run.cpu_s / 60, 2), masked_accuracy=run.masked_accuracy,
-                    cer=res["cer"], wer=res["wer"], layer_weights=res["layer_weights"])
+        res = probe(
+            ws,
+            name + (f"_p{probe_seed}" if probe_seed != 1 else ""),
+            run.checkpoint,
+            args.probe_updates,
+            seed=probe_seed,
+            threads=1,
+        )
+        return dict(
+            updates=run.updates,
+            cpu_min=round(run.cpu_s / 60, 2),
+            masked_accuracy=run.masked_accuracy,
+            cer=res["cer"],
+            wer=res["wer"],
+            layer_weights=res["layer_weights"],
+        )
 
     def run(item):
         name, seed, probe_seed = item
         r = recipe(name, seed)
-        return dict(candidate=name, seed=seed, probe_seed=probe_seed, **probed(f"{r.name}_it1", r.iteration1(),
-                                                                               probe_seed))
+        return dict(
+            candidate=name, seed=seed, probe_seed=probe_seed, **probed(f"{r.name}_it1", r.iteration1(), probe_seed)
+        )
 
     def run_iteration2(name):
         r = recipe(args.iteration2_from, 1, iteration2=name)
         it2 = r.iteration2(r.iteration1())
-        return dict(candidate=name, base=args.iteration2_from, iteration1_cer=base_cer, layer=r.iteration2_layer,
-                    clusters=r.iteration2_clusters, **probed(r.iteration2_name, it2))
+        return dict(
+            candidate=name,
+            base=args.iteration2_from,
+            iteration1_cer=base_cer,
+            layer=r.iteration2_layer,
+            clusters=r.iteration2_clusters,
+            **probed(r.iteration2_name, it2),
+        )
 
     with ThreadPoolExecutor(args.jobs) as pool:
         costs = dict(zip(candidates, pool.map(cost, candidates)))
@@ -172,36 +235,51 @@ def write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, second
     json_path = args.output.with_suffix(".json")
     earlier_default = next((r["cer"] for r in earlier.get("rows", []) if run_key(r) == ("default", 1, 1)), None)
     # Rows of records older than --iteration2-from all start from that record's own default run.
-    earlier_rows2 = [dict(r, base=r.get("base", "default"), iteration1_cer=r.get("iteration1_cer", earlier_default))
-                     for r in earlier.get("iteration2_rows", [])]
+    earlier_rows2 = [
+        dict(r, base=r.get("base", "default"), iteration1_cer=r.get("iteration1_cer", earlier_default))
+        for r in earlier.get("iteration2_rows", [])
+    ]
     rows = merged(rows, earlier.get("rows", []), run_key)
     rows2 = merged(rows2, earlier_rows2, lambda r: (r["base"], r["candidate"]))
     costs = {**earlier.get("costs", {}), **costs}
     main_rows = [r for r in rows if r["seed"] == 1 and r["probe_seed"] == 1]
     default = next((r["cer"] for r in main_rows if r["candidate"] == "default"), None)
-    noise = {(f"pretraining seed {r['seed']}" if r["seed"] != 1 else f"probe seed {r['probe_seed']}")
-             + (f" * (of a default run of {r['updates']} updates)" if r.get("earlier") else ""): r["cer"]
-             for r in rows if (r["seed"], r["probe_seed"]) != (1, 1)}
+    noise = {
+        (f"pretraining seed {r['seed']}" if r["seed"] != 1 else f"probe seed {r['probe_seed']}")
+        + (f" * (of a default run of {r['updates']} updates)" if r.get("earlier") else ""): r["cer"]
+        for r in rows
+        if (r["seed"], r["probe_seed"]) != (1, 1)
+    }
     margin = max([abs(v - default) for v in noise.values()] + [1.0]) if default is not None else 1.0
     best = min(main_rows, key=lambda r: r["cer"])
     mark = lambda r: " *" if r.get("earlier") else ""  # noqa: E731
     lines = [
-        "# Tuning the tiny recipe at a fixed CPU budget (CPU, real speech)", "",
+        "# Tuning the tiny recipe at a fixed CPU budget (CPU, real speech)",
+        "",
         f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}; {seconds / 60:.0f} min for this "
         "invocation (stages done before are reused).",
-        "Command: `.venv/bin/python benchmarks/recipe_sweep.py --budget " f"{args.budget:g} --candidates "
-        + " ".join(candidates) + " --iteration2-candidates " + " ".join(args.iteration2_candidates)
+        "Command: `.venv/bin/python benchmarks/recipe_sweep.py --budget "
+        f"{args.budget:g} --candidates "
+        + " ".join(candidates)
+        + " --iteration2-candidates "
+        + " ".join(args.iteration2_candidates)
         + (f" --iteration2-from {args.iteration2_from}" if args.iteration2_from != "default" else "")
-        + (" --no-replicates" if args.no_replicates else "") + f" --jobs {args.jobs}`",
+        + (" --no-replicates" if args.no_replicates else "")
+        + f" --jobs {args.jobs}`",
     ]
     if any(r.get("earlier") for r in rows + rows2):
-        lines.append("Rows marked * were not run by this invocation: they are read back from the record of an earlier "
-                     "one (same script, budget and probe; its command and machine are in the notes).")
+        lines.append(
+            "Rows marked * were not run by this invocation: they are read back from the record of an earlier "
+            "one (same script, budget and probe; its command and machine are in the notes)."
+        )
     lines += [
-        "", "## Iteration 1: optimisation, batch and masking", "",
+        "",
+        "## Iteration 1: optimisation, batch and masking",
+        "",
         f"Each candidate pretrains fast_hubert iteration 1 (MFCC units, K={args.clusters}) for {args.budget:g} CPU-minutes "
         "of one thread, then is probed with fast-hubert-probe's defaults (frozen, weighted layer sum, BiLSTM letter "
-        f"CTC, {args.probe_updates} updates; trained on so762_train, dev CER on so762_dev, the only selection data).", "",
+        f"CTC, {args.probe_updates} updates; trained on so762_train, dev CER on so762_dev, the only selection data).",
+        "",
         "| candidate | overrides | why | CPU-s per update | updates | CPU-min | masked acc | probe dev CER % | layer weights (0 = input) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -209,14 +287,19 @@ def write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, second
     weights = lambda r: " ".join(f"{w:.2f}" for w in r["layer_weights"])  # noqa: E731
     for r in main_rows:
         overrides, why = CANDIDATES[r["candidate"]]
-        lines.append(f"| {r['candidate']}{mark(r)} | {' '.join(f'`{o}`' for o in overrides) or '-'} | {why} | "
-                     f"{costs[r['candidate']]:.3f} | {r['updates']} | {r['cpu_min']:.2f} | {acc(r)} | {r['cer']:.1f} | "
-                     f"{weights(r)} |")
+        lines.append(
+            f"| {r['candidate']}{mark(r)} | {' '.join(f'`{o}`' for o in overrides) or '-'} | {why} | "
+            f"{costs[r['candidate']]:.3f} | {r['updates']} | {r['cpu_min']:.2f} | {acc(r)} | {r['cer']:.1f} | "
+            f"{weights(r)} |"
+        )
     lines += ["", f"Reference: the MFCC probe (the iteration-1 targets' features): {mfcc_cer:.1f} %.", ""]
     if noise:
-        lines += ["Replicates of the default recipe (the noise a difference has to beat): "
-                  + ", ".join(f"{k} {v:.1f} %" for k, v in noise.items())
-                  + f" against {default:.1f} % (largest difference {margin:.1f} points).", ""]
+        lines += [
+            "Replicates of the default recipe (the noise a difference has to beat): "
+            + ", ".join(f"{k} {v:.1f} %" for k, v in noise.items())
+            + f" against {default:.1f} % (largest difference {margin:.1f} points).",
+            "",
+        ]
     if default is None or best["candidate"] == "default":
         verdict = "no candidate beats the default recipe"
     elif best["cer"] < default - margin:
@@ -226,30 +309,44 @@ def write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, second
     lines += [f"Best: **{best['candidate']}** ({best['cer']:.1f} %): {verdict}.", ""]
     if rows2:
         lines += [
-            "## Iteration 2: which block, how many units", "",
+            "## Iteration 2: which block, how many units",
+            "",
             "Each candidate clusters block L of an iteration-1 model (seed 1; the column *from* names its candidate "
             "and its probe) into K units (FAISS k-means on 20 % of the frames) and pretrains a fresh fast_hubert on "
             "them with the same overrides for as many updates as that iteration 1; probed as above. Target d of the "
-            "benchmark: iteration 2 below its iteration 1.", "",
+            "benchmark: iteration 2 below its iteration 1.",
+            "",
             "| from (its iteration-1 CER) | candidate | block | units | why | updates | CPU-min | masked acc | "
-            "probe dev CER % | vs iteration 1 | layer weights (0 = input) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "probe dev CER % | vs iteration 1 | layer weights (0 = input) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in sorted(rows2, key=lambda r: (r["base"], r["layer"], r["clusters"])):
             it1 = r["iteration1_cer"]
-            lines.append(f"| {r['base']} ({it1:.1f} %) | {r['candidate']}{mark(r)} | {r['layer']} | {r['clusters']} | "
-                         f"{ITERATION2_CANDIDATES[r['candidate']][2]} | {r['updates']} | {r['cpu_min']:.2f} | {acc(r)} | "
-                         f"{r['cer']:.1f} | {r['cer'] - it1:+.1f} | {weights(r)} |")
+            lines.append(
+                f"| {r['base']} ({it1:.1f} %) | {r['candidate']}{mark(r)} | {r['layer']} | {r['clusters']} | "
+                f"{ITERATION2_CANDIDATES[r['candidate']][2]} | {r['updates']} | {r['cpu_min']:.2f} | {acc(r)} | "
+                f"{r['cer']:.1f} | {r['cer'] - it1:+.1f} | {weights(r)} |"
+            )
         best2 = min(rows2, key=lambda r: r["cer"] - r["iteration1_cer"])
         beats = best2["cer"] < best2["iteration1_cer"] - margin
-        lines += ["", f"Best against its iteration 1: **{best2['candidate']}** from {best2['base']} ({best2['cer']:.1f} % "
-                  f"against {best2['iteration1_cer']:.1f} %): "
-                  + ("below it by more than the replicates' spread." if beats else
-                     "not below it by more than the replicates' spread."), ""]
+        lines += [
+            "",
+            f"Best against its iteration 1: **{best2['candidate']}** from {best2['base']} ({best2['cer']:.1f} % "
+            f"against {best2['iteration1_cer']:.1f} %): "
+            + (
+                "below it by more than the replicates' spread."
+                if beats
+                else "not below it by more than the replicates' spread."
+            ),
+            "",
+        ]
     notes = args.output.with_name(args.output.stem + "_notes.md")
     if notes.exists():
         lines += ["## Notes (written after the runs)", "", notes.read_text(encoding="utf-8").strip(), ""]
     args.output.write_text("\n".join(lines), encoding="utf-8")
-    json_path.write_text(json.dumps(dict(costs=costs, rows=rows, iteration2_rows=rows2, mfcc=mfcc_cer,
-                                         budget=args.budget), indent=1))
+    json_path.write_text(
+        json.dumps(dict(costs=costs, rows=rows, iteration2_rows=rows2, mfcc=mfcc_cer, budget=args.budget), indent=1)
+    )
     print("\n".join(lines))
 
 

@@ -16,6 +16,7 @@ Two ways to train the pair:
     python benchmarks/stock_control.py pack CHECKPOINT OUT NAME       (on the GPU machine, by gpu_runs.sh)
     python benchmarks/stock_control.py probe GPU_OUT [--work-dir quality_vs_compute_work]
 """
+
 import argparse
 import sys
 import tarfile
@@ -28,12 +29,19 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO))
 
+from quality_vs_compute import BASELINES, baseline_probe, machine  # noqa: E402
+
 from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir  # noqa: E402
 from fast_hubert_plugin.recipes.runner import log_records  # noqa: E402
 from fast_hubert_plugin.recipes.two_iterations import (  # noqa: E402
-    ITERATION1_LABEL_RATE, SYSTEMS, Workspace, masked_accuracy, pretrain, probe)
+    ITERATION1_LABEL_RATE,
+    SYSTEMS,
+    Workspace,
+    masked_accuracy,
+    pretrain,
+    probe,
+)
 from fast_hubert_plugin.utils.atomic import atomic_path  # noqa: E402
-from quality_vs_compute import BASELINES, baseline_probe, machine  # noqa: E402
 
 
 def pack(checkpoint: Path, out: Path, name: str):
@@ -45,7 +53,7 @@ def pack(checkpoint: Path, out: Path, name: str):
     keys = sorted(model)
     torch.save(ckpt, out / f"{name}_meta.pt")
     torch.save({k: model[k] for k in keys[: len(keys) // 2]}, out / f"{name}_weights_a.pt")
-    torch.save({k: model[k] for k in keys[len(keys) // 2:]}, out / f"{name}_weights_b.pt")
+    torch.save({k: model[k] for k in keys[len(keys) // 2 :]}, out / f"{name}_weights_b.pt")
 
 
 def rebuild(gpu_out: Path, name: str, dest: Path) -> Path:
@@ -63,12 +71,20 @@ def rebuild(gpu_out: Path, name: str, dest: Path) -> Path:
 
 def write_record(out: Path, header: str, rows, baselines: Dict[str, float]):
     """rows: (system title, updates, masked accuracy of the last log, CPU-s of training or None, probe CER)."""
-    lines = ["# Equal-updates control: stock HuBERT vs fast_hubert on the same units", "", header, "",
-             "| system | updates | masked accuracy (last log) | training CPU-min | probe dev CER % |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# Equal-updates control: stock HuBERT vs fast_hubert on the same units",
+        "",
+        header,
+        "",
+        "| system | updates | masked accuracy (last log) | training CPU-min | probe dev CER % |",
+        "|---|---|---|---|---|",
+    ]
     for title, updates, acc, cpu_s, cer in rows:
-        lines.append(f"| {title} | {updates} | " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(acc.items()))
-                     + f" | {'?' if cpu_s is None else f'{cpu_s / 60:.1f}'} | {cer:.1f} |")
+        lines.append(
+            f"| {title} | {updates} | "
+            + ", ".join(f"{k} {v:.3f}" for k, v in sorted(acc.items()))
+            + f" | {'?' if cpu_s is None else f'{cpu_s / 60:.1f}'} | {cer:.1f} |"
+        )
     lines += ["", *[f"- {k} probe: {v:.1f} %" for k, v in baselines.items()], ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
@@ -83,19 +99,38 @@ def baselines(ws: Workspace, probe_updates: int, threads: int) -> Dict[str, floa
 
 def train_here(args):
     """Both systems pretrained here for --updates on the workspace's iteration-1 units, then probed."""
-    ws = Workspace(args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), clusters=args.clusters,
-                   threads=args.threads).prepare().iteration1_units()
+    ws = (
+        Workspace(
+            args.work_dir,
+            load_corpus(resolve_speech_dir(args.speech_dir)),
+            clusters=args.clusters,
+            threads=args.threads,
+        )
+        .prepare()
+        .iteration1_units()
+    )
     rows = []
     for name in ("fast_hubert", "hubert"):
         tag = f"control_{name}_u{args.updates}_s{args.seed}"
-        run = pretrain(ws.work / "control", tag, SYSTEMS[name], ws.pretrain_data, ws.iteration1_labels,
-                       ITERATION1_LABEL_RATE, args.updates, seed=args.seed, threads=args.threads)
+        run = pretrain(
+            ws.work / "control",
+            tag,
+            SYSTEMS[name],
+            ws.pretrain_data,
+            ws.iteration1_labels,
+            ITERATION1_LABEL_RATE,
+            args.updates,
+            seed=args.seed,
+            threads=args.threads,
+        )
         cer = probe(ws, tag, run.checkpoint, args.probe_updates, threads=args.threads)["cer"]
         rows.append((SYSTEMS[name].title, run.updates, run.masked_accuracy, run.cpu_s, cer))
-    header = (f"Pretrained and probed on: {machine(args.threads)}. Command: `.venv/bin/python "
-              f"benchmarks/stock_control.py cpu --updates {args.updates} --seed {args.seed} --threads {args.threads} "
-              f"--probe-updates {args.probe_updates}`. Both on the iteration-1 (MFCC, {args.clusters} units) labels "
-              "of the benchmark's workspace, from the same seed, with the tiny recipe's defaults.")
+    header = (
+        f"Pretrained and probed on: {machine(args.threads)}. Command: `.venv/bin/python "
+        f"benchmarks/stock_control.py cpu --updates {args.updates} --seed {args.seed} --threads {args.threads} "
+        f"--probe-updates {args.probe_updates}`. Both on the iteration-1 (MFCC, {args.clusters} units) labels "
+        "of the benchmark's workspace, from the same seed, with the tiny recipe's defaults."
+    )
     write_record(args.output, header, rows, baselines(ws, args.probe_updates, args.threads))
 
 
@@ -110,11 +145,20 @@ def probe_gpu_checkpoints(args):
         ckpt = rebuild(args.gpu_out, name, ws.work / "control" / f"{name}.pt")
         recs = log_records(args.gpu_out / "logs" / f"pretrain_{name}.log", "train_inner")
         res = probe(ws, f"control_{name}", str(ckpt), args.probe_updates, threads=1)
-        rows.append((SYSTEMS[name].title, recs[-1]["num_updates"] if recs else "?",
-                     masked_accuracy(recs[-1]) if recs else {}, None, res["cer"]))
+        rows.append(
+            (
+                SYSTEMS[name].title,
+                recs[-1]["num_updates"] if recs else "?",
+                masked_accuracy(recs[-1]) if recs else {},
+                None,
+                res["cer"],
+            )
+        )
     machine = (args.gpu_out / "logs" / "machine.txt").read_text().strip() if (args.gpu_out / "logs").is_dir() else "?"
-    header = (f"Pretrained on: {machine} (`benchmarks/gpu_runs.sh`); probed on the CPU: "
-              f"`python benchmarks/stock_control.py probe GPU_OUT --probe-updates {args.probe_updates}`.")
+    header = (
+        f"Pretrained on: {machine} (`benchmarks/gpu_runs.sh`); probed on the CPU: "
+        f"`python benchmarks/stock_control.py probe GPU_OUT --probe-updates {args.probe_updates}`."
+    )
     write_record(args.output, header, rows, baselines(ws, args.probe_updates, threads=1))
 
 
@@ -126,8 +170,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True)
     cpu = sub.add_parser("cpu", help="train both systems here, then probe them")
-    cpu.add_argument("--updates", type=int, required=True,
-                     help="updates of each run: fast_hubert's updates per iteration at the benchmark's largest budget")
+    cpu.add_argument(
+        "--updates",
+        type=int,
+        required=True,
+        help="updates of each run: fast_hubert's updates per iteration at the benchmark's largest budget",
+    )
     cpu.add_argument("--seed", type=int, default=1)
     cpu.add_argument("--threads", type=int, default=2, help="threads of each run (they run one after the other)")
     cpu.add_argument("--clusters", type=int, default=100, help="k-means units of iteration 1 (as the benchmark)")

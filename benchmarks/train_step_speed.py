@@ -47,6 +47,7 @@ systems keep resident (it includes the gradients, which are freed after each ste
     python benchmarks/train_step_speed.py --output benchmarks/results/train_step_cpu.md
     python benchmarks/train_step_speed.py --device cuda --dtype bf16 --shapes 4x9,8x11,16x9 --largest 9
 """
+
 import argparse
 import ctypes
 import math
@@ -72,14 +73,13 @@ import logging  # noqa: E402
 logging.disable(logging.WARNING)
 
 import fairseq  # noqa: E402
+import soundfile as sf  # noqa: E402
 from fairseq.criterions.hubert_criterion import HubertCriterion  # noqa: E402
 from fairseq.data.dictionary import Dictionary  # noqa: E402
 from fairseq.models.hubert.hubert import HubertConfig, HubertModel  # noqa: E402
 from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig  # noqa: E402
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
-
-import soundfile as sf  # noqa: E402
 
 # The plugin is imported only where a fast_hubert system is built: with --official the process must not
 # import it (the official code registers the same fairseq names as the plugin's official aliases).
@@ -90,16 +90,36 @@ NUM_UNITS = 500
 
 # examples/hubert/config/pretrain/hubert_base_librispeech.yaml (model section)
 STOCK_MODEL = dict(
-    label_rate=LABEL_RATE, skip_masked=False, skip_nomask=False, mask_prob=0.80, extractor_mode="default",
-    conv_feature_layers="[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2", final_dim=256,
-    encoder_layerdrop=0.05, dropout_input=0.1, dropout_features=0.1, dropout=0.1, attention_dropout=0.1,
-    feature_grad_mult=0.1, untie_final_proj=True, activation_dropout=0.0,
+    label_rate=LABEL_RATE,
+    skip_masked=False,
+    skip_nomask=False,
+    mask_prob=0.80,
+    extractor_mode="default",
+    conv_feature_layers="[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2",
+    final_dim=256,
+    encoder_layerdrop=0.05,
+    dropout_input=0.1,
+    dropout_features=0.1,
+    dropout=0.1,
+    attention_dropout=0.1,
+    feature_grad_mult=0.1,
+    untie_final_proj=True,
+    activation_dropout=0.0,
 )
 # config/pretraining/fast_hubert_base_librispeech.yaml (model section)
 FAST_MODEL = dict(
-    label_rate=LABEL_RATE, conv_kernel_sizes="5,5", conv_channels=1024, fbank_encoder_dim=512,
-    mask_prob=0.80, mask_length=10, encoder_layerdrop=0.05, dropout_input=0.1, dropout=0.1,
-    attention_dropout=0.1, activation_dropout=0.0, feature_grad_mult=1.0,
+    label_rate=LABEL_RATE,
+    conv_kernel_sizes="5,5",
+    conv_channels=1024,
+    fbank_encoder_dim=512,
+    mask_prob=0.80,
+    mask_length=10,
+    encoder_layerdrop=0.05,
+    dropout_input=0.1,
+    dropout=0.1,
+    attention_dropout=0.1,
+    activation_dropout=0.0,
+    feature_grad_mult=1.0,
 )
 
 
@@ -107,9 +127,9 @@ FAST_MODEL = dict(
 @dataclass
 class Batch:
     name: str
-    seconds: float          # audio seconds in the batch
-    wave: torch.Tensor      # (B, N) float32: both models take waveforms (fast_hubert computes its fbank)
-    labels: torch.Tensor    # (B, L) int64 dictionary indices at 50 Hz
+    seconds: float  # audio seconds in the batch
+    wave: torch.Tensor  # (B, N) float32: both models take waveforms (fast_hubert computes its fbank)
+    labels: torch.Tensor  # (B, L) int64 dictionary indices at 50 Hz
 
 
 def read_audio(path: Path) -> np.ndarray:
@@ -139,7 +159,7 @@ def make_batch(speech_dir: Path, manifest: str, size: int, seconds: float, seed:
     for i in picked:
         w = audio[i]
         start = int(rng.integers(0, len(w) - n + 1))  # random_crop: true
-        waves.append(w[start:start + n])
+        waves.append(w[start : start + n])
     n_labels = int(math.floor(seconds * LABEL_RATE))
     # Unit ids are random (the loss cost does not depend on their values), mapped like the task does.
     labels = torch.from_numpy(rng.integers(0, NUM_UNITS, size=(size, n_labels))) + dictionary.nspecial
@@ -155,6 +175,7 @@ def unit_dictionary() -> Dictionary:
 
 class DummyTask:
     """FairseqCriterion.__init__ only reads task.target_dictionary."""
+
     target_dictionary = None
 
 
@@ -184,8 +205,19 @@ def keep_padding_mask(model) -> None:
     model.forward_features = MethodType(forward_features, model)
 
 
-def sdpa_attention_forward(self, query, key, value, key_padding_mask=None, incremental_state=None, need_weights=False,
-                           static_kv=False, attn_mask=None, before_softmax=False, need_head_weights=False):
+def sdpa_attention_forward(
+    self,
+    query,
+    key,
+    value,
+    key_padding_mask=None,
+    incremental_state=None,
+    need_weights=False,
+    static_kv=False,
+    attn_mask=None,
+    before_softmax=False,
+    need_head_weights=False,
+):
     """Self-attention with one packed QKV GEMM and F.scaled_dot_product_attention on (B, H, T, D).
 
     Same parameters as fairseq's MultiheadAttention (q/k/v/out_proj), same maths and dropout."""
@@ -261,8 +293,13 @@ def mask_float32_copy(model: HubertModel) -> None:
     model.apply_mask = MethodType(apply_mask, model)
 
 
-def stock_system(dictionary: Dictionary, name="stock", optimizer="adam", group="main",
-                 what="fairseq `hubert` Base (waveform CNN, cosine logits on masked + unmasked frames), fairseq's adam") -> System:
+def stock_system(
+    dictionary: Dictionary,
+    name="stock",
+    optimizer="adam",
+    group="main",
+    what="fairseq `hubert` Base (waveform CNN, cosine logits on masked + unmasked frames), fairseq's adam",
+) -> System:
     cfg = HubertConfig(**STOCK_MODEL)
     task_cfg = HubertPretrainingConfig(data="-", sample_rate=SAMPLE_RATE, label_rate=LABEL_RATE, labels=["km"])
     model = HubertModel(cfg, task_cfg, [dictionary])
@@ -270,16 +307,30 @@ def stock_system(dictionary: Dictionary, name="stock", optimizer="adam", group="
     crit = HubertCriterion(DummyTask(), pred_masked_weight=1.0, pred_nomask_weight=0.0, loss_weights=[10.0])
 
     def sample(b: Batch):
-        return {"id": torch.arange(b.wave.size(0)),
-                "net_input": {"source": b.wave, "padding_mask": torch.zeros(b.wave.shape, dtype=torch.bool)},
-                "target_list": [b.labels]}
+        return {
+            "id": torch.arange(b.wave.size(0)),
+            "net_input": {"source": b.wave, "padding_mask": torch.zeros(b.wave.shape, dtype=torch.bool)},
+            "target_list": [b.labels],
+        }
 
     return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
 
 
-def fast_system(dictionary: Dictionary, name: str, what: str, ils: bool = False, unmasked=False, padmask=False,
-                seqmult=None, sdpa=False, no_wnorm=False, group="ablation", optimizer="torch_adamw",
-                cudnn_posconv=False, compile_layers=False) -> System:
+def fast_system(
+    dictionary: Dictionary,
+    name: str,
+    what: str,
+    ils: bool = False,
+    unmasked=False,
+    padmask=False,
+    seqmult=None,
+    sdpa=False,
+    no_wnorm=False,
+    group="ablation",
+    optimizer="torch_adamw",
+    cudnn_posconv=False,
+    compile_layers=False,
+) -> System:
     from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
     from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel
 
@@ -302,10 +353,15 @@ def fast_system(dictionary: Dictionary, name: str, what: str, ils: bool = False,
     wrapped = ForceUnmaskedLogits(model) if unmasked else model
 
     def sample(b: Batch):  # waveforms: the fbank is computed inside the step, as in training
-        return {"id": torch.arange(b.wave.size(0)),
-                "net_input": {"source": b.wave, "padding_mask": None,
-                              "rng_keys": torch.arange(b.wave.size(0), dtype=torch.long)},
-                "target_list": [b.labels]}
+        return {
+            "id": torch.arange(b.wave.size(0)),
+            "net_input": {
+                "source": b.wave,
+                "padding_mask": None,
+                "rng_keys": torch.arange(b.wave.size(0), dtype=torch.long),
+            },
+            "target_list": [b.labels],
+        }
 
     s = System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
     s.call_model = wrapped
@@ -313,15 +369,18 @@ def fast_system(dictionary: Dictionary, name: str, what: str, ils: bool = False,
 
 
 # The official code's model section (config/pretrain/fasthubert_base_lirbispeech.yaml): HuBERT's, plus the subsampler.
-OFFICIAL_MODEL = dict(STOCK_MODEL, conv_kernel_sizes="5,5", conv_channels=1024, fbank_encoder_dim=512,
-                      input_feat_per_channel=80)
+OFFICIAL_MODEL = dict(
+    STOCK_MODEL, conv_kernel_sizes="5,5", conv_channels=1024, fbank_encoder_dim=512, input_feat_per_channel=80
+)
 
 
 def load_kaldi_fbank():
     """The plugin's fbank module loaded by file (it imports only torch and numpy), without the package."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("kaldi_fbank", REPO / "fast_hubert_plugin" / "features" / "kaldi_fbank.py")
+    spec = importlib.util.spec_from_file_location(
+        "kaldi_fbank", REPO / "fast_hubert_plugin" / "features" / "kaldi_fbank.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -348,43 +407,77 @@ def official_system(dictionary: Dictionary, official_dir: Path, name: str, ils: 
     def sample(b: Batch):
         with torch.no_grad():
             feats = fbank(b.wave)
-        return {"id": torch.arange(b.wave.size(0)),
-                "net_input": {"source": feats, "padding_mask": torch.zeros(feats.shape[:2], dtype=torch.bool)},
-                "target_list": [b.labels]}
+        return {
+            "id": torch.arange(b.wave.size(0)),
+            "net_input": {"source": feats, "padding_mask": torch.zeros(feats.shape[:2], dtype=torch.bool)},
+            "target_list": [b.labels],
+        }
 
-    what = "official Fast-HuBERT code" + (" + ILS (blocks 4, 12)" if ils else "") + ", fairseq's adam, fbank precomputed"
+    what = (
+        "official Fast-HuBERT code" + (" + ILS (blocks 4, 12)" if ils else "") + ", fairseq's adam, fbank precomputed"
+    )
     return System(name, what, model, crit, sample, optimizer_name="adam", group="main")
 
 
-def build_systems(dictionary, with_ablations: bool, with_levers: bool, official_dir: Optional[Path] = None,
-                  with_compile: bool = False) -> List[System]:
+def build_systems(
+    dictionary, with_ablations: bool, with_levers: bool, official_dir: Optional[Path] = None, with_compile: bool = False
+) -> List[System]:
     if official_dir is not None:
-        return [stock_system(dictionary), official_system(dictionary, official_dir, "official", ils=False),
-                official_system(dictionary, official_dir, "official_ils", ils=True)]
+        return [
+            stock_system(dictionary),
+            official_system(dictionary, official_dir, "official", ils=False),
+            official_system(dictionary, official_dir, "official_ils", ils=True),
+        ]
     systems = [
         stock_system(dictionary),
-        fast_system(dictionary, "fast", "fast_hubert Base as the package is (fbank on the device inside the step)",
-                    group="main"),
+        fast_system(
+            dictionary, "fast", "fast_hubert Base as the package is (fbank on the device inside the step)", group="main"
+        ),
         fast_system(dictionary, "fast_ils", "fast_hubert Base + ILS ([4] + last)", ils=True, group="main"),
     ]
     if with_levers:
         systems += [
-            stock_system(dictionary, "stock +torch_adamw", "torch_adamw", "lever",
-                         "stock HuBERT with fast_hubert's optimizer (torch_adamw, fused on CUDA)"),
-            fast_system(dictionary, "fast fairseq-adam", "fast with fairseq's adam (Python loop over parameters)",
-                        optimizer="adam", group="lever"),
-            fast_system(dictionary, "fast cudnn-posconv", "fast with fairseq's pos_conv (cuDNN grouped convolution)",
-                        cudnn_posconv=True, group="lever"),
+            stock_system(
+                dictionary,
+                "stock +torch_adamw",
+                "torch_adamw",
+                "lever",
+                "stock HuBERT with fast_hubert's optimizer (torch_adamw, fused on CUDA)",
+            ),
+            fast_system(
+                dictionary,
+                "fast fairseq-adam",
+                "fast with fairseq's adam (Python loop over parameters)",
+                optimizer="adam",
+                group="lever",
+            ),
+            fast_system(
+                dictionary,
+                "fast cudnn-posconv",
+                "fast with fairseq's pos_conv (cuDNN grouped convolution)",
+                cudnn_posconv=True,
+                group="lever",
+            ),
         ]
     if with_compile:
-        systems.append(fast_system(dictionary, "fast +compile", "fast with torch.compile(dynamic=True) of each block",
-                                   compile_layers=True, group="lever"))
+        systems.append(
+            fast_system(
+                dictionary,
+                "fast +compile",
+                "fast with torch.compile(dynamic=True) of each block",
+                compile_layers=True,
+                group="lever",
+            )
+        )
     if with_ablations:
         systems += [
             fast_system(dictionary, "fast +unmasked", "(a) + logits/CE of unmasked frames (weight 0)", unmasked=True),
-            fast_system(dictionary, "fast +padmask", "(b) + all-false padding mask through the Transformer", padmask=True),
-            fast_system(dictionary, "fast +official", "(a) + (b): the official code's extra work", unmasked=True,
-                        padmask=True),
+            fast_system(
+                dictionary, "fast +padmask", "(b) + all-false padding mask through the Transformer", padmask=True
+            ),
+            fast_system(
+                dictionary, "fast +official", "(a) + (b): the official code's extra work", unmasked=True, padmask=True
+            ),
             fast_system(dictionary, "fast_ils +official", "ILS + (a) + (b)", ils=True, unmasked=True, padmask=True),
             fast_system(dictionary, "fast -seqmult", "required_seq_len_multiple=1 (no pad to even length)", seqmult=1),
             fast_system(dictionary, "fast +sdpa", "packed QKV + F.scaled_dot_product_attention", sdpa=True),
@@ -505,14 +598,18 @@ def run_shape(systems: List[System], batch: Batch, repeats: int, warmup: int, de
                 s.times.append(dt)
             if r < 0 or device.type == "cuda" or warmup == 0:
                 s.mems.append(peak)
-            log(f"  {batch.name} {'warmup' if r < 0 else f'repeat {r + 1}/{repeats}'} {s.name:<20} {dt:7.2f} s "
+            log(
+                f"  {batch.name} {'warmup' if r < 0 else f'repeat {r + 1}/{repeats}'} {s.name:<20} {dt:7.2f} s "
                 f"({batch.seconds / dt:6.1f} audio-s/s)"
                 + (f" peak +{peak / 2**20:,.0f} MiB" if (r < 0 or device.type == "cuda" or warmup == 0) else "")
-                + f"  load {os.getloadavg()[0]:.2f}")
+                + f"  load {os.getloadavg()[0]:.2f}"
+            )
 
 
 def profile(system: System, batch: Batch, device, dtype, rows: int) -> str:
-    from torch.profiler import ProfilerActivity, profile as tprofile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
     sample = to_device(system.make_sample(batch), device)
     system.model._ld_seed = 1
     train_step(system, sample, device, dtype)
@@ -531,10 +628,12 @@ def machine_lines(device) -> List[str]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    lines = [f"- CPU: {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}, "
-             f"capability {torch.backends.cpu.get_cpu_capability()}; {platform.system()} {platform.machine()}",
-             f"- Python {platform.python_version()}, torch {torch.__version__}, fairseq {fairseq.__version__}, "
-             f"numpy {np.__version__}"]
+    lines = [
+        f"- CPU: {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}, "
+        f"capability {torch.backends.cpu.get_cpu_capability()}; {platform.system()} {platform.machine()}",
+        f"- Python {platform.python_version()}, torch {torch.__version__}, fairseq {fairseq.__version__}, "
+        f"numpy {np.__version__}",
+    ]
     if device.type == "cuda":
         lines.append(f"- GPU: {torch.cuda.get_device_name(device)}")
     return lines
@@ -549,17 +648,21 @@ def table(systems: List[System], batch: Batch, group: Optional[str]) -> List[str
     stock = next(s for s in systems if s.name == "stock")
     stock_med, stock_min = statistics.median(stock.times), min(stock.times)
     stock_mem = max(stock.mems)
-    out = ["| system | what | step median (s) | step min (s) | step max (s) | audio-s/s (median) | vs stock (median) | "
-           "vs stock (min) | peak step memory (MiB) | memory vs stock | params (M) |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| system | what | step median (s) | step min (s) | step max (s) | audio-s/s (median) | vs stock (median) | "
+        "vs stock (min) | peak step memory (MiB) | memory vs stock | params (M) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in systems:
         if group is not None and s.group != group and s.name != "stock":
             continue
         med, mn, mx = statistics.median(s.times), min(s.times), max(s.times)
         params = sum(p.numel() for p in s.model.parameters()) / 1e6
         mem_ratio = max(s.mems) / stock_mem if stock_mem > 0 else float("nan")
-        out.append(f"| {s.name} | {s.what} | {med:.4f} | {mn:.4f} | {mx:.4f} | {batch.seconds / med:,.0f} | "
-                   f"{stock_med / med:.2f}x | {stock_min / mn:.2f}x | {fmt_mem(s.mems)} | {mem_ratio:.2f} | {params:.1f} |")
+        out.append(
+            f"| {s.name} | {s.what} | {med:.4f} | {mn:.4f} | {mx:.4f} | {batch.seconds / med:,.0f} | "
+            f"{stock_med / med:.2f}x | {stock_min / mn:.2f}x | {fmt_mem(s.mems)} | {mem_ratio:.2f} | {params:.1f} |"
+        )
     return out
 
 
@@ -601,26 +704,41 @@ def largest_batch(s: System, make, device, dtype, log, limit: int = 4096) -> int
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech")))
+    p.add_argument(
+        "--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech"))
+    )
     p.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
-    p.add_argument("--shapes", default=None,
-                   help="comma-separated BATCHxSECONDS; ablation rows run on the first shape only "
-                        "(default: 4x9 on CPU, where stock HuBERT on 8x15.6 s needs ~25 GB; 4x9,8x15.6 on CUDA)")
+    p.add_argument(
+        "--shapes",
+        default=None,
+        help="comma-separated BATCHxSECONDS; ablation rows run on the first shape only "
+        "(default: 4x9 on CPU, where stock HuBERT on 8x15.6 s needs ~25 GB; 4x9,8x15.6 on CUDA)",
+    )
     p.add_argument("--repeats", default="3", help="measured repeats per shape (comma-separated, last one reused)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--no-ablations", action="store_true", help="leave out the CPU-era ablation rows")
     p.add_argument("--no-levers", action="store_true", help="leave out the lever rows (stock +torch_adamw, ...)")
-    p.add_argument("--largest", type=float, default=None,
-                   help="also find and time each main system's largest batch of utterances this many seconds long")
+    p.add_argument(
+        "--largest",
+        type=float,
+        default=None,
+        help="also find and time each main system's largest batch of utterances this many seconds long",
+    )
     p.add_argument("--memory-cap-gb", type=float, default=80.0, help="GPU memory allowed for --largest (CUDA only)")
-    p.add_argument("--official", type=Path, default=None,
-                   help="a folder holding the official Fast-HuBERT code as the package fasthubert_official: time it "
-                        "(and its ILS variant) against stock HuBERT instead of the plugin")
+    p.add_argument(
+        "--official",
+        type=Path,
+        default=None,
+        help="a folder holding the official Fast-HuBERT code as the package fasthubert_official: time it "
+        "(and its ILS variant) against stock HuBERT instead of the plugin",
+    )
     p.add_argument("--compile", action="store_true", help="add the lever row fast +compile")
     p.add_argument("--largest-limit", type=int, default=4096, help="stop the --largest search at this many utterances")
     p.add_argument("--only", default=None, help="comma-separated system names to run (stock is always run)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype (fp16: with GradScaler)")
+    p.add_argument(
+        "--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype (fp16: with GradScaler)"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--profile", default=None, help="print torch.profiler top ops of this system (first shape) and exit")
     p.add_argument("--profile-rows", type=int, default=30)
@@ -641,9 +759,13 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     dictionary = unit_dictionary()
     official = args.official.resolve() if args.official else None
-    systems = build_systems(dictionary, with_ablations=not args.no_ablations and official is None,
-                            with_levers=not args.no_levers and official is None, official_dir=official,
-                            with_compile=args.compile)
+    systems = build_systems(
+        dictionary,
+        with_ablations=not args.no_ablations and official is None,
+        with_levers=not args.no_levers and official is None,
+        official_dir=official,
+        with_compile=args.compile,
+    )
     if args.only:
         keep = {n.strip() for n in args.only.split(",")} | {"stock"}
         systems = [s for s in systems if s.name in keep]
@@ -661,7 +783,9 @@ def main(argv=None):
         shapes.append((int(size), float(sec.rstrip("s"))))
     repeats = [int(r) for r in args.repeats.split(",")]
     speech_dir = Path(args.speech_dir)
-    batches = [make_batch(speech_dir, args.manifest, n, sec, args.seed + i, dictionary) for i, (n, sec) in enumerate(shapes)]
+    batches = [
+        make_batch(speech_dir, args.manifest, n, sec, args.seed + i, dictionary) for i, (n, sec) in enumerate(shapes)
+    ]
 
     if args.profile:
         s = next(s for s in systems if s.name == args.profile)
@@ -686,8 +810,14 @@ def main(argv=None):
             cap = args.memory_cap_gb * 2**30 / torch.cuda.get_device_properties(device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(cap, 1.0), torch.cuda.current_device())
         for s in [s for s in systems if s.group == "main"]:
-            n = largest_batch(s, lambda k: make_batch(speech_dir, args.manifest, k, args.largest, args.seed, dictionary),
-                              device, dtype, log, args.largest_limit)
+            n = largest_batch(
+                s,
+                lambda k: make_batch(speech_dir, args.manifest, k, args.largest, args.seed, dictionary),
+                device,
+                dtype,
+                log,
+                args.largest_limit,
+            )
             while True:  # the search's allocations can leave memory fragmented: step down 5 % until it runs
                 big = make_batch(speech_dir, args.manifest, n, args.largest, args.seed, dictionary)
                 try:
@@ -701,35 +831,63 @@ def main(argv=None):
                     log(f"  largest {s.name}: {n} did not fit when timed, trying {int(n * 0.95)}")
                     n = int(n * 0.95)
             med = statistics.median(s.times)
-            largest_rows.append(f"| {s.name} | {n} x {args.largest:g} s = {big.seconds:,.0f} s | {med:.3f} | "
-                                f"{big.seconds / med:,.0f} | {fmt_mem(s.mems)} |")
+            largest_rows.append(
+                f"| {s.name} | {n} x {args.largest:g} s = {big.seconds:,.0f} s | {med:.3f} | "
+                f"{big.seconds / med:,.0f} | {fmt_mem(s.mems)} |"
+            )
     load_after = os.getloadavg()
     total = time.perf_counter() - t_start
 
     cmd = "python benchmarks/train_step_speed.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
-    out = ["# Training-step speed: fairseq HuBERT Base vs fast_hubert Base", "",
-           f"Reproduce: `{cmd.strip()}`", "",
-           *machine_lines(device),
-           f"- device {device.type}, dtype {args.dtype} ({'autocast' if dtype != torch.float32 else 'no autocast'})",
-           f"- load average (1/5/15 min) before: {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, "
-           f"after: {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}; measured part took {total / 60:.1f} min",
-           f"- speech: `{args.manifest}`, utterances cropped to the same length (no padding), random unit labels "
-           f"(500 units, 50 Hz)", ""]
+    out = [
+        "# Training-step speed: fairseq HuBERT Base vs fast_hubert Base",
+        "",
+        f"Reproduce: `{cmd.strip()}`",
+        "",
+        *machine_lines(device),
+        f"- device {device.type}, dtype {args.dtype} ({'autocast' if dtype != torch.float32 else 'no autocast'})",
+        f"- load average (1/5/15 min) before: {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, "
+        f"after: {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}; measured part took {total / 60:.1f} min",
+        f"- speech: `{args.manifest}`, utterances cropped to the same length (no padding), random unit labels "
+        f"(500 units, 50 Hz)",
+        "",
+    ]
     for batch, subset, rows in results:
         n = len(subset[0].times)
-        out += [f"## Batch {batch.name} = {batch.seconds:.1f} s of audio ({n} measured repeats per system, interleaved)",
-                "", "Both models take the waveform batch: fast_hubert's Kaldi fbank is computed on the device inside "
-                "its step, as stock HuBERT's CNN front-end is inside its own.", "", *rows, ""]
+        out += [
+            f"## Batch {batch.name} = {batch.seconds:.1f} s of audio ({n} measured repeats per system, interleaved)",
+            "",
+            "Both models take the waveform batch: fast_hubert's Kaldi fbank is computed on the device inside "
+            "its step, as stock HuBERT's CNN front-end is inside its own.",
+            "",
+            *rows,
+            "",
+        ]
     if largest_rows:
         cap = f"{args.memory_cap_gb:g} GiB" if device.type == "cuda" else "the machine's memory"
-        out += [f"## Largest batch within {cap} ({args.largest:g} s utterances; 3 measured repeats)", "",
-                "| system | batch | step median (s) | audio-s/s | peak step memory (MiB) |", "|---|---|---:|---:|---:|",
-                *largest_rows, ""]
-    out += ["Step = forward + loss + backward + clip_grad_norm(10) + optimizer step + zero_grad, train mode, recipe "
-            "dropouts and layerdrop 0.05 (same layerdrop draws for every system at a given repeat). "
-            "`vs stock (median)` = stock median step time / system median step time; `(min)` the same with minima. "
-            "Peak step memory: see the module docstring (CPU: peak RSS increase over the RSS before the step).", "",
-            "<details><summary>log</summary>", "", "```", *log_lines, "```", "", "</details>", ""]
+        out += [
+            f"## Largest batch within {cap} ({args.largest:g} s utterances; 3 measured repeats)",
+            "",
+            "| system | batch | step median (s) | audio-s/s | peak step memory (MiB) |",
+            "|---|---|---:|---:|---:|",
+            *largest_rows,
+            "",
+        ]
+    out += [
+        "Step = forward + loss + backward + clip_grad_norm(10) + optimizer step + zero_grad, train mode, recipe "
+        "dropouts and layerdrop 0.05 (same layerdrop draws for every system at a given repeat). "
+        "`vs stock (median)` = stock median step time / system median step time; `(min)` the same with minima. "
+        "Peak step memory: see the module docstring (CPU: peak RSS increase over the RSS before the step).",
+        "",
+        "<details><summary>log</summary>",
+        "",
+        "```",
+        *log_lines,
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text("\n".join(out), encoding="utf-8")

@@ -6,6 +6,7 @@ Importing this package (fairseq does it for ``common.user_dir``) registers the t
 fairseq's copy onto ``checkpoint_last.pt`` atomic (a job killed while saving can resume). The root
 logger stays as it was (fairseq's import would set it to DEBUG).
 """
+
 from .utils.root_logger import root_logger_kept
 
 with root_logger_kept():  # fairseq's import would set the root logger to DEBUG (utils/root_logger.py)

@@ -1,21 +1,45 @@
 """Shared fixtures: the real speech committed under tests/data/speech (see tests/data/README.md),
 turned into fairseq manifests in a temporary folder. A skipped test fails the run: every test has
 its data in the repository, so a skip can only hide a test that did not run (tests/skip_guard.py)."""
+
 import csv
-import shutil
-import subprocess
 import os
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from skip_guard import pytest_sessionfinish  # noqa: F401  (a skipped test fails the run)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SPEECH_DIR = REPO / "tests" / "data" / "speech"
+
+# The end-to-end tier (`make test` runs everything, `make test-fast` leaves these out): tests that train
+# with fairseq-hydra-train, through one of these fixtures or in these modules.
+TRAINING_FIXTURES = {"pretrained_tiny", "pretrained", "finetuned", "pretraining_data"}
+END_TO_END_MODULES = {
+    "test_benchmarks",
+    "test_recipe",
+    "test_interruptions",
+    "test_distributed",
+    "test_clustering_e2e",
+    "test_export",
+    "test_pretraining_cli",
+    "test_corpus_download",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: trains or runs the CLIs end to end (left out by make test-fast)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in END_TO_END_MODULES or TRAINING_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)
 
 
 def read_corpus_tsv(name: str):
@@ -54,7 +78,10 @@ def run_hydra_train(config_dir: Path, config_name: str, run_dir: Path, overrides
 
     cmd = [
         str(Path(sys.executable).parent / "fairseq-hydra-train"),
-        "--config-dir", str(config_dir), "--config-name", config_name,
+        "--config-dir",
+        str(config_dir),
+        "--config-name",
+        config_name,
         f"common.user_dir={REPO / 'fast_hubert_plugin'}",
         f"hydra.run.dir={run_dir}",
         *overrides,
@@ -62,7 +89,9 @@ def run_hydra_train(config_dir: Path, config_name: str, run_dir: Path, overrides
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=run_dir.parent)
     if proc.returncode != 0:
-        raise AssertionError(f"fairseq-hydra-train failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"fairseq-hydra-train failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -79,9 +108,9 @@ def pretraining_data(small_manifests):
     import faiss
     import numpy as np
 
+    from fast_hubert_plugin.data.cmvn_stats import compute_cmvn
     from fast_hubert_plugin.data.manifest import read_manifest
     from fast_hubert_plugin.features import compute_fbank, read_audio
-    from fast_hubert_plugin.data.cmvn_stats import compute_cmvn
 
     d = small_manifests
     cmvn = compute_cmvn(d / "train.tsv", progress=False)
@@ -108,10 +137,19 @@ def pretrained_tiny(pretraining_data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("pretrain") / "run"
     run_dir.mkdir()
     proc = run_hydra_train(
-        REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", run_dir,
-        [f"task.data={pretraining_data}", f"task.label_dir={pretraining_data}", "model.label_rate=50",
-         "optimization.max_update=60", "common.log_interval=5", "checkpoint.save_interval_updates=30",
-         "dataset.validate_interval_updates=30", "dataset.validate_interval=1000"],
+        REPO / "config" / "pretraining",
+        "fast_hubert_tiny_cpu",
+        run_dir,
+        [
+            f"task.data={pretraining_data}",
+            f"task.label_dir={pretraining_data}",
+            "model.label_rate=50",
+            "optimization.max_update=60",
+            "common.log_interval=5",
+            "checkpoint.save_interval_updates=30",
+            "dataset.validate_interval_updates=30",
+            "dataset.validate_interval=1000",
+        ],
     )
     return run_dir, proc.stdout + proc.stderr
 
@@ -148,10 +186,18 @@ def pretrained(pretraining_data, tmp_path_factory):
     """The tiny CPU pretraining config run for 4 updates: a real fast_hubert checkpoint, quickly."""
     run_dir = tmp_path_factory.mktemp("pretrain_ft") / "run"
     run_dir.mkdir()
-    run_hydra_train(REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", run_dir, [
-        f"task.data={pretraining_data}", f"task.label_dir={pretraining_data}", "model.label_rate=50",
-        "optimization.max_update=4", *AT_END_ONLY,
-    ])
+    run_hydra_train(
+        REPO / "config" / "pretraining",
+        "fast_hubert_tiny_cpu",
+        run_dir,
+        [
+            f"task.data={pretraining_data}",
+            f"task.label_dir={pretraining_data}",
+            "model.label_rate=50",
+            "optimization.max_update=4",
+            *AT_END_ONLY,
+        ],
+    )
     return run_dir / "checkpoints" / "checkpoint_last.pt"
 
 
@@ -164,26 +210,57 @@ def finetuned(pretrained, speech_root, tmp_path_factory):
     train = read_corpus_tsv("so762_train.tsv")[:20]
     dev = read_corpus_tsv("so762_dev.tsv")[:8]
     data = work / "data"
-    cli("fast-hubert-prepare-ctc", write_input_tsv(work / "in" / "train.tsv", train, speech_root),
-        "--split", "train", "--output-dir", data, "--quiet")
+    cli(
+        "fast-hubert-prepare-ctc",
+        write_input_tsv(work / "in" / "train.tsv", train, speech_root),
+        "--split",
+        "train",
+        "--output-dir",
+        data,
+        "--quiet",
+    )
     from fast_hubert_plugin.finetuning import prepare
 
-    prepare.main([str(write_input_tsv(work / "in" / "valid.tsv", dev, speech_root)), "--split", "valid",
-                  "--output-dir", str(data), "--quiet"])
+    prepare.main(
+        [
+            str(write_input_tsv(work / "in" / "valid.tsv", dev, speech_root)),
+            "--split",
+            "valid",
+            "--output-dir",
+            str(data),
+            "--quiet",
+        ]
+    )
     pre = work / "pretrained.pt"
     shutil.copy(pretrained, pre)
     run_dir = work / "run"
     run_dir.mkdir()
-    proc = run_hydra_train(REPO / "config" / "finetuning", "tiny_cpu", run_dir, [
-        f"task.data={data}", f"task.label_dir={data}", f"model.w2v_path={pre}",
-        "optimization.max_update=6", "model.freeze_finetune_updates=3", "common.log_interval=1", *AT_END_ONLY,
-    ])
+    proc = run_hydra_train(
+        REPO / "config" / "finetuning",
+        "tiny_cpu",
+        run_dir,
+        [
+            f"task.data={data}",
+            f"task.label_dir={data}",
+            f"model.w2v_path={pre}",
+            "optimization.max_update=6",
+            "model.freeze_finetune_updates=3",
+            "common.log_interval=1",
+            *AT_END_ONLY,
+        ],
+    )
     import torch
 
     pretrained_state = torch.load(pre, map_location="cpu")["model"]
     pre.unlink()
-    return {"data": data, "run": run_dir, "ckpt": run_dir / "checkpoints" / "checkpoint_last.pt",
-            "log": proc.stdout + proc.stderr, "pretrained_state": pretrained_state, "dev": dev}
+    return {
+        "data": data,
+        "run": run_dir,
+        "ckpt": run_dir / "checkpoints" / "checkpoint_last.pt",
+        "log": proc.stdout + proc.stderr,
+        "pretrained_state": pretrained_state,
+        "dev": dev,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -197,9 +274,17 @@ def tiny_hubert_checkpoint(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_hubert")
     (d / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(10)))
     task_cfg = HubertPretrainingConfig(data=str(d), label_dir=str(d), labels=["km"], label_rate=50.0, normalize=True)
-    model_cfg = HubertConfig(label_rate=50.0, encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=128,
-                             encoder_attention_heads=2, final_dim=32, conv_pos=16, conv_pos_groups=4,
-                             conv_feature_layers="[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2")
+    model_cfg = HubertConfig(
+        label_rate=50.0,
+        encoder_layers=2,
+        encoder_embed_dim=64,
+        encoder_ffn_embed_dim=128,
+        encoder_attention_heads=2,
+        final_dim=32,
+        conv_pos=16,
+        conv_pos_groups=4,
+        conv_feature_layers="[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2",
+    )
     dictionary = Dictionary.load(str(d / "dict.km.txt"))
     torch.manual_seed(0)
     model = HubertModel(model_cfg, task_cfg, [dictionary])
@@ -214,9 +299,22 @@ def save_fairseq_checkpoint(path, model, task_name, task_cfg, model_name, model_
     def section(cfg, name):
         return dict(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True), _name=name)
 
-    torch.save({"cfg": {"task": section(task_cfg, task_name), "model": section(model_cfg, model_name)},
-                "model": model.state_dict(), "args": None, "last_optimizer_state": None,
-                "optimizer_history": [{"criterion_name": model_name, "optimizer_name": "FairseqAdam",
-                                       "lr_scheduler_state": {"best": None}, "num_updates": 0}],
-                "extra_state": {"train_iterator": {"epoch": 1}}}, path)
+    torch.save(
+        {
+            "cfg": {"task": section(task_cfg, task_name), "model": section(model_cfg, model_name)},
+            "model": model.state_dict(),
+            "args": None,
+            "last_optimizer_state": None,
+            "optimizer_history": [
+                {
+                    "criterion_name": model_name,
+                    "optimizer_name": "FairseqAdam",
+                    "lr_scheduler_state": {"best": None},
+                    "num_updates": 0,
+                }
+            ],
+            "extra_state": {"train_iterator": {"epoch": 1}},
+        },
+        path,
+    )
     return path

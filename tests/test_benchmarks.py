@@ -1,5 +1,6 @@
 """The quality benchmarks run end to end on the committed speech at a tiny budget (their numbers live
 in benchmarks/results; here: that every stage runs, the budget arithmetic, and what the record says)."""
+
 import json
 import math
 import subprocess
@@ -18,10 +19,33 @@ import quality_vs_compute  # noqa: E402
 def quality_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("qvc")
     out = tmp / "record.md"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "quality_vs_compute.py"), "--speech-dir", str(SPEECH_DIR),
-           "--work-dir", str(tmp / "work"), "--output", str(out), "--systems", "fast_hubert", "--budgets", "0.05",
-           "--seeds", "1", "--probe-updates", "3", "--clusters", "8", "--calibration-updates", "1", "11",
-           "--overrides", "model.mask_prob=0.5", "--recipe-name", "m05"]
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "quality_vs_compute.py"),
+        "--speech-dir",
+        str(SPEECH_DIR),
+        "--work-dir",
+        str(tmp / "work"),
+        "--output",
+        str(out),
+        "--systems",
+        "fast_hubert",
+        "--budgets",
+        "0.05",
+        "--seeds",
+        "1",
+        "--probe-updates",
+        "3",
+        "--clusters",
+        "8",
+        "--calibration-updates",
+        "1",
+        "11",
+        "--overrides",
+        "model.mask_prob=0.5",
+        "--recipe-name",
+        "m05",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return tmp, out
@@ -37,7 +61,7 @@ def test_quality_vs_compute_record_plot_and_budget(quality_run):
     assert "Not assessed" in record  # targets need stock HuBERT, which this run left out
     assert "with `model.mask_prob=0.5` for fast_hubert and fast_hubert + ILS" in record
     for iteration in (1, 2):  # the overrides reach both iterations' training
-        overrides = (tmp / "work" / "runs" / f"fast_hubert_m05_b0.05_s1_it{iteration}" / ".hydra" / "overrides.yaml")
+        overrides = tmp / "work" / "runs" / f"fast_hubert_m05_b0.05_s1_it{iteration}" / ".hydra" / "overrides.yaml"
         assert "model.mask_prob=0.5" in overrides.read_text()
     assert (out.parent / "quality_vs_compute.png").stat().st_size > 10_000
     data = json.loads(out.with_suffix(".json").read_text())
@@ -59,17 +83,44 @@ def test_recipe_sweep_trains_each_candidate_for_the_budget_and_names_runs_as_the
 
     tmp, _ = quality_run
     out = tmp / "sweep.md"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_sweep.py"), "--speech-dir", str(SPEECH_DIR),
-                           "--work-dir", str(tmp / "work"), "--output", str(out), "--budget", "0.025",
-                           "--candidates", "batch18s", "--iteration2-candidates", "L4_K100", "--probe-updates", "3",
-                           "--clusters", "8", "--calibration-updates", "1", "11"],
-                          capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "recipe_sweep.py"),
+            "--speech-dir",
+            str(SPEECH_DIR),
+            "--work-dir",
+            str(tmp / "work"),
+            "--output",
+            str(out),
+            "--budget",
+            "0.025",
+            "--candidates",
+            "batch18s",
+            "--iteration2-candidates",
+            "L4_K100",
+            "--probe-updates",
+            "3",
+            "--clusters",
+            "8",
+            "--calibration-updates",
+            "1",
+            "11",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record, data = out.read_text(), json.loads(out.with_suffix(".json").read_text())
     assert "| batch18s | `dataset.max_tokens=1800` |" in record and "Best: **" in record
     assert "pretraining seed 2" in record and "probe seed 2" in record  # the replicates of the default
     assert {(r["candidate"], r["seed"], r["probe_seed"]) for r in data["rows"]} == {
-        ("default", 1, 1), ("batch18s", 1, 1), ("default", 2, 1), ("default", 1, 2)}  # default always runs
+        ("default", 1, 1),
+        ("batch18s", 1, 1),
+        ("default", 2, 1),
+        ("default", 1, 2),
+    }  # default always runs
     for r in data["rows"]:
         assert r["updates"] == max(1, round(0.025 * 60 / data["costs"][r["candidate"]]))
     # each candidate's iteration 1 carries the name quality_vs_compute.py gives it at twice the budget
@@ -85,16 +136,40 @@ def test_recipe_sweep_trains_each_candidate_for_the_budget_and_names_runs_as_the
     assert "| L4_K100 | 4 | 100 |" in record and "## Iteration 2" in record
     units = json.loads((tmp / "work" / ".done" / "fast_hubert_b0.05_s1_L4_K100_it2_units").read_text())
     assert units["params"]["layer"] == 4 and units["params"]["checkpoint"].endswith(
-        "fast_hubert_b0.05_s1_it1/checkpoints/checkpoint_last.pt")
+        "fast_hubert_b0.05_s1_it1/checkpoints/checkpoint_last.pt"
+    )
     assert (runs / "fast_hubert_b0.05_s1_L4_K100_it2").is_dir()
     assert len(set((tmp / "work" / "labels" / "fast_hubert_b0.05_s1_L4_K100_it2" / "train.km").read_text().split())) > 8
 
     # a second invocation that runs no iteration-2 candidate keeps the first one's rows, marked as earlier
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_sweep.py"), "--speech-dir", str(SPEECH_DIR),
-                           "--work-dir", str(tmp / "work"), "--output", str(out), "--budget", "0.025",
-                           "--candidates", "default", "--iteration2-candidates", "--no-replicates",
-                           "--probe-updates", "3", "--clusters", "8", "--calibration-updates", "1", "11"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "recipe_sweep.py"),
+            "--speech-dir",
+            str(SPEECH_DIR),
+            "--work-dir",
+            str(tmp / "work"),
+            "--output",
+            str(out),
+            "--budget",
+            "0.025",
+            "--candidates",
+            "default",
+            "--iteration2-candidates",
+            "--no-replicates",
+            "--probe-updates",
+            "3",
+            "--clusters",
+            "8",
+            "--calibration-updates",
+            "1",
+            "11",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record, again = out.read_text(), json.loads(out.with_suffix(".json").read_text())
     assert "| L4_K100 * | 4 | 100 |" in record and "| batch18s * |" in record and "Rows marked * " in record
@@ -104,16 +179,44 @@ def test_recipe_sweep_trains_each_candidate_for_the_budget_and_names_runs_as_the
     assert again["iteration2_rows"][0]["iteration1_cer"] == it2["iteration1_cer"] == data["rows"][0]["cer"]
 
     # iteration 2 from another candidate: its iteration 1 is clustered, its overrides kept, its probe compared
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_sweep.py"), "--speech-dir", str(SPEECH_DIR),
-                           "--work-dir", str(tmp / "work"), "--output", str(out), "--budget", "0.025",
-                           "--candidates", "batch18s", "--iteration2-candidates", "L4_K100", "--iteration2-from",
-                           "batch18s", "--no-replicates", "--probe-updates", "3", "--clusters", "8",
-                           "--calibration-updates", "1", "11"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "recipe_sweep.py"),
+            "--speech-dir",
+            str(SPEECH_DIR),
+            "--work-dir",
+            str(tmp / "work"),
+            "--output",
+            str(out),
+            "--budget",
+            "0.025",
+            "--candidates",
+            "batch18s",
+            "--iteration2-candidates",
+            "L4_K100",
+            "--iteration2-from",
+            "batch18s",
+            "--no-replicates",
+            "--probe-updates",
+            "3",
+            "--clusters",
+            "8",
+            "--calibration-updates",
+            "1",
+            "11",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record, third = out.read_text(), json.loads(out.with_suffix(".json").read_text())
     batch = next(r for r in third["rows"] if r["candidate"] == "batch18s")
-    assert {(r["base"], r["candidate"]) for r in third["iteration2_rows"]} == {("default", "L4_K100"),
-                                                                               ("batch18s", "L4_K100")}
+    assert {(r["base"], r["candidate"]) for r in third["iteration2_rows"]} == {
+        ("default", "L4_K100"),
+        ("batch18s", "L4_K100"),
+    }
     from_batch = next(r for r in third["iteration2_rows"] if r["base"] == "batch18s")
     assert from_batch["iteration1_cer"] == batch["cer"] and from_batch["updates"] == batch["updates"]
     it2_run = runs / (quality_vs_compute.run_tag("fast_hubert", "batch18s", 0.05, 1) + "_L4_K100_it2")
@@ -122,9 +225,23 @@ def test_recipe_sweep_trains_each_candidate_for_the_budget_and_names_runs_as_the
     assert "--iteration2-from batch18s" in record
 
     # another budget into the same record is refused before anything runs, and the record is kept
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_sweep.py"), "--speech-dir", str(SPEECH_DIR),
-                           "--work-dir", str(tmp / "work"), "--output", str(out), "--budget", "0.05"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "recipe_sweep.py"),
+            "--speech-dir",
+            str(SPEECH_DIR),
+            "--work-dir",
+            str(tmp / "work"),
+            "--output",
+            str(out),
+            "--budget",
+            "0.05",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "budget 0.025, not 0.05" in proc.stderr and "--output" in proc.stderr
     assert out.read_text() == record and json.loads(out.with_suffix(".json").read_text()) == third
 
@@ -132,9 +249,29 @@ def test_recipe_sweep_trains_each_candidate_for_the_budget_and_names_runs_as_the
 def test_label_alignment_runs_and_reports_a_verdict(quality_run):
     tmp, _ = quality_run
     out = tmp / "alignment.md"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "label_alignment.py"), "--speech-dir",
-                           str(SPEECH_DIR), "--work-dir", str(tmp / "work"), "--output", str(out), "--shifts", "-1",
-                           "0", "1", "--updates", "2", "--clusters", "8"], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "label_alignment.py"),
+            "--speech-dir",
+            str(SPEECH_DIR),
+            "--work-dir",
+            str(tmp / "work"),
+            "--output",
+            str(out),
+            "--shifts",
+            "-1",
+            "0",
+            "1",
+            "--updates",
+            "2",
+            "--clusters",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = out.read_text()
     assert "| +0 (+0) |" in record and "| -1 (-20) |" in record and "Verdict: " in record
@@ -148,13 +285,23 @@ def test_shifted_units_keep_the_length_and_move_in_time():
 
 
 def test_targets_compare_the_right_cells():
-    rows = [dict(system=s, budget=b, seed=1, iteration=i, cer=c)
-            for s, b, i, c in [("fast_hubert", 1.5, 2, 50.0), ("fast_hubert", 7.5, 2, 40.0), ("fast_hubert", 7.5, 1, 45.0),
-                               ("hubert", 1.5, 2, 90.0), ("hubert", 7.5, 2, 60.0)]]
+    rows = [
+        dict(system=s, budget=b, seed=1, iteration=i, cer=c)
+        for s, b, i, c in [
+            ("fast_hubert", 1.5, 2, 50.0),
+            ("fast_hubert", 7.5, 2, 40.0),
+            ("fast_hubert", 7.5, 1, 45.0),
+            ("hubert", 1.5, 2, 90.0),
+            ("hubert", 7.5, 2, 60.0),
+        ]
+    ]
     text = quality_vs_compute.targets(rows, {"fbank": 70.0, "mfcc": 55.0}, [1.5, 7.5], 7.5)
     assert "a. fast_hubert (7.5 CPU-min, iteration 2) 40.0 % vs the best input features 55.0 %: **met**" in text
     assert "b. fast_hubert beats stock HuBERT at every budget: **met**" in text
-    assert "c. fast_hubert at 1.5 CPU-min (1/5 of the largest) 50.0 % vs stock HuBERT at 7.5 CPU-min 60.0 %: **met**" in text
+    assert (
+        "c. fast_hubert at 1.5 CPU-min (1/5 of the largest) 50.0 % vs stock HuBERT at 7.5 CPU-min 60.0 %: **met**"
+        in text
+    )
     assert "iteration 2 vs its iteration 1 (7.5 CPU-min): 40.0 vs 45.0 %: **met**" in text
     worse = [dict(r, cer=r["cer"] + 30) if r["system"] == "fast_hubert" else r for r in rows]
     text = quality_vs_compute.targets(worse, {"fbank": 70.0, "mfcc": 55.0}, [1.5, 7.5], 7.5)
@@ -165,8 +312,23 @@ def test_stock_control_trains_both_systems_here_and_resumes(tmp_path):
     import stock_control
 
     out, work = tmp_path / "control.md", tmp_path / "ws"
-    argv = ["cpu", "--updates", "2", "--threads", "1", "--clusters", "8", "--speech-dir", str(SPEECH_DIR),
-            "--work-dir", str(work), "--probe-updates", "2", "--output", str(out)]
+    argv = [
+        "cpu",
+        "--updates",
+        "2",
+        "--threads",
+        "1",
+        "--clusters",
+        "8",
+        "--speech-dir",
+        str(SPEECH_DIR),
+        "--work-dir",
+        str(work),
+        "--probe-updates",
+        "2",
+        "--output",
+        str(out),
+    ]
     stock_control.main(argv)
     record = out.read_text()
     assert "Command: `.venv/bin/python benchmarks/stock_control.py cpu --updates 2 --seed 1 --threads 1" in record
@@ -185,8 +347,9 @@ def test_stock_control_trains_both_systems_here_and_resumes(tmp_path):
     assert out.read_text() == record and [c.stat().st_mtime_ns for c in checkpoints] == stamps
 
 
-def test_stock_control_packs_checkpoints_and_probes_them_like_the_benchmark(pretrained, tiny_hubert_checkpoint,
-                                                                            tmp_path):
+def test_stock_control_packs_checkpoints_and_probes_them_like_the_benchmark(
+    pretrained, tiny_hubert_checkpoint, tmp_path
+):
     import stock_control
     import torch
 
@@ -202,8 +365,20 @@ def test_stock_control_packs_checkpoints_and_probes_them_like_the_benchmark(pret
             assert rebuilt["model"][k].dtype == v.dtype
             assert torch.allclose(rebuilt["model"][k], v, atol=2e-3 * max(1.0, float(v.abs().max())))
     out = tmp_path / "control.md"
-    stock_control.main(["probe", str(gpu_out), "--speech-dir", str(SPEECH_DIR), "--work-dir", str(tmp_path / "ws"),
-                        "--probe-updates", "2", "--output", str(out)])
+    stock_control.main(
+        [
+            "probe",
+            str(gpu_out),
+            "--speech-dir",
+            str(SPEECH_DIR),
+            "--work-dir",
+            str(tmp_path / "ws"),
+            "--probe-updates",
+            "2",
+            "--output",
+            str(out),
+        ]
+    )
     record = out.read_text()
     assert "| fast_hubert | ? |" in record and "| stock HuBERT (waveform CNN, cosine loss) | ? |" in record
     assert "- fbank probe: " in record and "- mfcc probe: " in record
@@ -211,9 +386,19 @@ def test_stock_control_packs_checkpoints_and_probes_them_like_the_benchmark(pret
 
 def test_runs_that_decide_the_targets_come_first():
     budgets = [1.5, 4, 7.5]
-    runs = [(s, b, seed) for s in ("hubert", "fast_hubert", "fast_hubert_ils") for b in budgets
-            for seed in ((1, 2) if b == 7.5 else (1,))]
+    runs = [
+        (s, b, seed)
+        for s in ("hubert", "fast_hubert", "fast_hubert_ils")
+        for b in budgets
+        for seed in ((1, 2) if b == 7.5 else (1,))
+    ]
     order = sorted(runs, key=lambda r: quality_vs_compute.priority(*r, budgets))
-    assert order[:6] == [("hubert", 7.5, 1), ("fast_hubert", 7.5, 1), ("fast_hubert", 1.5, 1),
-                         ("fast_hubert_ils", 7.5, 1), ("fast_hubert", 7.5, 2), ("fast_hubert_ils", 7.5, 2)]
+    assert order[:6] == [
+        ("hubert", 7.5, 1),
+        ("fast_hubert", 7.5, 1),
+        ("fast_hubert", 1.5, 1),
+        ("fast_hubert_ils", 7.5, 1),
+        ("fast_hubert", 7.5, 2),
+        ("fast_hubert_ils", 7.5, 2),
+    ]
     assert sorted(order) == sorted(runs)

@@ -1,12 +1,13 @@
 """Every console script reports bad input the same way: one line on stderr naming the file (and the
 line) and the fix, exit status 2, no traceback."""
+
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, CONSOLE_SCRIPTS as SCRIPTS
-
+from conftest import BIN
+from conftest import CONSOLE_SCRIPTS as SCRIPTS
 
 
 def bad_inputs(tmp: Path):
@@ -21,13 +22,19 @@ def bad_inputs(tmp: Path):
         "fast-hubert-learn-kmeans": ([tmp / "nofeats", "train", tmp / "km.npy", "--n-clusters", "10"], tmp / "nofeats"),
         "fast-hubert-apply-kmeans": ([tmp / "nofeats", "train", tmp / "km.npy", tmp / "labels"], tmp / "nofeats"),
         "fast-hubert-cluster-report": ([tmp / "missing.km", tmp / "report", "--label-rate", "50"], tmp / "missing.km"),
-        "fast-hubert-prepare-ctc": ([tmp / "missing.tsv", "--split", "train", "--output-dir", tmp / "ft"],
-                                    tmp / "missing.tsv"),
-        "fast-hubert-decode": ([tmp / "missing.pt", "--data", tmp, "--results-dir", tmp / "dec", "--device", "cpu"],
-                               tmp / "missing.pt"),
+        "fast-hubert-prepare-ctc": (
+            [tmp / "missing.tsv", "--split", "train", "--output-dir", tmp / "ft"],
+            tmp / "missing.tsv",
+        ),
+        "fast-hubert-decode": (
+            [tmp / "missing.pt", "--data", tmp, "--results-dir", tmp / "dec", "--device", "cpu"],
+            tmp / "missing.pt",
+        ),
         "fast-hubert-export": ([tmp / "missing.pt", tmp / "exported"], tmp / "missing.pt"),
-        "fast-hubert-probe": (["--upstream", "fbank", "--data", tmp, "--output-dir", tmp / "probe"],
-                              tmp / "dict.ltr.txt"),
+        "fast-hubert-probe": (
+            ["--upstream", "fbank", "--data", tmp, "--output-dir", tmp / "probe"],
+            tmp / "dict.ltr.txt",
+        ),
     }
 
 
@@ -38,8 +45,13 @@ def test_every_console_script_is_covered(tmp_path):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_bad_input_is_one_line_exit_2_no_traceback(script, tmp_path):
     args, names = bad_inputs(tmp_path)[script]
-    proc = subprocess.run([str(BIN / script), *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={"PATH": str(BIN), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(
+        [str(BIN / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": str(BIN), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"},
+    )
     errors = [line for line in proc.stderr.splitlines() if f"{script}: error:" in line]
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr

@@ -1,5 +1,6 @@
 """Clustering stage: MFCC, feature shards (sharding, resuming, atomicity), FAISS k-means, label
 files the pretraining task accepts, cluster metrics, and layer dumps of a tiny HuBERT."""
+
 import json
 import math
 import os
@@ -8,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import read_corpus_tsv, save_fairseq_checkpoint, write_manifest
 from fast_hubert_plugin.clustering import apply as apply_mod
 from fast_hubert_plugin.clustering import dump as dump_mod
 from fast_hubert_plugin.clustering import learn as learn_mod
@@ -23,6 +23,8 @@ from fast_hubert_plugin.data.manifest import read_manifest
 from fast_hubert_plugin.features.audio import read_audio
 from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames
 from fast_hubert_plugin.utils.errors import DataError
+
+from conftest import read_corpus_tsv, save_fairseq_checkpoint, write_manifest
 
 N_UTTS, K = 20, 20
 
@@ -42,14 +44,36 @@ def pipeline(manifest20, tmp_path_factory):
     for r in range(3):
         dump_mod.main([str(manifest20), str(work / "feat3"), "--feature", "mfcc", "--nshard", "3", "--rank", str(r)])
     for name in ("feat1", "feat3"):
-        learn_mod.main([str(work / name), "train", str(work / f"{name}_km.npy"), "--n-clusters", str(K),
-                        "--niter", "10", "--percent", "0.5", "--seed", "3"])
-        apply_mod.main([str(work / name), "train", str(work / f"{name}_km.npy"), str(work / f"{name}_labels"),
-                        "--label-rate", "50"])
+        learn_mod.main(
+            [
+                str(work / name),
+                "train",
+                str(work / f"{name}_km.npy"),
+                "--n-clusters",
+                str(K),
+                "--niter",
+                "10",
+                "--percent",
+                "0.5",
+                "--seed",
+                "3",
+            ]
+        )
+        apply_mod.main(
+            [
+                str(work / name),
+                "train",
+                str(work / f"{name}_km.npy"),
+                str(work / f"{name}_labels"),
+                "--label-rate",
+                "50",
+            ]
+        )
     return work
 
 
 # ---------------------------------------------------------------- MFCC
+
 
 def test_mfcc_shape_frames_and_deltas(speech_root):
     row = read_corpus_tsv("so762_train.tsv")[0]
@@ -61,12 +85,13 @@ def test_mfcc_shape_frames_and_deltas(speech_root):
     np.testing.assert_array_equal(feats[:, :13], static)
     # delta: least-squares slope over +-2 frames with replicated edges (torchaudio compute_deltas)
     padded = np.concatenate([static[:1], static[:1], static, static[-1:], static[-1:]])
-    delta = sum(n * (padded[2 + n:len(padded) - 2 + n] - padded[2 - n:len(padded) - 2 - n]) for n in (1, 2)) / 10
+    delta = sum(n * (padded[2 + n : len(padded) - 2 + n] - padded[2 - n : len(padded) - 2 - n]) for n in (1, 2)) / 10
     np.testing.assert_allclose(feats[:, 13:26], delta, rtol=1e-4, atol=1e-3)
     assert compute_mfcc(np.zeros(399, np.float32)).shape == (0, 39)
 
 
 # ---------------------------------------------------------------- dump -> learn -> apply
+
 
 def test_pipeline_labels_pass_the_task_checks(pipeline, manifest20):
     manifest = read_manifest(manifest20)
@@ -91,8 +116,9 @@ def test_unused_units_stay_in_the_dictionary_with_count_0(pipeline, tmp_path):
     centroids = np.load(pipeline / "feat1_km.npy")
     far = np.full((1, centroids.shape[1]), 1e6, np.float32)  # no frame is nearest to it
     np.save(tmp_path / "km21.npy", np.concatenate([centroids, far]))
-    s = apply_mod.apply_kmeans(pipeline / "feat1", "train", tmp_path / "km21.npy", tmp_path, label_rate=50,
-                               progress=False)
+    s = apply_mod.apply_kmeans(
+        pipeline / "feat1", "train", tmp_path / "km21.npy", tmp_path, label_rate=50, progress=False
+    )
     assert s["n_clusters"] == K + 1 and s["used_clusters"] <= K
     assert (tmp_path / "dict.km.txt").read_text().splitlines()[-1] == f"{K} 0"
     d = load_dictionary(tmp_path / "dict.km.txt")  # fairseq's Dictionary.load accepts count 0
@@ -108,15 +134,27 @@ def test_sharding_gives_identical_results(pipeline):
     assert (pipeline / "feat1_labels/train.km").read_text() == (pipeline / "feat3_labels/train.km").read_text()
     assert [row_range(20, r, 3) for r in range(3)] == [(0, 6), (6, 13), (13, 20)]
     # searching in small row groups gives the same labels as one search per shard
-    apply_mod.apply_kmeans(pipeline / "feat3", "train", pipeline / "feat1_km.npy", pipeline / "small_batches",
-                           label_rate=50, batch_size=777, progress=False)
+    apply_mod.apply_kmeans(
+        pipeline / "feat3",
+        "train",
+        pipeline / "feat1_km.npy",
+        pipeline / "small_batches",
+        label_rate=50,
+        batch_size=777,
+        progress=False,
+    )
     assert (pipeline / "small_batches/train.km").read_text() == (pipeline / "feat1_labels/train.km").read_text()
 
 
-@pytest.mark.parametrize("module, words", [(dump_mod, [".npy", ".len", "--nshard"]),
-                                           (learn_mod, ["centroids", "inertia"]),
-                                           (apply_mod, ["dict.{label}.txt", "--label-rate"]),
-                                           (report_mod, ["PNMI", ".phn"])])
+@pytest.mark.parametrize(
+    "module, words",
+    [
+        (dump_mod, [".npy", ".len", "--nshard"]),
+        (learn_mod, ["centroids", "inertia"]),
+        (apply_mod, ["dict.{label}.txt", "--label-rate"]),
+        (report_mod, ["PNMI", ".phn"]),
+    ],
+)
 def test_help_explains_files(module, words, capsys):
     with pytest.raises(SystemExit) as e:
         module.main(["--help"])
@@ -176,6 +214,7 @@ def test_fbank_dump_with_cmvn(manifest20, tmp_path):
 
 # ---------------------------------------------------------------- bad inputs
 
+
 def test_missing_audio_names_file_and_manifest_line(manifest20, tmp_path):
     lines = manifest20.read_text().splitlines()
     lines.insert(2, "so762/train/nope/missing.flac\t32000")
@@ -206,8 +245,9 @@ def test_dim_mismatch_names_both_files(pipeline, tmp_path):
 @pytest.mark.parametrize("rate", ["30", "200"])
 def test_impossible_label_rate(pipeline, tmp_path, rate):
     with pytest.raises(SystemExit, match=rf"train_0_1\.json.*{rate} Hz cannot be made from features at 100 Hz"):
-        apply_mod.main([str(pipeline / "feat1"), "train", str(pipeline / "feat1_km.npy"), str(tmp_path),
-                        "--label-rate", rate])
+        apply_mod.main(
+            [str(pipeline / "feat1"), "train", str(pipeline / "feat1_km.npy"), str(tmp_path), "--label-rate", rate]
+        )
     assert not (tmp_path / "train.km").exists()
 
 
@@ -217,6 +257,7 @@ def test_unfinished_split_is_reported(pipeline, tmp_path):
 
 
 # ---------------------------------------------------------------- k-means
+
 
 def test_kmeans_finds_separated_clusters_and_beats_random_init():
     rng = np.random.default_rng(0)
@@ -236,6 +277,7 @@ def test_kmeans_finds_separated_clusters_and_beats_random_init():
 
 
 # ---------------------------------------------------------------- metrics
+
 
 def test_purity_and_pnmi_match_hand_computation():
     # phones x (rows) vs units z (columns), 8 frames
@@ -273,9 +315,20 @@ def test_report_with_phn_files(pipeline, manifest20, tmp_path):
         p = (phn_dir / name).with_suffix(".phn")
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("".join(f"{s} {min(s + 1600, n)} p{(s // 1600) % 7}\n" for s in range(0, n, 1600)))
-    r = report_mod.main([str(pipeline / "feat1_labels/train.km"), str(tmp_path / "out"), "--label-rate", "50",
-                         "--dict", str(pipeline / "feat1_labels/dict.km.txt"), "--manifest", str(manifest20),
-                         "--phn-dir", str(phn_dir)])
+    r = report_mod.main(
+        [
+            str(pipeline / "feat1_labels/train.km"),
+            str(tmp_path / "out"),
+            "--label-rate",
+            "50",
+            "--dict",
+            str(pipeline / "feat1_labels/dict.km.txt"),
+            "--manifest",
+            str(manifest20),
+            "--phn-dir",
+            str(phn_dir),
+        ]
+    )
     assert r["n_units"] == K and 1 <= r["used_units"] <= K and 1 <= r["perplexity"] <= K
     assert r["n_phones"] == 7 and 0 < r["pnmi"] < 1 and 0 < r["phone_purity"] <= 1
     assert Path(r["usage_png"]).read_bytes()[:4] == b"\x89PNG"
@@ -285,16 +338,30 @@ def test_report_with_phn_files(pipeline, manifest20, tmp_path):
 
 # ---------------------------------------------------------------- layer features of a checkpoint
 
+
 def test_stock_hubert_layer_dump(tiny_hubert_checkpoint, manifest20, tmp_path):
     import torch
+
     from fast_hubert_plugin.clustering.extractors import LayerExtractor
 
     manifest = read_manifest(manifest20)
     lines = manifest20.read_text().splitlines()[:5]  # 4 utterances
     small = tmp_path / "small.tsv"
     small.write_text("\n".join(lines) + "\n")
-    dump_mod.main([str(small), str(tmp_path / "feat"), "--feature", "layer", "--checkpoint",
-                   str(tiny_hubert_checkpoint), "--layer", "2", "--device", "cpu"])
+    dump_mod.main(
+        [
+            str(small),
+            str(tmp_path / "feat"),
+            "--feature",
+            "layer",
+            "--checkpoint",
+            str(tiny_hubert_checkpoint),
+            "--layer",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     (shard,) = load_split(tmp_path / "feat", "small")
     assert shard.meta["model"] == "hubert" and shard.meta["frame_rate"] == 50 and shard.feats.shape[1] == 64
     ext = LayerExtractor(str(tiny_hubert_checkpoint), 2)
@@ -308,21 +375,47 @@ def test_stock_hubert_layer_dump(tiny_hubert_checkpoint, manifest20, tmp_path):
     # labels at the features' own 50 Hz rate, and at 25 Hz (every 2nd frame), both pass the task checks
     learn_mod.main([str(tmp_path / "feat"), "small", str(tmp_path / "km.npy"), "--n-clusters", "5", "--niter", "5"])
     for rate in ("50", "25"):
-        s = apply_mod.main([str(tmp_path / "feat"), "small", str(tmp_path / "km.npy"), str(tmp_path / rate),
-                            "--label-rate", rate])
+        s = apply_mod.main(
+            [str(tmp_path / "feat"), "small", str(tmp_path / "km.npy"), str(tmp_path / rate), "--label-rate", rate]
+        )
         assert s["rows"] == 4 and s["label_rate"] == float(rate)
     with pytest.raises(SystemExit, match=r"100 Hz cannot be made from features at 50 Hz"):
-        apply_mod.main([str(tmp_path / "feat"), "small", str(tmp_path / "km.npy"), str(tmp_path / "x"),
-                        "--label-rate", "100"])
+        apply_mod.main(
+            [str(tmp_path / "feat"), "small", str(tmp_path / "km.npy"), str(tmp_path / "x"), "--label-rate", "100"]
+        )
 
 
 def test_missing_layer_names_checkpoint_and_range(tiny_hubert_checkpoint, manifest20, tmp_path):
     with pytest.raises(SystemExit, match=r"checkpoint_tiny\.pt.*layer 3 does not exist.*between 1 and 2"):
-        dump_mod.main([str(manifest20), str(tmp_path), "--feature", "layer", "--checkpoint",
-                       str(tiny_hubert_checkpoint), "--layer", "3", "--device", "cpu"])
+        dump_mod.main(
+            [
+                str(manifest20),
+                str(tmp_path),
+                "--feature",
+                "layer",
+                "--checkpoint",
+                str(tiny_hubert_checkpoint),
+                "--layer",
+                "3",
+                "--device",
+                "cpu",
+            ]
+        )
     with pytest.raises(SystemExit, match=r"nope\.pt.*checkpoint not found"):
-        dump_mod.main([str(manifest20), str(tmp_path), "--feature", "layer", "--checkpoint",
-                       str(tmp_path / "nope.pt"), "--layer", "1", "--device", "cpu"])
+        dump_mod.main(
+            [
+                str(manifest20),
+                str(tmp_path),
+                "--feature",
+                "layer",
+                "--checkpoint",
+                str(tmp_path / "nope.pt"),
+                "--layer",
+                "1",
+                "--device",
+                "cpu",
+            ]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -337,23 +430,46 @@ def tiny_official_checkpoint(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("tiny_official")
     (d / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(10)))
-    task_cfg = OfficialFastHubertPretrainingConfig(data=str(d), label_dir=str(d), labels=["km"], label_rate=50.0,
-                                                   sample_rate=100)
-    model_cfg = OfficialFastHubertConfig(label_rate=50.0, encoder_layers=2, encoder_embed_dim=64,
-                                         encoder_ffn_embed_dim=128, encoder_attention_heads=2, conv_channels=32,
-                                         fbank_encoder_dim=16, conv_pos=16, conv_pos_groups=4, predict_layers="[0]")
+    task_cfg = OfficialFastHubertPretrainingConfig(
+        data=str(d), label_dir=str(d), labels=["km"], label_rate=50.0, sample_rate=100
+    )
+    model_cfg = OfficialFastHubertConfig(
+        label_rate=50.0,
+        encoder_layers=2,
+        encoder_embed_dim=64,
+        encoder_ffn_embed_dim=128,
+        encoder_attention_heads=2,
+        conv_channels=32,
+        fbank_encoder_dim=16,
+        conv_pos=16,
+        conv_pos_groups=4,
+        predict_layers="[0]",
+    )
     torch.manual_seed(0)
     model = OfficialFastHubertModel(model_cfg, [Dictionary.load(str(d / "dict.km.txt"))])
-    return save_fairseq_checkpoint(d / "checkpoint_official.pt", model, "fasthubert_pretraining", task_cfg,
-                                   "fasthubert", model_cfg)
+    return save_fairseq_checkpoint(
+        d / "checkpoint_official.pt", model, "fasthubert_pretraining", task_cfg, "fasthubert", model_cfg
+    )
 
 
 def test_layer_dump_of_a_checkpoint_under_the_official_names(tiny_official_checkpoint, manifest20, tmp_path):
     """The model is recognised by its class, not its registered name: `fasthubert` takes the fbank path."""
     small = tmp_path / "small.tsv"
     small.write_text("\n".join(manifest20.read_text().splitlines()[:4]) + "\n")  # 3 utterances
-    dump_mod.main([str(small), str(tmp_path / "feat"), "--feature", "layer", "--checkpoint",
-                   str(tiny_official_checkpoint), "--layer", "1", "--device", "cpu"])
+    dump_mod.main(
+        [
+            str(small),
+            str(tmp_path / "feat"),
+            "--feature",
+            "layer",
+            "--checkpoint",
+            str(tiny_official_checkpoint),
+            "--layer",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
     (shard,) = load_split(tmp_path / "feat", "small")
     assert shard.meta["model"] == "fast_hubert" and shard.meta["frame_rate"] == 25 and shard.feats.shape[1] == 64
     manifest = read_manifest(small)

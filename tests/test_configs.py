@@ -1,27 +1,36 @@
 """The configs declare every plugin key, and the README's `fairseq-hydra-train` commands compose
 as written (Hydra refuses an override of a key that no YAML declares unless it has a leading +)."""
+
 import dataclasses
 import re
 import shlex
 from pathlib import Path
 
 import pytest
+from fairseq.dataclass.initialize import hydra_init
+from fairseq.models.hubert.hubert import HubertConfig
+from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import fast_hubert_plugin  # noqa: F401  (registers the task and model)
-from conftest import REPO
-from fairseq.dataclass.initialize import hydra_init
-from fairseq.models.hubert.hubert import HubertConfig
-from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
 from fast_hubert_plugin.models.fast_hubert import FastHubertConfig
 from fast_hubert_plugin.tasks.fast_hubert_pretraining import FastHubertPretrainingConfig
 
+from conftest import REPO
+
 CONFIGS = sorted((REPO / "config").glob("*/*.yaml"))
 # Substitutes for the README's shell variables and placeholders.
-SHELL_VARS = {"PWD": str(REPO), "DATA": "/data/librispeech", "LABELS": "/data/labels", "FT": "/data/ft",
-              "FEATS": "/data/fbank", "MASTER": "localhost", "R": "0"}
+SHELL_VARS = {
+    "PWD": str(REPO),
+    "DATA": "/data/librispeech",
+    "LABELS": "/data/labels",
+    "FT": "/data/ft",
+    "FEATS": "/data/fbank",
+    "MASTER": "localhost",
+    "R": "0",
+}
 
 
 def plugin_keys(ours, fairseq_base):
@@ -40,7 +49,7 @@ def readme_hydra_commands(readme: Path):
             line = line.replace("$(which fairseq-hydra-train)", "fairseq-hydra-train")
             line = re.sub(r"\$(\w+)", lambda m: SHELL_VARS[m[1]], line)
             words = shlex.split(line)
-            words = words[words.index("fairseq-hydra-train") + 1:]
+            words = words[words.index("fairseq-hydra-train") + 1 :]
             config_dir = words[words.index("--config-dir") + 1]
             config_name = words[words.index("--config-name") + 1]
             overrides = [w for w in words if "=" in w and not w.startswith("-")]
@@ -91,19 +100,30 @@ def quoted_numbers(text: str):
     return set(re.findall(r"(\d+(?:\.\d+)?)\s*(?:x|%|s)\b", text)) | {v for pair in ranges for v in pair}
 
 
-@pytest.mark.parametrize("doc,section,end,record", [
-    ("README.md", "## Results", "GPU numbers", "benchmarks/results/train_step_cpu.md"),
-    ("fast_hubert_plugin/clustering/README.md", "k-means with FAISS", "\n- ", "benchmarks/results/kmeans_cpu.md"),
-])
+@pytest.mark.parametrize(
+    "doc,section,end,record",
+    [
+        ("README.md", "## Results", "GPU numbers", "benchmarks/results/train_step_cpu.md"),
+        ("fast_hubert_plugin/clustering/README.md", "k-means with FAISS", "\n- ", "benchmarks/results/kmeans_cpu.md"),
+    ],
+)
 def test_documented_numbers_are_the_recorded_ones(doc, section, end, record):
     """Every number the docs quote next to a benchmark is printed in a record (rounded to what is quoted)."""
     text = (REPO / doc).read_text(encoding="utf-8")
     start = text.index(section)
-    quoted = quoted_numbers(text[start:text.index(end, start)])
-    records = "".join((REPO / "benchmarks/results" / name).read_text(encoding="utf-8")
-                      for name in ("train_step_cpu.md", "kmeans_cpu.md", "quality_vs_compute_cpu.md",
-                                   "label_alignment_cpu.md", "recipe_sweep_cpu.md", "recipe_sweep_budget15_cpu.md",
-                                   "stock_control_cpu.md"))
+    quoted = quoted_numbers(text[start : text.index(end, start)])
+    records = "".join(
+        (REPO / "benchmarks/results" / name).read_text(encoding="utf-8")
+        for name in (
+            "train_step_cpu.md",
+            "kmeans_cpu.md",
+            "quality_vs_compute_cpu.md",
+            "label_alignment_cpu.md",
+            "recipe_sweep_cpu.md",
+            "recipe_sweep_budget15_cpu.md",
+            "stock_control_cpu.md",
+        )
+    )
     recorded = set(re.findall(r"\d+(?:\.\d+)?", records))
     decimals = [v for v in recorded if "." in v]
     rounded = recorded | {f"{float(v):.1f}" for v in decimals} | {f"{float(v):.2f}" for v in decimals}

@@ -1,5 +1,6 @@
 """The demo's corpus step against a real HTTP server on 127.0.0.1: Mini LibriSpeech-shaped archives
 built from the fixture speech, downloaded whole, cut off half-way and resumed, and corrupted."""
+
 import csv
 import hashlib
 import http.server
@@ -12,14 +13,18 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import SPEECH_DIR, read_corpus_tsv
-from fast_hubert_plugin.data.download import DownloadError
 from fast_hubert_plugin.data import mini_librispeech
+from fast_hubert_plugin.data.download import DownloadError
 from fast_hubert_plugin.data.mini_librispeech import PARTS, fetch_mini_librispeech
 from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir
 
+from conftest import SPEECH_DIR, read_corpus_tsv
+
 # fixture utterances per part, laid out as LibriSpeech/PART/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac
-PART_ROWS = {"train-clean-5": read_corpus_tsv("so762_train.tsv")[:6], "dev-clean-2": read_corpus_tsv("so762_dev.tsv")[:3]}
+PART_ROWS = {
+    "train-clean-5": read_corpus_tsv("so762_train.tsv")[:6],
+    "dev-clean-2": read_corpus_tsv("so762_dev.tsv")[:3],
+}
 
 
 def build_archive(part: str, rows) -> bytes:
@@ -98,8 +103,11 @@ def server():
 def finished_things(cache: Path):
     """What a later run would take as done: manifests, extracted parts, complete archives."""
     root = cache / "mini_librispeech"
-    return sorted(str(p.relative_to(cache)) for p in root.rglob("*")
-                  if p.suffix == ".tsv" or p.name.endswith(".tar.gz") or p.parent.name == "LibriSpeech")
+    return sorted(
+        str(p.relative_to(cache))
+        for p in root.rglob("*")
+        if p.suffix == ".tsv" or p.name.endswith(".tar.gz") or p.parent.name == "LibriSpeech"
+    )
 
 
 def check_corpus(root: Path):

@@ -1,11 +1,11 @@
 """Manifests, label files and the fbank dataset: bad input fails early, naming file and line."""
+
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from fast_hubert_plugin.data import fbank_dataset
 from fast_hubert_plugin.data.manifest import read_manifest
 from fast_hubert_plugin.features import compute_fbank, read_audio
 from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames, num_fbank_samples
@@ -22,9 +22,16 @@ def data(pretraining_data, tmp_path):
 
 
 def make_task(d, **kw):
-    cfg = FastHubertPretrainingConfig(data=str(d), label_dir=str(d), labels=["km"], label_rate=50.0,
-                                      cmvn_stats_path=str(d / "cmvn.npz"), min_sample_size=150,
-                                      max_sample_size=600, **kw)
+    cfg = FastHubertPretrainingConfig(
+        data=str(d),
+        label_dir=str(d),
+        labels=["km"],
+        label_rate=50.0,
+        cmvn_stats_path=str(d / "cmvn.npz"),
+        min_sample_size=150,
+        max_sample_size=600,
+        **kw,
+    )
     return FastHubertPretrainingTask(cfg)
 
 
@@ -73,15 +80,16 @@ def test_dataset_batches_fbank_and_aligned_labels(data):
     b = ds.collater([ds[long_item]])
     full = ds[long_item]["source"]
     crop = b["net_input"]["source"][0]
-    start = next(s for s in range(0, len(full) - len(crop) + 1, 160) if torch.equal(full[s:s + len(crop)], crop))
+    start = next(s for s in range(0, len(full) - len(crop) + 1, 160) if torch.equal(full[s : s + len(crop)], crop))
     assert start % (8 * 160) == 0 and start > 0  # on the grid of 8 fbank frames (whole 40 ms frames and labels)
     labels = ds.get_label(long_item, 0)
     frame = start // 160
-    assert torch.equal(b["target_list"][0][0], labels[frame // 2: frame // 2 + b["target_list"][0].shape[1]])
+    assert torch.equal(b["target_list"][0][0], labels[frame // 2 : frame // 2 + b["target_list"][0].shape[1]])
     # the fbank of the cropped waveform is the crop of the utterance's fbank, frame for frame
     crop_frames = num_fbank_frames(len(crop))
-    np.testing.assert_allclose(compute_fbank(crop.numpy()), compute_fbank(full.numpy())[frame: frame + crop_frames],
-                               atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        compute_fbank(crop.numpy()), compute_fbank(full.numpy())[frame : frame + crop_frames], atol=1e-4, rtol=0
+    )
 
 
 def test_padded_waveform_batches_give_frame_masks(data):
@@ -125,7 +133,7 @@ def test_wrong_label_rate_is_caught(data):
 def test_empty_dictionary_and_unknown_units(data):
     (data / "dict.km.txt").write_text("")
     with pytest.raises(DataError, match="dictionary is empty: every label would silently become <unk>"):
-        make_task(data).dictionaries
+        _ = make_task(data).dictionaries
     (data / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(40)))  # units 40..49 missing
     with pytest.raises(DataError, match=r"train.km, line \d+: unit\(s\) \['4[0-9]'"):
         make_task(data).load_dataset("train")
@@ -177,5 +185,6 @@ def test_precomputed_store_gives_the_same_batches(data, tmp_path):
     b = make_task(data, feature_dir=str(tmp_path / "feats"))
     b.load_dataset("train")
     for i in (0, 7, 30):  # waveform items, whose fbank the model computes, against the stored fbank
-        assert torch.equal(torch.from_numpy(compute_fbank(a.datasets["train"][i]["source"].numpy())),
-                           b.datasets["train"][i]["source"])
+        assert torch.equal(
+            torch.from_numpy(compute_fbank(a.datasets["train"][i]["source"].numpy())), b.datasets["train"][i]["source"]
+        )

@@ -1,6 +1,7 @@
 """Distributed training and exact resume on a CPU: summable logs, 2 ranks over gloo through
 `fairseq-hydra-train`, torch DDP with find_unused_parameters=False, and a run killed with SIGKILL
 that continues with the losses of an uninterrupted run."""
+
 import json
 import os
 import signal
@@ -15,10 +16,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from fairseq import metrics
+from test_model import batch, tiny_model
+
+from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
 
 from conftest import REPO, train_log_records
-from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
-from test_model import batch, tiny_model
 
 PROBE = Path(__file__).resolve().parent / "rank_probe"
 
@@ -26,8 +28,13 @@ PROBE = Path(__file__).resolve().parent / "rank_probe"
 def hydra_command(run_dir: Path, overrides, user_dir: Path = PROBE):
     return [
         str(Path(sys.executable).parent / "fairseq-hydra-train"),
-        "--config-dir", str(REPO / "config" / "pretraining"), "--config-name", "fast_hubert_tiny_cpu",
-        f"common.user_dir={user_dir}", f"hydra.run.dir={run_dir}", *overrides,
+        "--config-dir",
+        str(REPO / "config" / "pretraining"),
+        "--config-name",
+        "fast_hubert_tiny_cpu",
+        f"common.user_dir={user_dir}",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
     ]
 
 
@@ -37,10 +44,18 @@ def run_env():
 
 def probe_overrides(data: Path, probe_dir: Path, max_update: int, probe_update: int = -1):
     probe_dir.mkdir(parents=True, exist_ok=True)
-    return [f"task.data={data}", f"task.label_dir={data}", "model.label_rate=50",
-            "task._name=fast_hubert_pretraining_rank_probe", f"+task.probe_dir={probe_dir}",
-            f"+task.probe_update={probe_update}", f"optimization.max_update={max_update}",
-            "common.log_interval=1", "dataset.validate_interval=1000", "dataset.validate_interval_updates=0"]
+    return [
+        f"task.data={data}",
+        f"task.label_dir={data}",
+        "model.label_rate=50",
+        "task._name=fast_hubert_pretraining_rank_probe",
+        f"+task.probe_dir={probe_dir}",
+        f"+task.probe_update={probe_update}",
+        f"optimization.max_update={max_update}",
+        "common.log_interval=1",
+        "dataset.validate_interval=1000",
+        "dataset.validate_interval_updates=0",
+    ]
 
 
 def losses_per_update(probe_dir: Path):
@@ -65,14 +80,18 @@ def free_port() -> int:
 
 # ---- 1. summable logging outputs ------------------------------------------------------------------
 
+
 def test_logging_outputs_are_summable_and_give_the_same_metrics():
     model = tiny_model(supervised_layers="[2]").train()
     crit = FastHubertCriterion(None, pred_masked_weight=1.0, pred_nomask_weight=0.5)
     logs = []
     for seed in (0, 1, 2):
         source, padding, targets = batch([90, 71, 64], seed=seed)
-        sample = {"id": torch.arange(3), "net_input": {"source": source, "padding_mask": padding},
-                  "target_list": [targets]}
+        sample = {
+            "id": torch.arange(3),
+            "net_input": {"source": source, "padding_mask": padding},
+            "target_list": [targets],
+        }
         logs.append(crit(model, sample)[2])
     assert FastHubertCriterion.logging_outputs_can_be_summed()
     # what fairseq's fast stat sync hands to reduce_metrics: one dict of sums
@@ -92,6 +111,7 @@ def test_logging_outputs_are_summable_and_give_the_same_metrics():
 
 
 # ---- 3. keyed crops and masks -----------------------------------------------------------------------
+
 
 def test_crops_and_masks_come_from_seed_epoch_and_utterance_not_global_state(pretraining_data):
     from test_data import make_task
@@ -140,10 +160,15 @@ def test_crops_and_masks_come_from_seed_epoch_and_utterance_not_global_state(pre
 # ---- 2. two ranks over gloo through fairseq-hydra-train -----------------------------------------------
 
 UPDATES = 2  # parameters compared after 2 updates; losses at updates 1..3 (6 batches: within epoch 1)
-GLOO = ["common.cpu=true", "distributed_training.distributed_backend=gloo",
-        "distributed_training.ddp_backend=legacy_ddp",
-        "distributed_training.distributed_world_size=2", "distributed_training.distributed_no_spawn=true",
-        "dataset.num_workers=0", "checkpoint.save_interval_updates=1000"]
+GLOO = [
+    "common.cpu=true",
+    "distributed_training.distributed_backend=gloo",
+    "distributed_training.ddp_backend=legacy_ddp",
+    "distributed_training.distributed_world_size=2",
+    "distributed_training.distributed_no_spawn=true",
+    "dataset.num_workers=0",
+    "checkpoint.save_interval_updates=1000",
+]
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +177,18 @@ def one_rank_update_freq_2(pretraining_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("one_rank")
     (root / "run").mkdir()
     proc = subprocess.run(
-        hydra_command(root / "run", probe_overrides(pretraining_data, root / "probe", UPDATES + 1, UPDATES) + [
-            "optimization.update_freq=[2]", "dataset.num_workers=0", "checkpoint.save_interval_updates=1000"]),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=root, timeout=600)
+        hydra_command(
+            root / "run",
+            probe_overrides(pretraining_data, root / "probe", UPDATES + 1, UPDATES)
+            + ["optimization.update_freq=[2]", "dataset.num_workers=0", "checkpoint.save_interval_updates=1000"],
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=run_env(),
+        cwd=root,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     return root / "probe", proc.stdout
 
@@ -191,11 +225,19 @@ def test_two_ranks_over_gloo_match_one_rank_with_update_freq_2(pretraining_data,
         run_dir = tmp_path / f"rank{rank}"
         run_dir.mkdir()
         overrides = probe_overrides(pretraining_data, tmp_path / "probe", UPDATES + 1, UPDATES) + GLOO
-        cmd = hydra_command(run_dir, overrides + [
-            f"distributed_training.distributed_rank={rank}",
-            f"distributed_training.distributed_init_method=tcp://127.0.0.1:{port}"])
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      env=run_env(), cwd=tmp_path))
+        cmd = hydra_command(
+            run_dir,
+            overrides
+            + [
+                f"distributed_training.distributed_rank={rank}",
+                f"distributed_training.distributed_init_method=tcp://127.0.0.1:{port}",
+            ],
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=tmp_path
+            )
+        )
     outs = [p.communicate(timeout=600)[0] for p in procs]
     for rank, (p, out) in enumerate(zip(procs, outs)):
         assert p.returncode == 0, f"rank {rank}:\n{out[-4000:]}"
@@ -211,14 +253,30 @@ def test_torchrun_launch_on_cpu(pretraining_data, tmp_path, one_rank_update_freq
     so the rank comes from torchrun's environment through the config (env://, ${oc.env:RANK})."""
     torchrun = Path(sys.executable).parent / "torchrun"
     (tmp_path / "run").mkdir()
-    overrides = probe_overrides(pretraining_data, tmp_path / "probe", UPDATES + 1, UPDATES) + GLOO + [
-        "distributed_training.distributed_init_method=env://",
-        "distributed_training.distributed_rank=${oc.env:RANK}",
-        "distributed_training.device_id=${oc.env:LOCAL_RANK}"]
-    cmd = [str(torchrun), "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), *hydra_command(tmp_path / "run", overrides)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(),
-                          cwd=tmp_path, timeout=600)
+    overrides = (
+        probe_overrides(pretraining_data, tmp_path / "probe", UPDATES + 1, UPDATES)
+        + GLOO
+        + [
+            "distributed_training.distributed_init_method=env://",
+            "distributed_training.distributed_rank=${oc.env:RANK}",
+            "distributed_training.device_id=${oc.env:LOCAL_RANK}",
+        ]
+    )
+    cmd = [
+        str(torchrun),
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        *hydra_command(tmp_path / "run", overrides),
+    ]
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=tmp_path, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "distributed init (rank 0): env://" in proc.stdout and "distributed init (rank 1): env://" in proc.stdout
     assert (tmp_path / "run" / "checkpoints" / "checkpoint_last.pt").is_file()
@@ -226,6 +284,7 @@ def test_torchrun_launch_on_cpu(pretraining_data, tmp_path, one_rank_update_freq
 
 
 # ---- 2. torch DDP (c10d, gloo) with find_unused_parameters=False ------------------------------------
+
 
 def _ddp_steps(rank: int, world: int, extra_param: bool) -> torch.Tensor:
     """3 Adam steps of the tiny ILS model (layerdrop 0) under DDP; the flattened parameters."""
@@ -238,8 +297,11 @@ def _ddp_steps(rank: int, world: int, extra_param: bool) -> torch.Tensor:
     for step in range(3):
         source, padding, targets = batch([80, 64], seed=10 * step + rank)
         keys = torch.tensor([100 * step + 2 * rank, 100 * step + 2 * rank + 1])
-        sample = {"id": torch.arange(2), "target_list": [targets],
-                  "net_input": {"source": source, "padding_mask": padding, "rng_keys": keys}}
+        sample = {
+            "id": torch.arange(2),
+            "target_list": [targets],
+            "net_input": {"source": source, "padding_mask": padding, "rng_keys": keys},
+        }
         opt.zero_grad()
         loss, _, _ = crit(ddp, sample)
         loss.backward()
@@ -291,16 +353,24 @@ def uninterrupted_losses(pretraining_data, tmp_path_factory):
     run_dir = root / "run"
     run_dir.mkdir()
     proc = subprocess.run(
-        hydra_command(run_dir, probe_overrides(pretraining_data, root / "probe", MAX_UPDATE) +
-                      ["dataset.num_workers=0"] + RESUME),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=root, timeout=600)
+        hydra_command(
+            run_dir, probe_overrides(pretraining_data, root / "probe", MAX_UPDATE) + ["dataset.num_workers=0"] + RESUME
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=run_env(),
+        cwd=root,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     return losses_per_update(root / "probe"), proc.stdout
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_run_killed_with_sigkill_resumes_with_identical_losses(pretraining_data, tmp_path, uninterrupted_losses,
-                                                               num_workers):
+def test_run_killed_with_sigkill_resumes_with_identical_losses(
+    pretraining_data, tmp_path, uninterrupted_losses, num_workers
+):
     reference, reference_log = uninterrupted_losses
     assert sorted(reference) == list(range(1, MAX_UPDATE + 1))
     assert "end of epoch 1" in reference_log  # the run crosses an epoch boundary: new epoch, new crops
@@ -308,10 +378,18 @@ def test_run_killed_with_sigkill_resumes_with_identical_losses(pretraining_data,
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     probe = tmp_path / "probe"
-    cmd = hydra_command(run_dir, probe_overrides(pretraining_data, probe, MAX_UPDATE) +
-                        [f"dataset.num_workers={num_workers}"] + RESUME)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(),
-                            cwd=tmp_path, start_new_session=True)
+    cmd = hydra_command(
+        run_dir, probe_overrides(pretraining_data, probe, MAX_UPDATE) + [f"dataset.num_workers={num_workers}"] + RESUME
+    )
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=run_env(),
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -326,16 +404,19 @@ def test_run_killed_with_sigkill_resumes_with_identical_losses(pretraining_data,
     for f in probe.glob("losses_rank*.jsonl"):
         f.rename(f.with_suffix(".killed"))
 
-    again = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(),
-                           cwd=tmp_path, timeout=600)
+    again = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=tmp_path, timeout=600
+    )
     assert again.returncode == 0, again.stdout[-4000:]
     resumed_from = (KILL_AT // SAVE_EVERY) * SAVE_EVERY
     assert f"@ {resumed_from} updates" in again.stdout and "Loaded checkpoint" in again.stdout
     resumed = losses_per_update(probe)
     assert sorted(resumed) == list(range(resumed_from + 1, MAX_UPDATE + 1))
     diffs = [abs(resumed[u] - reference[u]) for u in resumed]
-    print(f"num_workers={num_workers}: resumed vs uninterrupted, max |loss diff| {max(diffs):.3g} "
-          f"over updates {min(resumed)}-{max(resumed)}")
+    print(
+        f"num_workers={num_workers}: resumed vs uninterrupted, max |loss diff| {max(diffs):.3g} "
+        f"over updates {min(resumed)}-{max(resumed)}"
+    )
     assert max(diffs) <= 1e-4, list(zip(resumed, diffs))
     # the killed run itself matched the reference before it died, with workers or without
     assert max(abs(killed[u] - reference[u]) for u in killed) <= 1e-4

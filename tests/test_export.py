@@ -6,6 +6,7 @@ they were not installed, and the subprocess checks that ``import fairseq`` fails
 torchaudio, there only because fairseq declares it, is hidden as well. Its Hugging Face caches
 point into a temporary folder and it runs offline (``HF_HUB_OFFLINE``). The fairseq side (reference outputs, ``fast-hubert-decode``) runs in the test process.
 """
+
 import json
 import os
 import subprocess
@@ -18,11 +19,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import cli, read_corpus_tsv
 from fast_hubert_plugin.export.cli import export
 from fast_hubert_plugin.features.kaldi_fbank import compute_fbank
 
-BLOCK_FAIRSEQ = textwrap.dedent('''
+from conftest import cli, read_corpus_tsv
+
+BLOCK_FAIRSEQ = textwrap.dedent("""
     import importlib.abc, sys
 
     # torchaudio is in this venv only because fairseq declares it, and it cannot load beside CPU torch:
@@ -42,18 +44,27 @@ BLOCK_FAIRSEQ = textwrap.dedent('''
         pass
     else:
         raise SystemExit("fairseq is importable: the test would not prove anything")
-''')
+""")
 
 
 def run_without_fairseq(code: str, tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     script = tmp_path / "no_fairseq.py"
     script.write_text(BLOCK_FAIRSEQ + textwrap.dedent(code))
-    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONPATH="", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=tmp_path)
+    env = dict(
+        os.environ,
+        HF_HOME=str(tmp_path / "hf_home"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONPATH="",
+        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"subprocess without fairseq failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"subprocess without fairseq failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
@@ -62,8 +73,9 @@ def load_wavs(speech_root: Path, rows):
 
 
 def fairseq_model(ckpt: Path, data: Path = None):
-    import fast_hubert_plugin  # noqa: F401
     from fairseq import checkpoint_utils
+
+    import fast_hubert_plugin  # noqa: F401
 
     overrides = None if data is None else {"data": str(data), "label_dir": str(data)}
     models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(ckpt)], arg_overrides=overrides)
@@ -105,10 +117,22 @@ def export_main(*args):
 
 def test_export_refuses_stock_hubert_pointing_to_transformers_converter(tmp_path, capsys):
     ckpt = tmp_path / "hubert.pt"
-    torch.save({"cfg": {"model": {"_name": "hubert"}, "task": {"_name": "hubert_pretraining"}},
-                "model": {"encoder.layers.0.fc1.weight": torch.zeros(2, 2)}, "extra_state": {},
-                "optimizer_history": [{"criterion_name": "HubertCriterion", "optimizer_name": "Adam",
-                                       "lr_scheduler_state": {}, "num_updates": 0}]}, ckpt)
+    torch.save(
+        {
+            "cfg": {"model": {"_name": "hubert"}, "task": {"_name": "hubert_pretraining"}},
+            "model": {"encoder.layers.0.fc1.weight": torch.zeros(2, 2)},
+            "extra_state": {},
+            "optimizer_history": [
+                {
+                    "criterion_name": "HubertCriterion",
+                    "optimizer_name": "Adam",
+                    "lr_scheduler_state": {},
+                    "num_updates": 0,
+                }
+            ],
+        },
+        ckpt,
+    )
     assert export_main(ckpt, tmp_path / "out") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fast-hubert-export: error:"), err
@@ -140,13 +164,23 @@ def exported_pretrained(pretrained, tmp_path_factory):
 
 def test_export_folder_holds_model_code_weights_and_card(exported_pretrained):
     files = {p.name for p in exported_pretrained.iterdir()}
-    assert {"config.json", "model.safetensors", "configuration_fast_hubert.py", "modeling_fast_hubert.py",
-            "feature_extraction_fast_hubert.py", "preprocessor_config.json", "README.md"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "configuration_fast_hubert.py",
+        "modeling_fast_hubert.py",
+        "feature_extraction_fast_hubert.py",
+        "preprocessor_config.json",
+        "README.md",
+    } <= files
     assert not any(n.startswith(".") for n in files)
     for name in ("configuration_fast_hubert.py", "modeling_fast_hubert.py", "feature_extraction_fast_hubert.py"):
         code = (exported_pretrained / name).read_text()
         imports = {line.split()[1].split(".")[0] for line in code.splitlines() if line.startswith(("import ", "from "))}
-        assert imports <= {"torch", "numpy", "transformers", "typing", "dataclasses", "math", "itertools", ""}, (name, imports)
+        assert imports <= {"torch", "numpy", "transformers", "typing", "dataclasses", "math", "itertools", ""}, (
+            name,
+            imports,
+        )
     config = json.loads((exported_pretrained / "config.json").read_text())
     assert config["model_type"] == "fast_hubert" and config["num_hidden_layers"] == 4 and config["hidden_size"] == 256
     assert config["subsampler_kernel_sizes"] == [5, 5]
@@ -154,8 +188,9 @@ def test_export_folder_holds_model_code_weights_and_card(exported_pretrained):
     assert "hidden_states[0]" in card and "Transformer input" in card and "@inproceedings{yang2023fasthubert" in card
 
 
-def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(pretrained, exported_pretrained, speech_root,
-                                                                      tmp_path):
+def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(
+    pretrained, exported_pretrained, speech_root, tmp_path
+):
     """Every hidden state equals fairseq's (fp32, <= 1e-4), a padded batch equals each utterance alone,
     and the exported fbank equals the training fbank (kaldi-native-fbank) within 1e-3."""
     rows = read_corpus_tsv("librispeech_train_clean_100.tsv")[:3] + read_corpus_tsv("so762_dev.tsv")[:3]
@@ -170,9 +205,13 @@ def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(pretrained
     fx = FeatureExtractor(model).extract_batch([torch.from_numpy(f) for f in raw], layers="all")
     for i, ref in enumerate(reference):
         assert np.array_equal(np.stack([fx[i][layer].numpy() for layer in range(5)]), ref)
-    np.savez(tmp_path / "inputs.npz", **{f"wav{i}": w for i, w in enumerate(wavs)},
-             **{f"feat{i}": f for i, f in enumerate(normed)})
-    run_without_fairseq(f'''
+    np.savez(
+        tmp_path / "inputs.npz",
+        **{f"wav{i}": w for i, w in enumerate(wavs)},
+        **{f"feat{i}": f for i, f in enumerate(normed)},
+    )
+    run_without_fairseq(
+        f"""
         import numpy as np, torch
         from transformers import AutoFeatureExtractor, AutoModel
         folder = {str(exported_pretrained)!r}
@@ -212,7 +251,9 @@ def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(pretrained
             for i in range(n):
                 out[f"e2e{{i}}"] = torch.stack(e2e.hidden_states)[:, i, : int(lengths[i])].numpy()
         np.savez("outputs.npz", **out)
-    ''', tmp_path)
+    """,
+        tmp_path,
+    )
     got = np.load(tmp_path / "outputs.npz")
     assert got["fe_frames"].tolist() == [f.shape[0] for f in raw]
     assert got["fe_mask"].sum(1).tolist() == [f.shape[0] for f in raw]
@@ -221,7 +262,10 @@ def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(pretrained
     # to ~0.03 (float32 vs float64 of the same torch code differ as much); everywhere else they agree to 1e-3.
     diffs = np.concatenate([np.abs(got[f"fe_raw{i}"] - raw[i]) for i in range(len(raw))])
     assert float(diffs[:, 12:].max()) <= 1e-3, float(diffs[:, 12:].max())
-    assert float((diffs > 1e-3).mean()) <= 1e-3 and float(diffs.max()) <= 0.05, (float((diffs > 1e-3).mean()), float(diffs.max()))
+    assert float((diffs > 1e-3).mean()) <= 1e-3 and float(diffs.max()) <= 0.05, (
+        float((diffs > 1e-3).mean()),
+        float(diffs.max()),
+    )
     for i in range(len(raw)):  # CMVN with the checkpoint's statistics, as the model applied it in training
         assert np.abs(got[f"fe_norm{i}"] - normed[i]).max() <= 0.05
     for i, ref in enumerate(reference):
@@ -232,10 +276,14 @@ def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(pretrained
             assert diff <= 1e-4, (kind, i, diff)
         e2e = float(np.abs(got[f"e2e{i}"] - ref).max())  # waveform -> exported fbank -> model
         assert e2e <= 5e-3, (i, e2e)
-        print(f"utterance {i}: max |hidden diff| alone {np.abs(got[f'alone{i}'] - ref).max():.1e}, "
-              f"padded {np.abs(got[f'padded{i}'] - ref).max():.1e}, end to end {e2e:.1e}")
-    print(f"fbank: max |diff| {diffs.max():.1e}, bins 12..79 {diffs[:, 12:].max():.1e}, "
-          f"share over 1e-3 {(diffs > 1e-3).mean():.1e}")
+        print(
+            f"utterance {i}: max |hidden diff| alone {np.abs(got[f'alone{i}'] - ref).max():.1e}, "
+            f"padded {np.abs(got[f'padded{i}'] - ref).max():.1e}, end to end {e2e:.1e}"
+        )
+    print(
+        f"fbank: max |diff| {diffs.max():.1e}, bins 12..79 {diffs[:, 12:].max():.1e}, "
+        f"share over 1e-3 {(diffs > 1e-3).mean():.1e}"
+    )
 
 
 # --------------------------------------------------------------------------- fine-tuned model
@@ -254,8 +302,17 @@ def test_pipeline_transcripts_equal_fast_hubert_decode_without_fairseq(finetuned
     card = (exported_ctc / "README.md").read_text()
     assert "fine-tuned with letter CTC" in card and "Pretrained (before fine-tuning)" in card and "Updates: 6" in card
     dec = tmp_path / "dec"
-    cli("fast-hubert-decode", finetuned["ckpt"], "--data", finetuned["data"], "--split", "valid",
-        "--results-dir", dec, "--quiet")
+    cli(
+        "fast-hubert-decode",
+        finetuned["ckpt"],
+        "--data",
+        finetuned["data"],
+        "--split",
+        "valid",
+        "--results-dir",
+        dec,
+        "--quiet",
+    )
     expected = (dec / "hypo.word").read_text().splitlines()
     dev = finetuned["dev"]
     assert len(expected) == len(dev) and sum(map(len, expected)) > 20  # something to compare
@@ -266,7 +323,8 @@ def test_pipeline_transcripts_equal_fast_hubert_decode_without_fairseq(finetuned
     with torch.inference_mode():
         fb = torch.from_numpy(compute_fbank(wavs[0]))[None]
         ref = model.get_normalized_probs(model(source=fb, padding_mask=None), log_probs=True)[:, 0].numpy()
-    proc = run_without_fairseq(f'''
+    proc = run_without_fairseq(
+        f"""
         import json
         import numpy as np, torch
         from transformers import AutoModelForCTC, AutoProcessor, pipeline
@@ -282,7 +340,9 @@ def test_pipeline_transcripts_equal_fast_hubert_decode_without_fairseq(finetuned
             lp = torch.log_softmax(model(**inputs).logits[0], -1).numpy()
         np.save("lprobs.npy", lp)
         print(json.dumps(texts))
-    ''', tmp_path)
+    """,
+        tmp_path,
+    )
     texts = json.loads(proc.stdout.strip().splitlines()[-1])
     assert texts == expected
     print("pipeline == fast-hubert-decode:", texts)
@@ -296,7 +356,8 @@ def test_exported_pretrained_model_fine_tunes_with_plain_transformers(exported_p
     wavs = load_wavs(speech_root, rows)
     np.savez(tmp_path / "train.npz", *wavs)
     (tmp_path / "texts.json").write_text(json.dumps([r["text"] for r in rows]))
-    proc = run_without_fairseq(f'''
+    proc = run_without_fairseq(
+        f"""
         import json
         import numpy as np, torch
         from transformers import AutoFeatureExtractor, AutoModelForCTC
@@ -329,7 +390,9 @@ def test_exported_pretrained_model_fine_tunes_with_plain_transformers(exported_p
         moved = (model.fast_hubert.encoder.layers[0].feed_forward.intermediate_dense.weight - w0).abs().max().item()
         assert moved > 0, "the Transformer did not train"
         print(json.dumps(losses))
-    ''', tmp_path)
+    """,
+        tmp_path,
+    )
     losses = json.loads(proc.stdout.strip().splitlines()[-1])
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.7 * losses[0], losses

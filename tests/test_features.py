@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import read_corpus_tsv
 from fast_hubert_plugin.data.feature_store import FbankStore, write_store
 from fast_hubert_plugin.features import GlobalCMVN, compute_fbank, num_fbank_frames, read_audio
 from fast_hubert_plugin.features.cmvn import CMVNAccumulator
 from fast_hubert_plugin.features.spec_augment import spec_augment
 from fast_hubert_plugin.utils.errors import DataError
+
+from conftest import read_corpus_tsv
 
 
 @pytest.mark.parametrize("n,frames", [(0, 0), (399, 0), (400, 1), (559, 1), (560, 2), (16000, 98), (41280, 256)])
@@ -95,6 +96,7 @@ def test_read_audio_errors(tmp_path):
     with pytest.raises(DataError, match="cannot read audio"):
         read_audio(tmp_path / "junk.wav", where="manifest x.tsv, line 3")
     import soundfile as sf
+
     sf.write(tmp_path / "8k.wav", np.zeros(800, dtype=np.float32), 8000)
     with pytest.raises(DataError, match="8000 Hz.*expected 16000"):
         read_audio(tmp_path / "8k.wav")
@@ -133,11 +135,13 @@ def test_feature_store_round_trip_and_validation(tmp_path):
         store.check_matches([5, 2, 12], "train.tsv")
     with pytest.raises(DataError, match="3 rows but the manifest"):
         store.check_matches([5, 1], "train.tsv")
+
     # a failure while writing leaves no file that looks finished
     def boom(i):
         if i == 2:
             raise KeyboardInterrupt
         return rows[i]
+
     with pytest.raises(KeyboardInterrupt):
         write_store(tmp_path, "valid", [5, 1, 12], boom, 80)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.fbank.lengths.npy", "train.fbank.npy"]

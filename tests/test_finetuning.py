@@ -3,6 +3,7 @@
 The end-to-end tests pretrain the tiny CPU model for a few updates, fine-tune it through the real
 ``fairseq-hydra-train`` CLI and decode with the real ``fast-hubert-decode``.
 """
+
 import json
 import math
 import os
@@ -16,23 +17,31 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import cli, read_corpus_tsv, train_log_records, write_input_tsv
 import fast_hubert_plugin.features.spec_augment as spec_augment_module
+from fast_hubert_plugin.data.batching import length_batches
 from fast_hubert_plugin.features.kaldi_fbank import compute_fbank
 from fast_hubert_plugin.finetuning import prepare
-from fast_hubert_plugin.data.batching import length_batches
+from fast_hubert_plugin.finetuning.ctc import (
+    ErrorCounts,
+    ViterbiDecoder,
+    cer,
+    ctc_greedy,
+    letters_to_text,
+    units_to_letters,
+    wer,
+    words_to_letters,
+)
+from fast_hubert_plugin.finetuning.decode import ctc_log_probs
+from fast_hubert_plugin.models import fast_hubert as fast_hubert_module
 from fast_hubert_plugin.models.checkpoints import load_checkpoint
 from fast_hubert_plugin.models.hubert_ctc import fast_hubert_of
-from fast_hubert_plugin.finetuning.ctc import (ErrorCounts, ViterbiDecoder, cer, ctc_greedy, letters_to_text,
-                                               units_to_letters, wer, words_to_letters)
-from fast_hubert_plugin.finetuning.decode import ctc_log_probs
 from fast_hubert_plugin.models.layer_features import FeatureExtractor
-from fast_hubert_plugin.models import fast_hubert as fast_hubert_module
 from fast_hubert_plugin.utils.errors import DataError
 
-
+from conftest import cli, read_corpus_tsv, train_log_records, write_input_tsv
 
 # --------------------------------------------------------------------------- CTC and error rates
+
 
 def test_words_to_letters_matches_fairseq_libri_labels():
     assert words_to_letters(["HELLO", "WORLD"]) == "H E L L O | W O R L D |"
@@ -88,15 +97,32 @@ def test_length_batches_cover_every_row_under_max_tokens():
 
 # --------------------------------------------------------------------------- data preparation
 
+
 def test_prepare_writes_manifest_letters_words_and_dict(speech_root, tmp_path):
     rows = read_corpus_tsv("so762_train.tsv")[:4]
     dev = rows[2:]  # letters all in the training dictionary
     out = tmp_path / "out"
-    prepare.main([str(write_input_tsv(tmp_path / "in" / "train.tsv", rows, speech_root)), "--split", "train",
-                  "--output-dir", str(out), "--quiet"])
+    prepare.main(
+        [
+            str(write_input_tsv(tmp_path / "in" / "train.tsv", rows, speech_root)),
+            "--split",
+            "train",
+            "--output-dir",
+            str(out),
+            "--quiet",
+        ]
+    )
     # num_samples column absent: read from the audio
-    prepare.main([str(write_input_tsv(tmp_path / "in" / "dev.tsv", dev, speech_root, columns=("path", "text"))),
-                  "--split", "valid", "--output-dir", str(out), "--quiet"])
+    prepare.main(
+        [
+            str(write_input_tsv(tmp_path / "in" / "dev.tsv", dev, speech_root, columns=("path", "text"))),
+            "--split",
+            "valid",
+            "--output-dir",
+            str(out),
+            "--quiet",
+        ]
+    )
     lines = (out / "train.tsv").read_text().splitlines()
     root = Path(lines[0])
     assert len(lines) == 5 and root.is_absolute()
@@ -116,8 +142,17 @@ def test_prepare_writes_manifest_letters_words_and_dict(speech_root, tmp_path):
 
 def test_prepare_no_text_writes_manifest_only(speech_root, tmp_path):
     rows = [dict(r, text="") for r in read_corpus_tsv("librispeech_train_clean_100.tsv")[:2]]
-    prepare.main([str(write_input_tsv(tmp_path / "in.tsv", rows, speech_root)), "--split", "pre",
-                  "--output-dir", str(tmp_path / "out"), "--no-text", "--quiet"])
+    prepare.main(
+        [
+            str(write_input_tsv(tmp_path / "in.tsv", rows, speech_root)),
+            "--split",
+            "pre",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--no-text",
+            "--quiet",
+        ]
+    )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pre.tsv"]
 
 
@@ -125,13 +160,16 @@ def _bad(tmp_path, speech_root, rows, **kw):
     return write_input_tsv(tmp_path / "bad.tsv", rows, speech_root, **kw)
 
 
-@pytest.mark.parametrize("case,problem,line", [
-    ("missing_audio", "not found", 3),
-    ("empty_text", "empty transcript", 2),
-    ("unreadable_audio", "cannot read audio", 3),
-    ("wrong_num_samples", "num_samples says", 2),
-    ("no_text_column", "lacks column", 1),
-])
+@pytest.mark.parametrize(
+    "case,problem,line",
+    [
+        ("missing_audio", "not found", 3),
+        ("empty_text", "empty transcript", 2),
+        ("unreadable_audio", "cannot read audio", 3),
+        ("wrong_num_samples", "num_samples says", 2),
+        ("no_text_column", "lacks column", 1),
+    ],
+)
 def test_prepare_rejects_bad_rows_naming_file_and_line(speech_root, tmp_path, case, problem, line):
     rows = [dict(r) for r in read_corpus_tsv("so762_train.tsv")[:2]]
     columns = ("id", "path", "num_samples", "text")
@@ -156,22 +194,35 @@ def test_prepare_rejects_bad_rows_naming_file_and_line(speech_root, tmp_path, ca
 def test_prepare_dev_split_with_unknown_characters_fails(speech_root, tmp_path):
     rows = read_corpus_tsv("so762_train.tsv")[:3]
     out = tmp_path / "out"
-    prepare.prepare_split(str(write_input_tsv(tmp_path / "train.tsv", rows, speech_root)), "train", str(out),
-                          progress=False)
+    prepare.prepare_split(
+        str(write_input_tsv(tmp_path / "train.tsv", rows, speech_root)), "train", str(out), progress=False
+    )
     dev = [dict(r) for r in rows[:2]]
     dev[1]["text"] = "NAÏVE CAFÉ"
     with pytest.raises(DataError) as e:
-        prepare.prepare_split(str(write_input_tsv(tmp_path / "dev.tsv", dev, speech_root)), "valid", str(out),
-                              progress=False)
+        prepare.prepare_split(
+            str(write_input_tsv(tmp_path / "dev.tsv", dev, speech_root)), "valid", str(out), progress=False
+        )
     assert "not in the dictionary" in str(e.value) and e.value.line == 3
     assert not (out / "valid.ltr").exists()
     # the dictionary is kept, not rebuilt from the dev split; --dict-from reuses it elsewhere
     before = (out / "dict.ltr.txt").read_text()
-    prepare.prepare_split(str(write_input_tsv(tmp_path / "dev2.tsv", rows[:1], speech_root)), "valid", str(out),
-                          progress=False)
+    prepare.prepare_split(
+        str(write_input_tsv(tmp_path / "dev2.tsv", rows[:1], speech_root)), "valid", str(out), progress=False
+    )
     assert (out / "dict.ltr.txt").read_text() == before
-    prepare.main([str(tmp_path / "dev2.tsv"), "--split", "valid", "--output-dir", str(tmp_path / "o2"),
-                  "--dict-from", str(out / "dict.ltr.txt"), "--quiet"])
+    prepare.main(
+        [
+            str(tmp_path / "dev2.tsv"),
+            "--split",
+            "valid",
+            "--output-dir",
+            str(tmp_path / "o2"),
+            "--dict-from",
+            str(out / "dict.ltr.txt"),
+            "--quiet",
+        ]
+    )
     assert (tmp_path / "o2" / "dict.ltr.txt").read_text() == before
 
 
@@ -184,6 +235,7 @@ def test_prepare_cli_error_is_one_clear_line(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- end to end
+
 
 def test_finetuning_cli_trains_ctc_with_frozen_subsampler(finetuned):
     log = finetuned["log"]
@@ -205,8 +257,19 @@ def test_finetuning_cli_trains_ctc_with_frozen_subsampler(finetuned):
 
 def test_decode_cli_writes_hypotheses_and_matching_scores(finetuned, tmp_path):
     out = tmp_path / "dec"
-    proc = cli("fast-hubert-decode", finetuned["ckpt"], "--data", finetuned["data"], "--split", "valid",
-               "--results-dir", out, "--max-tokens", 1200, "--quiet")
+    proc = cli(
+        "fast-hubert-decode",
+        finetuned["ckpt"],
+        "--data",
+        finetuned["data"],
+        "--split",
+        "valid",
+        "--results-dir",
+        out,
+        "--max-tokens",
+        1200,
+        "--quiet",
+    )
     n = len(finetuned["dev"])
     files = {name: (out / name).read_text().splitlines() for name in ("hypo.word", "ref.word", "hypo.ltr", "ref.ltr")}
     assert all(len(v) == n for v in files.values())
@@ -233,8 +296,17 @@ def test_decode_with_lm_without_flashlight_is_a_clear_error(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "flashlight.lib.text", None)
     monkeypatch.setitem(sys.modules, "flashlight", None)
     with pytest.raises(SystemExit) as e:
-        decode.main([str(tmp_path / "ckpt.pt"), "--data", str(tmp_path), "--results-dir", str(tmp_path),
-                     "--lm", str(tmp_path / "lm.arpa")])
+        decode.main(
+            [
+                str(tmp_path / "ckpt.pt"),
+                "--data",
+                str(tmp_path),
+                "--results-dir",
+                str(tmp_path),
+                "--lm",
+                str(tmp_path / "lm.arpa"),
+            ]
+        )
     assert e.value.code == 2
     assert "needs flashlight-text: pip install flashlight-text" in capsys.readouterr().err
 
@@ -244,8 +316,13 @@ def write_bigram_arpa(path: Path, words):
     p = math.log10(1 / (len(words) + 1))
     uni = [f"{p:.4f}\t</s>", "-99\t<s>\t0", f"{p:.4f}\t<unk>\t0"] + [f"{p:.4f}\t{w}\t0" for w in words]
     bi = [f"{p:.4f}\t<s> {w}" for w in words] + [f"{math.log10(0.5):.4f}\t{w} </s>" for w in words]
-    path.write_text(f"\\data\\\nngram 1={len(uni)}\nngram 2={len(bi)}\n\n\\1-grams:\n" + "\n".join(uni)
-                    + "\n\n\\2-grams:\n" + "\n".join(bi) + "\n\n\\end\\\n")
+    path.write_text(
+        f"\\data\\\nngram 1={len(uni)}\nngram 2={len(bi)}\n\n\\1-grams:\n"
+        + "\n".join(uni)
+        + "\n\n\\2-grams:\n"
+        + "\n".join(bi)
+        + "\n\n\\end\\\n"
+    )
 
 
 def test_decode_with_kenlm_beam_search(finetuned, tmp_path):
@@ -255,8 +332,20 @@ def test_decode_with_kenlm_beam_search(finetuned, tmp_path):
     words = sorted({w for r in finetuned["dev"] for w in r["text"].split()})
     arpa = tmp_path / "lm.arpa"
     write_bigram_arpa(arpa, words)
-    decode.main([str(finetuned["ckpt"]), "--data", str(finetuned["data"]), "--results-dir", str(tmp_path / "lm"),
-                 "--lm", str(arpa), "--beam", "20", "--quiet"])
+    decode.main(
+        [
+            str(finetuned["ckpt"]),
+            "--data",
+            str(finetuned["data"]),
+            "--results-dir",
+            str(tmp_path / "lm"),
+            "--lm",
+            str(arpa),
+            "--beam",
+            "20",
+            "--quiet",
+        ]
+    )
     hyps = (tmp_path / "lm" / "hypo.word").read_text().splitlines()
     assert len(hyps) == len(finetuned["dev"])
     assert all(w in words for h in hyps for w in h.split())  # lexicon-constrained: only LM words
@@ -264,10 +353,12 @@ def test_decode_with_kenlm_beam_search(finetuned, tmp_path):
 
 # --------------------------------------------------------------------------- model behaviour
 
+
 @pytest.fixture(scope="module")
 def ctc_model(finetuned):
-    model, _, task = load_checkpoint(finetuned["ckpt"], "cpu", {"data": str(finetuned["data"]),
-                                                               "label_dir": str(finetuned["data"])})
+    model, _, task = load_checkpoint(
+        finetuned["ckpt"], "cpu", {"data": str(finetuned["data"]), "label_dir": str(finetuned["data"])}
+    )
     return model, task
 
 
@@ -403,6 +494,7 @@ def test_feature_grad_mult_scales_subsampler_gradients(ctc_model, speech_root):
 
 # --------------------------------------------------------------------------- layer features
 
+
 @pytest.mark.parametrize("kind", ["pretrained", "finetuned"])
 def test_feature_extractor_layers_match_extract_features(kind, pretrained, finetuned, speech_root):
     ckpt = pretrained if kind == "pretrained" else finetuned["ckpt"]
@@ -436,8 +528,22 @@ def test_layer_dump_of_a_finetuned_checkpoint_is_memory_mappable(finetuned, spee
     from fast_hubert_plugin.clustering import dump
 
     manifest = finetuned["data"] / "valid.tsv"
-    dump.main([str(manifest), str(tmp_path), "--feature", "layer", "--checkpoint", str(finetuned["ckpt"]),
-               "--layer", "3", "--batch-seconds", "10", "--device", "cpu"])
+    dump.main(
+        [
+            str(manifest),
+            str(tmp_path),
+            "--feature",
+            "layer",
+            "--checkpoint",
+            str(finetuned["ckpt"]),
+            "--layer",
+            "3",
+            "--batch-seconds",
+            "10",
+            "--device",
+            "cpu",
+        ]
+    )
     feats = np.load(tmp_path / "valid_0_1.npy", mmap_mode="r")
     lengths = np.loadtxt(tmp_path / "valid_0_1.len", dtype=np.int64)
     meta = json.loads((tmp_path / "valid_0_1.json").read_text())
@@ -447,7 +553,7 @@ def test_layer_dump_of_a_finetuned_checkpoint_is_memory_mappable(finetuned, spee
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     for i in (0, len(lengths) - 1):
         want = fx.extract(speech_root / finetuned["dev"][i]["path"], layers=[3])[3].numpy()
-        np.testing.assert_allclose(feats[offsets[i]:offsets[i + 1]], want, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(feats[offsets[i] : offsets[i + 1]], want, atol=1e-5, rtol=1e-5)
 
 
 def test_no_pretrained_weights_still_normalises_with_the_pretrained_cmvn(pretrained, finetuned):
@@ -483,14 +589,20 @@ def test_bf16_autocast_finetuning_step_matches_fp32(ctc_model, speech_root):
         source[i, : len(w)] = w
     padding_mask = torch.arange(source.shape[1])[None, :] >= torch.tensor([len(w) for w in wavs])[:, None]
     d = task.target_dictionary
-    letters = [d.encode_line(" ".join(r["text"].replace(" ", "|")), append_eos=False, add_if_not_exist=False).long()
-               for r in rows]
+    letters = [
+        d.encode_line(" ".join(r["text"].replace(" ", "|")), append_eos=False, add_if_not_exist=False).long()
+        for r in rows
+    ]
     target = torch.full((len(letters), max(len(t) for t in letters)), d.pad())
     for i, t in enumerate(letters):
         target[i, : len(t)] = t
-    sample = {"id": torch.arange(len(rows)), "net_input": {"source": source, "padding_mask": padding_mask},
-              "target": target, "target_lengths": torch.tensor([len(t) for t in letters]),
-              "ntokens": sum(len(t) for t in letters)}
+    sample = {
+        "id": torch.arange(len(rows)),
+        "net_input": {"source": source, "padding_mask": padding_mask},
+        "target": target,
+        "target_lengths": torch.tensor([len(t) for t in letters]),
+        "ntokens": sum(len(t) for t in letters),
+    }
     crit = CtcCriterion(CtcCriterionConfig(), task)
     losses = []
     try:

@@ -1,5 +1,6 @@
 """The package's folders depend on each other one way, so one utterance can be followed from the
 manifest line to the loss by opening folders in order; and each job has one implementation."""
+
 import ast
 import re
 from pathlib import Path
@@ -14,11 +15,16 @@ LAYERS = {
     "utils": 0,
     "features": 1,
     "data": 2,
-    "models": 3, "criterions": 3, "optim": 3,
+    "models": 3,
+    "criterions": 3,
+    "optim": 3,
     "tasks": 4,
-    "clustering": 5, "finetuning": 5, "export": 5,
+    "clustering": 5,
+    "finetuning": 5,
+    "export": 5,
     "probing": 5.5,  # uses clustering's extractors and finetuning's CTC; recipes may run it
-    "cli": 6, "recipes": 6,
+    "cli": 6,
+    "recipes": 6,
     "__init__": 7,  # the package itself: importing it registers everything
 }
 
@@ -97,18 +103,24 @@ def test_the_checker_sees_an_upward_import():
     """The graph above is built from real import statements, function-level ones included."""
     text = "import os\nfrom .fbank import x\n\ndef f():\n    from ..data.manifest import read_manifest\n"
     assert imports_in(text, Path("fast_hubert_plugin/features/x.py")) == [
-        ("fast_hubert_plugin.features.fbank", 2), ("fast_hubert_plugin.data.manifest", 5)]
+        ("fast_hubert_plugin.features.fbank", 2),
+        ("fast_hubert_plugin.data.manifest", 5),
+    ]
     assert folder_of("fast_hubert_plugin.data.manifest") == "data" and folder_of("fast_hubert_plugin") == "__init__"
 
 
-@pytest.mark.parametrize("pattern,home", [
-    (r"load_model_ensemble_and_task\(", "models/checkpoints.py"),          # one checkpoint loader
-    (r"arange\(\w+\.shape\[1\]\)\[None, :\] >=", "data/batching.py"),          # one pad-and-mask helper
-    (r"samples but .* says", "data/manifest.py"),                           # one audio length check
-    (r"encoder\.extract_features\(features, out_mask", "models/fast_hubert.py"),  # one layer-output path
-    (r"class \w*Unpickler", "features/cmvn.py"),
-])
+@pytest.mark.parametrize(
+    "pattern,home",
+    [
+        (r"load_model_ensemble_and_task\(", "models/checkpoints.py"),  # one checkpoint loader
+        (r"arange\(\w+\.shape\[1\]\)\[None, :\] >=", "data/batching.py"),  # one pad-and-mask helper
+        (r"samples but .* says", "data/manifest.py"),  # one audio length check
+        (r"encoder\.extract_features\(\s*features, out_mask", "models/fast_hubert.py"),  # one layer-output path
+        (r"class \w*Unpickler", "features/cmvn.py"),
+    ],
+)
 def test_one_implementation_per_job(pattern, home):
-    where = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
-             if re.search(pattern, p.read_text(encoding="utf-8"))]
+    where = [
+        str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if re.search(pattern, p.read_text(encoding="utf-8"))
+    ]
     assert where == [home], where

@@ -1,4 +1,5 @@
 """The Fast-HuBERT model and criterion on small random inputs: shapes, lengths, padding, loss, ILS."""
+
 import math
 from types import SimpleNamespace
 
@@ -23,10 +24,25 @@ def units(n=20) -> Dictionary:
 
 
 def tiny_cfg(cls=FastHubertConfig, **kw):
-    base = dict(label_rate=50, encoder_layers=4, encoder_embed_dim=64, encoder_ffn_embed_dim=128,
-                encoder_attention_heads=4, conv_channels=64, fbank_encoder_dim=32, conv_pos=16, conv_pos_groups=4,
-                supervised_layers="[2]", dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-                dropout_input=0.0, encoder_layerdrop=0.0, mask_prob=0.5, mask_length=2)
+    base = dict(
+        label_rate=50,
+        encoder_layers=4,
+        encoder_embed_dim=64,
+        encoder_ffn_embed_dim=128,
+        encoder_attention_heads=4,
+        conv_channels=64,
+        fbank_encoder_dim=32,
+        conv_pos=16,
+        conv_pos_groups=4,
+        supervised_layers="[2]",
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        dropout_input=0.0,
+        encoder_layerdrop=0.0,
+        mask_prob=0.5,
+        mask_length=2,
+    )
     base.update(kw)
     return cls(**base)
 
@@ -73,7 +89,7 @@ def test_padded_batch_gives_the_outputs_of_each_utterance_alone():
         x, pad = model.extract_features(source, padding, mask=False)
         assert pad.tolist() == [[t >= math.ceil(math.ceil(n / 2) / 2) for t in range(x.size(1))] for n in lengths]
         for i, n in enumerate(lengths):
-            alone, alone_pad = model.extract_features(source[i:i + 1, :n], None, mask=False)
+            alone, alone_pad = model.extract_features(source[i : i + 1, :n], None, mask=False)
             assert alone_pad is None
             valid = alone.size(1)
             assert valid == math.ceil(math.ceil(n / 2) / 2)
@@ -194,7 +210,8 @@ def test_extract_features_output_layer_is_one_based():
     source, _, _ = batch([90])
     with torch.no_grad():
         _, outs = model.encoder.extract_features(
-            model.post_extract_proj(model.layer_norm(model.forward_features(source)[0])), None, return_layers=[1, 3])
+            model.post_extract_proj(model.layer_norm(model.forward_features(source)[0])), None, return_layers=[1, 3]
+        )
         for layer in (1, 3):
             x, _ = model.extract_features(source, None, mask=False, output_layer=layer)
             torch.testing.assert_close(x, outs[layer])
@@ -237,8 +254,13 @@ def test_supervised_layers_validation():
 def test_fine_tuning_never_stacks_spec_augment_and_hubert_masking(monkeypatch, spec_masks, hubert_masking):
     """mask_prob / mask_channel_prob above 0 (fairseq's base_10h.yaml): with SpecAugment on, HuBERT's
     span and channel masking is skipped; with SpecAugment off, it is HuBERT's masking that runs."""
-    model = tiny_model(mask_prob=0.65, mask_channel_prob=0.5, mask_channel_length=8,
-                       spec_aug_freq_masks=spec_masks, spec_aug_time_masks=spec_masks).train()
+    model = tiny_model(
+        mask_prob=0.65,
+        mask_channel_prob=0.5,
+        mask_channel_length=8,
+        spec_aug_freq_masks=spec_masks,
+        spec_aug_time_masks=spec_masks,
+    ).train()
     calls = {"apply_mask": 0, "spec_augment": 0}
     apply_mask = type(model).apply_mask
     real_spec_augment = fast_hubert_module.spec_augment
@@ -337,8 +359,11 @@ def test_bf16_pretraining_step_matches_fp32(mode):
     gradients stay near fp32's, with the same masks (rng_keys) and no dropout."""
     wave, pad = waveform_batch((2.0, 2.0))
     targets = torch.randint(4, 24, (2, 100), generator=torch.Generator().manual_seed(1))
-    sample = {"id": torch.arange(2), "net_input": {"source": wave, "padding_mask": None,
-                                                   "rng_keys": torch.tensor([11, 12])}, "target_list": [targets]}
+    sample = {
+        "id": torch.arange(2),
+        "net_input": {"source": wave, "padding_mask": None, "rng_keys": torch.tensor([11, 12])},
+        "target_list": [targets],
+    }
     crit = FastHubertCriterion(SimpleNamespace())
     model = tiny_model().train()
     loss32, n32, _ = crit(model, sample)

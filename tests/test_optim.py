@@ -1,11 +1,11 @@
 """The step-speed levers keep fairseq's maths: torch_adamw against fairseq's adam, the positional
 convolution as a matrix product against fairseq's pos_conv (outputs and gradients, fp32)."""
+
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 from fairseq.models.wav2vec.wav2vec2 import make_conv_pos
 from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
+from omegaconf import OmegaConf
 
 from fast_hubert_plugin.models.positional_conv import grouped_conv1d_as_matmul, positional_conv
 from fast_hubert_plugin.optim.torch_adamw import TorchAdamW, TorchAdamWConfig

@@ -3,6 +3,7 @@
 Upstreams: a fast_hubert checkpoint pretrained by the real CLI (conftest's ``pretrained_tiny``), a
 randomly initialised 2-layer stock fairseq HuBERT, and plain fbank / MFCC features.
 """
+
 import json
 from pathlib import Path
 
@@ -11,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SPEECH_DIR, read_corpus_tsv, write_input_tsv
 from fast_hubert_plugin.clustering.extractors import LayerExtractor
 from fast_hubert_plugin.features.audio import read_audio
 from fast_hubert_plugin.finetuning import prepare
@@ -19,6 +19,8 @@ from fast_hubert_plugin.probing import probe as probe_mod
 from fast_hubert_plugin.probing.downstream import WeightedLayerSum
 from fast_hubert_plugin.probing.upstreams import build_upstream
 from fast_hubert_plugin.utils.cli import CommandError
+
+from conftest import SPEECH_DIR, read_corpus_tsv, write_input_tsv
 
 TINY = ["--hidden", "16", "--lstm-layers", "2", "--batch-size", "4", "--quiet"]
 
@@ -28,10 +30,27 @@ def probe_data(tmp_path_factory):
     """so762: 48 training and 16 dev utterances, prepared by fast-hubert-prepare-ctc."""
     work = tmp_path_factory.mktemp("probe")
     data = work / "data"
-    prepare.main([str(write_input_tsv(work / "in" / "train.tsv", read_corpus_tsv("so762_train.tsv")[:48], SPEECH_DIR)),
-                  "--split", "train", "--output-dir", str(data), "--write-dict", "--quiet"])
-    prepare.main([str(write_input_tsv(work / "in" / "valid.tsv", read_corpus_tsv("so762_dev.tsv")[:16], SPEECH_DIR)),
-                  "--split", "valid", "--output-dir", str(data), "--quiet"])
+    prepare.main(
+        [
+            str(write_input_tsv(work / "in" / "train.tsv", read_corpus_tsv("so762_train.tsv")[:48], SPEECH_DIR)),
+            "--split",
+            "train",
+            "--output-dir",
+            str(data),
+            "--write-dict",
+            "--quiet",
+        ]
+    )
+    prepare.main(
+        [
+            str(write_input_tsv(work / "in" / "valid.tsv", read_corpus_tsv("so762_dev.tsv")[:16], SPEECH_DIR)),
+            "--split",
+            "valid",
+            "--output-dir",
+            str(data),
+            "--quiet",
+        ]
+    )
     return data
 
 
@@ -51,6 +70,7 @@ def cer_from_files(hypo_word: Path, ref_word: Path):
 
 
 # --------------------------------------------------------------------------- the learned parts
+
 
 def test_weighted_layer_sum_is_a_softmax_mixture():
     mix = WeightedLayerSum(3)
@@ -119,17 +139,39 @@ def test_reported_cer_equals_the_written_hypotheses(fast_hubert_probe, probe_dat
 
 # --------------------------------------------------------------------------- every upstream, by the CLI
 
-@pytest.mark.parametrize("kind,layers,dim,rate", [
-    ("fbank", 0, 80, 100.0), ("mfcc", 0, 39, 100.0), ("fast_hubert", 4, 256, 25.0), ("hubert", 2, 64, 50.0)])
+
+@pytest.mark.parametrize(
+    "kind,layers,dim,rate",
+    [("fbank", 0, 80, 100.0), ("mfcc", 0, 39, 100.0), ("fast_hubert", 4, 256, 25.0), ("hubert", 2, 64, 50.0)],
+)
+@pytest.mark.e2e  # the fast_hubert upstream is pretrained with fairseq-hydra-train first
 def test_every_upstream_runs_through_the_cli(kind, layers, dim, rate, probe_data, request, tmp_path, capsys):
     upstream = {"fast_hubert": "fast_hubert_ckpt", "hubert": "tiny_hubert_checkpoint"}.get(kind)
     upstream = str(request.getfixturevalue(upstream)) if upstream else kind
-    result = probe_mod.main(["--upstream", upstream, "--data", str(probe_data), "--output-dir", str(tmp_path),
-                             "--updates", "4", "--log-interval", "2", *TINY])
+    result = probe_mod.main(
+        [
+            "--upstream",
+            upstream,
+            "--data",
+            str(probe_data),
+            "--output-dir",
+            str(tmp_path),
+            "--updates",
+            "4",
+            "--log-interval",
+            "2",
+            *TINY,
+        ]
+    )
     saved = json.loads((tmp_path / "probe.json").read_text())
     assert saved == json.loads(json.dumps(result))
-    assert saved["upstream"] | {"source": None} == {"kind": kind, "num_layers": layers, "dim": dim,
-                                                     "frame_rate": rate, "source": None}
+    assert saved["upstream"] | {"source": None} == {
+        "kind": kind,
+        "num_layers": layers,
+        "dim": dim,
+        "frame_rate": rate,
+        "source": None,
+    }
     assert len(saved["layer_weights"]) == layers + 1 and saved["train"]["utterances"] == 48
     assert [c["update"] for c in saved["train"]["curve"]] == [2, 4]
     errors, chars = cer_from_files(tmp_path / "hypo.word", tmp_path / "ref.word")
@@ -160,6 +202,7 @@ def test_same_seed_same_result_other_seed_other_result(probe_data, tmp_path):
 
 # --------------------------------------------------------------------------- bad input
 
+
 def probe_error(capsys, *args):
     with pytest.raises(CommandError) as e:
         probe_mod.main([*args, *TINY, "--updates", "2"])
@@ -175,8 +218,9 @@ def test_missing_letters_is_one_line(probe_data, tmp_path, capsys):
     for name in ("train.tsv", "valid.tsv", "dict.ltr.txt", "train.ltr"):
         (data / name).write_text((probe_data / name).read_text())
     err = probe_error(capsys, "--upstream", "fbank", "--data", str(data), "--output-dir", str(tmp_path / "out"))
-    assert err.startswith(f"fast-hubert-probe: error: {data / 'valid.ltr'}: letter labels not found. Fix: run "
-                          "fast-hubert-prepare-ctc")
+    assert err.startswith(
+        f"fast-hubert-probe: error: {data / 'valid.ltr'}: letter labels not found. Fix: run fast-hubert-prepare-ctc"
+    )
     assert not (tmp_path / "out" / "probe.json").exists()
 
 
@@ -189,16 +233,29 @@ def test_wrong_dictionary_names_the_letter_file_and_line(probe_data, tmp_path, c
     dropped = first_line.split()[0]
     kept = [line for line in (probe_data / "dict.ltr.txt").read_text().splitlines() if line.split()[0] != dropped]
     (labels / "dict.ltr.txt").write_text("\n".join(kept) + "\n")
-    err = probe_error(capsys, "--upstream", "fbank", "--data", str(probe_data), "--label-dir", str(labels),
-                      "--output-dir", str(tmp_path / "out"))
-    assert err.startswith(f"fast-hubert-probe: error: {labels / 'train.ltr'}, line 1: letter(s) ['{dropped}'] not in "
-                          f"the dictionary {labels / 'dict.ltr.txt'}. Fix: pass the dict.ltr.txt")
+    err = probe_error(
+        capsys,
+        "--upstream",
+        "fbank",
+        "--data",
+        str(probe_data),
+        "--label-dir",
+        str(labels),
+        "--output-dir",
+        str(tmp_path / "out"),
+    )
+    assert err.startswith(
+        f"fast-hubert-probe: error: {labels / 'train.ltr'}, line 1: letter(s) ['{dropped}'] not in "
+        f"the dictionary {labels / 'dict.ltr.txt'}. Fix: pass the dict.ltr.txt"
+    )
 
 
 def test_unknown_upstream_is_one_line(probe_data, tmp_path, capsys):
     err = probe_error(capsys, "--upstream", "wav2vec", "--data", str(probe_data), "--output-dir", str(tmp_path))
-    assert err.startswith("fast-hubert-probe: error: wav2vec: unknown upstream: neither a feature name nor a "
-                          "checkpoint file. Fix: pass --upstream fbank or --upstream mfcc")
+    assert err.startswith(
+        "fast-hubert-probe: error: wav2vec: unknown upstream: neither a feature name nor a "
+        "checkpoint file. Fix: pass --upstream fbank or --upstream mfcc"
+    )
 
 
 def test_a_checkpoint_of_another_model_is_one_line(probe_data, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """HuBERT's two-iteration recipe (fast_hubert_plugin.recipes) end to end on the committed speech:
 the demo (both iterations, side-by-side probes, fine-tuning, decoding, export), resumption after a
 killed stage, stock HuBERT through the same recipe, and the benchmarks built on it."""
+
 import json
 import subprocess
 import sys
@@ -9,21 +10,50 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from conftest import REPO, SPEECH_DIR
 from fast_hubert_plugin.recipes.corpus import at_most_hours, load_corpus
 from fast_hubert_plugin.recipes.runner import Stage, StageFailed, StageMismatch, run_cli
-from fast_hubert_plugin.recipes.two_iterations import (ITERATION1_LABEL_RATE, SYSTEMS, Recipe, Workspace, overridden,
-                                                       pretrain)
+from fast_hubert_plugin.recipes.two_iterations import (
+    ITERATION1_LABEL_RATE,
+    SYSTEMS,
+    Recipe,
+    Workspace,
+    overridden,
+    pretrain,
+)
+
+from conftest import REPO, SPEECH_DIR
 
 # a short budget: the numbers live in the benchmark records, the tests check the plumbing and its outputs
-DEMO_ARGS = ["--clusters", "8", "--pretrain-updates", "3", "--probe-updates", "4", "--probe-utterances", "20",
-             "--finetune-updates", "3"]
+DEMO_ARGS = [
+    "--clusters",
+    "8",
+    "--pretrain-updates",
+    "3",
+    "--probe-updates",
+    "4",
+    "--probe-utterances",
+    "20",
+    "--finetune-updates",
+    "3",
+]
 
 
 def run_demo(work: Path, *extra):
-    return subprocess.run([sys.executable, str(REPO / "examples" / "demo.py"), "--speech-dir", str(SPEECH_DIR),
-                           "--work-dir", str(work), *DEMO_ARGS, *extra],
-                          capture_output=True, text=True, timeout=1500)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "demo.py"),
+            "--speech-dir",
+            str(SPEECH_DIR),
+            "--work-dir",
+            str(work),
+            *DEMO_ARGS,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +68,23 @@ def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
     work, proc = demo_run
     summary = (work / "report" / "summary.md").read_text()
     # three probe rows (same probe), the fine-tuned scores and the export are in the one-screen report
-    for row in ("| never pretrained (initial weights) |", "| iteration 1 | MFCC k-means (8, 50 Hz) |",
-                "| iteration 2 | k-means (8) of block 3 of iteration 1 |"):
+    for row in (
+        "| never pretrained (initial weights) |",
+        "| iteration 1 | MFCC k-means (8, 50 Hz) |",
+        "| iteration 2 | k-means (8) of block 3 of iteration 1 |",
+    ):
         assert row in summary
     probes = {p.name: json.loads((p / "probe.json").read_text()) for p in (work / "probes").iterdir()}
     assert set(probes) == {"demo_never_pretrained", "demo_iteration_1", "demo_iteration_2"}
-    for name, result in probes.items():
+    for result in probes.values():
         assert result["config"]["updates"] == 4 and result["dev"]["utterances"] == 16
         assert result["train"]["split"] == "probe_train" and result["train"]["utterances"] == 16  # every 3rd of 48
         assert f"{result['dev']['cer']:.1f} |" in summary
     cer = {name: result["dev"]["cer"] for name, result in probes.items()}
-    assert (f"Iteration 1 against never pretrained: {cer['demo_iteration_1'] - cer['demo_never_pretrained']:+.1f} "
-            "CER points") in summary
+    assert (
+        f"Iteration 1 against never pretrained: {cer['demo_iteration_1'] - cer['demo_never_pretrained']:+.1f} "
+        "CER points"
+    ) in summary
     # the benchmark's plot (committed with its record) is shown beside the demo's own numbers
     assert "![quality vs compute](quality_vs_compute.png)" in summary
     plot = (work / "report" / "quality_vs_compute.png").read_bytes()
@@ -68,8 +103,16 @@ def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
     assert json.loads((work / "demo_decode" / "scores.json").read_text())["utterances"] == 16
     assert (work / "export" / "model.safetensors").is_file() and (work / "export" / "vocab.json").is_file()
     timings = json.loads((work / "report" / "timings.json").read_text())
-    assert {"prepare", "cmvn", "iteration1_units", "demo_it1", "demo_it2_units", "demo_it2", "demo_finetune",
-            "export"} <= set(timings)
+    assert {
+        "prepare",
+        "cmvn",
+        "iteration1_units",
+        "demo_it1",
+        "demo_it2_units",
+        "demo_it2",
+        "demo_finetune",
+        "export",
+    } <= set(timings)
 
 
 def test_demo_rerun_skips_every_stage_and_redoes_a_removed_one(demo_run):
@@ -87,14 +130,32 @@ def test_demo_rerun_skips_every_stage_and_redoes_a_removed_one(demo_run):
 def test_killed_training_stage_resumes_from_its_checkpoint(small_workspace):
     ws = small_workspace
     system = SYSTEMS["fast_hubert"]
-    run = pretrain(ws.work / "runs", "resume", system, ws.pretrain_data, ws.iteration1_labels, ITERATION1_LABEL_RATE, 4,
-                   progress=False, quiet=True)
+    run = pretrain(
+        ws.work / "runs",
+        "resume",
+        system,
+        ws.pretrain_data,
+        ws.iteration1_labels,
+        ITERATION1_LABEL_RATE,
+        4,
+        progress=False,
+        quiet=True,
+    )
     assert run.updates == 4 and run.cpu_s > 0
     # as if killed after the stage's training but before its marker: the stage runs again and
     # fairseq continues from checkpoint_last.pt (4 updates done) instead of starting over
     (ws.work / "runs" / ".done" / "resume").unlink()
-    again = pretrain(ws.work / "runs", "resume", system, ws.pretrain_data, ws.iteration1_labels, ITERATION1_LABEL_RATE,
-                     6, progress=False, quiet=True)
+    again = pretrain(
+        ws.work / "runs",
+        "resume",
+        system,
+        ws.pretrain_data,
+        ws.iteration1_labels,
+        ITERATION1_LABEL_RATE,
+        6,
+        progress=False,
+        quiet=True,
+    )
     log = (ws.work / "runs" / "resume" / "train.log").read_text()
     assert "@ 4 updates)" in log  # fairseq's "Loaded checkpoint ... (epoch N @ 4 updates)"
     assert again.updates == 6
@@ -125,16 +186,26 @@ def test_stage_done_with_other_settings_is_refused_not_reused(tmp_path):
     with Stage(tmp_path, "pretrain", quiet=True, params={"updates": 400, "seed": 1}) as s:
         s.result = {"updates": 400}
     assert Stage(tmp_path, "pretrain", quiet=True, params={"updates": 400, "seed": 1}).done
-    with pytest.raises(StageMismatch, match=r"was done with updates=400; this run asks for updates=300\. Fix: .*"
-                                            r"delete .*pretrain"):
+    with pytest.raises(
+        StageMismatch,
+        match=r"was done with updates=400; this run asks for updates=300\. Fix: .*"
+        r"delete .*pretrain",
+    ):
         Stage(tmp_path, "pretrain", quiet=True, params={"updates": 300, "seed": 1})
     assert json.loads((tmp_path / ".done" / "pretrain").read_text())["result"] == {"updates": 400}  # untouched
 
 
 def test_failed_cli_reports_command_and_log_end(tmp_path):
     with pytest.raises(StageFailed, match="(?s)fast-hubert-cmvn.*last lines of"):
-        run_cli([str(Path(sys.executable).parent / "fast-hubert-cmvn"), tmp_path / "missing.tsv", "--output",
-                 tmp_path / "x.npz"], tmp_path / "log.txt")
+        run_cli(
+            [
+                str(Path(sys.executable).parent / "fast-hubert-cmvn"),
+                tmp_path / "missing.tsv",
+                "--output",
+                tmp_path / "x.npz",
+            ],
+            tmp_path / "log.txt",
+        )
 
 
 def test_overrides_given_twice_keep_the_systems():

@@ -1,5 +1,6 @@
 """What a fresh clone promises: console scripts that start quietly, and a suite that cannot go green
 while skipping tests."""
+
 import importlib.metadata
 import logging
 import os
@@ -11,10 +12,10 @@ import pytest
 from conftest import BIN, CONSOLE_SCRIPTS, REPO
 
 
-
 def test_every_declared_console_script_is_installed():
-    installed = {e.name for e in importlib.metadata.distribution("fast-hubert").entry_points
-                 if e.group == "console_scripts"}
+    installed = {
+        e.name for e in importlib.metadata.distribution("fast-hubert").entry_points if e.group == "console_scripts"
+    }
     assert installed == set(CONSOLE_SCRIPTS) and "fast-hubert-dump" in installed
 
 
@@ -29,12 +30,29 @@ def test_console_script_help_prints_only_its_own_usage(script):
 def run_pytest(tmp_path, body):
     (tmp_path / "test_x.py").write_text(body)
     env = dict(os.environ, PYTHONPATH=str(REPO / "tests"))
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "skip_guard", "-p", "no:cacheprovider",
-                           str(tmp_path / "test_x.py")], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "skip_guard",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "test_x.py"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_a_skipped_test_fails_the_run(tmp_path):
-    proc = run_pytest(tmp_path, "import pytest\n\ndef test_a():\n    pass\n\ndef test_b():\n    pytest.skip('no data')\n")
+    proc = run_pytest(
+        tmp_path, "import pytest\n\ndef test_a():\n    pass\n\ndef test_b():\n    pytest.skip('no data')\n"
+    )
     assert proc.returncode == 1, proc.stdout
     assert "1 test(s) skipped" in proc.stdout and "1 passed, 1 skipped" in proc.stdout
 
@@ -47,9 +65,11 @@ def test_a_run_without_skips_passes(tmp_path):
 def test_importing_the_plugin_leaves_the_root_logger_alone():
     """fairseq's import calls logging.basicConfig(level=DEBUG): a fresh process that imports the plugin
     keeps the root logger's WARNING level and gets no handler, so no library prints DEBUG records."""
-    code = ("import logging; import fast_hubert_plugin; import fairseq.models.wav2vec.wav2vec2_classification; "
-            "r = logging.getLogger(); print(r.level, len(r.handlers)); "
-            "logging.getLogger('matplotlib.font_manager').debug('SHOULD NOT PRINT')")
+    code = (
+        "import logging; import fast_hubert_plugin; import fairseq.models.wav2vec.wav2vec2_classification; "
+        "r = logging.getLogger(); print(r.level, len(r.handlers)); "
+        "logging.getLogger('matplotlib.font_manager').debug('SHOULD NOT PRINT')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.split() == [str(logging.WARNING), "0"], out.stdout
     assert "SHOULD NOT PRINT" not in out.stderr and "DEBUG:" not in out.stderr

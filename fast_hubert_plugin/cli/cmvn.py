@@ -4,6 +4,7 @@ Reads every utterance of the manifest (fairseq format), computes Kaldi fbank and
 ``.npz`` with per-bin ``mean`` and ``std`` that ``task.cmvn_stats_path`` loads. Dev/test sets
 reuse the training statistics.
 """
+
 import argparse
 
 from ..data.cmvn_stats import compute_cmvn
@@ -19,8 +20,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cmvn = compute_cmvn(args.manifest, workers=args.workers)
     cmvn.save(args.output)
-    print(f"wrote {args.output}: {cmvn.utterances} utterances, {cmvn.frames} frames "
-          f"({cmvn.frames / 100 / 3600:.2f} h), mean of means {cmvn.mean.mean():.3f}, mean std {cmvn.std.mean():.3f}")
+    print(
+        f"wrote {args.output}: {cmvn.utterances} utterances, {cmvn.frames} frames "
+        f"({cmvn.frames / 100 / 3600:.2f} h), mean of means {cmvn.mean.mean():.3f}, mean std {cmvn.std.mean():.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Writes ``{output_dir}/{split}.fbank.npy`` (all frames, concatenated in manifest 
 ``{output_dir}/{split}.fbank.lengths.npy``; train with ``task.feature_dir={output_dir}``. For
 users whose data loading, not the model, is the bottleneck. Re-running overwrites atomically.
 """
+
 import argparse
 import os
 
@@ -20,8 +21,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="fast-hubert-store-fbank", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("manifest", help="fairseq manifest {split}.tsv; the split name is its file stem")
     parser.add_argument("--output-dir", required=True, help="folder for {split}.fbank.npy and its lengths")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16"],
-                        help="storage type: float16 halves the disk (log-Mel error ~1e-2)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16"],
+        help="storage type: float16 halves the disk (log-Mel error ~1e-2)",
+    )
     args = parser.parse_args(argv)
 
     manifest = read_manifest(args.manifest)
@@ -32,11 +37,20 @@ def main(argv=None):
     def row(i):
         return compute_fbank(manifest.read_audio(i))
 
-    write_store(args.output_dir, split, lengths, row, NUM_MEL_BINS, args.dtype,
-                progress=lambda r: tqdm(r, desc=f"fbank {split}"))
+    write_store(
+        args.output_dir,
+        split,
+        lengths,
+        row,
+        NUM_MEL_BINS,
+        args.dtype,
+        progress=lambda r: tqdm(r, desc=f"fbank {split}"),
+    )
     feats_path, _ = store_paths(args.output_dir, split)
-    print(f"wrote {feats_path}: {len(lengths)} utterances, {sum(lengths)} frames "
-          f"({sum(lengths) / 360000:.2f} h), {os.path.getsize(feats_path) / 2**20:.1f} MiB")
+    print(
+        f"wrote {feats_path}: {len(lengths)} utterances, {sum(lengths)} frames "
+        f"({sum(lengths) / 360000:.2f} h), {os.path.getsize(feats_path) / 2**20:.1f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ the 40 ms fast_hubert model, 50 Hz for hubert). Finished shards are skipped when
 with the same settings, so an interrupted job is resumed by re-running the same command.
 Next step: fast-hubert-learn-kmeans.
 """
+
 import argparse
 import logging
 import os
@@ -36,7 +37,18 @@ from .feature_shards import ShardPaths, ShardWriter, read_meta, row_range
 logger = logging.getLogger("fast_hubert.clustering")
 
 # Settings that must match for a finished shard to be reused.
-REQUEST_KEYS = ("feature", "cmvn", "checkpoint", "layer", "manifest", "manifest_rows", "rows", "rank", "nshard", "split")
+REQUEST_KEYS = (
+    "feature",
+    "cmvn",
+    "checkpoint",
+    "layer",
+    "manifest",
+    "manifest_rows",
+    "rows",
+    "rank",
+    "nshard",
+    "split",
+)
 
 
 def default_device() -> str:
@@ -56,8 +68,9 @@ def _compute_row(i: int) -> Tuple[int, np.ndarray]:
     return i, _WORKER["extractor"].compute(_WORKER["manifest"].read_audio(i))
 
 
-def _per_row_features(extractor, manifest: AudioManifest, rows: List[int], workers: int
-                      ) -> Iterator[Tuple[int, np.ndarray]]:
+def _per_row_features(
+    extractor, manifest: AudioManifest, rows: List[int], workers: int
+) -> Iterator[Tuple[int, np.ndarray]]:
     if workers > 1:
         with Pool(workers, initializer=_init_worker, initargs=(extractor, manifest)) as pool:
             yield from pool.imap(_compute_row, rows, chunksize=4)
@@ -67,28 +80,48 @@ def _per_row_features(extractor, manifest: AudioManifest, rows: List[int], worke
             yield _compute_row(i)
 
 
-def _layer_features(extractor, manifest: AudioManifest, rows: List[int], batch_seconds: float
-                    ) -> Iterator[Tuple[int, np.ndarray]]:
+def _layer_features(
+    extractor, manifest: AudioManifest, rows: List[int], batch_seconds: float
+) -> Iterator[Tuple[int, np.ndarray]]:
     sizes = [manifest.num_samples[i] for i in rows]
     for batch in ([rows[k] for k in b] for b in length_batches(sizes, int(batch_seconds * SAMPLE_RATE))):
         wavs = [manifest.read_audio(i) for i in batch]
-        for i, feats in zip(batch, extractor.extract(wavs)):
-            yield i, feats
+        yield from zip(batch, extractor.extract(wavs))
 
 
-def dump_split(manifest_path, out_dir, feature: str, split: Optional[str] = None, nshard: int = 1, rank: int = 0,
-               cmvn: Optional[str] = None, checkpoint: Optional[str] = None, layer: Optional[int] = None,
-               device: str = "cpu", batch_seconds: float = 100.0, workers: int = 1, overwrite: bool = False,
-               progress: bool = True) -> Dict:
+def dump_split(
+    manifest_path,
+    out_dir,
+    feature: str,
+    split: Optional[str] = None,
+    nshard: int = 1,
+    rank: int = 0,
+    cmvn: Optional[str] = None,
+    checkpoint: Optional[str] = None,
+    layer: Optional[int] = None,
+    device: str = "cpu",
+    batch_seconds: float = 100.0,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Dict:
     """Dump one shard; returns its meta plus ``skipped`` (True when it was already finished)."""
     manifest = read_manifest(manifest_path)
     split = split or Path(manifest_path).stem
     start, end = row_range(len(manifest), rank, nshard)
     paths = ShardPaths.of(out_dir, split, rank, nshard)
-    request = {"feature": feature, "cmvn": os.path.abspath(cmvn) if cmvn else None,
-               "checkpoint": os.path.abspath(checkpoint) if checkpoint else None, "layer": layer,
-               "manifest": os.path.abspath(manifest_path), "manifest_rows": len(manifest), "rows": [start, end],
-               "rank": rank, "nshard": nshard, "split": split}
+    request = {
+        "feature": feature,
+        "cmvn": os.path.abspath(cmvn) if cmvn else None,
+        "checkpoint": os.path.abspath(checkpoint) if checkpoint else None,
+        "layer": layer,
+        "manifest": os.path.abspath(manifest_path),
+        "manifest_rows": len(manifest),
+        "rows": [start, end],
+        "rank": rank,
+        "nshard": nshard,
+        "split": split,
+    }
     if feature != "layer":
         request["checkpoint"] = request["layer"] = None
     if feature != "fbank":
@@ -98,8 +131,11 @@ def dump_split(manifest_path, out_dir, feature: str, split: Optional[str] = None
         old = {k: meta.get(k) for k in REQUEST_KEYS}
         if old != request:
             diff = {k: (old[k], request[k]) for k in REQUEST_KEYS if old[k] != request[k]}
-            raise DataError(paths.meta, f"a finished shard with other settings is in the way (old, new): {diff}",
-                            "use another output folder, delete that shard, or pass --overwrite")
+            raise DataError(
+                paths.meta,
+                f"a finished shard with other settings is in the way (old, new): {diff}",
+                "use another output folder, delete that shard, or pass --overwrite",
+            )
         return dict(meta, skipped=True)
 
     extractor = build_extractor(feature, cmvn=cmvn, checkpoint=checkpoint, layer=layer, device=device)
@@ -114,16 +150,18 @@ def dump_split(manifest_path, out_dir, feature: str, split: Optional[str] = None
     with ShardWriter(paths, lengths, extractor.dim, meta) as writer:
         for i, feats in tqdm(feats_iter, total=len(rows), desc=f"dump {split} {rank}/{nshard}", disable=not progress):
             if feats.shape[0] != lengths[i - start]:
-                raise DataError(manifest.audio_path(i), f"{feats.shape[0]} frames, expected {lengths[i - start]} "
-                                f"from num_samples in {manifest.where(i)}", "regenerate the manifest from the audio")
+                raise DataError(
+                    manifest.audio_path(i),
+                    f"{feats.shape[0]} frames, expected {lengths[i - start]} from num_samples in {manifest.where(i)}",
+                    "regenerate the manifest from the audio",
+                )
             writer.write(i - start, feats)
         writer.meta["seconds"] = round(time.time() - t0, 2)
     return dict(writer.meta, skipped=False, frames=int(sum(lengths)))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fast-hubert-dump", description=__doc__,
-                                formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(prog="fast-hubert-dump", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("manifest", help="fairseq manifest (.tsv) of the split to dump")
     p.add_argument("out_dir", help="folder for the feature shards (created if missing)")
     p.add_argument("--feature", required=True, choices=["mfcc", "fbank", "layer"], help="what to dump")
@@ -131,13 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cmvn", help="fbank only: CMVN stats (.npz from fast-hubert-cmvn) to normalise with")
     p.add_argument("--checkpoint", help="layer only: fairseq checkpoint (fast_hubert or stock hubert)")
     p.add_argument("--layer", type=int, help="layer only: 1-based Transformer block whose output is dumped")
-    p.add_argument("--batch-seconds", type=float, default=100.0,
-                   help="layer only: seconds of (padded) audio per forward pass (fast_hubert; hubert runs one "
-                   "utterance at a time) (default: %(default)s)")
+    p.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=100.0,
+        help="layer only: seconds of (padded) audio per forward pass (fast_hubert; hubert runs one "
+        "utterance at a time) (default: %(default)s)",
+    )
     p.add_argument("--device", default=None, help="layer only: torch device (default: cuda if available, else cpu)")
-    p.add_argument("--nshard", type=int, default=1, help="number of shards the manifest is split into (default: %(default)s)")
-    p.add_argument("--rank", type=int, default=0, help="which shard to dump (0-based); run one job per rank (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=1, help="mfcc/fbank: processes computing features (default: %(default)s)")
+    p.add_argument(
+        "--nshard", type=int, default=1, help="number of shards the manifest is split into (default: %(default)s)"
+    )
+    p.add_argument(
+        "--rank", type=int, default=0, help="which shard to dump (0-based); run one job per rank (default: %(default)s)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="mfcc/fbank: processes computing features (default: %(default)s)"
+    )
     p.add_argument("--overwrite", action="store_true", help="recompute the shard even if it is finished")
     return p
 
@@ -151,17 +199,30 @@ def main(argv=None):
         raise SystemExit("--cmvn applies to --feature fbank only")
     if args.feature == "layer" and (args.checkpoint is None or args.layer is None):
         raise SystemExit("--feature layer needs --checkpoint CKPT and --layer L")
-    meta = dump_split(args.manifest, args.out_dir, args.feature, split=args.split, nshard=args.nshard,
-                      rank=args.rank, cmvn=args.cmvn, checkpoint=args.checkpoint, layer=args.layer,
-                      device=args.device or default_device(), batch_seconds=args.batch_seconds,
-                      workers=args.workers, overwrite=args.overwrite)
+    meta = dump_split(
+        args.manifest,
+        args.out_dir,
+        args.feature,
+        split=args.split,
+        nshard=args.nshard,
+        rank=args.rank,
+        cmvn=args.cmvn,
+        checkpoint=args.checkpoint,
+        layer=args.layer,
+        device=args.device or default_device(),
+        batch_seconds=args.batch_seconds,
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
     paths = ShardPaths.of(args.out_dir, meta["split"], args.rank, args.nshard)
     start, end = meta["rows"]
     if meta["skipped"]:
         print(f"{paths.npy} is already finished ({end - start} rows, {meta['feature']}): skipped")
     else:
-        print(f"wrote {paths.npy}: rows {start}..{end - 1} of {meta['manifest_rows']}, {meta['frames']} frames "
-              f"of {meta['feature']} (dim {meta['dim']}, {meta['frame_rate']:g} Hz) in {meta['seconds']:.1f} s")
+        print(
+            f"wrote {paths.npy}: rows {start}..{end - 1} of {meta['manifest_rows']}, {meta['frames']} frames "
+            f"of {meta['feature']} (dim {meta['dim']}, {meta['frame_rate']:g} Hz) in {meta['seconds']:.1f} s"
+        )
 
 
 if __name__ == "__main__":

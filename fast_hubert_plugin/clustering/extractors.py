@@ -5,6 +5,7 @@ Every extractor has ``name``, ``dim``, ``frame_rate`` (frames per second), ``num
 preallocated), ``describe()`` (what goes into the shard's ``.json``) and
 ``extract(rows) -> list of (num_frames, dim) float32 arrays`` for a batch of manifest rows.
 """
+
 import logging
 import math
 from typing import Dict, List, Optional, Sequence
@@ -25,6 +26,7 @@ logger = logging.getLogger("fast_hubert.clustering")
 
 class MfccExtractor:
     """39-dim MFCC + deltas at 100 Hz (HuBERT iteration 1)."""
+
     name, dim, frame_rate = "mfcc", MFCC_DIM, MFCC_FRAME_RATE
 
     def num_frames(self, num_samples: int) -> int:
@@ -39,6 +41,7 @@ class MfccExtractor:
 
 class FbankExtractor:
     """80-dim Kaldi log-Mel fbank at 100 Hz, optionally normalised with global CMVN stats."""
+
     name, dim, frame_rate = "fbank", NUM_MEL_BINS, FBANK_FRAME_RATE
 
     def __init__(self, cmvn_path: Optional[str] = None):
@@ -69,6 +72,7 @@ class LayerExtractor:
       ``dump_hubert_feature.py`` does: its first conv block group-normalises over time, so zero
       padding would change every frame of the shorter utterances of a batch.
     """
+
     name = "layer"
 
     def __init__(self, checkpoint: str, layer: int, device: str = "cpu"):
@@ -88,8 +92,9 @@ class LayerExtractor:
             self.dim, self.frame_rate = self.features.dim, self.features.frame_rate
         if not lowest <= self.layer <= n_layers:
             raise DataError(
-                self.checkpoint, f"layer {self.layer} does not exist: this {self.family} model has "
-                f"{n_layers} Transformer layers", f"use --layer between {lowest} and {n_layers}",
+                self.checkpoint,
+                f"layer {self.layer} does not exist: this {self.family} model has {n_layers} Transformer layers",
+                f"use --layer between {lowest} and {n_layers}",
             )
 
     def num_frames(self, num_samples: int) -> int:
@@ -101,8 +106,14 @@ class LayerExtractor:
         return self.features.num_frames(num_fbank_frames(num_samples))
 
     def describe(self) -> Dict:
-        return {"feature": self.name, "dim": self.dim, "frame_rate": self.frame_rate, "checkpoint": self.checkpoint,
-                "layer": self.layer, "model": self.family}
+        return {
+            "feature": self.name,
+            "dim": self.dim,
+            "frame_rate": self.frame_rate,
+            "checkpoint": self.checkpoint,
+            "layer": self.layer,
+            "model": self.family,
+        }
 
     def extract(self, wavs: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Features of a batch of waveforms: list of (num_frames(len(wav)), dim) float32."""
@@ -147,8 +158,13 @@ def hubert_conv_strides(model) -> List[tuple]:
     return strides
 
 
-def build_extractor(feature: str, cmvn: Optional[str] = None, checkpoint: Optional[str] = None,
-                    layer: Optional[int] = None, device: str = "cpu"):
+def build_extractor(
+    feature: str,
+    cmvn: Optional[str] = None,
+    checkpoint: Optional[str] = None,
+    layer: Optional[int] = None,
+    device: str = "cpu",
+):
     if feature == "mfcc":
         return MfccExtractor()
     if feature == "fbank":

@@ -11,6 +11,7 @@ Each file is written under a temporary name and renamed; the ``.len`` file is wr
 so a shard is finished exactly when its ``.len`` exists. A crash leaves at most a hidden
 ``.{name}.*.tmp.*`` file, never a finished-looking shard.
 """
+
 import json
 import os
 from dataclasses import dataclass
@@ -63,15 +64,16 @@ class ShardWriter:
     def __enter__(self) -> "ShardWriter":
         self._ctx = atomic_path(self.paths.npy)
         tmp = self._ctx.__enter__()
-        self._array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                                shape=(int(self.offsets[-1]), self.dim))
+        self._array = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(int(self.offsets[-1]), self.dim)
+        )
         return self
 
     def write(self, row: int, feats: np.ndarray) -> None:
         """Store ``feats`` ``(lengths[row], dim)`` for row ``row`` (0-based within the shard)."""
         if feats.shape != (self.lengths[row], self.dim):
             raise ValueError(f"row {row}: expected features {(int(self.lengths[row]), self.dim)}, got {feats.shape}")
-        self._array[self.offsets[row]:self.offsets[row + 1]] = feats
+        self._array[self.offsets[row] : self.offsets[row + 1]] = feats
         self._written[row] = True
 
     def __exit__(self, exc_type, exc, tb):
@@ -98,6 +100,7 @@ class ShardWriter:
 @dataclass
 class Shard:
     """A finished shard: ``feats`` (frames, dim) memory-mapped, ``lengths`` (rows,), ``meta``."""
+
     paths: ShardPaths
     feats: np.ndarray
     lengths: np.ndarray
@@ -111,7 +114,7 @@ class Shard:
         """Features of each row in order: (frames_i, dim) views of the memory map."""
         off = self.offsets
         for i in range(len(self.lengths)):
-            yield self.feats[off[i]:off[i + 1]]
+            yield self.feats[off[i] : off[i + 1]]
 
 
 def read_meta(paths: ShardPaths) -> Dict:
@@ -127,7 +130,9 @@ def load_shard(paths: ShardPaths) -> Shard:
     feats = np.load(paths.npy, mmap_mode="r")
     meta = read_meta(paths)
     if feats.ndim != 2 or feats.shape[0] != lengths.sum():
-        raise DataError(paths.npy, f"array {feats.shape} does not hold the {lengths.sum()} frames listed in {paths.len}", fix)
+        raise DataError(
+            paths.npy, f"array {feats.shape} does not hold the {lengths.sum()} frames listed in {paths.len}", fix
+        )
     return Shard(paths, feats, lengths, meta)
 
 
@@ -136,21 +141,29 @@ def find_shards(feat_dir, split: str) -> List[ShardPaths]:
     feat_dir = Path(feat_dir)
     found = {}
     for p in feat_dir.glob(f"{split}_*_*.len"):
-        parts = p.stem[len(split) + 1:].split("_")
+        parts = p.stem[len(split) + 1 :].split("_")
         if len(parts) == 2 and all(s.isdigit() for s in parts):
             found.setdefault(int(parts[1]), set()).add(int(parts[0]))
     if not found:
-        raise DataError(feat_dir / f"{split}_0_1.len", f"no finished feature shards of split '{split}'",
-                        "run fast-hubert-dump for this split (all ranks) into this folder first")
+        raise DataError(
+            feat_dir / f"{split}_0_1.len",
+            f"no finished feature shards of split '{split}'",
+            "run fast-hubert-dump for this split (all ranks) into this folder first",
+        )
     if len(found) > 1:
-        raise DataError(feat_dir, f"shards of '{split}' from different --nshard values {sorted(found)}",
-                        "delete the shards of the runs you do not want")
+        raise DataError(
+            feat_dir,
+            f"shards of '{split}' from different --nshard values {sorted(found)}",
+            "delete the shards of the runs you do not want",
+        )
     nshard, ranks = next(iter(found.items()))
     missing = sorted(set(range(nshard)) - ranks)
     if missing:
-        raise DataError(feat_dir / f"{split}_{missing[0]}_{nshard}.len",
-                        f"shard(s) {missing} of {nshard} are missing or unfinished",
-                        f"run fast-hubert-dump ... --nshard {nshard} --rank R for each missing R")
+        raise DataError(
+            feat_dir / f"{split}_{missing[0]}_{nshard}.len",
+            f"shard(s) {missing} of {nshard} are missing or unfinished",
+            f"run fast-hubert-dump ... --nshard {nshard} --rank R for each missing R",
+        )
     return [ShardPaths.of(feat_dir, split, r, nshard) for r in range(nshard)]
 
 
@@ -162,12 +175,18 @@ def load_split(feat_dir, split: str) -> List[Shard]:
     for s in shards[1:]:
         other = {k: s.meta.get(k) for k in keys}
         if other != first:
-            raise DataError(s.paths.meta, f"shard settings {other} differ from {shards[0].paths.meta}: {first}",
-                            "re-dump all shards of the split with the same settings")
+            raise DataError(
+                s.paths.meta,
+                f"shard settings {other} differ from {shards[0].paths.meta}: {first}",
+                "re-dump all shards of the split with the same settings",
+            )
     rows = sum(len(s.lengths) for s in shards)
     if rows != first["manifest_rows"]:
-        raise DataError(shards[-1].paths.len, f"shards hold {rows} rows, the manifest had {first['manifest_rows']}",
-                        "re-dump the split")
+        raise DataError(
+            shards[-1].paths.len,
+            f"shards hold {rows} rows, the manifest had {first['manifest_rows']}",
+            "re-dump the split",
+        )
     return shards
 
 

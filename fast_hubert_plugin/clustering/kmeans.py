@@ -4,6 +4,7 @@ Shapes: frames ``x`` are ``(n, dim)`` float32, centroids ``(k, dim)`` float32, l
 int64. FAISS runs on every visible GPU when ``faiss.get_num_gpus() > 0`` (a ``faiss-gpu``
 install), on the CPU otherwise; the code path is the same.
 """
+
 import logging
 import time
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ def use_gpu(requested: Optional[bool] = None) -> bool:
     """GPU when asked for, or (``None``) whenever FAISS sees one."""
     available = faiss.get_num_gpus() > 0
     if requested and not available:
-        raise SystemExit("--gpu: FAISS sees no GPU (install faiss-gpu instead of faiss-cpu, check CUDA_VISIBLE_DEVICES)")
+        raise SystemExit(
+            "--gpu: FAISS sees no GPU (install faiss-gpu instead of faiss-cpu, check CUDA_VISIBLE_DEVICES)"
+        )
     return available if requested is None else bool(requested)
 
 
@@ -42,8 +45,8 @@ def assign(x: np.ndarray, index: "faiss.Index", batch_size: int = 100000) -> Tup
     labels = np.empty(n, dtype=np.int64)
     dists = np.empty(n, dtype=np.float32)
     for s in range(0, n, batch_size):
-        d, i = index.search(np.ascontiguousarray(x[s:s + batch_size], dtype=np.float32), 1)
-        labels[s:s + batch_size], dists[s:s + batch_size] = i[:, 0], d[:, 0]
+        d, i = index.search(np.ascontiguousarray(x[s : s + batch_size], dtype=np.float32), 1)
+        labels[s : s + batch_size], dists[s : s + batch_size] = i[:, 0], d[:, 0]
     return labels, np.maximum(dists, 0)
 
 
@@ -53,8 +56,9 @@ def inertia(x: np.ndarray, centroids: np.ndarray, gpu: bool = False) -> float:
     return float(d.astype(np.float64).sum())
 
 
-def kmeans_plusplus(x: np.ndarray, k: int, seed: int = 0, max_points: int = INIT_MAX_POINTS,
-                    n_local_trials: Optional[int] = None) -> np.ndarray:
+def kmeans_plusplus(
+    x: np.ndarray, k: int, seed: int = 0, max_points: int = INIT_MAX_POINTS, n_local_trials: Optional[int] = None
+) -> np.ndarray:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; 2 + log k candidates per step, as
     scikit-learn does) on a random subset of at most ``max_points`` frames: (k, dim) float32."""
     rng = np.random.default_rng(seed)
@@ -100,9 +104,17 @@ class KMeansResult:
         return self.inertia / max(self.num_frames, 1)
 
 
-def train_kmeans(x: np.ndarray, k: int, niter: int = 20, nredo: int = 1, seed: int = 0, init: str = "k-means++",
-                 max_points_per_centroid: Optional[int] = None, gpu: Optional[bool] = None,
-                 verbose: bool = False) -> KMeansResult:
+def train_kmeans(
+    x: np.ndarray,
+    k: int,
+    niter: int = 20,
+    nredo: int = 1,
+    seed: int = 0,
+    init: str = "k-means++",
+    max_points_per_centroid: Optional[int] = None,
+    gpu: Optional[bool] = None,
+    verbose: bool = False,
+) -> KMeansResult:
     """Lloyd k-means of frames (n, dim) into k clusters, best of ``nredo`` runs (seeds seed..seed+nredo-1).
 
     ``init``: "k-means++" (seeded here, then given to FAISS as initial centroids) or "random"
@@ -118,8 +130,17 @@ def train_kmeans(x: np.ndarray, k: int, niter: int = 20, nredo: int = 1, seed: i
     t0 = time.time()
     best, init_seconds = None, 0.0
     for r in range(nredo):
-        km = faiss.Kmeans(dim, k, niter=niter, nredo=1, seed=seed + r, gpu=gpu, verbose=verbose,
-                          max_points_per_centroid=max_points_per_centroid or n // k + 1, min_points_per_centroid=1)
+        km = faiss.Kmeans(
+            dim,
+            k,
+            niter=niter,
+            nredo=1,
+            seed=seed + r,
+            gpu=gpu,
+            verbose=verbose,
+            max_points_per_centroid=max_points_per_centroid or n // k + 1,
+            min_points_per_centroid=1,
+        )
         init_centroids = None
         if init == "k-means++":
             t_init = time.time()

@@ -9,6 +9,7 @@ atomically. Prints the final inertia (sum of squared distances of the sampled fr
 nearest centroid) and its mean per frame.
 Next step: fast-hubert-apply-kmeans.
 """
+
 import argparse
 import logging
 from typing import List, Optional
@@ -26,8 +27,9 @@ logger = logging.getLogger("fast_hubert.clustering")
 CHUNK_FRAMES = 1 << 20
 
 
-def sample_frames(shards: List[Shard], percent: float = -1.0, max_frames: Optional[int] = None, seed: int = 0,
-                  progress: bool = False) -> np.ndarray:
+def sample_frames(
+    shards: List[Shard], percent: float = -1.0, max_frames: Optional[int] = None, seed: int = 0, progress: bool = False
+) -> np.ndarray:
     """Uniform random sample of the frames of all shards: (m, dim) float32.
 
     Each frame is kept with probability ``percent`` (all frames when ``percent <= 0``), further
@@ -44,7 +46,7 @@ def sample_frames(shards: List[Shard], percent: float = -1.0, max_frames: Option
     with tqdm(total=total, desc="sample frames", unit="frame", unit_scale=True, disable=not progress) as bar:
         for s in shards:
             for a in range(0, s.feats.shape[0], CHUNK_FRAMES):
-                chunk = s.feats[a:a + CHUNK_FRAMES]
+                chunk = s.feats[a : a + CHUNK_FRAMES]
                 keep = rng.random(chunk.shape[0]) < p if p < 1 else slice(None)
                 parts.append(np.asarray(chunk[keep], dtype=np.float32))
                 bar.update(chunk.shape[0])
@@ -60,25 +62,47 @@ def save_centroids(path, centroids: np.ndarray) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fast-hubert-learn-kmeans", description=__doc__,
-                                formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(prog="fast-hubert-learn-kmeans", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("feat_dir", help="folder with the feature shards written by fast-hubert-dump")
     p.add_argument("split", help="split whose shards are read (e.g. train)")
     p.add_argument("output", help="centroids file to write (.npy, float32 (n_clusters, dim))")
     p.add_argument("--n-clusters", type=int, required=True, help="number of clusters K (HuBERT: 100, then 500)")
-    p.add_argument("--percent", type=float, default=-1.0,
-                   help="fraction (0..1] of frames to sample; <= 0 means all (fairseq's recipes use 0.1)")
+    p.add_argument(
+        "--percent",
+        type=float,
+        default=-1.0,
+        help="fraction (0..1] of frames to sample; <= 0 means all (fairseq's recipes use 0.1)",
+    )
     p.add_argument("--max-frames", type=int, default=None, help="at most this many sampled frames")
     p.add_argument("--niter", type=int, default=20, help="Lloyd iterations per run (default: %(default)s)")
-    p.add_argument("--nredo", type=int, default=1, help="runs with different seeds; the lowest inertia is kept (default: %(default)s)")
-    p.add_argument("--max-points-per-centroid", type=int, default=1000,
-                   help="Lloyd iterations run on a random subset of at most n_clusters x this many sampled frames "
-                   "(0: all); the inertia printed is that of the whole sample (default: %(default)s)")
-    p.add_argument("--init", choices=["k-means++", "random"], default="k-means++",
-                   help="seeding: greedy k-means++ on <= 30000 sampled frames, or FAISS's random frames")
-    p.add_argument("--seed", type=int, default=0, help="seed of the frame sample and of the seeding (default: %(default)s)")
-    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
-                   help="run FAISS on the GPU (default: when FAISS sees one)")
+    p.add_argument(
+        "--nredo",
+        type=int,
+        default=1,
+        help="runs with different seeds; the lowest inertia is kept (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-points-per-centroid",
+        type=int,
+        default=1000,
+        help="Lloyd iterations run on a random subset of at most n_clusters x this many sampled frames "
+        "(0: all); the inertia printed is that of the whole sample (default: %(default)s)",
+    )
+    p.add_argument(
+        "--init",
+        choices=["k-means++", "random"],
+        default="k-means++",
+        help="seeding: greedy k-means++ on <= 30000 sampled frames, or FAISS's random frames",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the frame sample and of the seeding (default: %(default)s)"
+    )
+    p.add_argument(
+        "--gpu",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run FAISS on the GPU (default: when FAISS sees one)",
+    )
     return p
 
 
@@ -88,18 +112,28 @@ def main(argv=None):
     shards = load_split(args.feat_dir, args.split)
     meta = shards[0].meta
     x = sample_frames(shards, args.percent, args.max_frames, args.seed, progress=True)
-    logger.info("k-means of %d frames (dim %d, %s) into %d clusters", x.shape[0], x.shape[1], meta["feature"],
-                args.n_clusters)
+    logger.info(
+        "k-means of %d frames (dim %d, %s) into %d clusters", x.shape[0], x.shape[1], meta["feature"], args.n_clusters
+    )
     try:
-        result = train_kmeans(x, args.n_clusters, niter=args.niter, nredo=args.nredo, seed=args.seed,
-                              init=args.init, max_points_per_centroid=args.max_points_per_centroid or None,
-                              gpu=args.gpu)
+        result = train_kmeans(
+            x,
+            args.n_clusters,
+            niter=args.niter,
+            nredo=args.nredo,
+            seed=args.seed,
+            init=args.init,
+            max_points_per_centroid=args.max_points_per_centroid or None,
+            gpu=args.gpu,
+        )
     except ValueError as e:  # too few frames for K
         raise SystemExit(f"error: {args.feat_dir}/{args.split}_*: {e}") from e
     save_centroids(args.output, result.centroids)
-    print(f"wrote {args.output}: {args.n_clusters} centroids (dim {x.shape[1]}, {meta['feature']}) from "
-          f"{x.shape[0]} frames; inertia {result.inertia:.6g} ({result.mean_inertia:.4f} per frame) "
-          f"in {result.seconds:.1f} s")
+    print(
+        f"wrote {args.output}: {args.n_clusters} centroids (dim {x.shape[1]}, {meta['feature']}) from "
+        f"{x.shape[0]} frames; inertia {result.inertia:.6g} ({result.mean_inertia:.4f} per frame) "
+        f"in {result.seconds:.1f} s"
+    )
     return result
 
 

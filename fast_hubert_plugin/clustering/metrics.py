@@ -7,6 +7,7 @@ p(x = phone i, z = unit j) = count(i, j) / frames,
   PNMI           = I(x; z) / H(x)
 Entropies in bits; perplexity = 2 ** entropy.
 """
+
 from typing import Dict
 
 import numpy as np
@@ -31,8 +32,13 @@ def usage_stats(unit_counts: np.ndarray) -> Dict[str, float]:
     counts = np.asarray(unit_counts, dtype=np.float64)
     total = counts.sum()
     h = entropy_bits(counts / total) if total > 0 else 0.0
-    return {"n_units": int(counts.size), "used_units": int((counts > 0).sum()), "frames": int(total),
-            "entropy_bits": h, "perplexity": float(2.0 ** h)}
+    return {
+        "n_units": int(counts.size),
+        "used_units": int((counts > 0).sum()),
+        "frames": int(total),
+        "entropy_bits": h,
+        "perplexity": float(2.0**h),
+    }
 
 
 def purity_metrics(counts: np.ndarray) -> Dict[str, float]:

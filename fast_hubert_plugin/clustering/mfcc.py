@@ -8,6 +8,7 @@ twice (delta of delta, edges replicated), as ``torchaudio.functional.compute_del
 Computed with kaldi-native-fbank, so torchaudio is not needed. 100 frames per second;
 a waveform of N samples at 16 kHz gives ``1 + (N - 400) // 160`` frames.
 """
+
 import kaldi_native_fbank as knf
 import numpy as np
 
@@ -27,6 +28,7 @@ def set_kaldi_defaults(opts, num_mel_bins: int, sample_rate: int = SAMPLE_RATE):
     opts.mel_opts.high_freq = 0.0  # 0 means the Nyquist frequency, as in Kaldi
     opts.use_energy = False
     return opts
+
 
 NUM_CEPS = 13
 MFCC_DIM = 3 * NUM_CEPS  # 39
@@ -55,7 +57,7 @@ def compute_mfcc_static(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) ->
 def _delta(feats: np.ndarray) -> np.ndarray:
     """First-order regression delta over +-2 frames, edges replicated: (T, D) -> (T, D)."""
     out = knf.compute_deltas(knf.DeltaOptions(order=1, window=DELTA_WINDOW), np.ascontiguousarray(feats))
-    return out[:, feats.shape[1]:]
+    return out[:, feats.shape[1] :]
 
 
 def compute_mfcc(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

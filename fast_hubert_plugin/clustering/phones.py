@@ -9,6 +9,7 @@ Two sources:
 Label frame ``i`` at ``label_rate`` is given the phone at its centre, ``(i + 0.5) / label_rate``
 seconds; frames no phone covers get -1 and are left out of the metrics.
 """
+
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -54,8 +55,9 @@ def read_phn(path) -> List[Segment]:
     return segments
 
 
-def segments_to_frames(segments: Sequence[Segment], num_frames: int, label_rate: float, inventory: PhoneInventory,
-                       sample_rate: int = 16000) -> np.ndarray:
+def segments_to_frames(
+    segments: Sequence[Segment], num_frames: int, label_rate: float, inventory: PhoneInventory, sample_rate: int = 16000
+) -> np.ndarray:
     """Phone id of each of ``num_frames`` label frames (-1 where no segment covers the centre)."""
     out = np.full(num_frames, -1, dtype=np.int64)
     centres = (np.arange(num_frames) + 0.5) / label_rate * sample_rate
@@ -65,8 +67,9 @@ def segments_to_frames(segments: Sequence[Segment], num_frames: int, label_rate:
     return out
 
 
-def frame_phones_to_frames(phones: Sequence[str], num_frames: int, label_rate: float, phone_rate: float,
-                           inventory: PhoneInventory) -> np.ndarray:
+def frame_phones_to_frames(
+    phones: Sequence[str], num_frames: int, label_rate: float, phone_rate: float, inventory: PhoneInventory
+) -> np.ndarray:
     """Resample frame-aligned phones (at phone_rate) onto label frames by their centres."""
     ids = np.array([inventory.id(p) for p in phones], dtype=np.int64)
     idx = np.floor((np.arange(num_frames) + 0.5) / label_rate * phone_rate).astype(np.int64)
@@ -98,6 +101,11 @@ class PhnFinder:
         hits = self._by_stem.get(rel.stem, [])
         if len(hits) == 1:
             return hits[0]
-        problem = (f"no .phn file for {rel_path} ({where})" if not hits else
-                   f"{len(hits)} .phn files named {rel.stem} for {rel_path} ({where})")
-        raise DataError(self.dir, problem, "mirror the manifest's relative paths below the folder (x/y.flac -> x/y.phn)")
+        problem = (
+            f"no .phn file for {rel_path} ({where})"
+            if not hits
+            else f"{len(hits)} .phn files named {rel.stem} for {rel_path} ({where})"
+        )
+        raise DataError(
+            self.dir, problem, "mirror the manifest's relative paths below the folder (x/y.flac -> x/y.phn)"
+        )

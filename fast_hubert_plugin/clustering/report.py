@@ -11,6 +11,7 @@ Phone alignments (optional) are either a folder of TIMIT-style .phn files (--phn
 to manifest rows by relative path or utterance id; needs --manifest) or a frame-aligned phone
 label file with one line per manifest row (--phone-labels, at --phone-rate frames per second).
 """
+
 import argparse
 import json
 import os
@@ -66,32 +67,58 @@ def plot_usage(counts: np.ndarray, path, title: str) -> None:
     plt.close(fig)
 
 
-def phone_frames(rows: List[np.ndarray], label_rate: float, inventory: PhoneInventory, manifest_path=None,
-                 phn_dir=None, phone_labels=None, phone_rate=None) -> List[np.ndarray]:
+def phone_frames(
+    rows: List[np.ndarray],
+    label_rate: float,
+    inventory: PhoneInventory,
+    manifest_path=None,
+    phn_dir=None,
+    phone_labels=None,
+    phone_rate=None,
+) -> List[np.ndarray]:
     """Phone id of every label frame, per row (-1 = no phone)."""
     if phn_dir:
         if not manifest_path:
             raise SystemExit("--phn-dir needs --manifest to match rows to .phn files")
         manifest = read_manifest(manifest_path)
         if len(manifest) != len(rows):
-            raise DataError(manifest_path, f"{len(manifest)} rows, the label file has {len(rows)} lines",
-                            "pass the manifest the labels were made from")
+            raise DataError(
+                manifest_path,
+                f"{len(manifest)} rows, the label file has {len(rows)} lines",
+                "pass the manifest the labels were made from",
+            )
         finder = PhnFinder(phn_dir)
-        return [segments_to_frames(read_phn(finder.find(manifest.names[i], manifest.where(i))), len(r), label_rate,
-                                   inventory) for i, r in enumerate(rows)]
+        return [
+            segments_to_frames(
+                read_phn(finder.find(manifest.names[i], manifest.where(i))), len(r), label_rate, inventory
+            )
+            for i, r in enumerate(rows)
+        ]
     if not phone_rate:
         raise SystemExit("--phone-labels needs --phone-rate (phone frames per second)")
     with open(phone_labels, encoding="utf-8") as f:
         lines = f.read().splitlines()
     if len(lines) != len(rows):
-        raise DataError(phone_labels, f"{len(lines)} lines, the label file has {len(rows)}",
-                        "one line of phones per manifest row, in the same order")
-    return [frame_phones_to_frames(line.split(), len(r), label_rate, phone_rate, inventory)
-            for line, r in zip(lines, rows)]
+        raise DataError(
+            phone_labels,
+            f"{len(lines)} lines, the label file has {len(rows)}",
+            "one line of phones per manifest row, in the same order",
+        )
+    return [
+        frame_phones_to_frames(line.split(), len(r), label_rate, phone_rate, inventory) for line, r in zip(lines, rows)
+    ]
 
 
-def cluster_report(labels_path, out_dir, label_rate: float, dict_path=None, manifest_path=None, phn_dir=None,
-                   phone_labels=None, phone_rate=None) -> Dict:
+def cluster_report(
+    labels_path,
+    out_dir,
+    label_rate: float,
+    dict_path=None,
+    manifest_path=None,
+    phn_dir=None,
+    phone_labels=None,
+    phone_rate=None,
+) -> Dict:
     rows = read_units(labels_path)
     k = n_units_of(rows, dict_path)
     units = np.concatenate(rows) if rows else np.zeros(0, np.int64)
@@ -101,8 +128,9 @@ def cluster_report(labels_path, out_dir, label_rate: float, dict_path=None, mani
     report = {"labels": str(labels_path), "label_rate": label_rate, "rows": len(rows), **usage_stats(counts)}
     if phn_dir or phone_labels:
         inventory = PhoneInventory()
-        phones = np.concatenate(phone_frames(rows, label_rate, inventory, manifest_path, phn_dir, phone_labels,
-                                             phone_rate))
+        phones = np.concatenate(
+            phone_frames(rows, label_rate, inventory, manifest_path, phn_dir, phone_labels, phone_rate)
+        )
         table = contingency(phones, units, len(inventory), k)
         report.update(purity_metrics(table))
         report["n_phones"] = len(inventory)
@@ -110,15 +138,17 @@ def cluster_report(labels_path, out_dir, label_rate: float, dict_path=None, mani
     out_dir = Path(out_dir)
     name = Path(labels_path).name.replace(".", "_")
     report["usage_png"] = str(out_dir / f"{name}_usage.png")
-    plot_usage(counts, report["usage_png"], f"{Path(labels_path).name}: {report['used_units']}/{k} units used, "
-               f"perplexity {report['perplexity']:.1f}")
+    plot_usage(
+        counts,
+        report["usage_png"],
+        f"{Path(labels_path).name}: {report['used_units']}/{k} units used, perplexity {report['perplexity']:.1f}",
+    )
     atomic_write_text(out_dir / f"{name}_report.json", json.dumps(report, indent=1) + "\n")
     return report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fast-hubert-cluster-report", description=__doc__,
-                                formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(prog="fast-hubert-cluster-report", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("labels", help="label file ({split}.km from fast-hubert-apply-kmeans)")
     p.add_argument("out_dir", help="folder for the PNG histogram and the JSON report")
     p.add_argument("--label-rate", type=float, required=True, help="labels per second of the label file (e.g. 50)")
@@ -135,13 +165,25 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.phn_dir and args.phone_labels:
         raise SystemExit("give either --phn-dir or --phone-labels, not both")
-    r = cluster_report(args.labels, args.out_dir, args.label_rate, args.dict_path, args.manifest, args.phn_dir,
-                       args.phone_labels, args.phone_rate)
-    line = (f"{args.labels}: {r['used_units']}/{r['n_units']} units used over {r['frames']} frames, "
-            f"perplexity {r['perplexity']:.1f}")
+    r = cluster_report(
+        args.labels,
+        args.out_dir,
+        args.label_rate,
+        args.dict_path,
+        args.manifest,
+        args.phn_dir,
+        args.phone_labels,
+        args.phone_rate,
+    )
+    line = (
+        f"{args.labels}: {r['used_units']}/{r['n_units']} units used over {r['frames']} frames, "
+        f"perplexity {r['perplexity']:.1f}"
+    )
     if "pnmi" in r:
-        line += (f"; phone purity {r['phone_purity']:.3f}, cluster purity {r['cluster_purity']:.3f}, "
-                 f"PNMI {r['pnmi']:.3f} ({r['n_phones']} phones)")
+        line += (
+            f"; phone purity {r['phone_purity']:.3f}, cluster purity {r['cluster_purity']:.3f}, "
+            f"PNMI {r['pnmi']:.3f} ({r['n_phones']} phones)"
+        )
     print(line + f"; wrote {r['usage_png']}")
     return r
 

@@ -6,6 +6,7 @@ every (head, frame) pair whose CE is in the loss: masked frames, plus unmasked f
 ``pred_nomask_weight > 0`` (as fairseq's ``hubert`` criterion and the official Fast-HuBERT ILS
 count them). Logs loss and accuracy per supervised layer.
 """
+
 import math
 from dataclasses import dataclass, field
 from typing import List
@@ -54,7 +55,9 @@ class FastHubertCriterion(FairseqCriterion):
         sample_size = 0
         logging_output = {}
         for kind, weight in (("m", self.pred_masked_weight), ("u", self.pred_nomask_weight)):
-            for k, (logits, targets) in enumerate(zip(net_output[f"logit_{kind}_list"], net_output[f"target_{kind}_list"])):
+            for k, (logits, targets) in enumerate(
+                zip(net_output[f"logit_{kind}_list"], net_output[f"target_{kind}_list"])
+            ):
                 if logits is None:
                     continue
                 ce = F.cross_entropy(logits.float(), targets, reduction="sum")
@@ -71,27 +74,28 @@ class FastHubertCriterion(FairseqCriterion):
         for key in self.log_keys:
             if key in net_output:
                 logging_output[key] = float(net_output[key])
-        logging_output.update({
-            "loss": loss.item() if reduce else loss.detach(),
-            "ntokens": sample_size,
-            "nsentences": sample["id"].numel(),
-            "sample_size": sample_size,
-        })
+        logging_output.update(
+            {
+                "loss": loss.item() if reduce else loss.detach(),
+                "ntokens": sample_size,
+                "nsentences": sample["id"].numel(),
+                "sample_size": sample_size,
+            }
+        )
         return loss, sample_size, logging_output
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
         total = lambda key: sum(log.get(key, 0) for log in logging_outputs)  # noqa: E731
         sample_size = total("sample_size")
-        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2),
-                           sample_size, round=3)
+        metrics.log_scalar("loss", total("loss") / max(sample_size, 1) / math.log(2), sample_size, round=3)
         keys = {k for log in logging_outputs for k in log}
         for key in sorted(keys):
             if key.startswith("loss_"):
-                count = total("count_" + key[len("loss_"):])
+                count = total("count_" + key[len("loss_") :])
                 metrics.log_scalar(key, total(key) / max(count, 1) / math.log(2), count, round=3)
             elif key.startswith("correct_"):
-                name = key[len("correct_"):]
+                name = key[len("correct_") :]
                 metrics.log_scalar("acc_" + name, total(key) / max(total("count_" + name), 1), round=4)
 
     @staticmethod

@@ -1,5 +1,6 @@
 """Criterion ``fasthubert``: the official name; ``loss_weights`` weighted HuBERT's feature
 penalty, which Fast-HuBERT does not have, so it is accepted and reported as unused."""
+
 import logging
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -23,5 +24,7 @@ class OfficialFastHubertCriterion(FastHubertCriterion):
     def __init__(self, task, pred_masked_weight=1.0, pred_nomask_weight=0.0, log_keys=None, loss_weights=None):
         super().__init__(task, pred_masked_weight, pred_nomask_weight, log_keys)
         if loss_weights:
-            logger.warning(f"criterion.loss_weights={loss_weights} has no effect: the model has no extra losses "
-                           "(HuBERT's feature penalty does not exist without the waveform CNN)")
+            logger.warning(
+                f"criterion.loss_weights={loss_weights} has no effect: the model has no extra losses "
+                "(HuBERT's feature penalty does not exist without the waveform CNN)"
+            )

@@ -6,6 +6,7 @@ whole, once. Batches group utterances of similar length (longest first) so that
 ``batch size x longest utterance <= max_tokens`` fbank frames; an utterance longer than
 ``max_tokens`` gets a batch of its own.
 """
+
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -54,8 +55,12 @@ class ManifestFbank(Dataset):
         self.frames = [num_fbank_frames(manifest.num_samples[i]) for i in self.rows]
         for i, f in zip(self.rows, self.frames):
             if f == 0:
-                raise DataError(manifest.path, "utterance shorter than one 25 ms fbank frame",
-                                "remove it from the manifest", line=manifest.line_of(i))
+                raise DataError(
+                    manifest.path,
+                    "utterance shorter than one 25 ms fbank frame",
+                    "remove it from the manifest",
+                    line=manifest.line_of(i),
+                )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -72,10 +77,15 @@ def collate_fbank(items: List[Tuple[int, torch.Tensor]]) -> Tuple[torch.Tensor, 
     return ids, source, padding_mask
 
 
-def fbank_batches(manifest: AudioManifest, max_tokens: int, num_workers: int = 0,
-                  rows: Optional[Sequence[int]] = None) -> DataLoader:
+def fbank_batches(
+    manifest: AudioManifest, max_tokens: int, num_workers: int = 0, rows: Optional[Sequence[int]] = None
+) -> DataLoader:
     """DataLoader of (ids, source, padding_mask) over ``rows`` of ``manifest`` (default: all);
     ids are positions in ``rows``."""
     dataset = ManifestFbank(manifest, rows)
-    return DataLoader(dataset, batch_sampler=length_batches(dataset.frames, max_tokens),
-                      collate_fn=collate_fbank, num_workers=num_workers)
+    return DataLoader(
+        dataset,
+        batch_sampler=length_batches(dataset.frames, max_tokens),
+        collate_fn=collate_fbank,
+        num_workers=num_workers,
+    )

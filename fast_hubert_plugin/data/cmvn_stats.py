@@ -1,4 +1,5 @@
 """Global CMVN statistics of a manifest's fbank (the training set's; dev/test reuse them)."""
+
 from multiprocessing import Pool
 
 from tqdm import tqdm
@@ -6,7 +7,6 @@ from tqdm import tqdm
 from ..features.cmvn import CMVNAccumulator, GlobalCMVN
 from ..features.kaldi_fbank import NUM_MEL_BINS, compute_fbank
 from .manifest import read_manifest
-
 
 _MANIFEST = {}
 
@@ -43,5 +43,3 @@ class _Serial:
     @staticmethod
     def imap(fn, items, chunksize=1):
         return map(fn, items)
-
-

@@ -5,10 +5,10 @@ HTTP ``Range`` request); only a complete file is renamed to ``NAME``. An archive
 (MD5) before anything is extracted; one that fails is deleted. Extraction goes into a temporary
 folder beside the target and is renamed into place, so a folder that exists is complete.
 """
+
 import hashlib
 import os
 import shutil
-import socket
 import tarfile
 import tempfile
 import urllib.error
@@ -57,8 +57,10 @@ def md5sum(path: Path) -> str:
 
 def _by_hand(archive: Archive, dest: Path) -> str:
     size = f" ({archive.approx_mb} MB)" if archive.approx_mb else ""
-    return (f"download {archive.url}{size} by hand, put it at {dest} (MD5 {archive.md5}) and run again; "
-            "or pass --speech-dir with a folder of your own audio")
+    return (
+        f"download {archive.url}{size} by hand, put it at {dest} (MD5 {archive.md5}) and run again; "
+        "or pass --speech-dir with a folder of your own audio"
+    )
 
 
 def download(archive: Archive, dest: Path, timeout: float = 30.0, progress: bool = True) -> Path:
@@ -77,7 +79,7 @@ def download(archive: Archive, dest: Path, timeout: float = 30.0, progress: bool
             os.replace(part, dest)
             return dest
         raise DownloadError(f"{archive.url}: HTTP {e.code} {e.reason}; {_by_hand(archive, dest)}") from None
-    except (urllib.error.URLError, socket.timeout, OSError) as e:
+    except (TimeoutError, urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise Unreachable(archive.url, reason, _by_hand(archive, dest)) from None
     with response:
@@ -86,20 +88,30 @@ def download(archive: Archive, dest: Path, timeout: float = 30.0, progress: bool
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
         try:
-            with open(part, "ab" if have else "wb") as f, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=archive.name,
-                disable=not progress,
-            ) as bar:
+            with (
+                open(part, "ab" if have else "wb") as f,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=archive.name,
+                    disable=not progress,
+                ) as bar,
+            ):
                 while chunk := response.read(CHUNK_BYTES):
                     f.write(chunk)
                     bar.update(len(chunk))
-        except (OSError, socket.timeout, urllib.error.URLError) as e:
-            raise DownloadError(f"{archive.url}: interrupted after {part.stat().st_size} bytes ({e}); "
-                                f"run again to resume from {part}") from None
+        except (TimeoutError, OSError, urllib.error.URLError) as e:
+            raise DownloadError(
+                f"{archive.url}: interrupted after {part.stat().st_size} bytes ({e}); run again to resume from {part}"
+            ) from None
     got = part.stat().st_size
     if total is not None and got < total:
-        raise DownloadError(f"{archive.url}: connection closed after {got} of {total} bytes; "
-                            f"run again to resume from {part}")
+        raise DownloadError(
+            f"{archive.url}: connection closed after {got} of {total} bytes; run again to resume from {part}"
+        )
     os.replace(part, dest)
     return dest
 
@@ -109,8 +121,10 @@ def verify(path: Path, md5: str) -> None:
     got = md5sum(path)
     if got != md5:
         path.unlink()
-        raise DownloadError(f"{path}: checksum mismatch (MD5 {got}, expected {md5}); the file was deleted, "
-                            "run again to download it anew")
+        raise DownloadError(
+            f"{path}: checksum mismatch (MD5 {got}, expected {md5}); the file was deleted, "
+            "run again to download it anew"
+        )
 
 
 def extract_member_dir(archive_path: Path, member: str, target: Path) -> Path:

@@ -12,6 +12,7 @@ Randomness is keyed, not global: each utterance of a batch gets a key drawn from
 ``net_input["rng_keys"]`` so that the model draws its mask from it too. A run restarted from a
 checkpoint, or split over several processes, therefore sees the same crops and masks.
 """
+
 import logging
 import sys
 from typing import List, Optional, Sequence
@@ -73,17 +74,27 @@ class FbankHubertDataset(HubertDataset):
             feature_store.check_matches(all_frames, manifest_path)
         for i, frames in enumerate(all_frames):
             if frames == 0:
-                raise DataError(manifest_path, f"utterance shorter than one 25 ms frame ({manifest.num_samples[i]} samples)",
-                                "remove it from the manifest", line=manifest.line_of(i))
+                raise DataError(
+                    manifest_path,
+                    f"utterance shorter than one 25 ms frame ({manifest.num_samples[i]} samples)",
+                    "remove it from the manifest",
+                    line=manifest.line_of(i),
+                )
         keep = [
-            i for i, f in enumerate(all_frames)
+            i
+            for i, f in enumerate(all_frames)
             if (min_keep_size is None or f >= min_keep_size) and (max_keep_size is None or f <= max_keep_size)
         ]
         if not keep:
-            raise DataError(manifest_path, f"no utterance within min/max size ({min_keep_size}, {max_keep_size}) fbank frames",
-                            "lower task.min_sample_size or raise task.max_keep_size (both in fbank frames, 100 per second)")
-        logger.info(f"{manifest_path}: kept {len(keep)} of {len(manifest)} utterances "
-                    f"({sum(all_frames[i] for i in keep) / FBANK_FRAME_RATE / 3600:.2f} h)")
+            raise DataError(
+                manifest_path,
+                f"no utterance within min/max size ({min_keep_size}, {max_keep_size}) fbank frames",
+                "lower task.min_sample_size or raise task.max_keep_size (both in fbank frames, 100 per second)",
+            )
+        logger.info(
+            f"{manifest_path}: kept {len(keep)} of {len(manifest)} utterances "
+            f"({sum(all_frames[i] for i in keep) / FBANK_FRAME_RATE / 3600:.2f} h)"
+        )
 
         self.manifest = manifest
         self.rows = keep
@@ -108,8 +119,15 @@ class FbankHubertDataset(HubertDataset):
             lines = read_label_lines(path, len(manifest), manifest_path)
             check_units_in_dictionary(lines, d, path, dpath)
             if rate > 0:
-                check_label_lengths(lines, manifest.num_samples, rate, path, manifest_path,
-                                    tolerance_s=label_length_tolerance_s, sample_rate=audio_sample_rate)
+                check_label_lengths(
+                    lines,
+                    manifest.num_samples,
+                    rate,
+                    path,
+                    manifest_path,
+                    tolerance_s=label_length_tolerance_s,
+                    sample_rate=audio_sample_rate,
+                )
             self.label_offsets_list.append(load_label_offset(path, keep, len(manifest)))
         self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
         self.pad_audio = pad_audio
@@ -138,12 +156,16 @@ class FbankHubertDataset(HubertDataset):
         size = min(max(frames) if self.pad_audio else min(frames), self.max_sample_size)
         source, padding_mask, starts = self.collater_audio([s["source"] for s in samples], size, keys)
         targets, lengths, ntokens = self.collater_label(
-            [[s["label_list"][i] for s in samples] for i in range(self.num_labels)], size, starts)
+            [[s["label_list"][i] for s in samples] for i in range(self.num_labels)], size, starts
+        )
         batch = {
             "id": torch.LongTensor([s["id"] for s in samples]),
             # No padding mask when nothing is padded: the model then needs no mask and no device sync.
-            "net_input": {"source": source, "padding_mask": padding_mask if padding_mask.any() else None,
-                          "rng_keys": torch.tensor(keys, dtype=torch.long)},
+            "net_input": {
+                "source": source,
+                "padding_mask": padding_mask if padding_mask.any() else None,
+                "rng_keys": torch.tensor(keys, dtype=torch.long),
+            },
         }
         if self.single_target:
             batch.update(target_lengths=lengths[0], ntokens=ntokens[0], target=targets[0])
@@ -168,8 +190,11 @@ class FbankHubertDataset(HubertDataset):
             feats = self.manifest.read_audio(row, self.audio_sample_rate)
         if not np.isfinite(feats).all():
             kind = "fbank" if self.feature_store is not None else "audio"
-            raise DataError(self.manifest.audio_path(row), f"{kind} has NaN/inf values ({where})",
-                            "check the audio for corrupt samples and drop or re-encode it")
+            raise DataError(
+                self.manifest.audio_path(row),
+                f"{kind} has NaN/inf values ({where})",
+                "check the audio for corrupt samples and drop or re-encode it",
+            )
         return torch.from_numpy(feats)
 
     def crop_start(self, size: int, target_size: int, key: Optional[int]) -> int:
@@ -196,7 +221,7 @@ class FbankHubertDataset(HubertDataset):
             if frames < size:
                 assert self.pad_audio
                 collated[i, : len(item)] = item
-                padding_mask[i, len(item):] = True
+                padding_mask[i, len(item) :] = True
                 continue
             starts[i] = self.crop_start(frames, size, key)
             first = starts[i] * FRAME_SHIFT_SAMPLES if waveform else starts[i]

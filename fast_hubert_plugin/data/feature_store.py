@@ -6,6 +6,7 @@
 A few large files instead of one file per utterance: no inode storm, and readers page in only
 the frames they touch. Both files are written under temporary names and renamed at the end.
 """
+
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,7 +33,9 @@ class FbankStore:
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
         self.feats = np.load(feats_path, mmap_mode="r")
         if self.feats.shape[0] != self.offsets[-1]:
-            raise DataError(feats_path, f"{self.feats.shape[0]} frames but the lengths file sums to {self.offsets[-1]}", fix)
+            raise DataError(
+                feats_path, f"{self.feats.shape[0]} frames but the lengths file sums to {self.offsets[-1]}", fix
+            )
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -42,17 +45,31 @@ class FbankStore:
 
     def check_matches(self, expected_lengths: Sequence[int], manifest_path: str) -> None:
         if len(self.lengths) != len(expected_lengths):
-            raise DataError(self.path, f"{len(self.lengths)} rows but the manifest {manifest_path} has {len(expected_lengths)}",
-                            "recompute the store from this manifest")
+            raise DataError(
+                self.path,
+                f"{len(self.lengths)} rows but the manifest {manifest_path} has {len(expected_lengths)}",
+                "recompute the store from this manifest",
+            )
         diff = np.nonzero(self.lengths != np.asarray(expected_lengths))[0]
         if len(diff):
             i = int(diff[0])
-            raise DataError(self.path, f"row {i} has {self.lengths[i]} frames, the manifest's num_samples give {expected_lengths[i]} "
-                            f"(manifest line {i + 2})", "recompute the store from this manifest")
+            raise DataError(
+                self.path,
+                f"row {i} has {self.lengths[i]} frames, the manifest's num_samples give {expected_lengths[i]} "
+                f"(manifest line {i + 2})",
+                "recompute the store from this manifest",
+            )
 
 
-def write_store(directory, split: str, lengths: Sequence[int], compute_row: Callable[[int], np.ndarray],
-                dim: int, dtype: str = "float32", progress=None) -> None:
+def write_store(
+    directory,
+    split: str,
+    lengths: Sequence[int],
+    compute_row: Callable[[int], np.ndarray],
+    dim: int,
+    dtype: str = "float32",
+    progress=None,
+) -> None:
     """Write rows 0..n-1 (``compute_row(i)`` -> (lengths[i], dim)) into a new store."""
     feats_path, lengths_path = store_paths(directory, split)
     lengths = np.asarray(lengths, dtype=np.int64)

@@ -1,6 +1,7 @@
 """HuBERT-format label files: ``{split}.{label}`` (one line per manifest row, space-separated
 units) and ``dict.{label}.txt`` (fairseq dictionary). Validated in full when loaded, so that a
 wrong file fails at start-up with its line number instead of deep inside training."""
+
 import os
 from typing import List, Sequence
 
@@ -49,15 +50,17 @@ def read_label_lines(path, num_rows: int, manifest_path: str) -> List[str]:
 
 def check_units_in_dictionary(lines: Sequence[str], dictionary: Dictionary, path, dict_path) -> None:
     """Every unit must be in the dictionary: fairseq would silently map it to <unk>."""
-    known = set(dictionary.symbols[dictionary.nspecial:])
+    known = set(dictionary.symbols[dictionary.nspecial :])
     for n, line in enumerate(lines, start=1):
         units = set(line.split())
         missing = units - known
         if missing:
             example = sorted(missing)[:5]
             raise DataError(
-                path, f"unit(s) {example} not in the dictionary {dict_path}",
-                "regenerate the dictionary from the same k-means model as the labels", line=n,
+                path,
+                f"unit(s) {example} not in the dictionary {dict_path}",
+                "regenerate the dictionary from the same k-means model as the labels",
+                line=n,
             )
 
 

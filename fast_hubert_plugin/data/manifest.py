@@ -2,6 +2,7 @@
 
 Loaded once, validated row by row, with errors that name the line (1-based, as an editor shows).
 """
+
 import os
 from dataclasses import dataclass
 from typing import List
@@ -40,8 +41,11 @@ class AudioManifest:
         path = self.audio_path(i)
         wav = read_audio(path, sample_rate, where=self.where(i))
         if len(wav) != self.num_samples[i]:
-            raise DataError(path, f"{len(wav)} samples but {self.where(i)} says {self.num_samples[i]}",
-                            "regenerate the manifest from the audio: its sizes must match for labels to line up")
+            raise DataError(
+                path,
+                f"{len(wav)} samples but {self.where(i)} says {self.num_samples[i]}",
+                "regenerate the manifest from the audio: its sizes must match for labels to line up",
+            )
         return wav
 
     def check_files_exist(self) -> None:
@@ -49,7 +53,8 @@ class AudioManifest:
             p = self.audio_path(i)
             if not os.path.isfile(p):
                 raise DataError(
-                    p, f"audio file not found (listed in {self.where(i)})",
+                    p,
+                    f"audio file not found (listed in {self.where(i)})",
                     "fix the manifest's root line or the row's path, or remove the row",
                 )
 
@@ -65,8 +70,10 @@ def read_manifest(path) -> AudioManifest:
     root = lines[0].strip()
     if "\t" in root:
         raise DataError(
-            path, "the first line has a tab: it looks like a data row, not the audio root",
-            "put the audio root directory alone on the first line", line=1,
+            path,
+            "the first line has a tab: it looks like a data row, not the audio root",
+            "put the audio root directory alone on the first line",
+            line=1,
         )
     names, sizes = [], []
     for n, line in enumerate(lines[1:], start=2):

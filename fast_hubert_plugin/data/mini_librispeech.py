@@ -10,6 +10,7 @@
 Each step is skipped when its output exists, and every output appears only when complete, so an
 interrupted run continues where it stopped. LibriSpeech is CC BY 4.0 (Panayotov et al., ICASSP 2015).
 """
+
 import csv
 import os
 from pathlib import Path
@@ -67,8 +68,12 @@ def write_manifest(part_dir: Path, root: Path, out: Path) -> int:
     return len(rows)
 
 
-def fetch_mini_librispeech(cache_dir: Optional[Path] = None, base_url: Optional[str] = None,
-                           md5: Optional[Dict[str, str]] = None, progress: bool = True) -> Path:
+def fetch_mini_librispeech(
+    cache_dir: Optional[Path] = None,
+    base_url: Optional[str] = None,
+    md5: Optional[Dict[str, str]] = None,
+    progress: bool = True,
+) -> Path:
     """Download, verify and extract both parts and write their manifests; returns the corpus folder."""
     root = Path(cache_dir or default_cache_dir()) / "mini_librispeech"
     todo = archives(base_url, md5)
@@ -81,11 +86,18 @@ def fetch_mini_librispeech(cache_dir: Optional[Path] = None, base_url: Optional[
             try:
                 tar = download(archive, root / archive.name, progress=progress)
             except Unreachable as e:  # offline: say everything that is still missing, at once
-                missing = [a for p, a in todo.items() if not (root / f"{p}.tsv").is_file()
-                           and not (root / "LibriSpeech" / p).is_dir()]
+                missing = [
+                    a
+                    for p, a in todo.items()
+                    if not (root / f"{p}.tsv").is_file() and not (root / "LibriSpeech" / p).is_dir()
+                ]
                 files = " and ".join(f"{a.url} ({a.approx_mb} MB, MD5 {a.md5})" for a in missing)
-                raise Unreachable(e.url, e.reason, f"offline? Download {files} by hand, put them in {root}/ and "
-                                  "run again; or pass --speech-dir with a folder of your own audio") from None
+                raise Unreachable(
+                    e.url,
+                    e.reason,
+                    f"offline? Download {files} by hand, put them in {root}/ and "
+                    "run again; or pass --speech-dir with a folder of your own audio",
+                ) from None
             verify(tar, archive.md5)
             extract_member_dir(tar, f"LibriSpeech/{part}", part_dir)
             tar.unlink()  # the extracted folder is the copy we keep

@@ -4,6 +4,7 @@ Needs the ``hf`` extra (``pip install .[hf]``: transformers, safetensors). The f
 loads with ``AutoModel`` / ``AutoModelForCTC`` / ``AutoFeatureExtractor`` / ``pipeline`` and
 ``trust_remote_code=True`` where neither fairseq nor this plugin is installed.
 """
+
 import importlib.util
 import sys
 
@@ -21,6 +22,7 @@ def hide_unloadable_torchaudio() -> None:
         return
     try:
         import torchaudio  # noqa: F401
+
         return
     except (ImportError, OSError):
         for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:

@@ -18,6 +18,7 @@ CHECKPOINT is a pretrained ``fast_hubert`` checkpoint or a fine-tuned ``hubert_c
 The folder is written beside OUT_DIR and renamed into place when complete. A stock HuBERT
 checkpoint is refused (transformers has its own converter for it).
 """
+
 import argparse
 import json
 import os
@@ -41,14 +42,17 @@ def read_letter_dict(path: Path) -> List[str]:
     """fairseq's dictionary order: <s>, <pad>, </s>, <unk>, then one symbol per line of dict.ltr.txt."""
     symbols = [BLANK, "<pad>", "</s>", "<unk>"]
     if not path.is_file():
-        raise ExportError(f"{path}: letter dictionary not found. Fix: pass --dict with the dict.ltr.txt the model "
-                          "was fine-tuned with")
+        raise ExportError(
+            f"{path}: letter dictionary not found. Fix: pass --dict with the dict.ltr.txt the model was fine-tuned with"
+        )
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             parts = line.rstrip("\n").split(" ")
             if len(parts) < 2 or not parts[0]:
-                raise ExportError(f"{path}, line {n}: expected 'symbol count'. Fix: pass the dict.ltr.txt of the "
-                                  "fine-tuning data (written by fast-hubert-prepare-ctc --write-dict)")
+                raise ExportError(
+                    f"{path}, line {n}: expected 'symbol count'. Fix: pass the dict.ltr.txt of the "
+                    "fine-tuning data (written by fast-hubert-prepare-ctc --write-dict)"
+                )
             symbols.append(parts[0])
     return symbols
 
@@ -62,8 +66,10 @@ def letter_dict_path(exported, given: Optional[str]) -> Path:
     for folder in (task.get("label_dir"), task.get("data")):
         if folder and (Path(folder) / f"dict.{label}.txt").is_file():
             return Path(folder) / f"dict.{label}.txt"
-    raise ExportError(f"the letter dictionary dict.{label}.txt of the fine-tuning data was not found in "
-                      f"task.label_dir / task.data of the checkpoint. Fix: pass --dict PATH/dict.{label}.txt")
+    raise ExportError(
+        f"the letter dictionary dict.{label}.txt of the fine-tuning data was not found in "
+        f"task.label_dir / task.data of the checkpoint. Fix: pass --dict PATH/dict.{label}.txt"
+    )
 
 
 def export(checkpoint: str, out_dir: str, dict_path: Optional[str] = None, overwrite: bool = False) -> Path:
@@ -77,8 +83,10 @@ def export(checkpoint: str, out_dir: str, dict_path: Optional[str] = None, overw
 
     out = Path(out_dir)
     if not os.path.isfile(checkpoint):
-        raise ExportError(f"{checkpoint}: checkpoint not found. Fix: pass a checkpoint_best.pt / checkpoint_last.pt "
-                          "of a fast-hubert pretraining or fine-tuning run")
+        raise ExportError(
+            f"{checkpoint}: checkpoint not found. Fix: pass a checkpoint_best.pt / checkpoint_last.pt "
+            "of a fast-hubert pretraining or fine-tuning run"
+        )
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists. Fix: choose a new folder or pass --overwrite")
     exported = convert_checkpoint(checkpoint)
@@ -87,21 +95,27 @@ def export(checkpoint: str, out_dir: str, dict_path: Optional[str] = None, overw
         path = letter_dict_path(exported, dict_path)
         vocab = read_letter_dict(path)
         if len(vocab) != exported.config.vocab_size:
-            raise ExportError(f"{path}: {len(vocab)} symbols (with <s> <pad> </s> <unk>) but the CTC head has "
-                              f"{exported.config.vocab_size} outputs. Fix: pass the dict.ltr.txt the model was fine-tuned with")
+            raise ExportError(
+                f"{path}: {len(vocab)} symbols (with <s> <pad> </s> <unk>) but the CTC head has "
+                f"{exported.config.vocab_size} outputs. Fix: pass the dict.ltr.txt the model was fine-tuned with"
+            )
 
     cls = FastHubertForCTC if exported.is_ctc else FastHubertModel
     model = cls(exported.config)
     missing, unexpected = model.load_state_dict(exported.state_dict, strict=False)
     if missing or unexpected:
-        raise ExportError(f"{checkpoint}: weights do not fit the exported model (missing {missing[:3]}, "
-                          f"unexpected {unexpected[:3]})")
+        raise ExportError(
+            f"{checkpoint}: weights do not fit the exported model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     # a pretrained export loads in AutoModelForCTC too (new head, vocab_size=...): fine-tuning with transformers
-    model.config.auto_map = {"AutoConfig": "configuration_fast_hubert.FastHubertConfig",
-                             "AutoModel": "modeling_fast_hubert.FastHubertModel",
-                             "AutoModelForCTC": "modeling_fast_hubert.FastHubertForCTC"}
-    fe = FastHubertFeatureExtractor(feature_size=exported.config.num_mel_bins, cmvn_mean=exported.cmvn_mean,
-                                    cmvn_inv_std=exported.cmvn_inv_std)
+    model.config.auto_map = {
+        "AutoConfig": "configuration_fast_hubert.FastHubertConfig",
+        "AutoModel": "modeling_fast_hubert.FastHubertModel",
+        "AutoModelForCTC": "modeling_fast_hubert.FastHubertForCTC",
+    }
+    fe = FastHubertFeatureExtractor(
+        feature_size=exported.config.num_mel_bins, cmvn_mean=exported.cmvn_mean, cmvn_inv_std=exported.cmvn_inv_std
+    )
     fe_auto = {"AutoFeatureExtractor": "feature_extraction_fast_hubert.FastHubertFeatureExtractor"}
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -114,13 +128,16 @@ def export(checkpoint: str, out_dir: str, dict_path: Optional[str] = None, overw
         if exported.is_ctc:
             shutil.copyfile(HF_DIR / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
             vocab_file = tmp / "vocab.json"
-            vocab_file.write_text(json.dumps({s: i for i, s in enumerate(vocab)}, ensure_ascii=False, indent=1) + "\n",
-                                  encoding="utf-8")
+            vocab_file.write_text(
+                json.dumps({s: i for i, s in enumerate(vocab)}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+            )
             tokenizer = FastHubertCTCTokenizer(str(vocab_file))
             Wav2Vec2Processor(feature_extractor=fe, tokenizer=tokenizer).save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            _add_auto_map(tmp / "tokenizer_config.json",
-                          {"AutoTokenizer": ["tokenization_fast_hubert.FastHubertCTCTokenizer", None]})
+            _add_auto_map(
+                tmp / "tokenizer_config.json",
+                {"AutoTokenizer": ["tokenization_fast_hubert.FastHubertCTCTokenizer", None]},
+            )
             _add_auto_map(tmp / "processor_config.json", fe_auto, optional=True, nested="feature_extractor")
         fe.save_pretrained(tmp)
         _add_auto_map(tmp / "preprocessor_config.json", fe_auto)
@@ -148,12 +165,16 @@ def _add_auto_map(path: Path, entries: dict, optional: bool = False, nested: Opt
 
 @console_script("fast-hubert-export")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="fast-hubert-export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="fast-hubert-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", help="fast_hubert (pretrained) or hubert_ctc (fine-tuned) checkpoint")
     parser.add_argument("out_dir", help="folder to write (must not exist, unless --overwrite)")
-    parser.add_argument("--dict", help="fine-tuned checkpoints: the dict.ltr.txt they were trained with "
-                        "(default: from the checkpoint's task.label_dir / task.data)")
+    parser.add_argument(
+        "--dict",
+        help="fine-tuned checkpoints: the dict.ltr.txt they were trained with "
+        "(default: from the checkpoint's task.label_dir / task.data)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     args = parser.parse_args(argv)
     try:

@@ -4,6 +4,7 @@ Reads the checkpoint with fairseq's ``checkpoint_utils`` (no task, no data folde
 maps every tensor by name; a tensor that has no place in the exported model stops the export
 unless it is one of the pretraining-only ones listed in ``PRETRAINING_ONLY``.
 """
+
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -16,9 +17,11 @@ FAST_HUBERT_NAMES = ("fast_hubert", "fasthubert")
 CTC_NAME = "hubert_ctc"
 CTC_PREFIX = "w2v_encoder.w2v_model."
 CTC_HEAD = "w2v_encoder.proj."
-HF_CONVERTER = ("transformers' own converter, src/transformers/models/hubert/convert_hubert_original_pytorch_checkpoint_"
-                "to_pytorch.py in the transformers source repository (not in the pip wheel), "
-                "--checkpoint_path CKPT --pytorch_dump_folder_path OUT")
+HF_CONVERTER = (
+    "transformers' own converter, src/transformers/models/hubert/convert_hubert_original_pytorch_checkpoint_"
+    "to_pytorch.py in the transformers source repository (not in the pip wheel), "
+    "--checkpoint_path CKPT --pytorch_dump_folder_path OUT"
+)
 # pretraining-only tensors: the span-masking embedding and the CE heads over the k-means units
 PRETRAINING_ONLY = re.compile(r"^(mask_emb|label_heads\..*)$")
 CMVN_KEYS = ("cmvn_mean", "cmvn_inv_std")
@@ -65,16 +68,18 @@ def _get(cfg, key, default=None):
 def load_fairseq_state(path: str) -> dict:
     """The checkpoint as fairseq reads it (config as a plain dict)."""
     from fairseq import checkpoint_utils
+    from omegaconf import DictConfig, OmegaConf
 
     from ..utils.checkpoint_safety import allow_fairseq_checkpoints
-    from omegaconf import DictConfig, OmegaConf
 
     allow_fairseq_checkpoints()  # the types fairseq checkpoints hold, on torch >= 2.6
     state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
     cfg = state.get("cfg")
     if cfg is None:
-        raise ExportError(f"{path}: no 'cfg' in the checkpoint (written by a fairseq older than 0.10); "
-                          "re-save it with a current fairseq")
+        raise ExportError(
+            f"{path}: no 'cfg' in the checkpoint (written by a fairseq older than 0.10); "
+            "re-save it with a current fairseq"
+        )
     if isinstance(cfg, DictConfig):
         state["cfg"] = OmegaConf.to_container(cfg, resolve=False)
     return state
@@ -94,8 +99,10 @@ def rename_encoder_key(key: str) -> Optional[str]:
             new, n = re.subn("^" + pattern, repl, m[2])
             if n:
                 return f"encoder.layers.{m[1]}.{new}"
-    raise ExportError(f"tensor {key!r} has no place in the exported model: this checkpoint has a part the "
-                      "transformers model does not implement")
+    raise ExportError(
+        f"tensor {key!r} has no place in the exported model: this checkpoint has a part the "
+        "transformers model does not implement"
+    )
 
 
 def build_config(model_cfg: dict, ctc_cfg: Optional[dict], vocab_size: Optional[int]) -> FastHubertConfig:
@@ -106,7 +113,10 @@ def build_config(model_cfg: dict, ctc_cfg: Optional[dict], vocab_size: Optional[
         (_get(model_cfg, "layer_norm_first", False), "pre-LN Transformers (layer_norm_first: true)"),
         (int(_get(model_cfg, "pos_conv_depth", 1)) != 1, "a multi-layer positional convolution (pos_conv_depth > 1)"),
         (_get(model_cfg, "layer_type", "transformer") != "transformer", f"layer_type {_get(model_cfg, 'layer_type')}"),
-        (_get(model_cfg, "activation_fn", "gelu") not in ("gelu", "relu"), f"activation_fn {_get(model_cfg, 'activation_fn')}"),
+        (
+            _get(model_cfg, "activation_fn", "gelu") not in ("gelu", "relu"),
+            f"activation_fn {_get(model_cfg, 'activation_fn')}",
+        ),
     ]
     for bad, what in checks:
         if bad:
@@ -135,9 +145,15 @@ def build_config(model_cfg: dict, ctc_cfg: Optional[dict], vocab_size: Optional[
         mask_time_prob=0.0,
     )
     if vocab_size is not None:
-        kw.update(vocab_size=vocab_size, pad_token_id=0, bos_token_id=None, eos_token_id=2,
-                  final_dropout=float(_get(ctc_cfg, "final_dropout", 0.0)),
-                  ctc_loss_reduction="sum", ctc_zero_infinity=True)
+        kw.update(
+            vocab_size=vocab_size,
+            pad_token_id=0,
+            bos_token_id=None,
+            eos_token_id=2,
+            final_dropout=float(_get(ctc_cfg, "final_dropout", 0.0)),
+            ctc_loss_reduction="sum",
+            ctc_zero_infinity=True,
+        )
         kw["architectures"] = ["FastHubertForCTC"]
     else:
         kw["architectures"] = ["FastHubertModel"]
@@ -156,12 +172,16 @@ def convert_checkpoint(path: str) -> ExportedWeights:
         ctc_cfg = model_cfg
         w2v_args = model_cfg.get("w2v_args")
         if not w2v_args:
-            raise ExportError(f"{path}: a hubert_ctc checkpoint without its pretrained config (w2v_args: null). "
-                              "Fix: fine-tune with this plugin, which keeps w2v_args in the checkpoint")
+            raise ExportError(
+                f"{path}: a hubert_ctc checkpoint without its pretrained config (w2v_args: null). "
+                "Fix: fine-tune with this plugin, which keeps w2v_args in the checkpoint"
+            )
         model_cfg = w2v_args["model"]
         inner = model_cfg.get("_name")
         if inner == "hubert":
-            raise ExportError(f"{path}: a fine-tuned stock HuBERT (hubert_ctc over hubert), not Fast-HuBERT: use {HF_CONVERTER}")
+            raise ExportError(
+                f"{path}: a fine-tuned stock HuBERT (hubert_ctc over hubert), not Fast-HuBERT: use {HF_CONVERTER}"
+            )
         if inner not in FAST_HUBERT_NAMES:
             raise ExportError(f"{path}: hubert_ctc over model {inner!r}; only fast_hubert models can be exported")
         prefix = CTC_PREFIX
@@ -170,18 +190,20 @@ def convert_checkpoint(path: str) -> ExportedWeights:
     elif name in FAST_HUBERT_NAMES:
         prefix = ""
     else:
-        raise ExportError(f"{path}: model {name!r} is neither fast_hubert nor hubert_ctc over fast_hubert; "
-                          "export a checkpoint written by fast-hubert pretraining or fine-tuning")
+        raise ExportError(
+            f"{path}: model {name!r} is neither fast_hubert nor hubert_ctc over fast_hubert; "
+            "export a checkpoint written by fast-hubert pretraining or fine-tuning"
+        )
 
     out: Dict[str, torch.Tensor] = {}
     head = "fast_hubert." if ctc_cfg is not None else ""
     for key, tensor in weights.items():
         if ctc_cfg is not None and key.startswith(CTC_HEAD):
-            out["lm_head." + key[len(CTC_HEAD):]] = tensor.float().clone()
+            out["lm_head." + key[len(CTC_HEAD) :]] = tensor.float().clone()
             continue
         if not key.startswith(prefix):
             raise ExportError(f"{path}: tensor {key!r} is not part of the fast_hubert model or its CTC head")
-        new = rename_encoder_key(key[len(prefix):])
+        new = rename_encoder_key(key[len(prefix) :])
         if new is not None:
             out[head + new] = tensor.float().clone()
     vocab_size = None
@@ -195,5 +217,13 @@ def convert_checkpoint(path: str) -> ExportedWeights:
     history = state.get("optimizer_history") or []
     if history:
         num_updates = history[-1].get("num_updates")
-    return ExportedWeights(build_config(model_cfg, ctc_cfg, vocab_size), out, mean, inv_std, ctc_cfg is not None,
-                           model_cfg, cfg, num_updates)
+    return ExportedWeights(
+        build_config(model_cfg, ctc_cfg, vocab_size),
+        out,
+        mean,
+        inv_std,
+        ctc_cfg is not None,
+        model_cfg,
+        cfg,
+        num_updates,
+    )

@@ -1,4 +1,5 @@
 """The README.md model card written into an export folder."""
+
 import os
 from typing import Optional
 
@@ -56,17 +57,22 @@ def model_card(exported, checkpoint: str, vocab: Optional[list] = None) -> str:
         f"Transformer {c.num_hidden_layers} x {c.hidden_size} (FFN {c.intermediate_size}, {c.num_attention_heads} heads, "
         f"post-LN); {rate:g} frames per second.",
         f"- Training data (fairseq manifests in): `{_where(task.get('data'))}`"
-        + _manifest_rows(task, exported.checkpoint_cfg.get("dataset")) + f"; labels: {', '.join(labels) or '?'}"
+        + _manifest_rows(task, exported.checkpoint_cfg.get("dataset"))
+        + f"; labels: {', '.join(labels) or '?'}"
         + (f", label folder `{_where(task.get('label_dir'))}`" if task.get("label_dir") else ""),
         f"- Updates: {exported.num_updates if exported.num_updates is not None else '?'}",
         "- CMVN statistics of the training fbank: in `preprocessor_config.json` (`cmvn_mean`, `cmvn_inv_std`).",
     ]
     if exported.is_ctc and pre_task:
-        lines.append(f"- Pretrained (before fine-tuning) on the manifests in `{_where(pre_task.get('data'))}`, "
-                     f"labels: {', '.join(pre_task.get('labels') or []) or '?'}")
+        lines.append(
+            f"- Pretrained (before fine-tuning) on the manifests in `{_where(pre_task.get('data'))}`, "
+            f"labels: {', '.join(pre_task.get('labels') or []) or '?'}"
+        )
     if exported.is_ctc:
-        lines.append(f"- CTC vocabulary: {len(vocab or [])} letters and symbols (`vocab.json`); blank `<s>` (id 0), "
-                     "`|` ends a word; greedy decoding as `fast-hubert-decode` (Viterbi).")
+        lines.append(
+            f"- CTC vocabulary: {len(vocab or [])} letters and symbols (`vocab.json`); blank `<s>` (id 0), "
+            "`|` ends a word; greedy decoding as `fast-hubert-decode` (Viterbi)."
+        )
     else:
         lines.append("- Not exported: the pretraining-only mask embedding and the k-means CE heads.")
     lines += [

@@ -1,4 +1,5 @@
 """Input features: audio reading, Kaldi-style log-Mel fbank, global CMVN, feature stores."""
+
 from .audio import read_audio
 from .cmvn import GlobalCMVN
 from .kaldi_fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, compute_fbank, num_fbank_frames

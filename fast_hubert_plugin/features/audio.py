@@ -1,4 +1,5 @@
 """Reading audio with errors that say which file failed and why."""
+
 import os
 
 import numpy as np
@@ -19,7 +20,9 @@ def read_audio(path, expected_sample_rate: int = 16000, where: str = "") -> np.n
     try:
         wav, sr = sf.read(str(path), dtype="float32", always_2d=False)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise DataError(path, f"cannot read audio{suffix}: {e}", "re-encode it as 16-bit WAV/FLAC or drop the row") from None
+        raise DataError(
+            path, f"cannot read audio{suffix}: {e}", "re-encode it as 16-bit WAV/FLAC or drop the row"
+        ) from None
     if sr != expected_sample_rate:
         raise DataError(
             path,

@@ -5,6 +5,7 @@ official Fast-HuBERT ``stats_npz_path`` uses), plus ``frames`` and ``utterances`
 The official code's ``global_cmvn.npy`` (``np.save`` of a dict ``{"mean": ..., "std": ...}``, a
 pickled object array) is read too, by an unpickler that accepts numpy arrays and nothing else.
 """
+
 import pickle
 from pathlib import Path
 

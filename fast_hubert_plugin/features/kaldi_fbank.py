@@ -13,6 +13,7 @@ values (order 10) of real speech: mean |diff| < 2e-5, 99.9 % of values within 2e
 (the largest differences sit in the lowest mel bins of very quiet frames, where float32 rounding of
 a tiny power moves its log).
 """
+
 import math
 
 import numpy as np
@@ -44,8 +45,13 @@ def num_fbank_samples(num_frames: int) -> int:
     return 0 if num_frames <= 0 else (num_frames - 1) * FRAME_SHIFT_SAMPLES + FRAME_LENGTH_SAMPLES
 
 
-def kaldi_mel_banks(num_bins: int = NUM_MEL_BINS, sample_rate: int = SAMPLE_RATE, fft_size: int = FFT_SIZE,
-                    low_freq: float = 20.0, high_freq: float = 0.0) -> torch.Tensor:
+def kaldi_mel_banks(
+    num_bins: int = NUM_MEL_BINS,
+    sample_rate: int = SAMPLE_RATE,
+    fft_size: int = FFT_SIZE,
+    low_freq: float = 20.0,
+    high_freq: float = 0.0,
+) -> torch.Tensor:
     """(fft_size // 2 + 1, num_bins) float64 triangular mel weights as Kaldi computes them (Nyquist bin 0)."""
     nyquist = 0.5 * sample_rate
     high = high_freq if high_freq > 0 else nyquist + high_freq
@@ -76,12 +82,16 @@ _CONSTANTS = {}
 def _window_and_mel_banks(num_bins: int, device: torch.device, dtype: torch.dtype):
     key = (num_bins, str(device), dtype)
     if key not in _CONSTANTS:
-        _CONSTANTS[key] = (povey_window().to(device=device, dtype=dtype),
-                           kaldi_mel_banks(num_bins).to(device=device, dtype=dtype))
+        _CONSTANTS[key] = (
+            povey_window().to(device=device, dtype=dtype),
+            kaldi_mel_banks(num_bins).to(device=device, dtype=dtype),
+        )
     return _CONSTANTS[key]
 
 
-def kaldi_fbank(waveforms: torch.Tensor, num_bins: int = NUM_MEL_BINS, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def kaldi_fbank(
+    waveforms: torch.Tensor, num_bins: int = NUM_MEL_BINS, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """(B, N) waveforms in [-1, 1] at 16 kHz -> (B, num_fbank_frames(N), num_bins) log-Mel fbank.
 
     Computed on the waveforms' device in ``dtype`` (float32 for training, float64 for the export's

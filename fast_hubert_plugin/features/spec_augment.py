@@ -1,4 +1,5 @@
 """SpecAugment frequency and time masking on batched features, as tensors on any device."""
+
 from typing import Optional
 
 import torch
@@ -11,7 +12,7 @@ def _band_mask(batch: int, num_masks: int, max_width: int, limit: torch.Tensor, 
     limit = limit.to(device).view(batch, 1).float()
     width = (torch.rand(batch, num_masks, device=device) * max_width).long()
     width = torch.minimum(width, limit.long())
-    start = (torch.rand(batch, num_masks, device=device) * (limit - width).clamp(min=0) ).long()
+    start = (torch.rand(batch, num_masks, device=device) * (limit - width).clamp(min=0)).long()
     pos = torch.arange(size, device=device).view(1, 1, size)
     bands = (pos >= start.unsqueeze(-1)) & (pos < (start + width).unsqueeze(-1))
     return bands.any(dim=1)

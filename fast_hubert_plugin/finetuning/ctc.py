@@ -4,6 +4,7 @@ fairseq's ``ctc`` criterion trains with the blank at the target dictionary's ``<
 index (``task.blank_symbol``), so that is the blank here too. Letter units map back to words
 as in fairseq's ``post_process(..., "letter")``: drop the spaces, '|' becomes a space.
 """
+
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence
 
@@ -38,7 +39,7 @@ def units_to_letters(dictionary: Dictionary, ids: Iterable[int]) -> str:
 
 
 def letters_to_text(letters: str) -> str:
-    """"H I | T H E R E |" -> "HI THERE"."""
+    """ "H I | T H E R E |" -> "HI THERE"."""
     return " ".join("".join(letters.split()).replace(WORD_BOUNDARY, " ").split())
 
 
@@ -58,6 +59,7 @@ class ViterbiDecoder:
 class ErrorCounts:
     """Edit distances summed over a corpus. CER counts characters of the word sequence joined by
     single spaces (spaces included), WER counts words; both in percent of the reference."""
+
     word_errors: int = 0
     words: int = 0
     char_errors: int = 0
@@ -82,8 +84,10 @@ class ErrorCounts:
         self.utterances += 1
 
     def summary(self) -> str:
-        return (f"WER {self.wer:.2f} ({self.word_errors}/{self.words} words), "
-                f"CER {self.cer:.2f} ({self.char_errors}/{self.chars} chars), {self.utterances} utterances")
+        return (
+            f"WER {self.wer:.2f} ({self.word_errors}/{self.words} words), "
+            f"CER {self.cer:.2f} ({self.char_errors}/{self.chars} chars), {self.utterances} utterances"
+        )
 
 
 def error_counts(hyps: Sequence[str], refs: Sequence[str], counts: Optional[ErrorCounts] = None) -> ErrorCounts:

@@ -16,6 +16,7 @@ between the word sequences joined by single spaces.
 Decoding is greedy CTC (Viterbi: best unit per frame, repeats collapsed, blank '<s>' dropped),
 or, with --lm, a beam search with a KenLM word LM (flashlight-text: pip install flashlight-text).
 """
+
 import argparse
 import json
 import logging
@@ -27,13 +28,13 @@ import torch
 from fairseq.models.hubert.hubert_asr import HubertCtc
 from tqdm import tqdm
 
+from ..data.batching import fbank_batches
 from ..data.labels import read_label_lines
 from ..data.manifest import read_manifest
+from ..models.checkpoints import load_checkpoint
 from ..utils.atomic import atomic_write_text
 from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
-from ..data.batching import fbank_batches
-from ..models.checkpoints import load_checkpoint
 from .ctc import ErrorCounts, ViterbiDecoder, letters_to_text, units_to_letters, words_to_letters
 
 logger = logging.getLogger("fast_hubert.decode")
@@ -52,16 +53,25 @@ def ctc_log_probs(model, source: torch.Tensor, padding_mask: torch.Tensor):
     return lprobs, lengths
 
 
-def decode_split(model, dictionary, manifest_path: str, decoder=None, max_tokens: int = 16000,
-                 device: str = "cpu", num_workers: int = 0, progress: bool = True) -> Dict[str, List[str]]:
+def decode_split(
+    model,
+    dictionary,
+    manifest_path: str,
+    decoder=None,
+    max_tokens: int = 16000,
+    device: str = "cpu",
+    num_workers: int = 0,
+    progress: bool = True,
+) -> Dict[str, List[str]]:
     """{"letters": [...], "words": [...]} hypotheses, one per manifest row, in manifest order."""
     manifest = read_manifest(manifest_path)
     manifest.check_files_exist()
     decoder = decoder or ViterbiDecoder(dictionary)
     letters: List[Optional[str]] = [None] * len(manifest)
     words: List[Optional[str]] = [None] * len(manifest)
-    for ids, source, padding_mask in tqdm(fbank_batches(manifest, max_tokens, num_workers), desc="decode",
-                                          disable=not progress):
+    for ids, source, padding_mask in tqdm(
+        fbank_batches(manifest, max_tokens, num_workers), desc="decode", disable=not progress
+    ):
         lprobs, lengths = ctc_log_probs(model, source.to(device), padding_mask.to(device))
         for b, hyp in enumerate(decoder.decode(lprobs, lengths.tolist())):
             i = int(ids[b])
@@ -87,8 +97,14 @@ def build_decoder(args, dictionary):
         return ViterbiDecoder(dictionary)
     from .lm_decoder import BeamOptions, KenLMDecoder
 
-    opts = BeamOptions(beam=args.beam, beam_threshold=args.beam_threshold, lm_weight=args.lm_weight,
-                       word_score=args.word_score, unk_score=args.unk_score, sil_score=args.sil_score)
+    opts = BeamOptions(
+        beam=args.beam,
+        beam_threshold=args.beam_threshold,
+        lm_weight=args.lm_weight,
+        word_score=args.word_score,
+        unk_score=args.unk_score,
+        sil_score=args.sil_score,
+    )
     return KenLMDecoder(dictionary, args.lm, args.lexicon, opts)
 
 
@@ -107,8 +123,15 @@ def write_results(results_dir: str, hyps: Dict[str, List[str]], refs: Optional[L
     counts = ErrorCounts()
     for h, r in zip(hyps["words"], refs):
         counts.add(h, r)
-    scores = {"wer": counts.wer, "cer": counts.cer, "word_errors": counts.word_errors, "words": counts.words,
-              "char_errors": counts.char_errors, "chars": counts.chars, "utterances": counts.utterances}
+    scores = {
+        "wer": counts.wer,
+        "cer": counts.cer,
+        "word_errors": counts.word_errors,
+        "words": counts.words,
+        "char_errors": counts.char_errors,
+        "chars": counts.chars,
+        "utterances": counts.utterances,
+    }
     atomic_write_text(os.path.join(results_dir, "scores.json"), json.dumps(scores, indent=1) + "\n")
     return counts
 
@@ -124,8 +147,11 @@ def main(argv=None) -> None:
     parser.add_argument("--max-tokens", type=int, default=16000, help="fbank frames (100 per second) per batch")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--num-workers", type=int, default=0, help="data-loader processes computing fbank")
-    parser.add_argument("--w2v-path", help="pretrained checkpoint, only for fine-tuned checkpoints saved without "
-                        "the pretrained config (made outside this plugin)")
+    parser.add_argument(
+        "--w2v-path",
+        help="pretrained checkpoint, only for fine-tuned checkpoints saved without "
+        "the pretrained config (made outside this plugin)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     lm = parser.add_argument_group("KenLM beam search (needs flashlight-text)")
     lm.add_argument("--lm", help="KenLM word language model (.arpa or .bin); without it: Viterbi")
@@ -151,20 +177,33 @@ def main(argv=None) -> None:
     model, cfg, task = load_checkpoint(args.checkpoint, args.device, overrides)
     dictionary = task.target_dictionary
     if dictionary is None or not isinstance(model, HubertCtc):
-        raise DataError(args.checkpoint, "not a fine-tuned CTC checkpoint (hubert_ctc)",
-                        "decode a hubert_ctc checkpoint; for a pretrained one use fast-hubert-dump --feature layer")
+        raise DataError(
+            args.checkpoint,
+            "not a fine-tuned CTC checkpoint (hubert_ctc)",
+            "decode a hubert_ctc checkpoint; for a pretrained one use fast-hubert-dump --feature layer",
+        )
     decoder = build_decoder(args, dictionary)
 
     manifest_path = os.path.join(args.data, f"{args.split}.tsv")
     num_rows = len(read_manifest(manifest_path))
     refs = read_references(label_dir, args.split, num_rows, manifest_path)
-    hyps = decode_split(model, dictionary, manifest_path, decoder, args.max_tokens, args.device,
-                        args.num_workers, progress=not args.quiet)
+    hyps = decode_split(
+        model,
+        dictionary,
+        manifest_path,
+        decoder,
+        args.max_tokens,
+        args.device,
+        args.num_workers,
+        progress=not args.quiet,
+    )
     counts = write_results(args.results_dir, hyps, refs)
     kind = "KenLM beam search" if args.lm else "Viterbi"
     if counts is None:
-        print(f"{args.split}: {num_rows} utterances decoded ({kind}) into {args.results_dir}; "
-              f"no references ({args.split}.ltr) in {label_dir}: no WER")
+        print(
+            f"{args.split}: {num_rows} utterances decoded ({kind}) into {args.results_dir}; "
+            f"no references ({args.split}.ltr) in {label_dir}: no WER"
+        )
     else:
         print(f"{args.split} ({kind}): {counts.summary()}; results in {args.results_dir}")
 

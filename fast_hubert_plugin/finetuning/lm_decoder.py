@@ -9,6 +9,7 @@ Install: ``pip install flashlight-text`` (its wheels include KenLM). The LM is a
 or KenLM binary file. The lexicon (``word<TAB>l e t t e r s |`` lines, fairseq/flashlight format)
 may be omitted for an ARPA LM: it is then built from the LM's unigrams.
 """
+
 import math
 import os
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ def import_flashlight():
     try:
         from flashlight.lib.text import decoder, dictionary
     except ImportError:
-        raise ImportError(f"KenLM beam search (--lm) needs flashlight-text: {INSTALL_HINT}; "
-                          "or decode without --lm (Viterbi)") from None
+        raise ImportError(
+            f"KenLM beam search (--lm) needs flashlight-text: {INSTALL_HINT}; or decode without --lm (Viterbi)"
+        ) from None
     return decoder, dictionary
 
 
@@ -101,16 +103,22 @@ class KenLMDecoder:
         self.dictionary = dictionary
         self.blank = dictionary.index(BLANK_SYMBOL)
         if WORD_BOUNDARY not in dictionary.indices:
-            raise DataError(lm_path, f"the CTC dictionary has no word boundary '{WORD_BOUNDARY}'",
-                            "LM decoding needs letter units with '|' word boundaries (fast-hubert-prepare-ctc)")
+            raise DataError(
+                lm_path,
+                f"the CTC dictionary has no word boundary '{WORD_BOUNDARY}'",
+                "LM decoding needs letter units with '|' word boundaries (fast-hubert-prepare-ctc)",
+            )
         self.silence = dictionary.index(WORD_BOUNDARY)
         if lexicon_path:
             lexicon = read_lexicon(lexicon_path)
         elif lm_path.endswith(".arpa"):
             lexicon = {w: [spell(w)] for w in arpa_unigrams(lm_path)}
         else:
-            raise DataError(lm_path, "a binary KenLM model needs a lexicon",
-                            "pass --lexicon (word<TAB>l e t t e r s | lines) or an .arpa model")
+            raise DataError(
+                lm_path,
+                "a binary KenLM model needs a lexicon",
+                "pass --lexicon (word<TAB>l e t t e r s | lines) or an .arpa model",
+            )
         self.word_dict = fl_dict.Dictionary()
         for word in lexicon:
             self.word_dict.add_entry(word)
@@ -132,13 +140,22 @@ class KenLMDecoder:
                 self.trie.insert(ids, word_idx, score)
                 inserted += 1
         if inserted == 0:
-            raise DataError(lexicon_path or lm_path, "no word of the lexicon can be spelled with the CTC dictionary",
-                            "use a lexicon/LM in the same alphabet (and case) as dict.ltr.txt")
+            raise DataError(
+                lexicon_path or lm_path,
+                "no word of the lexicon can be spelled with the CTC dictionary",
+                "use a lexicon/LM in the same alphabet (and case) as dict.ltr.txt",
+            )
         self.trie.smear(fl.SmearingMode.MAX)
         opts = fl.LexiconDecoderOptions(
-            beam_size=options.beam, beam_size_token=len(dictionary), beam_threshold=options.beam_threshold,
-            lm_weight=options.lm_weight, word_score=options.word_score, unk_score=options.unk_score,
-            sil_score=options.sil_score, log_add=False, criterion_type=fl.CriterionType.CTC,
+            beam_size=options.beam,
+            beam_size_token=len(dictionary),
+            beam_threshold=options.beam_threshold,
+            lm_weight=options.lm_weight,
+            word_score=options.word_score,
+            unk_score=options.unk_score,
+            sil_score=options.sil_score,
+            log_add=False,
+            criterion_type=fl.CriterionType.CTC,
         )
         self.decoder = fl.LexiconDecoder(opts, self.trie, self.lm, self.silence, self.blank, self.unk_word, [], False)
 

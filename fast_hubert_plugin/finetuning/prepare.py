@@ -21,6 +21,7 @@ written atomically. With --no-text only the manifest is written (pretraining aud
 Typical use: ``--split train --write-dict`` on the training TSV, then ``--split valid`` on the
 dev TSV into the same folder. That folder is then both task.data and task.label_dir.
 """
+
 import argparse
 import filecmp
 import logging
@@ -69,9 +70,13 @@ def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = Tru
     required = ["path"] + (["text"] if need_text else [])
     missing = [c for c in required if c not in header]
     if missing:
-        raise DataError(path, f"header {header} lacks column(s) {missing}",
-                        "the first line must name the tab-separated columns, including 'path' and 'text' "
-                        "(or pass --no-text for audio without transcripts)", line=1)
+        raise DataError(
+            path,
+            f"header {header} lacks column(s) {missing}",
+            "the first line must name the tab-separated columns, including 'path' and 'text' "
+            "(or pass --no-text for audio without transcripts)",
+            line=1,
+        )
     col = {name: i for i, name in enumerate(header)}
     root = os.path.dirname(os.path.abspath(path))
     rows = []
@@ -82,8 +87,12 @@ def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = Tru
         if len(items) < len(header):
             items += [""] * (len(header) - len(items))
         if len(items) > len(header):
-            raise DataError(path, f"{len(items)} tab-separated fields but the header has {len(header)}",
-                            "remove the extra tabs (tabs are not allowed inside a transcript)", line=n)
+            raise DataError(
+                path,
+                f"{len(items)} tab-separated fields but the header has {len(header)}",
+                "remove the extra tabs (tabs are not allowed inside a transcript)",
+                line=n,
+            )
         rel = items[col["path"]].strip()
         if not rel:
             raise DataError(path, "empty path", "give every row an audio file", line=n)
@@ -93,17 +102,31 @@ def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = Tru
             try:
                 declared = int(items[col["num_samples"]])
             except ValueError:
-                raise DataError(path, f"num_samples {items[col['num_samples']]!r} is not an integer",
-                                "fix it or drop the column (it is then read from the audio)", line=n) from None
+                raise DataError(
+                    path,
+                    f"num_samples {items[col['num_samples']]!r} is not an integer",
+                    "fix it or drop the column (it is then read from the audio)",
+                    line=n,
+                ) from None
             if declared != num_samples:
-                raise DataError(path, f"num_samples says {declared} but {audio} has {num_samples} samples",
-                                "fix the column or drop it (it is then read from the audio)", line=n)
+                raise DataError(
+                    path,
+                    f"num_samples says {declared} but {audio} has {num_samples} samples",
+                    "fix the column or drop it (it is then read from the audio)",
+                    line=n,
+                )
         words = text_to_words(items[col["text"]]) if need_text else []
         if need_text and not words:
-            raise DataError(path, "empty transcript", "drop the row, or pass --no-text to write a manifest only", line=n)
+            raise DataError(
+                path, "empty transcript", "drop the row, or pass --no-text to write a manifest only", line=n
+            )
         if any(WORD_BOUNDARY in w for w in words):
-            raise DataError(path, f"transcript contains the word-boundary symbol '{WORD_BOUNDARY}'",
-                            "remove it from the text", line=n)
+            raise DataError(
+                path,
+                f"transcript contains the word-boundary symbol '{WORD_BOUNDARY}'",
+                "remove it from the text",
+                line=n,
+            )
         rows.append(Row(line=n, audio=audio, num_samples=num_samples, words=words))
     if not rows:
         raise DataError(path, "no rows after the header", "add one line per utterance")
@@ -113,19 +136,29 @@ def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = Tru
 def check_audio(audio: str, tsv: str, line: int) -> int:
     """Number of samples of ``audio`` (read from its header); DataError naming the TSV line if unusable."""
     if not os.path.isfile(audio):
-        raise DataError(tsv, f"audio file {audio} not found", "fix the path (relative to the TSV's folder) or drop the row",
-                        line=line)
+        raise DataError(
+            tsv,
+            f"audio file {audio} not found",
+            "fix the path (relative to the TSV's folder) or drop the row",
+            line=line,
+        )
     try:
         info = sf.info(audio)
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError for unreadable files
-        raise DataError(tsv, f"cannot read audio {audio}: {e}", "re-encode it as 16-bit WAV/FLAC or drop the row",
-                        line=line) from None
+        raise DataError(
+            tsv, f"cannot read audio {audio}: {e}", "re-encode it as 16-bit WAV/FLAC or drop the row", line=line
+        ) from None
     if info.samplerate != SAMPLE_RATE:
-        raise DataError(tsv, f"{audio} is {info.samplerate} Hz, expected {SAMPLE_RATE} Hz",
-                        f"resample it (e.g. sox in.flac -r {SAMPLE_RATE} out.flac)", line=line)
+        raise DataError(
+            tsv,
+            f"{audio} is {info.samplerate} Hz, expected {SAMPLE_RATE} Hz",
+            f"resample it (e.g. sox in.flac -r {SAMPLE_RATE} out.flac)",
+            line=line,
+        )
     if info.frames < FRAME_LENGTH_SAMPLES:
-        raise DataError(tsv, f"{audio} has {info.frames} samples, fewer than one 25 ms fbank frame",
-                        "drop the row", line=line)
+        raise DataError(
+            tsv, f"{audio} has {info.frames} samples, fewer than one 25 ms fbank frame", "drop the row", line=line
+        )
     return int(info.frames)
 
 
@@ -152,7 +185,7 @@ def read_letter_dictionary(path: str) -> List[str]:
     from ..data.labels import load_dictionary
 
     d = load_dictionary(path)
-    return d.symbols[d.nspecial:]
+    return d.symbols[d.nspecial :]
 
 
 def check_letters(rows: List[Row], letters: List[str], tsv: str, dict_path: str) -> None:
@@ -160,9 +193,13 @@ def check_letters(rows: List[Row], letters: List[str], tsv: str, dict_path: str)
     for r in rows:
         unknown = sorted(set(words_to_letters(r.words).split()) - known)
         if unknown:
-            raise DataError(tsv, f"character(s) {unknown} not in the dictionary {dict_path}",
-                            "normalise the transcript to the training alphabet, or rebuild the dictionary with "
-                            "--write-dict on a training split that has these characters", line=r.line)
+            raise DataError(
+                tsv,
+                f"character(s) {unknown} not in the dictionary {dict_path}",
+                "normalise the transcript to the training alphabet, or rebuild the dictionary with "
+                "--write-dict on a training split that has these characters",
+                line=r.line,
+            )
 
 
 def prepare_split(
@@ -187,14 +224,20 @@ def prepare_split(
                     shutil.copyfile(dict_from, tmp)
                 written["dict"] = dict_path
             elif not filecmp.cmp(dict_from, dict_path, shallow=False):
-                raise DataError(dict_path, f"exists and differs from --dict-from {dict_from}",
-                                "remove it, or drop --dict-from to check against the dictionary already there")
+                raise DataError(
+                    dict_path,
+                    f"exists and differs from --dict-from {dict_from}",
+                    "remove it, or drop --dict-from to check against the dictionary already there",
+                )
         elif write_dict or not os.path.isfile(dict_path):
             atomic_write_text(dict_path, dictionary_text(build_letter_dictionary(rows)))
             written["dict"] = dict_path
         else:
             check_letters(rows, read_letter_dictionary(dict_path), tsv, dict_path)
-        for ext, text in (("ltr", [words_to_letters(r.words) for r in rows]), ("wrd", [" ".join(r.words) for r in rows])):
+        for ext, text in (
+            ("ltr", [words_to_letters(r.words) for r in rows]),
+            ("wrd", [" ".join(r.words) for r in rows]),
+        ):
             p = os.path.join(output_dir, f"{split}.{ext}")
             atomic_write_text(p, "\n".join(text) + "\n")
             written[ext] = p
@@ -208,18 +251,30 @@ def prepare_split(
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="fast-hubert-prepare-ctc", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("tsv", help="input TSV with a header: columns 'path' and 'text' (+ optional 'num_samples')")
-    parser.add_argument("--split", required=True, help="split name of the outputs: {split}.tsv/.ltr/.wrd (e.g. train, valid)")
+    parser.add_argument(
+        "--split", required=True, help="split name of the outputs: {split}.tsv/.ltr/.wrd (e.g. train, valid)"
+    )
     parser.add_argument("--output-dir", required=True, help="folder to write into (task.data and task.label_dir)")
-    parser.add_argument("--write-dict", action="store_true",
-                        help=f"(re)build {DICT_NAME} from this split; by default it is built only when absent")
+    parser.add_argument(
+        "--write-dict",
+        action="store_true",
+        help=f"(re)build {DICT_NAME} from this split; by default it is built only when absent",
+    )
     parser.add_argument("--dict-from", metavar="DICT", help=f"use this existing {DICT_NAME} (copied into --output-dir)")
     parser.add_argument("--no-text", action="store_true", help="write the manifest only (audio without transcripts)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.write_dict and args.dict_from:
         parser.error("--write-dict and --dict-from exclude each other")
-    written = prepare_split(args.tsv, args.split, args.output_dir, need_text=not args.no_text,
-                            write_dict=args.write_dict, dict_from=args.dict_from, progress=not args.quiet)
+    written = prepare_split(
+        args.tsv,
+        args.split,
+        args.output_dir,
+        need_text=not args.no_text,
+        write_dict=args.write_dict,
+        dict_from=args.dict_from,
+        progress=not args.quiet,
+    )
     with open(written["manifest"], encoding="utf-8") as f:
         n = sum(1 for _ in f) - 1
     print(f"{args.split}: {n} utterances; wrote " + ", ".join(written[k] for k in sorted(written)))

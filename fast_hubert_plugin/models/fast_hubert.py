@@ -9,6 +9,7 @@ One utterance through the model (shapes for the default 40 ms Base):
   -> Transformer (12 x 768, post-LN; fairseq's wav2vec 2.0 / HuBERT encoder)
   -> for each supervised block (ILS) a Linear(768, #units) head on masked frames only.
 """
+
 import ast
 import logging
 from dataclasses import dataclass, field
@@ -32,9 +33,18 @@ logger = logging.getLogger(__name__)
 
 # apply_mask (and code reading a built model) use these attributes; the values come straight from the config.
 _MASK_ATTRS = (
-    "mask_prob", "mask_selection", "mask_other", "mask_length", "no_mask_overlap", "mask_min_space",
-    "mask_channel_prob", "mask_channel_selection", "mask_channel_other", "mask_channel_length",
-    "no_mask_channel_overlap", "mask_channel_min_space",
+    "mask_prob",
+    "mask_selection",
+    "mask_other",
+    "mask_length",
+    "no_mask_overlap",
+    "mask_min_space",
+    "mask_channel_prob",
+    "mask_channel_selection",
+    "mask_channel_other",
+    "mask_channel_length",
+    "no_mask_channel_overlap",
+    "mask_channel_min_space",
 )
 # Each utterance's mask is drawn from hash((MASK_RNG_STREAM, 0, key)); its crop from the key itself.
 MASK_RNG_STREAM = 7
@@ -45,9 +55,7 @@ _COSINE_LOSS_KEYS = {"final_dim": 0, "untie_final_proj": False, "target_glu": Fa
 @dataclass
 class FastHubertConfig(HubertConfig):
     input_feat_per_channel: int = field(default=80, metadata={"help": "fbank bins per frame (model input dim)"})
-    conv_channels: int = field(
-        default=1024, metadata={"help": "channels of each subsampler conv (GLU halves them)"}
-    )
+    conv_channels: int = field(default=1024, metadata={"help": "channels of each subsampler conv (GLU halves them)"})
     fbank_encoder_dim: int = field(default=512, metadata={"help": "subsampler output dim (before the projection)"})
     conv_kernel_sizes: str = field(
         default="5,5",
@@ -63,13 +71,21 @@ class FastHubertConfig(HubertConfig):
     )
     required_seq_len_multiple: int = field(
         default=1,
-        metadata={"help": "pad Transformer inputs to a multiple of this length; HuBERT's 2 pads odd lengths and "
-                  "then needs a padding mask in every attention layer, so Fast-HuBERT uses 1"},
+        metadata={
+            "help": "pad Transformer inputs to a multiple of this length; HuBERT's 2 pads odd lengths and "
+            "then needs a padding mask in every attention layer, so Fast-HuBERT uses 1"
+        },
     )
-    spec_aug_freq_masks: int = field(default=0, metadata={"help": "fine-tuning SpecAugment: frequency masks per utterance"})
-    spec_aug_freq_width: int = field(default=30, metadata={"help": "fine-tuning SpecAugment: frequency masks are < this many bins"})
+    spec_aug_freq_masks: int = field(
+        default=0, metadata={"help": "fine-tuning SpecAugment: frequency masks per utterance"}
+    )
+    spec_aug_freq_width: int = field(
+        default=30, metadata={"help": "fine-tuning SpecAugment: frequency masks are < this many bins"}
+    )
     spec_aug_time_masks: int = field(default=0, metadata={"help": "fine-tuning SpecAugment: time masks per utterance"})
-    spec_aug_time_width: int = field(default=40, metadata={"help": "fine-tuning SpecAugment: time masks are < this many fbank frames"})
+    spec_aug_time_width: int = field(
+        default=40, metadata={"help": "fine-tuning SpecAugment: time masks are < this many fbank frames"}
+    )
 
 
 def parse_int_list(text: str, name: str) -> List[int]:
@@ -154,7 +170,9 @@ class FastHubertModel(HubertModel):
     def set_cmvn(self, cmvn: GlobalCMVN) -> None:
         """Normalise the input with these global CMVN statistics (stored in the checkpoint)."""
         if cmvn.dim != self.cfg.input_feat_per_channel:
-            raise ValueError(f"CMVN stats have {cmvn.dim} bins, model.input_feat_per_channel is {self.cfg.input_feat_per_channel}")
+            raise ValueError(
+                f"CMVN stats have {cmvn.dim} bins, model.input_feat_per_channel is {self.cfg.input_feat_per_channel}"
+            )
         self.cmvn_mean.copy_(torch.from_numpy(cmvn.mean))
         self.cmvn_inv_std.copy_(torch.from_numpy(cmvn.inv_std))
 
@@ -199,7 +217,9 @@ class FastHubertModel(HubertModel):
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         if augment:
             c = self.cfg
-            x = spec_augment(x, lengths, c.spec_aug_freq_masks, c.spec_aug_freq_width, c.spec_aug_time_masks, c.spec_aug_time_width)
+            x = spec_augment(
+                x, lengths, c.spec_aug_freq_masks, c.spec_aug_freq_width, c.spec_aug_time_masks, c.spec_aug_time_width
+            )
         if self.feature_grad_mult > 0:
             features, out_lengths = self.subsampler(x, lengths)
             if self.feature_grad_mult != 1.0:
@@ -229,7 +249,9 @@ class FastHubertModel(HubertModel):
         out = {0: features} if 0 in layers else {}
         blocks = sorted(layer for layer in set(layers) if layer > 0)
         if blocks:
-            _, outputs = self.encoder.extract_features(features, out_mask, tgt_layer=blocks[-1] - 1, return_layers=blocks)
+            _, outputs = self.encoder.extract_features(
+                features, out_mask, tgt_layer=blocks[-1] - 1, return_layers=blocks
+            )
             out.update(outputs)
         return out, out_mask
 
@@ -263,15 +285,29 @@ class FastHubertModel(HubertModel):
         if self.mask_prob > 0:
             keyed = {} if rng_keys is None else {"seed": MASK_RNG_STREAM, "epoch": 0, "indices": rng_keys}
             mask = compute_mask_indices(
-                (B, T), padding_mask, self.mask_prob, self.mask_length, self.mask_selection, self.mask_other,
-                min_masks=2, no_overlap=self.no_mask_overlap, min_space=self.mask_min_space, **keyed,
+                (B, T),
+                padding_mask,
+                self.mask_prob,
+                self.mask_length,
+                self.mask_selection,
+                self.mask_other,
+                min_masks=2,
+                no_overlap=self.no_mask_overlap,
+                min_space=self.mask_min_space,
+                **keyed,
             )
             mask_indices = torch.from_numpy(mask).to(x.device)
             x = torch.where(mask_indices.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
         if self.mask_channel_prob > 0:
             channels = compute_mask_indices(
-                (B, C), None, self.mask_channel_prob, self.mask_channel_length, self.mask_channel_selection,
-                self.mask_channel_other, no_overlap=self.no_mask_channel_overlap, min_space=self.mask_channel_min_space,
+                (B, C),
+                None,
+                self.mask_channel_prob,
+                self.mask_channel_length,
+                self.mask_channel_selection,
+                self.mask_channel_other,
+                no_overlap=self.no_mask_channel_overlap,
+                min_space=self.mask_channel_min_space,
             )
             x = x.masked_fill(torch.from_numpy(channels).to(x.device).unsqueeze(1), 0.0)
         return x, mask_indices
@@ -331,7 +367,11 @@ class FastHubertModel(HubertModel):
         if compute_unmasked and not self.skip_nomask:
             selections["u"] = ~mask_indices if valid is None else ~mask_indices & valid
 
-        result = {"padding_mask": padding_mask, "layers": list(self.supervised_layers), "num_label_sets": len(target_list)}
+        result = {
+            "padding_mask": padding_mask,
+            "layers": list(self.supervised_layers),
+            "num_label_sets": len(target_list),
+        }
         for kind in ("m", "u"):
             logits, targets = [], []
             sel = selections.get(kind)

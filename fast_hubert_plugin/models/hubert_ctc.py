@@ -14,6 +14,7 @@ task never patches fairseq's registry itself. Three gaps, each closed without co
 3. fairseq overrides only its own keys on the pretrained model: the fine-tuning SpecAugment
    settings (``task.spec_aug_*``) are set by :func:`set_spec_augment`.
 """
+
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -79,8 +80,10 @@ def set_spec_augment(model, values: Dict[str, int]) -> None:
     if inner is None or not values:
         return
     if not isinstance(inner, FastHubertModel):
-        raise ValueError(f"task.spec_aug_* is set but the fine-tuned model is {type(inner).__name__}, "
-                         "not fast_hubert: unset task.spec_aug_*")
+        raise ValueError(
+            f"task.spec_aug_* is set but the fine-tuned model is {type(inner).__name__}, "
+            "not fast_hubert: unset task.spec_aug_*"
+        )
     with _writable(inner.cfg):
         for k, v in values.items():
             setattr(inner.cfg, k, v)

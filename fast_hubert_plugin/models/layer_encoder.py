@@ -9,6 +9,7 @@ Which blocks are dropped is drawn from torch's generator, which fairseq seeds wi
 ``common.seed`` + update before every update (numpy's global state, which fairseq's encoder uses,
 is not restored by a checkpoint): a resumed run drops the blocks an uninterrupted one drops.
 """
+
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch

@@ -15,6 +15,7 @@ T = 1 + (samples - 400) // 160) gives ceil(T / factor) frames, padded or not.
     >>> feats = fx.extract("utt.flac", layers=[6])      # {6: (frames, 768) tensor}
     >>> everything = fx.extract(waveform, layers="all")  # {0: ..., 1: ..., ..., N: ...}
 """
+
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -35,7 +36,9 @@ Audio = Union[str, Path, np.ndarray, torch.Tensor]
 class FeatureExtractor:
     """Runs the fast_hubert encoder of a checkpoint in eval mode and returns chosen layers."""
 
-    def __init__(self, model: torch.nn.Module, device: Union[str, torch.device] = "cpu", checkpoint: Optional[str] = None):
+    def __init__(
+        self, model: torch.nn.Module, device: Union[str, torch.device] = "cpu", checkpoint: Optional[str] = None
+    ):
         self.model = fast_hubert_of(model).to(device).eval()
         self.device = torch.device(device)
         self.checkpoint = checkpoint
@@ -74,8 +77,10 @@ class FeatureExtractor:
         wanted = [layers] if isinstance(layers, int) else list(layers)
         bad = [layer for layer in wanted if not 0 <= int(layer) <= self.num_layers]
         if bad or not wanted:
-            raise ValueError(f"layers {bad or wanted} outside 0..{self.num_layers} "
-                             f"(0: Transformer input, 1..{self.num_layers}: block outputs)")
+            raise ValueError(
+                f"layers {bad or wanted} outside 0..{self.num_layers} "
+                f"(0: Transformer input, 1..{self.num_layers}: block outputs)"
+            )
         return sorted(set(int(layer) for layer in wanted))
 
     @torch.inference_mode()

@@ -3,6 +3,7 @@
 ``ils: true`` with ``predict_layers`` (0-based blocks, default [3,11]) maps to our 1-based
 ``supervised_layers``; ``freq_mask_*`` / ``time_mask_*`` map to fine-tuning SpecAugment.
 """
+
 import logging
 from dataclasses import dataclass, field
 
@@ -30,8 +31,10 @@ class OfficialFastHubertConfig(FastHubertConfig):
 class OfficialFastHubertModel(FastHubertModel):
     def __init__(self, cfg: OfficialFastHubertConfig, dictionaries, cmvn=None):
         if cfg.input_channels != 1 or cfg.time_mask_p != 1.0 or cfg.time_wrap_W != 0:
-            raise ValueError("fasthubert: input_channels must be 1, time_mask_p 1.0 and time_wrap_W 0 "
-                             "(the official code could not enable time warping either)")
+            raise ValueError(
+                "fasthubert: input_channels must be 1, time_mask_p 1.0 and time_wrap_W 0 "
+                "(the official code could not enable time warping either)"
+            )
         if cfg.ils:
             cfg.supervised_layers = str([p + 1 for p in parse_int_list(cfg.predict_layers, "predict_layers")])
         cfg.spec_aug_freq_masks, cfg.spec_aug_freq_width = cfg.freq_mask_N, cfg.freq_mask_F

@@ -8,6 +8,7 @@ arithmetic is one ``bmm`` over the 16 groups, forwards and backwards, on the mat
 holds B*T'*768*128 input windows (~0.4 GB in bf16 for 8 x 11 s), so the plain convolution stays
 the path on CPUs, where it is as fast. The parameters are fairseq's own, so checkpoints are unchanged.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

@@ -4,10 +4,10 @@ Built on fairseq's speech_to_text ``Conv1dSubsampler`` (same parameters and name
 length-aware forward: frames past each utterance's end are zeroed between layers, so a padded
 utterance gives exactly the outputs it gives alone.
 """
+
 from typing import List, Optional, Tuple
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from fairseq.models.speech_to_text.modules.convolution import Conv1dSubsampler
 
@@ -40,9 +40,11 @@ class FbankSubsampler(Conv1dSubsampler):
 
     @property
     def downsample_factor(self) -> int:
-        return 2 ** self.n_layers
+        return 2**self.n_layers
 
-    def forward(self, feats: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(
+        self, feats: torch.Tensor, lengths: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """feats: (B, T, C); lengths: (B,) valid frames or None (no padding).
         Returns (B, T', out_dim) and (B,) output lengths (None if lengths is None)."""
         x = feats.transpose(1, 2)  # B x C x T

@@ -9,6 +9,7 @@ fairseq adds ``adam_eps`` to sqrt(v) before the bias correction, torch after it:
 torch's eps to adam_eps / sqrt(1 - beta2^t), which makes the two updates the same function
 (``tests/test_optim.py``: equal to fp32 rounding, also for gradients far below eps).
 """
+
 import math
 from dataclasses import dataclass, field
 from typing import Any, List

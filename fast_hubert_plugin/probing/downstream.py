@@ -3,6 +3,7 @@
 Shapes: ``layers`` (num_layers + 1, B, T, D) standardised hidden states, ``lengths`` (B,) valid
 frames per row; the output is CTC log-probabilities (B, T, V) over the letter dictionary.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,8 +65,9 @@ class CtcProbe(nn.Module):
     -> Linear(2 * hidden, vocab). The input projection gives every upstream, whatever its width,
     the same downstream network."""
 
-    def __init__(self, num_entries: int, dim: int, vocab: int, hidden: int = 128, lstm_layers: int = 2,
-                 dropout: float = 0.2):
+    def __init__(
+        self, num_entries: int, dim: int, vocab: int, hidden: int = 128, lstm_layers: int = 2, dropout: float = 0.2
+    ):
         super().__init__()
         self.featurizer = WeightedLayerSum(num_entries)
         self.proj = nn.Linear(dim, hidden)

@@ -40,10 +40,10 @@ number of threads. The upstream runs once per utterance, one utterance at a time
 frame); its hidden states are kept in memory in float16 (utterances x frames x (layers + 1) x dim
 x 2 bytes).
 """
+
 import argparse
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -62,7 +62,7 @@ from ..utils.atomic import atomic_write_text
 from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
 from .downstream import CtcProbe
-from .upstreams import build_upstream, describe, upstream_parameters
+from .upstreams import build_upstream, describe
 
 logger = logging.getLogger("fast_hubert.probe")
 
@@ -94,28 +94,40 @@ class Split:
     layers: List[torch.Tensor]  # (L + 1, T, D) float16 per row
 
 
-def read_letters(label_dir: str, split: str, num_rows: int, manifest_path: str, dictionary, dict_path: str) -> List[str]:
+def read_letters(
+    label_dir: str, split: str, num_rows: int, manifest_path: str, dictionary, dict_path: str
+) -> List[str]:
     """The split's letter lines, checked against the manifest (one per row) and the dictionary."""
     path = os.path.join(label_dir, f"{split}.ltr")
     if not os.path.isfile(path):
-        raise DataError(path, "letter labels not found",
-                        f"run fast-hubert-prepare-ctc on the transcribed TSV of this split (--split {split}) "
-                        "into the --label-dir folder")
+        raise DataError(
+            path,
+            "letter labels not found",
+            f"run fast-hubert-prepare-ctc on the transcribed TSV of this split (--split {split}) "
+            "into the --label-dir folder",
+        )
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
     if len(lines) != num_rows:
-        raise DataError(path, f"{len(lines)} lines but the manifest {manifest_path} has {num_rows} rows",
-                        "write the letters and the manifest together with fast-hubert-prepare-ctc")
-    known = set(dictionary.symbols[dictionary.nspecial:])
+        raise DataError(
+            path,
+            f"{len(lines)} lines but the manifest {manifest_path} has {num_rows} rows",
+            "write the letters and the manifest together with fast-hubert-prepare-ctc",
+        )
+    known = set(dictionary.symbols[dictionary.nspecial :])
     for n, line in enumerate(lines, start=1):
         letters = line.split()
         if not letters:
             raise DataError(path, "empty transcript", "remove the row from the manifest and the labels", line=n)
         unknown = sorted(set(letters) - known)
         if unknown:
-            raise DataError(path, f"letter(s) {unknown[:5]} not in the dictionary {dict_path}",
-                            "pass the dict.ltr.txt that fast-hubert-prepare-ctc wrote with the training split's "
-                            "letters (--write-dict on the training split, --dict-from for the others)", line=n)
+            raise DataError(
+                path,
+                f"letter(s) {unknown[:5]} not in the dictionary {dict_path}",
+                "pass the dict.ltr.txt that fast-hubert-prepare-ctc wrote with the training split's "
+                "letters (--write-dict on the training split, --dict-from for the others)",
+                line=n,
+            )
     return lines
 
 
@@ -159,8 +171,15 @@ class LayerStandardiser:
         return out.to(device), lengths
 
 
-def train_probe(probe: CtcProbe, train: Split, keep: List[int], norm: LayerStandardiser, blank: int,
-                cfg: ProbeConfig, progress: bool) -> List[Dict]:
+def train_probe(
+    probe: CtcProbe,
+    train: Split,
+    keep: List[int],
+    norm: LayerStandardiser,
+    blank: int,
+    cfg: ProbeConfig,
+    progress: bool,
+) -> List[Dict]:
     """Adam on the CTC loss (mean over the batch of the per-utterance loss / target length).
     Returns the training curve: mean loss over each --log-interval updates."""
     rng = np.random.RandomState(cfg.seed)
@@ -171,12 +190,18 @@ def train_probe(probe: CtcProbe, train: Split, keep: List[int], norm: LayerStand
     for update in tqdm(range(1, cfg.updates + 1), desc="train probe", disable=not progress):
         if len(order) < cfg.batch_size:
             order += [keep[i] for i in rng.permutation(len(keep))]
-        rows, order = order[: cfg.batch_size], order[cfg.batch_size:]
+        rows, order = order[: cfg.batch_size], order[cfg.batch_size :]
         x, lengths = norm.batch([train.layers[i] for i in rows], cfg.device)
         targets = [train.targets[i] for i in rows]
         lprobs = probe(x, lengths)
-        loss = F.ctc_loss(lprobs.transpose(0, 1), torch.cat(targets).to(cfg.device), lengths,
-                          torch.tensor([t.numel() for t in targets]), blank=blank, reduction="mean")
+        loss = F.ctc_loss(
+            lprobs.transpose(0, 1),
+            torch.cat(targets).to(cfg.device),
+            lengths,
+            torch.tensor([t.numel() for t in targets]),
+            blank=blank,
+            reduction="mean",
+        )
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(probe.parameters(), cfg.clip_norm)
@@ -196,15 +221,22 @@ def decode(probe: CtcProbe, split: Split, norm: LayerStandardiser, dictionary, c
     decoder = ViterbiDecoder(dictionary)
     hyps = []
     for start in range(0, len(split.layers), cfg.batch_size):
-        x, lengths = norm.batch(split.layers[start: start + cfg.batch_size], cfg.device)
+        x, lengths = norm.batch(split.layers[start : start + cfg.batch_size], cfg.device)
         ids = decoder.decode(probe(x, lengths).cpu(), lengths.tolist())
         hyps += [units_to_letters(dictionary, row) for row in ids]
     return hyps
 
 
-def run_probe(upstream_spec: str, data: str, output_dir: str, label_dir: Optional[str] = None,
-              train_split: str = "train", valid_split: str = "valid", cfg: Optional[ProbeConfig] = None,
-              progress: bool = True) -> Dict:
+def run_probe(
+    upstream_spec: str,
+    data: str,
+    output_dir: str,
+    label_dir: Optional[str] = None,
+    train_split: str = "train",
+    valid_split: str = "valid",
+    cfg: Optional[ProbeConfig] = None,
+    progress: bool = True,
+) -> Dict:
     """Probe one upstream; writes the outputs and returns probe.json's content plus, under
     ``"_upstream"`` and ``"_probe"``, the upstream object and the trained downstream."""
     cfg = cfg or ProbeConfig()
@@ -219,12 +251,16 @@ def run_probe(upstream_spec: str, data: str, output_dir: str, label_dir: Optiona
 
     keep = [i for i, (x, t) in enumerate(zip(train.layers, train.targets)) if x.shape[1] >= ctc_min_frames(t)]
     if not keep:
-        raise DataError(train.ltr, f"no training utterance has enough {upstream.frame_rate:g} Hz frames for its letters",
-                        "probe on longer utterances, or on an upstream with a higher frame rate")
+        raise DataError(
+            train.ltr,
+            f"no training utterance has enough {upstream.frame_rate:g} Hz frames for its letters",
+            "probe on longer utterances, or on an upstream with a higher frame rate",
+        )
     norm = LayerStandardiser([train.layers[i] for i in keep])
     torch.manual_seed(cfg.seed)
-    probe = CtcProbe(upstream.num_layers + 1, upstream.dim, len(dictionary), cfg.hidden, cfg.lstm_layers,
-                     cfg.dropout).to(cfg.device)
+    probe = CtcProbe(
+        upstream.num_layers + 1, upstream.dim, len(dictionary), cfg.hidden, cfg.lstm_layers, cfg.dropout
+    ).to(cfg.device)
     initial = probe.featurizer.layer_weights().tolist()
     started = time.perf_counter()
     curve = train_probe(probe, train, keep, norm, ctc_blank(dictionary), cfg, progress)
@@ -242,17 +278,33 @@ def run_probe(upstream_spec: str, data: str, output_dir: str, label_dir: Optiona
         "layer_weights": weights,
         "initial_layer_weights": initial,
         "best_layer": int(np.argmax(weights)),
-        "dev": {"split": valid_split, "manifest": valid.manifest, "cer": counts.cer, "wer": counts.wer,
-                "char_errors": counts.char_errors, "chars": counts.chars, "word_errors": counts.word_errors,
-                "words": counts.words, "utterances": counts.utterances,
-                "too_short": sum(x.shape[1] < ctc_min_frames(t) for x, t in zip(valid.layers, valid.targets))},
-        "train": {"split": train_split, "manifest": train.manifest, "utterances": len(keep),
-                  "too_short": len(train.layers) - len(keep), "frames": sum(train.layers[i].shape[1] for i in keep),
-                  "curve": curve},
-        "downstream": {"params": sum(p.numel() for p in probe.parameters()), "vocab": len(dictionary),
-                       "architecture": f"weighted sum of {upstream.num_layers + 1} -> Linear({upstream.dim}, {cfg.hidden})"
-                                       f" -> BiLSTM {cfg.lstm_layers} x {cfg.hidden} -> Linear({2 * cfg.hidden}, "
-                                       f"{len(dictionary)}) -> CTC"},
+        "dev": {
+            "split": valid_split,
+            "manifest": valid.manifest,
+            "cer": counts.cer,
+            "wer": counts.wer,
+            "char_errors": counts.char_errors,
+            "chars": counts.chars,
+            "word_errors": counts.word_errors,
+            "words": counts.words,
+            "utterances": counts.utterances,
+            "too_short": sum(x.shape[1] < ctc_min_frames(t) for x, t in zip(valid.layers, valid.targets)),
+        },
+        "train": {
+            "split": train_split,
+            "manifest": train.manifest,
+            "utterances": len(keep),
+            "too_short": len(train.layers) - len(keep),
+            "frames": sum(train.layers[i].shape[1] for i in keep),
+            "curve": curve,
+        },
+        "downstream": {
+            "params": sum(p.numel() for p in probe.parameters()),
+            "vocab": len(dictionary),
+            "architecture": f"weighted sum of {upstream.num_layers + 1} -> Linear({upstream.dim}, {cfg.hidden})"
+            f" -> BiLSTM {cfg.lstm_layers} x {cfg.hidden} -> Linear({2 * cfg.hidden}, "
+            f"{len(dictionary)}) -> CTC",
+        },
         "config": vars(cfg).copy(),
         "seconds": {"extract": round(extract_s, 2), "train": round(train_s, 2)},
     }
@@ -273,8 +325,8 @@ def summary_text(r: Dict) -> str:
         f"(at update {curve[-1]['update']})",
         f"dev {dev['split']}: CER {dev['cer']:.2f} % ({dev['char_errors']}/{dev['chars']} chars), "
         f"WER {dev['wer']:.2f} % ({dev['word_errors']}/{dev['words']} words), {dev['utterances']} utterances",
-        "learned layer weights" + (" (0: Transformer input, L: block L):" if up["num_layers"] else
-                                   " (one layer: the features themselves):"),
+        "learned layer weights"
+        + (" (0: Transformer input, L: block L):" if up["num_layers"] else " (one layer: the features themselves):"),
     ]
     for layer, w in enumerate(r["layer_weights"]):
         mark = " <- largest" if layer == r["best_layer"] and len(r["layer_weights"]) > 1 else ""
@@ -282,8 +334,9 @@ def summary_text(r: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(output_dir: str, result: Dict, hyps: List[str], refs: List[str], hyp_words: List[str],
-                  ref_words: List[str]) -> None:
+def write_outputs(
+    output_dir: str, result: Dict, hyps: List[str], refs: List[str], hyp_words: List[str], ref_words: List[str]
+) -> None:
     os.makedirs(output_dir, exist_ok=True)
 
     def lines(items):
@@ -300,26 +353,40 @@ def write_outputs(output_dir: str, result: Dict, hyps: List[str], refs: List[str
 def build_parser() -> argparse.ArgumentParser:
     d = ProbeConfig()
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--upstream", required=True,
-                   help="fbank, mfcc, or the path of a fast_hubert (pretrained or fine-tuned) or stock fairseq "
-                        "hubert checkpoint")
+    p.add_argument(
+        "--upstream",
+        required=True,
+        help="fbank, mfcc, or the path of a fast_hubert (pretrained or fine-tuned) or stock fairseq hubert checkpoint",
+    )
     p.add_argument("--data", required=True, help="folder with {split}.tsv (and the labels, unless --label-dir)")
     p.add_argument("--label-dir", default=None, help="folder with {split}.ltr and dict.ltr.txt (default: --data)")
     p.add_argument("--train-split", default="train", help="split the probe is trained on (default: %(default)s)")
     p.add_argument("--valid-split", default="valid", help="split whose CER is reported (default: %(default)s)")
     p.add_argument("--output-dir", required=True, help="where probe.json, summary.txt and the hypotheses go")
-    p.add_argument("--hidden", type=int, default=d.hidden, help="BiLSTM units per direction and input projection "
-                   "size (default: %(default)s; SUPERB: 1024)")
+    p.add_argument(
+        "--hidden",
+        type=int,
+        default=d.hidden,
+        help="BiLSTM units per direction and input projection size (default: %(default)s; SUPERB: 1024)",
+    )
     p.add_argument("--lstm-layers", type=int, default=d.lstm_layers, help="BiLSTM layers (default: %(default)s)")
     p.add_argument("--dropout", type=float, default=d.dropout, help="dropout (default: %(default)s, as SUPERB)")
     p.add_argument("--updates", type=int, default=d.updates, help="training updates (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="utterances per update (default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--clip-norm", type=float, default=d.clip_norm, help="gradient norm clipping (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, dropout and batch order "
-                   "(default: %(default)s)")
-    p.add_argument("--log-interval", type=int, default=d.log_interval, help="updates per training-curve point "
-                   "(default: %(default)s)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="seed of initialisation, dropout and batch order (default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-interval",
+        type=int,
+        default=d.log_interval,
+        help="updates per training-curve point (default: %(default)s)",
+    )
     p.add_argument("--device", default=d.device, help="torch device (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -335,11 +402,28 @@ def main(argv=None) -> Dict:
     args = build_parser().parse_args(argv)
     for name in ("hidden", "lstm_layers", "updates", "batch_size", "lr", "log_interval"):
         positive(getattr(args, name), name.replace("_", "-"))
-    cfg = ProbeConfig(hidden=args.hidden, lstm_layers=args.lstm_layers, dropout=args.dropout, updates=args.updates,
-                      batch_size=args.batch_size, lr=args.lr, clip_norm=args.clip_norm, seed=args.seed,
-                      log_interval=args.log_interval, device=args.device)
-    result = run_probe(args.upstream, args.data, args.output_dir, args.label_dir, args.train_split, args.valid_split,
-                       cfg, progress=not args.quiet)
+    cfg = ProbeConfig(
+        hidden=args.hidden,
+        lstm_layers=args.lstm_layers,
+        dropout=args.dropout,
+        updates=args.updates,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        clip_norm=args.clip_norm,
+        seed=args.seed,
+        log_interval=args.log_interval,
+        device=args.device,
+    )
+    result = run_probe(
+        args.upstream,
+        args.data,
+        args.output_dir,
+        args.label_dir,
+        args.train_split,
+        args.valid_split,
+        cfg,
+        progress=not args.quiet,
+    )
     print(summary_text(result), end="")
     return {k: v for k, v in result.items() if not k.startswith("_")}
 

@@ -17,6 +17,7 @@ The model runs in eval mode under ``torch.inference_mode`` with ``requires_grad`
 parameter: nothing of it is trained, and no gradient can reach it. One utterance at a time, so
 no padding enters any frame (stock HuBERT's first conv block group-normalises over time).
 """
+
 import os
 from typing import Dict, List, Optional
 
@@ -57,7 +58,11 @@ class FastHubertUpstream:
         self.kind, self.source = "fast_hubert", path
         self.extractor = FeatureExtractor(model, device, checkpoint=path)
         self.model = freeze(self.extractor.model)
-        self.num_layers, self.dim, self.frame_rate = self.extractor.num_layers, self.extractor.dim, self.extractor.frame_rate
+        self.num_layers, self.dim, self.frame_rate = (
+            self.extractor.num_layers,
+            self.extractor.dim,
+            self.extractor.frame_rate,
+        )
 
     def layers(self, wav: np.ndarray) -> torch.Tensor:
         out = self.extractor.extract(wav, layers="all")
@@ -88,6 +93,7 @@ class HubertUpstream:
         def keep_output(index):
             def hook(module, args, output):
                 captured[index] = output[0][:, 0]  # block output x: (T, B, C)
+
             return hook
 
         hooks = [self.model.encoder.register_forward_pre_hook(keep_input)]
@@ -113,23 +119,34 @@ def build_upstream(spec: str, device: str = "cpu"):
     if spec in FEATURE_UPSTREAMS:
         return FeatureUpstream(spec)
     if not os.path.isfile(spec):
-        raise DataError(spec, "unknown upstream: neither a feature name nor a checkpoint file",
-                        f"pass --upstream {' or --upstream '.join(FEATURE_UPSTREAMS)}, or the path of a "
-                        "fast_hubert (pretrained or fine-tuned) or stock fairseq hubert checkpoint")
+        raise DataError(
+            spec,
+            "unknown upstream: neither a feature name nor a checkpoint file",
+            f"pass --upstream {' or --upstream '.join(FEATURE_UPSTREAMS)}, or the path of a "
+            "fast_hubert (pretrained or fine-tuned) or stock fairseq hubert checkpoint",
+        )
     model, cfg, _ = load_checkpoint(spec, device="cpu")
     try:
         family = model_family(model)
     except ValueError as e:
-        raise DataError(spec, f"cannot probe this model: {e}",
-                        "pass a fast_hubert (pretrained or fine-tuned) or stock fairseq hubert checkpoint") from None
+        raise DataError(
+            spec,
+            f"cannot probe this model: {e}",
+            "pass a fast_hubert (pretrained or fine-tuned) or stock fairseq hubert checkpoint",
+        ) from None
     if family == "fast_hubert":
         return FastHubertUpstream(spec, model, device)
     return HubertUpstream(spec, model, cfg, device)
 
 
 def describe(upstream) -> Dict:
-    return {"kind": upstream.kind, "source": upstream.source, "num_layers": upstream.num_layers,
-            "dim": upstream.dim, "frame_rate": upstream.frame_rate}
+    return {
+        "kind": upstream.kind,
+        "source": upstream.source,
+        "num_layers": upstream.num_layers,
+        "dim": upstream.dim,
+        "frame_rate": upstream.frame_rate,
+    }
 
 
 def upstream_parameters(upstream) -> List[torch.nn.Parameter]:

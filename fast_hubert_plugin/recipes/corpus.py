@@ -4,6 +4,7 @@ Resolution order: an explicit folder (``--speech-dir`` or ``$FAST_HUBERT_SPEECH_
 project's speech folder beside the repository (``../shared/speech``) when present, otherwise Mini
 LibriSpeech, downloaded into the cache (``~/.cache/fast-hubert`` or ``$FAST_HUBERT_CACHE``).
 """
+
 import csv
 import os
 import random
@@ -44,15 +45,21 @@ class Corpus(NamedTuple):
     dev: List[dict]
 
 
-def resolve_speech_dir(speech_dir: Optional[Path] = None, shared: Path = SHARED_SPEECH,
-                       cache_dir: Optional[Path] = None, base_url: Optional[str] = None) -> Path:
+def resolve_speech_dir(
+    speech_dir: Optional[Path] = None,
+    shared: Path = SHARED_SPEECH,
+    cache_dir: Optional[Path] = None,
+    base_url: Optional[str] = None,
+) -> Path:
     """The folder to read speech from, downloading Mini LibriSpeech when nothing else is there."""
     explicit = speech_dir or os.environ.get(SPEECH_ENV)
     if explicit:
         folder = Path(explicit).expanduser().resolve()
         if not folder.is_dir():
-            raise FileNotFoundError(f"speech folder {folder} not found: pass --speech-dir (or ${SPEECH_ENV}) "
-                                    "pointing at a folder of 16 kHz .flac/.wav audio")
+            raise FileNotFoundError(
+                f"speech folder {folder} not found: pass --speech-dir (or ${SPEECH_ENV}) "
+                "pointing at a folder of 16 kHz .flac/.wav audio"
+            )
         return folder
     if (shared / LAYOUTS["so762"].train).is_file():
         return shared.resolve()

@@ -6,6 +6,7 @@ from their ``checkpoint_last.pt``. Every subprocess is accounted in wall-clock a
 (user + system of that process and its children, from ``os.wait4``), the measure the benchmarks
 budget by: unlike wall-clock it does not grow when other work shares the cores.
 """
+
 import json
 import os
 import subprocess
@@ -59,8 +60,10 @@ class Stage:
             changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
             was = ", ".join(f"{k}={before.get(k)}" for k in changed)
             asked = ", ".join(f"{k}={now.get(k)}" for k in changed)
-            raise StageMismatch(f"stage {name} in {work} was done with {was}; this run asks for {asked}. Fix: use "
-                                f"another work folder, or delete {self.marker} (and the stage's outputs) to redo it")
+            raise StageMismatch(
+                f"stage {name} in {work} was done with {was}; this run asks for {asked}. Fix: use "
+                f"another work folder, or delete {self.marker} (and the stage's outputs) to redo it"
+            )
         self.result: Dict = stored.get("result", {})
         self.seconds: float = stored.get("seconds", 0.0)
 
@@ -74,8 +77,10 @@ class Stage:
         if exc_type is None and not self.done:
             self.seconds = round(time.time() - self.start, 1)
             self.marker.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.marker, json.dumps({"seconds": self.seconds, "params": self.params,
-                                                       "result": self.result}, indent=1))
+            atomic_write_text(
+                self.marker,
+                json.dumps({"seconds": self.seconds, "params": self.params, "result": self.result}, indent=1),
+            )
         return False
 
 
@@ -113,7 +118,7 @@ def run_cli(cmd: Iterable, log: Path, threads: Optional[int] = None) -> Usage:
 
 def parse_log_records(text: str, tag: str = "train_inner") -> List[dict]:
     """The JSON records fairseq logged under ``[tag]`` (train_inner, train, valid; log_format: json)."""
-    return [json.loads(line[line.index("{"):]) for line in text.splitlines() if f"[{tag}]" in line and "{" in line]
+    return [json.loads(line[line.index("{") :]) for line in text.splitlines() if f"[{tag}]" in line and "{" in line]
 
 
 def log_records(log: Path, tag: str) -> List[dict]:
@@ -121,8 +126,9 @@ def log_records(log: Path, tag: str) -> List[dict]:
     return parse_log_records(Path(log).read_text(errors="replace"), tag) if Path(log).exists() else []
 
 
-def run_training(cmd: Iterable, log: Path, max_update: int, desc: str, threads: Optional[int] = None,
-                 progress: bool = True) -> Usage:
+def run_training(
+    cmd: Iterable, log: Path, max_update: int, desc: str, threads: Optional[int] = None, progress: bool = True
+) -> Usage:
     """A fairseq-hydra-train run with a progress bar following num_updates in its JSON logs.
 
     The log is appended to, so a resumed run keeps the record of the interrupted one."""
@@ -134,7 +140,7 @@ def run_training(cmd: Iterable, log: Path, max_update: int, desc: str, threads: 
         for line in proc.stdout:
             f.write(line)
             if "[train_inner]" in line and "{" in line:
-                rec = json.loads(line[line.index("{"):])
+                rec = json.loads(line[line.index("{") :])
                 bar.update(int(rec["num_updates"]) - bar.n)
                 bar.set_postfix(loss=rec.get("loss"))
         usage = _wait(proc, start)

@@ -14,6 +14,7 @@ All three model types share the tiny Transformer of ``config/pretraining/fast_hu
 (4 x 256) and its optimiser; stock HuBERT keeps its own waveform CNN (50 Hz), projection and
 cosine-similarity loss, through fairseq's own ``hubert`` model, task and criterion.
 """
+
 import csv
 import json
 import random
@@ -48,34 +49,66 @@ class System:
 
 # Keys of our task that fairseq's HubertPretrainingConfig lacks. Hydra cannot delete a key whose
 # value is null ("does not exist"), so each is set first, then deleted.
-OUR_TASK_KEYS = ("cmvn_stats_path", "feature_dir", "check_audio_files", "label_length_tolerance", "persistent_workers",
-                 "spec_aug_freq_masks", "spec_aug_freq_width", "spec_aug_time_masks", "spec_aug_time_width")
-TO_STOCK_TASK = ("task._name=hubert_pretraining",
-                 *(o for key in OUR_TASK_KEYS for o in (f"task.{key}=0", f"~task.{key}")))
+OUR_TASK_KEYS = (
+    "cmvn_stats_path",
+    "feature_dir",
+    "check_audio_files",
+    "label_length_tolerance",
+    "persistent_workers",
+    "spec_aug_freq_masks",
+    "spec_aug_freq_width",
+    "spec_aug_time_masks",
+    "spec_aug_time_width",
+)
+TO_STOCK_TASK = (
+    "task._name=hubert_pretraining",
+    *(o for key in OUR_TASK_KEYS for o in (f"task.{key}=0", f"~task.{key}")),
+)
 
 STOCK_HUBERT_PRETRAINING = (
     *TO_STOCK_TASK,
-    f"task.max_sample_size={600 * FRAMES_TO_SAMPLES}", f"task.min_sample_size={150 * FRAMES_TO_SAMPLES}",
+    f"task.max_sample_size={600 * FRAMES_TO_SAMPLES}",
+    f"task.min_sample_size={150 * FRAMES_TO_SAMPLES}",
     f"dataset.max_tokens={3600 * FRAMES_TO_SAMPLES}",
-    "model._name=hubert", "~model.conv_kernel_sizes", "~model.conv_channels", "~model.fbank_encoder_dim",
-    "~model.supervised_layers", "~model.input_feat_per_channel", "~model.spec_aug_freq_masks",
-    "~model.spec_aug_freq_width", "~model.spec_aug_time_masks", "~model.spec_aug_time_width",
-    "+model.final_dim=256", "model.mask_length=10",  # 10 x 20 ms = 5 x 40 ms
-    "model.feature_grad_mult=0.1", "criterion._name=hubert", "+criterion.loss_weights=[10]",
+    "model._name=hubert",
+    "~model.conv_kernel_sizes",
+    "~model.conv_channels",
+    "~model.fbank_encoder_dim",
+    "~model.supervised_layers",
+    "~model.input_feat_per_channel",
+    "~model.spec_aug_freq_masks",
+    "~model.spec_aug_freq_width",
+    "~model.spec_aug_time_masks",
+    "~model.spec_aug_time_width",
+    "+model.final_dim=256",
+    "model.mask_length=10",  # 10 x 20 ms = 5 x 40 ms
+    "model.feature_grad_mult=0.1",
+    "criterion._name=hubert",
+    "+criterion.loss_weights=[10]",
 )
 
 SYSTEMS: Dict[str, System] = {
     "fast_hubert": System("fast_hubert", "fast_hubert", 25, ('model.supervised_layers="[]"',)),
-    "fast_hubert_ils": System("fast_hubert_ils", "fast_hubert + ILS (blocks 2, 4)", 25,
-                              ('model.supervised_layers="[2]"',)),
-    "hubert": System("hubert", "stock HuBERT (waveform CNN, cosine loss)", 50, STOCK_HUBERT_PRETRAINING,
-                     (*TO_STOCK_TASK, f"dataset.max_tokens={2000 * FRAMES_TO_SAMPLES}")),
+    "fast_hubert_ils": System(
+        "fast_hubert_ils", "fast_hubert + ILS (blocks 2, 4)", 25, ('model.supervised_layers="[2]"',)
+    ),
+    "hubert": System(
+        "hubert",
+        "stock HuBERT (waveform CNN, cosine loss)",
+        50,
+        STOCK_HUBERT_PRETRAINING,
+        (*TO_STOCK_TASK, f"dataset.max_tokens={2000 * FRAMES_TO_SAMPLES}"),
+    ),
 }
 
 # A few minutes of CTC on a tiny model: train the Transformer from the first update (front-end
 # frozen, as fairseq's recipes), at a higher peak rate, in small batches, without masking/SpecAugment.
-FINETUNE_FAST_START = ("optimization.lr=[0.001]", "model.freeze_finetune_updates=0", "dataset.max_tokens=2000",
-                       "model.apply_mask=false")
+FINETUNE_FAST_START = (
+    "optimization.lr=[0.001]",
+    "model.freeze_finetune_updates=0",
+    "dataset.max_tokens=2000",
+    "model.apply_mask=false",
+)
 
 
 def write_table(path: Path, rows: Sequence[dict]):
@@ -87,28 +120,78 @@ def write_table(path: Path, rows: Sequence[dict]):
             w.writerow([r["path"], r["text"]])
 
 
-def cluster(manifests: Path, feats: Path, dump_args: Sequence, km: Path, labels: Path, label_rate: int,
-            clusters: int, report_dir: Path, logs: Path, threads: Optional[int] = None) -> Usage:
+def cluster(
+    manifests: Path,
+    feats: Path,
+    dump_args: Sequence,
+    km: Path,
+    labels: Path,
+    label_rate: int,
+    clusters: int,
+    report_dir: Path,
+    logs: Path,
+    threads: Optional[int] = None,
+) -> Usage:
     """dump -> FAISS k-means on 20 % of the training frames -> labels of both splits -> usage report."""
     usages = []
     for split in ("train", "valid"):
-        usages.append(run_cli([tool("fast-hubert-dump"), manifests / f"{split}.tsv", feats, *dump_args],
-                              logs / f"dump_{split}.log", threads))
-    usages.append(run_cli([tool("fast-hubert-learn-kmeans"), feats, "train", km, "--n-clusters", clusters,
-                           "--percent", "0.2", "--seed", "1"], logs / "learn_kmeans.log", threads))
+        usages.append(
+            run_cli(
+                [tool("fast-hubert-dump"), manifests / f"{split}.tsv", feats, *dump_args],
+                logs / f"dump_{split}.log",
+                threads,
+            )
+        )
+    usages.append(
+        run_cli(
+            [
+                tool("fast-hubert-learn-kmeans"),
+                feats,
+                "train",
+                km,
+                "--n-clusters",
+                clusters,
+                "--percent",
+                "0.2",
+                "--seed",
+                "1",
+            ],
+            logs / "learn_kmeans.log",
+            threads,
+        )
+    )
     for split in ("train", "valid"):
-        usages.append(run_cli([tool("fast-hubert-apply-kmeans"), feats, split, km, labels, "--label-rate", label_rate],
-                              logs / f"apply_{split}.log", threads))
-    usages.append(run_cli([tool("fast-hubert-cluster-report"), labels / "valid.km", report_dir, "--label-rate",
-                           label_rate, "--dict", labels / "dict.km.txt"], logs / "report.log", threads))
+        usages.append(
+            run_cli(
+                [tool("fast-hubert-apply-kmeans"), feats, split, km, labels, "--label-rate", label_rate],
+                logs / f"apply_{split}.log",
+                threads,
+            )
+        )
+    usages.append(
+        run_cli(
+            [
+                tool("fast-hubert-cluster-report"),
+                labels / "valid.km",
+                report_dir,
+                "--label-rate",
+                label_rate,
+                "--dict",
+                labels / "dict.km.txt",
+            ],
+            logs / "report.log",
+            threads,
+        )
+    )
     return Usage(round(sum(u.wall_s for u in usages), 1), round(sum(u.cpu_s for u in usages), 1))
 
 
 class Workspace:
     """The stages every system shares: manifests, CMVN and the iteration-1 (MFCC) units."""
 
-    def __init__(self, work: Path, corpus: Corpus, clusters: int = 100, threads: Optional[int] = None,
-                 quiet: bool = False):
+    def __init__(
+        self, work: Path, corpus: Corpus, clusters: int = 100, threads: Optional[int] = None, quiet: bool = False
+    ):
         self.work = Path(work).resolve()
         self.corpus, self.clusters, self.threads, self.quiet = corpus, clusters, threads, quiet
         self.pretrain_data = self.work / "data" / "pretrain"
@@ -137,48 +220,93 @@ class Workspace:
                 write_table(self.work / "pretrain_train.tsv", rows[n_valid:])
                 write_table(self.work / "pretrain_valid.tsv", rows[:n_valid])
                 for split in ("train", "valid"):
-                    run_cli([prep, self.work / f"pretrain_{split}.tsv", "--split", split, "--no-text",
-                             "--output-dir", self.pretrain_data], self.logs / f"prepare_pretrain_{split}.log")
+                    run_cli(
+                        [
+                            prep,
+                            self.work / f"pretrain_{split}.tsv",
+                            "--split",
+                            split,
+                            "--no-text",
+                            "--output-dir",
+                            self.pretrain_data,
+                        ],
+                        self.logs / f"prepare_pretrain_{split}.log",
+                    )
                 if self.transcribed:
                     write_table(self.work / "ctc_train.tsv", self.corpus.train)
                     write_table(self.work / "ctc_dev.tsv", self.corpus.dev)
-                    run_cli([prep, self.work / "ctc_train.tsv", "--split", "train", "--write-dict", "--output-dir",
-                             self.ctc_data], self.logs / "prepare_ctc_train.log")
-                    run_cli([prep, self.work / "ctc_dev.tsv", "--split", "valid", "--output-dir", self.ctc_data],
-                            self.logs / "prepare_ctc_valid.log")
+                    run_cli(
+                        [
+                            prep,
+                            self.work / "ctc_train.tsv",
+                            "--split",
+                            "train",
+                            "--write-dict",
+                            "--output-dir",
+                            self.ctc_data,
+                        ],
+                        self.logs / "prepare_ctc_train.log",
+                    )
+                    run_cli(
+                        [prep, self.work / "ctc_dev.tsv", "--split", "valid", "--output-dir", self.ctc_data],
+                        self.logs / "prepare_ctc_valid.log",
+                    )
         self.timings["prepare"] = s.seconds
         with self.stage("cmvn", "global CMVN statistics of the pretraining audio") as s:
             if not s.done:
-                run_cli([tool("fast-hubert-cmvn"), self.pretrain_data / "train.tsv", "--output",
-                         self.pretrain_data / "cmvn.npz", "--workers", str(self.threads or 2)], self.logs / "cmvn.log")
+                run_cli(
+                    [
+                        tool("fast-hubert-cmvn"),
+                        self.pretrain_data / "train.tsv",
+                        "--output",
+                        self.pretrain_data / "cmvn.npz",
+                        "--workers",
+                        str(self.threads or 2),
+                    ],
+                    self.logs / "cmvn.log",
+                )
         self.timings["cmvn"] = s.seconds
         return self
 
     def iteration1_units(self):
         """MFCC (39-dim) -> FAISS k-means -> 50 Hz labels of the pretraining splits."""
-        with self.stage("iteration1_units", f"iteration-1 units: MFCC -> FAISS k-means ({self.clusters}) -> "
-                        f"{ITERATION1_LABEL_RATE} Hz labels", clusters=self.clusters) as s:
+        with self.stage(
+            "iteration1_units",
+            f"iteration-1 units: MFCC -> FAISS k-means ({self.clusters}) -> {ITERATION1_LABEL_RATE} Hz labels",
+            clusters=self.clusters,
+        ) as s:
             if not s.done:
-                usage = cluster(self.pretrain_data, self.work / "features" / "mfcc", ["--feature", "mfcc"],
-                                self.work / "km_mfcc.npy", self.iteration1_labels, ITERATION1_LABEL_RATE,
-                                self.clusters, self.reports / "it1", self.logs / "it1", self.threads)
+                usage = cluster(
+                    self.pretrain_data,
+                    self.work / "features" / "mfcc",
+                    ["--feature", "mfcc"],
+                    self.work / "km_mfcc.npy",
+                    self.iteration1_labels,
+                    ITERATION1_LABEL_RATE,
+                    self.clusters,
+                    self.reports / "it1",
+                    self.logs / "it1",
+                    self.threads,
+                )
                 s.result = usage._asdict()
         self.timings["iteration1_units"] = s.seconds
         return self
-
 
     def ctc_subset(self, max_rows: int, name: str = "probe_train") -> str:
         """A split of at most ``max_rows`` of the CTC training split, every k-th row so that every
         speaker stays in (a cheaper probe for the demo); returns the split's name."""
         with self.stage(name, f"{name}: at most {max_rows} rows of the CTC training split", max_rows=max_rows) as s:
             if not s.done:
-                lines = {ext: (self.ctc_data / f"train.{ext}").read_text(encoding="utf-8").splitlines(keepends=True)
-                         for ext in ("tsv", "ltr", "wrd")}
+                lines = {
+                    ext: (self.ctc_data / f"train.{ext}").read_text(encoding="utf-8").splitlines(keepends=True)
+                    for ext in ("tsv", "ltr", "wrd")
+                }
                 rows = len(lines["ltr"])
                 step = max(1, -(-rows // max_rows))
                 keep = range(0, rows, step)
-                (self.ctc_data / f"{name}.tsv").write_text(lines["tsv"][0] + "".join(lines["tsv"][1 + i] for i in keep),
-                                                           encoding="utf-8")
+                (self.ctc_data / f"{name}.tsv").write_text(
+                    lines["tsv"][0] + "".join(lines["tsv"][1 + i] for i in keep), encoding="utf-8"
+                )
                 for ext in ("ltr", "wrd"):
                     (self.ctc_data / f"{name}.{ext}").write_text("".join(lines[ext][i] for i in keep), encoding="utf-8")
                 s.result = {"rows": len(keep), "of": rows}
@@ -202,7 +330,7 @@ def masked_accuracy(record: dict) -> Dict[str, float]:
     criterion ``correct_m_<i>`` already divided by ``count_m_<i>``."""
     out = {}
     for key, value in record.items():
-        key = key[len("train_"):] if key.startswith("train_") else key  # end-of-epoch records
+        key = key[len("train_") :] if key.startswith("train_") else key  # end-of-epoch records
         if key.startswith(("acc_m_", "correct_m_")):
             out[key] = float(value)
     return out
@@ -218,54 +346,125 @@ def logged_progress(log: Path, planned: int) -> Dict:
     the last updates rather than an epoch's mean."""
     inner, epochs = log_records(log, "train_inner"), log_records(log, "train")
     last = (inner or epochs)[-1:]
-    return dict(updates=max((last_update(r) for r in inner[-1:] + epochs[-1:]), default=planned),
-                masked_accuracy=masked_accuracy(last[0]) if last else {})
+    return dict(
+        updates=max((last_update(r) for r in inner[-1:] + epochs[-1:]), default=planned),
+        masked_accuracy=masked_accuracy(last[0]) if last else {},
+    )
 
 
-def pretrain(work: Path, name: str, system: System, data: Path, labels: Path, label_rate: int, updates: int,
-             seed: int = 1, extra: Sequence[str] = (), threads: Optional[int] = None, progress: bool = True,
-             quiet: bool = False) -> PretrainingRun:
+def pretrain(
+    work: Path,
+    name: str,
+    system: System,
+    data: Path,
+    labels: Path,
+    label_rate: int,
+    updates: int,
+    seed: int = 1,
+    extra: Sequence[str] = (),
+    threads: Optional[int] = None,
+    progress: bool = True,
+    quiet: bool = False,
+) -> PretrainingRun:
     """Pretrain ``system`` for ``updates`` in ``work/name`` (resumed from its last checkpoint if killed)."""
     run_dir = Path(work) / name
     params = dict(system=system.name, labels=str(labels), updates=updates, seed=seed, extra=list(extra))
-    with Stage(work, name, f"pretrain {system.title} ({updates} updates, seed {seed})", quiet=quiet, params=params) as s:
+    with Stage(
+        work, name, f"pretrain {system.title} ({updates} updates, seed {seed})", quiet=quiet, params=params
+    ) as s:
         if not s.done:
             run_dir.mkdir(parents=True, exist_ok=True)
             interval = max(50, updates // 4)
-            cmd = [tool("fairseq-hydra-train"), "--config-dir", PRETRAINING_CONFIGS, "--config-name", TINY_PRETRAINING,
-                   f"common.user_dir={PLUGIN}", f"hydra.run.dir={run_dir}", f"task.data={data}",
-                   f"task.label_dir={labels}", f"model.label_rate={label_rate}", f"common.seed={seed}",
-                   f"optimization.max_update={updates}", "dataset.validate_interval=100000",
-                   f"dataset.validate_interval_updates={updates}", f"checkpoint.save_interval_updates={interval}",
-                   *system.pretraining_overrides, *extra]
+            cmd = [
+                tool("fairseq-hydra-train"),
+                "--config-dir",
+                PRETRAINING_CONFIGS,
+                "--config-name",
+                TINY_PRETRAINING,
+                f"common.user_dir={PLUGIN}",
+                f"hydra.run.dir={run_dir}",
+                f"task.data={data}",
+                f"task.label_dir={labels}",
+                f"model.label_rate={label_rate}",
+                f"common.seed={seed}",
+                f"optimization.max_update={updates}",
+                "dataset.validate_interval=100000",
+                f"dataset.validate_interval_updates={updates}",
+                f"checkpoint.save_interval_updates={interval}",
+                *system.pretraining_overrides,
+                *extra,
+            ]
             usage = run_training(cmd, run_dir / "train.log", updates, name, threads, progress)
             # A killed attempt leaves no marker, so a resumed run's CPU is that of its last attempt only;
             # the budget itself is held by the updates (set from the calibrated cost), not by this figure.
-            s.result = dict(checkpoint=str(run_dir / "checkpoints" / "checkpoint_last.pt"), wall_s=usage.wall_s,
-                            cpu_s=round(usage.cpu_s, 2), log=str(run_dir / "train.log"),
-                            **logged_progress(run_dir / "train.log", updates))
+            s.result = dict(
+                checkpoint=str(run_dir / "checkpoints" / "checkpoint_last.pt"),
+                wall_s=usage.wall_s,
+                cpu_s=round(usage.cpu_s, 2),
+                log=str(run_dir / "train.log"),
+                **logged_progress(run_dir / "train.log", updates),
+            )
     return PretrainingRun(**s.result)
 
 
-def untrained(work: Path, name: str, system: System, data: Path, labels: Path, label_rate: int,
-              quiet: bool = False, threads: Optional[int] = None) -> PretrainingRun:
+def untrained(
+    work: Path,
+    name: str,
+    system: System,
+    data: Path,
+    labels: Path,
+    label_rate: int,
+    quiet: bool = False,
+    threads: Optional[int] = None,
+) -> PretrainingRun:
     """The never-pretrained floor: the model's initial weights, saved after one update at lr ~0."""
-    return pretrain(work, name, system, data, labels, label_rate, 1, extra=("optimization.lr=[1e-30]",),
-                    threads=threads, progress=False, quiet=quiet)
+    return pretrain(
+        work,
+        name,
+        system,
+        data,
+        labels,
+        label_rate,
+        1,
+        extra=("optimization.lr=[1e-30]",),
+        threads=threads,
+        progress=False,
+        quiet=quiet,
+    )
 
 
-def iteration2_units(workspace: Workspace, name: str, run: PretrainingRun, system: System, layer: int,
-                     clusters: int, threads: Optional[int] = None) -> Dict:
+def iteration2_units(
+    workspace: Workspace,
+    name: str,
+    run: PretrainingRun,
+    system: System,
+    layer: int,
+    clusters: int,
+    threads: Optional[int] = None,
+) -> Dict:
     """k-means of block ``layer`` of an iteration-1 model -> labels at the model's frame rate."""
     labels = workspace.work / "labels" / name
-    with workspace.stage(f"{name}_units", f"iteration-2 units: block {layer} of {name} -> k-means ({clusters})",
-                         checkpoint=run.checkpoint, layer=layer, clusters=clusters) as s:
+    with workspace.stage(
+        f"{name}_units",
+        f"iteration-2 units: block {layer} of {name} -> k-means ({clusters})",
+        checkpoint=run.checkpoint,
+        layer=layer,
+        clusters=clusters,
+    ) as s:
         if not s.done:
             feats = workspace.work / "features" / name
-            usage = cluster(workspace.pretrain_data, feats,
-                            ["--feature", "layer", "--checkpoint", run.checkpoint, "--layer", layer, "--device", "cpu"],
-                            workspace.work / f"km_{name}.npy", labels, system.frame_rate, clusters,
-                            workspace.reports / name, workspace.logs / name, threads)
+            usage = cluster(
+                workspace.pretrain_data,
+                feats,
+                ["--feature", "layer", "--checkpoint", run.checkpoint, "--layer", layer, "--device", "cpu"],
+                workspace.work / f"km_{name}.npy",
+                labels,
+                system.frame_rate,
+                clusters,
+                workspace.reports / name,
+                workspace.logs / name,
+                threads,
+            )
             shutil.rmtree(feats, ignore_errors=True)  # the labels are what is kept; features are large
             s.result = dict(labels=str(labels), label_rate=system.frame_rate, layer=layer, **usage._asdict())
     return s.result
@@ -301,16 +500,45 @@ class Recipe:
 
     def iteration1(self) -> PretrainingRun:
         ws = self.workspace
-        return pretrain(self.runs, f"{self.name}_it1", self.system, ws.pretrain_data, ws.iteration1_labels,
-                        ITERATION1_LABEL_RATE, self.updates[0], self.seed, self.overrides, threads=self.threads,
-                        progress=self.progress, quiet=ws.quiet)
+        return pretrain(
+            self.runs,
+            f"{self.name}_it1",
+            self.system,
+            ws.pretrain_data,
+            ws.iteration1_labels,
+            ITERATION1_LABEL_RATE,
+            self.updates[0],
+            self.seed,
+            self.overrides,
+            threads=self.threads,
+            progress=self.progress,
+            quiet=ws.quiet,
+        )
 
     def iteration2(self, it1: PretrainingRun) -> PretrainingRun:
-        units = iteration2_units(self.workspace, self.iteration2_name, it1, self.system, self.iteration2_layer,
-                                 self.iteration2_clusters, self.threads)
-        return pretrain(self.runs, self.iteration2_name, self.system, self.workspace.pretrain_data,
-                        Path(units["labels"]), units["label_rate"], self.updates[1], self.seed, self.overrides,
-                        threads=self.threads, progress=self.progress, quiet=self.workspace.quiet)
+        units = iteration2_units(
+            self.workspace,
+            self.iteration2_name,
+            it1,
+            self.system,
+            self.iteration2_layer,
+            self.iteration2_clusters,
+            self.threads,
+        )
+        return pretrain(
+            self.runs,
+            self.iteration2_name,
+            self.system,
+            self.workspace.pretrain_data,
+            Path(units["labels"]),
+            units["label_rate"],
+            self.updates[1],
+            self.seed,
+            self.overrides,
+            threads=self.threads,
+            progress=self.progress,
+            quiet=self.workspace.quiet,
+        )
 
     def pretrain_both(self) -> List[PretrainingRun]:
         it1 = self.iteration1()
@@ -323,27 +551,53 @@ def overridden(defaults: Sequence[str], overrides: Sequence[str]) -> List[str]:
     return [d for d in defaults if d.split("=", 1)[0] not in keys]
 
 
-def finetune(workspace: Workspace, name: str, pretrained: PretrainingRun, system: System, updates: int,
-             threads: Optional[int] = None, progress: bool = True) -> Dict:
+def finetune(
+    workspace: Workspace,
+    name: str,
+    pretrained: PretrainingRun,
+    system: System,
+    updates: int,
+    threads: Optional[int] = None,
+    progress: bool = True,
+) -> Dict:
     """Letter CTC on the transcribed split through fairseq's hubert_ctc; fairseq's dev CER/WER."""
     ws = workspace
     run_dir = ws.work / "runs" / name
-    with ws.stage(name, f"fine-tune letter CTC from {Path(pretrained.log).parent.name} ({updates} updates)",
-                  checkpoint=pretrained.checkpoint, updates=updates) as s:
+    with ws.stage(
+        name,
+        f"fine-tune letter CTC from {Path(pretrained.log).parent.name} ({updates} updates)",
+        checkpoint=pretrained.checkpoint,
+        updates=updates,
+    ) as s:
         if not s.done:
             run_dir.mkdir(parents=True, exist_ok=True)
-            cmd = [tool("fairseq-hydra-train"), "--config-dir", FINETUNING_CONFIGS, "--config-name", TINY_FINETUNING,
-                   f"common.user_dir={PLUGIN}", f"hydra.run.dir={run_dir}", f"task.data={ws.ctc_data}",
-                   f"task.label_dir={ws.ctc_data}", f"model.w2v_path={pretrained.checkpoint}",
-                   f"optimization.max_update={updates}", *overridden(FINETUNE_FAST_START, system.finetuning_overrides),
-                   "dataset.validate_interval=100000",
-                   f"dataset.validate_interval_updates={max(1, updates // 4)}",
-                   f"checkpoint.save_interval_updates={updates}", *system.finetuning_overrides]
+            cmd = [
+                tool("fairseq-hydra-train"),
+                "--config-dir",
+                FINETUNING_CONFIGS,
+                "--config-name",
+                TINY_FINETUNING,
+                f"common.user_dir={PLUGIN}",
+                f"hydra.run.dir={run_dir}",
+                f"task.data={ws.ctc_data}",
+                f"task.label_dir={ws.ctc_data}",
+                f"model.w2v_path={pretrained.checkpoint}",
+                f"optimization.max_update={updates}",
+                *overridden(FINETUNE_FAST_START, system.finetuning_overrides),
+                "dataset.validate_interval=100000",
+                f"dataset.validate_interval_updates={max(1, updates // 4)}",
+                f"checkpoint.save_interval_updates={updates}",
+                *system.finetuning_overrides,
+            ]
             usage = run_training(cmd, run_dir / "train.log", updates, name, threads, progress)
             valid = log_records(run_dir / "train.log", "valid")
-            s.result = dict(checkpoint=str(run_dir / "checkpoints" / "checkpoint_last.pt"), log=str(run_dir / "train.log"),
-                            valid_uer=float(valid[-1]["valid_uer"]) if valid else None,
-                            valid_wer=float(valid[-1]["valid_wer"]) if valid else None, **usage._asdict())
+            s.result = dict(
+                checkpoint=str(run_dir / "checkpoints" / "checkpoint_last.pt"),
+                log=str(run_dir / "train.log"),
+                valid_uer=float(valid[-1]["valid_uer"]) if valid else None,
+                valid_wer=float(valid[-1]["valid_wer"]) if valid else None,
+                **usage._asdict(),
+            )
     return s.result
 
 
@@ -352,24 +606,69 @@ def decode(workspace: Workspace, name: str, finetuned: Dict) -> Dict:
     out = workspace.work / name
     with workspace.stage(name, "Viterbi decoding of the dev set", checkpoint=finetuned["checkpoint"]) as s:
         if not s.done:
-            run_cli([tool("fast-hubert-decode"), finetuned["checkpoint"], "--data", workspace.ctc_data, "--split",
-                     "valid", "--results-dir", out], workspace.logs / f"{name}.log")
+            run_cli(
+                [
+                    tool("fast-hubert-decode"),
+                    finetuned["checkpoint"],
+                    "--data",
+                    workspace.ctc_data,
+                    "--split",
+                    "valid",
+                    "--results-dir",
+                    out,
+                ],
+                workspace.logs / f"{name}.log",
+            )
             s.result = json.loads((out / "scores.json").read_text())
     return s.result
 
 
-def probe(workspace: Workspace, name: str, upstream: str, updates: int = 1000, seed: int = 1,
-          threads: Optional[int] = None, train_split: str = "train") -> Dict:
+def probe(
+    workspace: Workspace,
+    name: str,
+    upstream: str,
+    updates: int = 1000,
+    seed: int = 1,
+    threads: Optional[int] = None,
+    train_split: str = "train",
+) -> Dict:
     """fast-hubert-probe of an upstream (checkpoint path, 'fbank' or 'mfcc') on the CTC splits."""
     out = workspace.work / "probes" / name
-    with workspace.stage(f"probe_{name}", f"probe {name} ({updates} updates)", upstream=upstream, updates=updates,
-                         seed=seed, train_split=train_split) as s:
+    with workspace.stage(
+        f"probe_{name}",
+        f"probe {name} ({updates} updates)",
+        upstream=upstream,
+        updates=updates,
+        seed=seed,
+        train_split=train_split,
+    ) as s:
         if not s.done:
-            usage = run_cli([tool("fast-hubert-probe"), "--upstream", upstream, "--data", workspace.ctc_data,
-                             "--output-dir", out, "--updates", updates, "--seed", seed, "--train-split", train_split,
-                             "--quiet"],
-                            workspace.logs / f"probe_{name}.log", threads)
+            usage = run_cli(
+                [
+                    tool("fast-hubert-probe"),
+                    "--upstream",
+                    upstream,
+                    "--data",
+                    workspace.ctc_data,
+                    "--output-dir",
+                    out,
+                    "--updates",
+                    updates,
+                    "--seed",
+                    seed,
+                    "--train-split",
+                    train_split,
+                    "--quiet",
+                ],
+                workspace.logs / f"probe_{name}.log",
+                threads,
+            )
             result = json.loads((out / "probe.json").read_text())
-            s.result = dict(cer=result["dev"]["cer"], wer=result["dev"]["wer"],
-                            layer_weights=result["layer_weights"], config=result["config"], **usage._asdict())
+            s.result = dict(
+                cer=result["dev"]["cer"],
+                wer=result["dev"]["wer"],
+                layer_weights=result["layer_weights"],
+                config=result["config"],
+                **usage._asdict(),
+            )
     return s.result

@@ -6,6 +6,7 @@ All sizes (``max_sample_size``, ``min_sample_size``, ``max_keep_size`` and the t
 
 Fine-tuning mode (``fine_tuning: true``, ``labels: [ltr]``) serves fairseq's ``hubert_ctc``.
 """
+
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ from ..data.fbank_dataset import FbankHubertDataset
 from ..data.feature_store import FbankStore
 from ..data.labels import DEFAULT_LENGTH_TOLERANCE_S, load_dictionary
 from ..features.cmvn import GlobalCMVN
-from ..utils.errors import DataError
 from ..models.hubert_ctc import keep_pretrained_config, set_spec_augment, wrapped_model
+from ..utils.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +29,17 @@ logger = logging.getLogger(__name__)
 class FastHubertPretrainingConfig(HubertPretrainingConfig):
     cmvn_stats_path: Optional[str] = field(
         default=None,
-        metadata={"help": "global CMVN stats (.npz with mean/std) from `fast-hubert-cmvn TRAIN_MANIFEST`; "
-                  "required to build a new model, stored inside its checkpoints"},
+        metadata={
+            "help": "global CMVN stats (.npz with mean/std) from `fast-hubert-cmvn TRAIN_MANIFEST`; "
+            "required to build a new model, stored inside its checkpoints"
+        },
     )
     feature_dir: Optional[str] = field(
         default=None,
-        metadata={"help": "read precomputed fbank ({split}.fbank.npy + lengths, from fast-hubert-store-fbank) "
-                  "instead of computing it from the audio in the data-loader workers"},
+        metadata={
+            "help": "read precomputed fbank ({split}.fbank.npy + lengths, from fast-hubert-store-fbank) "
+            "instead of computing it from the audio in the data-loader workers"
+        },
     )
     label_length_tolerance: float = field(
         default=DEFAULT_LENGTH_TOLERANCE_S,
@@ -45,20 +50,29 @@ class FastHubertPretrainingConfig(HubertPretrainingConfig):
     )
     persistent_workers: bool = field(
         default=False,
-        metadata={"help": "keep data-loader workers alive across epochs; off, they restart each epoch and see the "
-                  "new epoch number, which keys the random crops and masks (exact resume, identical multi-process runs)"},
+        metadata={
+            "help": "keep data-loader workers alive across epochs; off, they restart each epoch and see the "
+            "new epoch number, which keys the random crops and masks (exact resume, identical multi-process runs)"
+        },
     )
     # Fine-tuning SpecAugment (hubert_ctc): fairseq rebuilds the pretrained model from the checkpoint's
     # own config and overrides only its own keys, so these reach the model through the task.
     spec_aug_freq_masks: Optional[int] = field(
-        default=None, metadata={"help": "fine-tuning: SpecAugment frequency masks per utterance on the fbank "
-                                "(official Fast-HuBERT: 2); unset keeps the pretrained model's value (0 = off)"})
+        default=None,
+        metadata={
+            "help": "fine-tuning: SpecAugment frequency masks per utterance on the fbank "
+            "(official Fast-HuBERT: 2); unset keeps the pretrained model's value (0 = off)"
+        },
+    )
     spec_aug_freq_width: Optional[int] = field(
-        default=None, metadata={"help": "fine-tuning: frequency masks are < this many bins (official: 30)"})
+        default=None, metadata={"help": "fine-tuning: frequency masks are < this many bins (official: 30)"}
+    )
     spec_aug_time_masks: Optional[int] = field(
-        default=None, metadata={"help": "fine-tuning: SpecAugment time masks per utterance (official: 2)"})
+        default=None, metadata={"help": "fine-tuning: SpecAugment time masks per utterance (official: 2)"}
+    )
     spec_aug_time_width: Optional[int] = field(
-        default=None, metadata={"help": "fine-tuning: time masks are < this many fbank frames (official: 40)"})
+        default=None, metadata={"help": "fine-tuning: time masks are < this many fbank frames (official: 40)"}
+    )
 
 
 SPEC_AUG_KEYS = ("spec_aug_freq_masks", "spec_aug_freq_width", "spec_aug_time_masks", "spec_aug_time_width")
@@ -92,8 +106,10 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
 
     def load_cmvn(self, dim: int) -> GlobalCMVN:
         if self.cfg.cmvn_stats_path is None:
-            raise ValueError("task.cmvn_stats_path is not set: compute the stats with "
-                             "`fast-hubert-cmvn TRAIN_MANIFEST --output STATS.npz` and pass task.cmvn_stats_path=STATS.npz")
+            raise ValueError(
+                "task.cmvn_stats_path is not set: compute the stats with "
+                "`fast-hubert-cmvn TRAIN_MANIFEST --output STATS.npz` and pass task.cmvn_stats_path=STATS.npz"
+            )
         return GlobalCMVN.load(self.cfg.cmvn_stats_path, expected_dim=dim)
 
     def build_model(self, cfg, from_checkpoint: bool = False):
@@ -107,13 +123,17 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
             keep_pretrained_config(cfg, model)
             if getattr(cfg, "no_pretrained_weights", False) and not from_checkpoint:
                 wrapped_model(model).set_cmvn(self.pretrained_cmvn(cfg))
-            set_spec_augment(model, {k: getattr(self.cfg, k) for k in SPEC_AUG_KEYS if getattr(self.cfg, k) is not None})
+            set_spec_augment(
+                model, {k: getattr(self.cfg, k) for k in SPEC_AUG_KEYS if getattr(self.cfg, k) is not None}
+            )
             inner = wrapped_model(model)
             if inner.spec_augment_enabled and (inner.mask_prob > 0 or inner.mask_channel_prob > 0):
-                logger.warning(f"model.mask_prob={inner.mask_prob} and model.mask_channel_prob={inner.mask_channel_prob} "
-                               "are not used: SpecAugment on the fbank (task.spec_aug_*) replaces HuBERT's masking "
-                               "when fine-tuning. Set them to 0 to silence this, or set task.spec_aug_freq_masks=0 "
-                               "task.spec_aug_time_masks=0 to use HuBERT's masking instead")
+                logger.warning(
+                    f"model.mask_prob={inner.mask_prob} and model.mask_channel_prob={inner.mask_channel_prob} "
+                    "are not used: SpecAugment on the fbank (task.spec_aug_*) replaces HuBERT's masking "
+                    "when fine-tuning. Set them to 0 to silence this, or set task.spec_aug_freq_masks=0 "
+                    "task.spec_aug_time_masks=0 to use HuBERT's masking instead"
+                )
         return model
 
     def pretrained_cmvn(self, cfg) -> GlobalCMVN:
@@ -126,9 +146,12 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
 
         state = checkpoint_utils.load_checkpoint_to_cpu(cfg.w2v_path)["model"]
         if "cmvn_mean" not in state or "cmvn_inv_std" not in state:
-            raise DataError(cfg.w2v_path, "model.no_pretrained_weights is true and this checkpoint holds no CMVN "
-                            "statistics (cmvn_mean, cmvn_inv_std)", "pass task.cmvn_stats_path=STATS.npz "
-                            "(from fast-hubert-cmvn on the training manifest)")
+            raise DataError(
+                cfg.w2v_path,
+                "model.no_pretrained_weights is true and this checkpoint holds no CMVN "
+                "statistics (cmvn_mean, cmvn_inv_std)",
+                "pass task.cmvn_stats_path=STATS.npz (from fast-hubert-cmvn on the training manifest)",
+            )
         return GlobalCMVN(state["cmvn_mean"].double().numpy(), 1.0 / state["cmvn_inv_std"].double().numpy())
 
     def get_batch_iterator(self, dataset, *args, seed: int = 1, **kwargs):

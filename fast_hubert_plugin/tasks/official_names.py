@@ -1,4 +1,5 @@
 """Task ``fasthubert_pretraining``: the official Fast-HuBERT name, with its ``stats_npz_path``."""
+
 from dataclasses import dataclass, field
 from typing import Optional
 

@@ -1,4 +1,5 @@
 """Atomic file writes: a reader never sees a half-written output."""
+
 import contextlib
 import os
 import tempfile

@@ -7,6 +7,7 @@ while saving) leaves a truncated ``checkpoint_last.pt``, and the restarted job c
 Here local copies go to a hidden temporary beside the destination, renamed onto it when complete:
 the destination is always either the previous checkpoint or the new one.
 """
+
 import shutil
 
 from fairseq.file_io import PathManager

@@ -5,6 +5,7 @@ torch >= 2.6 loads with ``weights_only=True`` by default and fairseq's ``checkpo
 fairseq stores. We allowlist exactly those types with ``torch.serialization.add_safe_globals``;
 any other pickled object is still refused.
 """
+
 import argparse
 
 import torch

@@ -4,6 +4,7 @@ Bad input stops a command with one line on stderr, ``{prog}: error: {file}, line
 Fix: {fix}`` (argparse's own format), exit status 2 and no traceback. Called from Python with
 ``argv``, ``main`` raises :class:`CommandError` (a ``SystemExit`` whose text is that message).
 """
+
 import argparse
 import functools
 import logging
@@ -33,6 +34,7 @@ def console_script(prog: str):
     As a console script (``argv`` None, run as ``sys.exit(main())``) it returns None so that
     success exits 0; called with ``argv`` it returns the command's result.
     """
+
     def decorate(main):
         @functools.wraps(main)
         def wrapper(argv=None):
@@ -50,13 +52,15 @@ def console_script(prog: str):
                     fail(prog, e.code)
                 raise  # argparse's own errors (already printed, status 2) and --help
             return result if argv is not None else None
+
         return wrapper
+
     return decorate
 
 
 def fail(prog: str, message: str) -> None:
     message = " ".join(message.split())  # one line
     if message.startswith("error: "):
-        message = message[len("error: "):]
+        message = message[len("error: ") :]
     print(f"{prog}: error: {message}", file=sys.stderr)
     raise CommandError(message) from None

@@ -1,4 +1,5 @@
 """Errors that tell the user which file and line is wrong and what to do about it."""
+
 from typing import Optional
 
 

@@ -6,6 +6,7 @@ logging yet, the root logger then prints every library's DEBUG records (matplotl
 writes hundreds of lines). fairseq's own command-line tools configure logging before that import, so
 there it changes nothing.
 """
+
 import contextlib
 import logging
 

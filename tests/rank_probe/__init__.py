@@ -6,6 +6,7 @@ records what each rank computes, under ``task.probe_dir``:
 - ``rank{R}.pt``: the parameters when update ``task.probe_update`` + 1 begins (after that many
   updates). Only rank 0 writes checkpoints, so this is how the other ranks are seen.
 """
+
 import json
 import os
 from dataclasses import dataclass, field
@@ -42,6 +43,15 @@ class RankProbeTask(FastHubertPretrainingTask):
         loss, sample_size, log = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         if self.cfg.probe_dir:
             with open(os.path.join(self.cfg.probe_dir, f"losses_rank{rank}.jsonl"), "a") as f:
-                f.write(json.dumps({"update": update_num + 1, "micro": self._micro, "loss": float(loss),
-                                    "sample_size": int(sample_size)}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "update": update_num + 1,
+                            "micro": self._micro,
+                            "loss": float(loss),
+                            "sample_size": int(sample_size),
+                        }
+                    )
+                    + "\n"
+                )
         return loss, sample_size, log

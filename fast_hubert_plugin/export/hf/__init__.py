@@ -5,6 +5,7 @@ exported model loads where neither fairseq nor this plugin is installed. The exp
 them next to ``config.json``, with the training fbank (``features/kaldi_fbank.py``) as
 ``kaldi_fbank.py``; inside the plugin that sibling is the features module itself.
 """
+
 import sys
 
 from ...features import kaldi_fbank

@@ -3,6 +3,7 @@
 The Transformer keys are those of transformers' ``HubertConfig`` (whose encoder layers the model
 reuses); the keys below describe the fbank front-end that replaces HuBERT's waveform CNN.
 """
+
 from transformers import HubertConfig
 
 

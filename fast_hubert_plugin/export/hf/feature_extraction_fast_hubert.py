@@ -7,6 +7,7 @@ the int16 range. A waveform of N samples gives 1 + (N - 400) // 160 frames. Then
 of the training set, (x - mean) * (1 / std), and padding as in training: shorter utterances are
 padded with zero frames and ``attention_mask`` is 0 there.
 """
+
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
@@ -26,11 +27,23 @@ class FastHubertFeatureExtractor(SequenceFeatureExtractor):
 
     model_input_names = ["input_features", "attention_mask"]
 
-    def __init__(self, feature_size: int = 80, sampling_rate: int = SAMPLE_RATE, padding_value: float = 0.0,
-                 cmvn_mean: Optional[Sequence[float]] = None, cmvn_inv_std: Optional[Sequence[float]] = None,
-                 return_attention_mask: bool = True, **kwargs):
-        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value,
-                         return_attention_mask=return_attention_mask, **kwargs)
+    def __init__(
+        self,
+        feature_size: int = 80,
+        sampling_rate: int = SAMPLE_RATE,
+        padding_value: float = 0.0,
+        cmvn_mean: Optional[Sequence[float]] = None,
+        cmvn_inv_std: Optional[Sequence[float]] = None,
+        return_attention_mask: bool = True,
+        **kwargs,
+    ):
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            return_attention_mask=return_attention_mask,
+            **kwargs,
+        )
         if sampling_rate != SAMPLE_RATE:
             raise ValueError(f"Fast-HuBERT fbank is defined at {SAMPLE_RATE} Hz, got sampling_rate={sampling_rate}")
         self.cmvn_mean = [float(v) for v in cmvn_mean] if cmvn_mean is not None else [0.0] * feature_size
@@ -44,8 +57,9 @@ class FastHubertFeatureExtractor(SequenceFeatureExtractor):
         frames = num_fbank_frames(lengths)
         if bool((frames == 0).any()):
             short = int(lengths[frames == 0][0])
-            raise ValueError(f"a waveform of {short} samples is shorter than one 25 ms fbank frame "
-                             f"({FRAME_LENGTH_SAMPLES} samples)")
+            raise ValueError(
+                f"a waveform of {short} samples is shorter than one 25 ms fbank frame ({FRAME_LENGTH_SAMPLES} samples)"
+            )
         batch = torch.zeros(len(waveforms), int(lengths.max()), dtype=torch.float64, device=device)
         for b, w in enumerate(waveforms):
             batch[b, : len(w)] = w.to(device=device, dtype=torch.float64)
@@ -67,7 +81,9 @@ class FastHubertFeatureExtractor(SequenceFeatureExtractor):
         training); ``device`` may be "cuda". Returns ``input_features`` (B, T, 80) float32 and
         ``attention_mask`` (B, T) int (1 on real frames)."""
         if sampling_rate is not None and sampling_rate != self.sampling_rate:
-            raise ValueError(f"expected {self.sampling_rate} Hz audio, got sampling_rate={sampling_rate}: resample first")
+            raise ValueError(
+                f"expected {self.sampling_rate} Hz audio, got sampling_rate={sampling_rate}: resample first"
+            )
         if isinstance(raw_speech, (np.ndarray, torch.Tensor)) and raw_speech.ndim == 1:
             batch = [raw_speech]
         elif isinstance(raw_speech, (np.ndarray, torch.Tensor)) and raw_speech.ndim == 2:

@@ -15,6 +15,7 @@ positional convolution), ``hidden_states[L]`` the output of block L; ``last_hidd
 ``hidden_states[N]``. Frames past an utterance's end are padding: use
 ``model.output_lengths(attention_mask.sum(-1))`` to trim them.
 """
+
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -56,12 +57,16 @@ class FastHubertSubsampler(nn.Module):
             nn.Conv1d(
                 config.num_mel_bins if i == 0 else config.subsampler_channels // 2,
                 config.subsampler_channels if i < n - 1 else config.subsampler_dim * 2,
-                k, stride=2, padding=k // 2,
+                k,
+                stride=2,
+                padding=k // 2,
             )
             for i, k in enumerate(kernels)
         )
 
-    def forward(self, features: torch.Tensor, lengths: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(
+        self, features: torch.Tensor, lengths: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         x = features.transpose(1, 2)  # B x C x T
         for conv in self.conv_layers:
             x = F.glu(conv(x), dim=1)
@@ -150,7 +155,9 @@ class FastHubertModel(FastHubertPreTrainedModel):
         self.subsampler = FastHubertSubsampler(config)
         self.layer_norm = nn.LayerNorm(config.subsampler_dim, eps=config.layer_norm_eps)
         self.post_extract_proj = (
-            nn.Linear(config.subsampler_dim, config.hidden_size) if config.subsampler_dim != config.hidden_size else None
+            nn.Linear(config.subsampler_dim, config.hidden_size)
+            if config.subsampler_dim != config.hidden_size
+            else None
         )
         self.dropout_input = nn.Dropout(config.input_dropout)
         self.encoder = FastHubertEncoder(config)
@@ -219,8 +226,9 @@ class FastHubertForCTC(FastHubertPreTrainedModel):
     ):
         """labels: (B, L) letter ids, -100 on padding; the loss is CTC with blank ``config.pad_token_id``."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        out = self.fast_hubert(input_features, attention_mask=attention_mask,
-                               output_hidden_states=output_hidden_states, return_dict=True)
+        out = self.fast_hubert(
+            input_features, attention_mask=attention_mask, output_hidden_states=output_hidden_states, return_dict=True
+        )
         logits = self.lm_head(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
@@ -236,8 +244,15 @@ class FastHubertForCTC(FastHubertPreTrainedModel):
             targets = labels.masked_select(keep)
             log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
             with torch.backends.cudnn.flags(enabled=False):
-                loss = F.ctc_loss(log_probs, targets, logit_lengths, target_lengths, blank=self.config.pad_token_id,
-                                  reduction=self.config.ctc_loss_reduction, zero_infinity=self.config.ctc_zero_infinity)
+                loss = F.ctc_loss(
+                    log_probs,
+                    targets,
+                    logit_lengths,
+                    target_lengths,
+                    blank=self.config.pad_token_id,
+                    reduction=self.config.ctc_loss_reduction,
+                    zero_infinity=self.config.ctc_zero_infinity,
+                )
         if not return_dict:
             output = (logits,) + ((out.hidden_states,) if out.hidden_states is not None else ())
             return ((loss,) + output) if loss is not None else output

@@ -7,6 +7,7 @@ dropped (the blank and the other three), ``|`` becomes a space, words joined by 
 transformers' ``Wav2Vec2CTCTokenizer`` keeps ``<unk>`` / ``</s>`` / ``<pad>`` as text in the ASR
 pipeline and can leave double spaces; this subclass decodes as fairseq does.
 """
+
 from itertools import groupby
 
 from transformers import Wav2Vec2CTCTokenizer
@@ -22,11 +23,26 @@ class FastHubertCTCTokenizer(Wav2Vec2CTCTokenizer):
         super().__init__(vocab_file, num_special_units=num_special_units, **kwargs)
         self.num_special_units = num_special_units
 
-    def _decode(self, token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=None, group_tokens=True,
-                spaces_between_special_tokens=False, output_word_offsets=False, output_char_offsets=False):
+    def _decode(
+        self,
+        token_ids,
+        skip_special_tokens=False,
+        clean_up_tokenization_spaces=None,
+        group_tokens=True,
+        spaces_between_special_tokens=False,
+        output_word_offsets=False,
+        output_char_offsets=False,
+    ):
         if output_word_offsets or output_char_offsets:
-            return super()._decode(token_ids, skip_special_tokens, clean_up_tokenization_spaces, group_tokens,
-                                   spaces_between_special_tokens, output_word_offsets, output_char_offsets)
+            return super()._decode(
+                token_ids,
+                skip_special_tokens,
+                clean_up_tokenization_spaces,
+                group_tokens,
+                spaces_between_special_tokens,
+                output_word_offsets,
+                output_char_offsets,
+            )
         ids = [int(i) for i in token_ids]
         if group_tokens:
             ids = [i for i, _ in groupby(ids)]
