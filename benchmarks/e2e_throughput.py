@@ -17,7 +17,6 @@ from fairseq's own train_inner log records (``wall``, ``bsz``) between the first
 """
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from fast_hubert_plugin.recipes.runner import parse_log_records
 
 REPO = Path(__file__).resolve().parents[1]
 CROP_S = 15.62  # the Base configs' max_sample_size: 1562 fbank frames, 250000 samples
@@ -93,17 +94,6 @@ def hydra_train(
     ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
-
-
-def train_records(text: str, tag: str = "train_inner"):
-    out = []
-    for line in text.splitlines():
-        if f"| {tag} |" in line or f"[{tag}]" in line:
-            try:
-                out.append(json.loads(line[line.index("{") :]))
-            except (ValueError, json.JSONDecodeError):
-                pass
-    return out
 
 
 def throughput(records, skip: int, crop_s: float):
@@ -199,7 +189,7 @@ def main(argv=None):
         )
         wall = time.perf_counter() - t0
         (work / f"{name.replace(' ', '_')}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
-        tp = throughput(train_records(proc.stdout + proc.stderr), args.skip, crop_s)
+        tp = throughput(parse_log_records(proc.stdout + proc.stderr), args.skip, crop_s)
         log(
             f"{name}: exit {proc.returncode} in {wall:.0f} s; "
             + (
@@ -310,7 +300,7 @@ def main(argv=None):
                 if ils:
                     ov.append('model.supervised_layers="[4]"' if not args.tiny else 'model.supervised_layers="[2]"')
                 proc = hydra_train(fast_cfg[0], fast_cfg[1], run_dir, ov, args.timeout)
-                recs = train_records(proc.stdout + proc.stderr)
+                recs = parse_log_records(proc.stdout + proc.stderr)
                 losses = [float(r["loss"]) for r in recs]
                 precision.append((name, proc.returncode, losses))
                 log(
@@ -341,7 +331,7 @@ def main(argv=None):
                     "dataset.max_tokens=8000",
                 ] + (["common.cpu=true"] if args.tiny else [])
                 proc = hydra_train(REPO / "config" / "finetuning", ft_cfg, ft_dir, ov, args.timeout)
-                losses = [float(r["loss"]) for r in train_records(proc.stdout + proc.stderr)]
+                losses = [float(r["loss"]) for r in parse_log_records(proc.stdout + proc.stderr)]
                 precision.append((name, proc.returncode, losses))
                 log(
                     f"{name}: exit {proc.returncode}, losses {losses}"

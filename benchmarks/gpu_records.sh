@@ -33,7 +33,7 @@ else
   SHAPES=(--shapes 4x9,8x11,16x9); BIG=(--shapes 1x9 --repeats 1 --largest 9); ONE=(--shapes 8x11)
   E2E=(--updates 300 --skip 50 --log-interval 25 --repeat 60 --precision-updates 10 --workers 2)
 fi
-STEP="python3 benchmarks/train_step_speed.py --speech-dir $SPEECH --no-ablations ${COMMON[*]}"
+STEP="python3 benchmarks/train_step_speed.py --speech-dir $SPEECH ${COMMON[*]}"
 part() { [[ ",$PARTS," == *",$1,"* ]]; }
 part step && { timeout 150 $STEP "${SHAPES[@]}" --output "$OUT/train_step_${MODE}_bf16.md" > "$OUT/step.log" 2>&1
   echo "train step: exit $? at ${SECONDS}s"; }

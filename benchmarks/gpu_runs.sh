@@ -38,7 +38,7 @@ done
 (cd "$REPO" && python3 benchmarks/export_gpu_check.py "$RUNS/fast_hubert/checkpoints/checkpoint_last.pt" \
    "$RUNS/export" "$DATA/audio" > "$OUT/logs/export_gpu_check.md" 2>&1); echo "export check: exit $?"
 
-(cd "$REPO" && python3 benchmarks/train_step_speed.py --device cuda --dtype bf16 --no-ablations \
+(cd "$REPO" && python3 benchmarks/train_step_speed.py --device cuda --dtype bf16 --no-levers \
    --speech-dir "$DATA/audio" --manifest speed.tsv --shapes 4x9,16x9 --repeats 10 \
    --output "$OUT/logs/train_step_gpu_bf16.md" > "$OUT/logs/train_step_gpu_bf16.log" 2>&1); echo "speed: exit $?"
 tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$OUT/logs"

@@ -1,4 +1,4 @@
-"""Training-step speed: fairseq HuBERT Base vs fast_hubert Base (and + ILS), with lever ablations.
+"""Training-step speed: fairseq HuBERT Base vs fast_hubert Base (and + ILS), with the levers that made it.
 
 One training step = forward + loss + backward + gradient clipping (clip_norm 10) + Adam step
 (betas 0.9/0.98, eps 1e-6, decoupled weight decay 0.01, as the recipes) + zero_grad, in train
@@ -20,16 +20,10 @@ Levers (fast, first shape): each row puts one lever back to what it replaced
   stock +torch_adamw   stock HuBERT with the optimizer fast_hubert uses (isolates the optimizer)
   fast fairseq-adam    fairseq's adam (a Python loop over parameters without apex)
   fast cudnn-posconv   the positional conv through cuDNN's grouped convolution (fairseq's module)
-Lever ablations (fast, single shape): rows that ADD the work the official Fast-HuBERT code does
-  +unmasked        (a) logits (and a logged CE) also for unmasked frames, weight 0
-  +padmask         (b) the all-false padding mask is kept and passed to the Transformer
-  +official        (a) + (b) together
-and rows that REMOVE work (prototypes inside this file; the model code is unchanged):
-  -seqmult         required_seq_len_multiple=1 (fairseq's default 2 pads an odd-length batch by
-                   one frame and then builds a padding mask for it)
-  +sdpa            packed QKV projection + F.scaled_dot_product_attention, batch-first heads
-  -wnorm           pos_conv weight norm folded into a plain weight (as at inference)
-  best             every lever above that removes work
+  fast +compile        (--compile) torch.compile(dynamic=True) of each Transformer block
+``--official DIR`` times the official Fast-HuBERT code (and its ILS variant) against stock HuBERT instead.
+(The CPU record results/train_step_cpu.md was made by an earlier version of this script, with ablation
+rows of prototypes none of which beat the noise; they are gone.)
 bf16 autocast on CPU (``--dtype bf16``) is a separate run. Under autocast, fairseq's
 HubertModel.apply_mask puts an fp32 mask_emb into a bf16 tensor and fails: the stock model (and
 the official code, which inherits it) mask a float32 copy here, a copy that costs well under 1 %
@@ -63,7 +57,6 @@ from typing import Callable, List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -180,79 +173,6 @@ class DummyTask:
 
 
 # ----------------------------------------------------------------------------- levers (prototypes)
-class ForceUnmaskedLogits(torch.nn.Module):
-    """(a) The official code computes logits for unmasked frames every step (weight 0, logged only)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, **kwargs):
-        kwargs["compute_unmasked"] = True
-        return self.model(**kwargs)
-
-
-def keep_padding_mask(model) -> None:
-    """(b) Keep an all-false padding mask and pass it on to masking, the Transformer and the heads."""
-    orig = model.forward_features
-
-    def forward_features(self, source, padding_mask=None, augment=False):
-        features, out_mask = orig(source, padding_mask, augment)
-        if out_mask is None and padding_mask is not None:
-            out_mask = torch.zeros(features.shape[:2], dtype=torch.bool, device=features.device)
-        return features, out_mask
-
-    model.forward_features = MethodType(forward_features, model)
-
-
-def sdpa_attention_forward(
-    self,
-    query,
-    key,
-    value,
-    key_padding_mask=None,
-    incremental_state=None,
-    need_weights=False,
-    static_kv=False,
-    attn_mask=None,
-    before_softmax=False,
-    need_head_weights=False,
-):
-    """Self-attention with one packed QKV GEMM and F.scaled_dot_product_attention on (B, H, T, D).
-
-    Same parameters as fairseq's MultiheadAttention (q/k/v/out_proj), same maths and dropout."""
-    tgt_len, bsz, embed_dim = query.shape
-    h, d = self.num_heads, self.head_dim
-    w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
-    b = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias))
-    qkv = F.linear(query.transpose(0, 1), w, b)  # B x T x 3C
-    q, k, v = qkv.view(bsz, tgt_len, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)  # each B x H x T x D
-    mask = None
-    if key_padding_mask is not None:
-        mask = ~key_padding_mask.bool()[:, None, None, :]
-    if attn_mask is not None:
-        raise NotImplementedError("attn_mask is not used by the wav2vec/HuBERT encoder")
-    p = self.dropout_module.p if self.training else 0.0
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # B x H x T x D
-    out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
-    return self.out_proj(out), None
-
-
-def use_sdpa_attention(model) -> None:
-    for layer in model.encoder.layers:
-        layer.self_attn.forward = MethodType(sdpa_attention_forward, layer.self_attn)
-
-
-def fold_pos_conv_weight_norm(model) -> None:
-    """Replace the weight-normed pos_conv by a plain Conv1d with the same (current) weight."""
-    conv = model.encoder.pos_conv[0]
-    if hasattr(conv, "weight_g"):
-        torch.nn.utils.remove_weight_norm(conv)
-    elif hasattr(conv, "parametrizations"):
-        torch.nn.utils.parametrize.remove_parametrizations(conv, "weight")
-
-
-# ----------------------------------------------------------------------------- systems
 @dataclass
 class System:
     name: str
@@ -321,36 +241,22 @@ def fast_system(
     name: str,
     what: str,
     ils: bool = False,
-    unmasked=False,
-    padmask=False,
-    seqmult=None,
-    sdpa=False,
-    no_wnorm=False,
-    group="ablation",
-    optimizer="torch_adamw",
-    cudnn_posconv=False,
-    compile_layers=False,
+    group: str = "lever",
+    optimizer: str = "torch_adamw",
+    cudnn_posconv: bool = False,
+    compile_layers: bool = False,
 ) -> System:
     from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
     from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel
 
     cfg = FastHubertConfig(**FAST_MODEL, supervised_layers="[4]" if ils else "[]")
-    if seqmult is not None:
-        cfg.required_seq_len_multiple = seqmult
     model = FastHubertModel(cfg, dictionaries=[dictionary], cmvn=None)
     if cudnn_posconv:
         model.encoder.pos_conv_as_matmul = False
     if compile_layers:  # dynamic shapes: crops vary from batch to batch in training
         for layer in model.encoder.layers:
             layer.compile(dynamic=True)
-    if padmask:
-        keep_padding_mask(model)
-    if sdpa:
-        use_sdpa_attention(model)
-    if no_wnorm:
-        fold_pos_conv_weight_norm(model)
     crit = FastHubertCriterion(DummyTask(), pred_masked_weight=1.0, pred_nomask_weight=0.0)
-    wrapped = ForceUnmaskedLogits(model) if unmasked else model
 
     def sample(b: Batch):  # waveforms: the fbank is computed inside the step, as in training
         return {
@@ -363,9 +269,7 @@ def fast_system(
             "target_list": [b.labels],
         }
 
-    s = System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
-    s.call_model = wrapped
-    return s
+    return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
 
 
 # The official code's model section (config/pretrain/fasthubert_base_lirbispeech.yaml): HuBERT's, plus the subsampler.
@@ -420,7 +324,7 @@ def official_system(dictionary: Dictionary, official_dir: Path, name: str, ils: 
 
 
 def build_systems(
-    dictionary, with_ablations: bool, with_levers: bool, official_dir: Optional[Path] = None, with_compile: bool = False
+    dictionary, with_levers: bool, official_dir: Optional[Path] = None, with_compile: bool = False
 ) -> List[System]:
     if official_dir is not None:
         return [
@@ -469,22 +373,6 @@ def build_systems(
                 group="lever",
             )
         )
-    if with_ablations:
-        systems += [
-            fast_system(dictionary, "fast +unmasked", "(a) + logits/CE of unmasked frames (weight 0)", unmasked=True),
-            fast_system(
-                dictionary, "fast +padmask", "(b) + all-false padding mask through the Transformer", padmask=True
-            ),
-            fast_system(
-                dictionary, "fast +official", "(a) + (b): the official code's extra work", unmasked=True, padmask=True
-            ),
-            fast_system(dictionary, "fast_ils +official", "ILS + (a) + (b)", ils=True, unmasked=True, padmask=True),
-            fast_system(dictionary, "fast -seqmult", "required_seq_len_multiple=1 (no pad to even length)", seqmult=1),
-            fast_system(dictionary, "fast +sdpa", "packed QKV + F.scaled_dot_product_attention", sdpa=True),
-            fast_system(dictionary, "fast -wnorm", "pos_conv weight norm folded (plain conv weight)", no_wnorm=True),
-            fast_system(dictionary, "fast best", "-seqmult +sdpa", seqmult=1, sdpa=True),
-            fast_system(dictionary, "fast_ils best", "ILS -seqmult +sdpa", ils=True, seqmult=1, sdpa=True),
-        ]
     return systems
 
 
@@ -545,10 +433,9 @@ def seed_layerdrop(model, seed: int) -> None:
 
 def train_step(s: System, sample: dict, device, dtype) -> None:
     model, crit = s.model, s.criterion
-    call = getattr(s, "call_model", model)
     amp = dtype in (torch.bfloat16, torch.float16)
     with torch.autocast(device.type, dtype=dtype, enabled=amp):
-        loss, sample_size, _ = crit(call, sample)
+        loss, sample_size, _ = crit(model, sample)
     loss = loss / sample_size  # fairseq divides gradients by sample_size before clipping
     if s.scaler is not None:
         s.scaler.scale(loss).backward()
@@ -711,12 +598,11 @@ def main(argv=None):
     p.add_argument(
         "--shapes",
         default=None,
-        help="comma-separated BATCHxSECONDS; ablation rows run on the first shape only "
+        help="comma-separated BATCHxSECONDS; lever rows run on the first shape only "
         "(default: 4x9 on CPU, where stock HuBERT on 8x15.6 s needs ~25 GB; 4x9,8x15.6 on CUDA)",
     )
     p.add_argument("--repeats", default="3", help="measured repeats per shape (comma-separated, last one reused)")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--no-ablations", action="store_true", help="leave out the CPU-era ablation rows")
     p.add_argument("--no-levers", action="store_true", help="leave out the lever rows (stock +torch_adamw, ...)")
     p.add_argument(
         "--largest",
@@ -761,7 +647,6 @@ def main(argv=None):
     official = args.official.resolve() if args.official else None
     systems = build_systems(
         dictionary,
-        with_ablations=not args.no_ablations and official is None,
         with_levers=not args.no_levers and official is None,
         official_dir=official,
         with_compile=args.compile,

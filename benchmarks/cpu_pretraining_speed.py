@@ -1,0 +1,139 @@
+"""Pretraining speed on CPUs: the tiny config (tests, demo) with this checkout's plugin against another
+checkout's, e.g. the one before the fbank moved from the data loader into the model.
+
+    git worktree add /tmp/before 8708dee
+    python benchmarks/cpu_pretraining_speed.py --other /tmp/before/fast_hubert_plugin \\
+        --output benchmarks/results/cpu_pretraining_speed.md
+
+Each run is ``fairseq-hydra-train`` with ``config/pretraining/fast_hubert_tiny_cpu.yaml`` as shipped (36 s
+batches, 6 s crops, one loader process) for ``--updates`` updates on the speech committed under
+tests/data, random 100-unit labels; the runs of the two plugins alternate, and updates per second are
+read from fairseq's train_inner records after ``--skip`` updates (start-up excluded). The other plugin is
+copied under another package name, so that this checkout's installed package cannot shadow it.
+"""
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fast_hubert_plugin.recipes.runner import parse_log_records
+
+REPO = Path(__file__).resolve().parents[1]
+SPEECH = REPO / "tests" / "data" / "speech"
+
+
+def prepare(work: Path) -> Path:
+    """Manifests of every committed utterance of at least 6 s, random 50 Hz labels, dict, CMVN."""
+    rows = []
+    for tsv in sorted(SPEECH.glob("*.tsv")):
+        lines = tsv.read_text(encoding="utf-8").splitlines()
+        header = lines[0].split("\t")
+        rows += [dict(zip(header, line.split("\t"))) for line in lines[1:] if line.strip()]
+    rows = [r for r in rows if int(r["num_samples"]) >= 6 * 16000]
+    rng = np.random.default_rng(0)
+    for split in ("train", "valid"):
+        chosen = rows if split == "train" else rows[:4]
+        (work / f"{split}.tsv").write_text(
+            f"{SPEECH}\n" + "".join(f"{r['path']}\t{r['num_samples']}\n" for r in chosen), encoding="utf-8"
+        )
+        (work / f"{split}.km").write_text(
+            "".join(" ".join(map(str, rng.integers(0, 100, round(int(r["num_samples"]) / 320)))) + "\n" for r in chosen)
+        )
+    (work / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(100)))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fast_hubert_plugin.cli.cmvn",
+            str(work / "train.tsv"),
+            "--output",
+            str(work / "cmvn.npz"),
+        ],
+        check=True,
+        cwd=REPO,
+    )
+    return work
+
+
+def updates_per_second(user_dir: Path, data: Path, run_dir: Path, updates: int, skip: int) -> float:
+    cmd = [
+        "fairseq-hydra-train",
+        "--config-dir",
+        str(REPO / "config" / "pretraining"),
+        "--config-name",
+        "fast_hubert_tiny_cpu",
+        f"hydra.run.dir={run_dir}",
+        f"common.user_dir={user_dir}",
+        f"task.data={data}",
+        f"task.label_dir={data}",
+        "model.label_rate=50",
+        f"optimization.max_update={updates}",
+        "common.log_interval=5",
+        "checkpoint.no_save=true",
+        "dataset.validate_interval=100000",
+        "dataset.validate_interval_updates=0",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    records = [r for r in parse_log_records(proc.stdout + proc.stderr) if int(r["num_updates"]) >= skip]
+    if proc.returncode != 0 or len(records) < 2:
+        raise SystemExit(f"{user_dir}: run failed ({proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}")
+    done = int(records[-1]["num_updates"]) - int(records[0]["num_updates"])
+    return done / (float(records[-1]["wall"]) - float(records[0]["wall"]))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--other", type=Path, required=True, help="the fast_hubert_plugin folder of another checkout")
+    p.add_argument("--updates", type=int, default=60)
+    p.add_argument("--skip", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--output", default=None)
+    args = p.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="cpu_speed_"))
+    data = prepare(work)
+    other = work / "fast_hubert_plugin_other"
+    shutil.copytree(args.other, other, ignore=shutil.ignore_patterns("__pycache__"))
+    plugins = {"this checkout": REPO / "fast_hubert_plugin", f"other ({args.other})": other}
+    rates = {name: [] for name in plugins}
+    for rep in range(args.repeats):
+        for name, user_dir in plugins.items():
+            rates[name].append(
+                updates_per_second(user_dir, data, work / f"run{rep}_{user_dir.name}", args.updates, args.skip)
+            )
+            print(f"repeat {rep + 1} {name}: {rates[name][-1]:.3f} updates/s", flush=True)
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    cmd = "python benchmarks/cpu_pretraining_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = [
+        "# CPU pretraining speed, tiny config: this checkout's plugin against another",
+        "",
+        f"Reproduce: `{cmd.strip()}`",
+        "",
+        f"- CPU: {cpu}, {os.cpu_count()} cores, OMP_NUM_THREADS=1 per run; load average after "
+        f"{os.getloadavg()[0]:.2f}; Python {platform.python_version()}",
+        f"- {args.updates} updates per run, updates/s from update {args.skip} on; {args.repeats} alternating repeats",
+        "",
+        "| plugin | updates/s (median) | min | max |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, values in rates.items():
+        med = statistics.median(values)
+        out.append(f"| {name} | {med:.3f} | {min(values):.3f} | {max(values):.3f} |")
+    out.append("")
+    text = "\n".join(out)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
