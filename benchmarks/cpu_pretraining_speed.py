@@ -7,7 +7,7 @@ checkout's, e.g. the one before the fbank moved from the data loader into the mo
 
 Each run is ``fairseq-hydra-train`` with ``config/pretraining/fast_hubert_tiny_cpu.yaml`` as shipped (36 s
 batches, 6 s crops, one loader process) for ``--updates`` updates on the speech committed under
-tests/data, random 100-unit labels; the runs of the two plugins alternate, and updates per second are
+``--speech-dir`` (the speech folder: every manifest's utterances of at least 2 s), random 100-unit labels; the runs of the two plugins alternate, and updates per second are
 read from fairseq's train_inner records after ``--skip`` updates (start-up excluded). The other plugin is
 copied under another package name, so that this checkout's installed package cannot shadow it.
 """
@@ -27,22 +27,21 @@ import numpy as np
 from fast_hubert_plugin.recipes.runner import parse_log_records
 
 REPO = Path(__file__).resolve().parents[1]
-SPEECH = REPO / "tests" / "data" / "speech"
 
 
-def prepare(work: Path) -> Path:
-    """Manifests of every committed utterance of at least 6 s, random 50 Hz labels, dict, CMVN."""
+def prepare(speech: Path, work: Path) -> Path:
+    """Manifests of every utterance of at least 2 s, random 50 Hz labels, dict, CMVN."""
     rows = []
-    for tsv in sorted(SPEECH.glob("*.tsv")):
+    for tsv in sorted(speech.glob("*.tsv")):
         lines = tsv.read_text(encoding="utf-8").splitlines()
         header = lines[0].split("\t")
         rows += [dict(zip(header, line.split("\t"))) for line in lines[1:] if line.strip()]
-    rows = [r for r in rows if int(r["num_samples"]) >= 6 * 16000]
+    rows = [r for r in rows if int(r["num_samples"]) >= 2 * 16000]
     rng = np.random.default_rng(0)
     for split in ("train", "valid"):
         chosen = rows if split == "train" else rows[:4]
         (work / f"{split}.tsv").write_text(
-            f"{SPEECH}\n" + "".join(f"{r['path']}\t{r['num_samples']}\n" for r in chosen), encoding="utf-8"
+            f"{speech.resolve()}\n" + "".join(f"{r['path']}\t{r['num_samples']}\n" for r in chosen), encoding="utf-8"
         )
         (work / f"{split}.km").write_text(
             "".join(" ".join(map(str, rng.integers(0, 100, round(int(r["num_samples"]) / 320)))) + "\n" for r in chosen)
@@ -91,6 +90,7 @@ def updates_per_second(user_dir: Path, data: Path, run_dir: Path, updates: int, 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--speech-dir", type=Path, default=REPO / "tests" / "data" / "speech")
     p.add_argument("--other", type=Path, required=True, help="the fast_hubert_plugin folder of another checkout")
     p.add_argument("--updates", type=int, default=60)
     p.add_argument("--skip", type=int, default=10)
@@ -99,7 +99,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="cpu_speed_"))
-    data = prepare(work)
+    data = prepare(args.speech_dir, work)
     other = work / "fast_hubert_plugin_other"
     shutil.copytree(args.other, other, ignore=shutil.ignore_patterns("__pycache__"))
     plugins = {"this checkout": REPO / "fast_hubert_plugin", f"other ({args.other})": other}
