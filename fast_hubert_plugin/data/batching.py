@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..features.kaldi_fbank import SAMPLE_RATE, compute_fbank, num_fbank_frames
 from ..utils.errors import DataError
+from ..utils.masks import lengths_to_padding_mask
 from .manifest import AudioManifest
 
 
@@ -40,7 +41,7 @@ def pad_features(feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Ten
     source = feats[0].new_zeros(len(feats), int(lengths.max()), feats[0].shape[1])
     for b, f in enumerate(feats):
         source[b, : f.shape[0]] = f
-    padding_mask = torch.arange(source.shape[1])[None, :] >= lengths[:, None]
+    padding_mask = lengths_to_padding_mask(lengths, source.shape[1])
     return source, padding_mask
 
 

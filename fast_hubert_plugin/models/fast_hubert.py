@@ -26,8 +26,9 @@ from fairseq.modules import GradMultiply, LayerNorm
 from ..features.cmvn import GlobalCMVN
 from ..features.kaldi_fbank import FBANK_FRAME_RATE, kaldi_fbank, num_fbank_frames
 from ..features.spec_augment import spec_augment
+from ..utils.masks import lengths_to_padding_mask
 from .layer_encoder import LayerOutputEncoder
-from .subsampler import FbankSubsampler, lengths_to_padding_mask
+from .subsampler import FbankSubsampler
 
 logger = logging.getLogger(__name__)
 

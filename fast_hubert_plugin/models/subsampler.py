@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from fairseq.models.speech_to_text.modules.convolution import Conv1dSubsampler
 
+from ..utils.masks import lengths_to_padding_mask
+
 
 def subsampled_lengths(lengths: torch.Tensor, num_layers: int) -> torch.Tensor:
     """Output lengths of ``num_layers`` stride-2 convs with padding k//2 (odd k): ceil(T/2) each."""
@@ -18,11 +20,6 @@ def subsampled_lengths(lengths: torch.Tensor, num_layers: int) -> torch.Tensor:
     for _ in range(num_layers):
         out = torch.div(out + 1, 2, rounding_mode="floor")
     return out
-
-
-def lengths_to_padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B,) lengths -> (B, max_len) bool, True on padding."""
-    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
 
 
 class FbankSubsampler(Conv1dSubsampler):
