@@ -6,10 +6,11 @@ checkout's, e.g. the one before the fbank moved from the data loader into the mo
         --output benchmarks/results/cpu_pretraining_speed.md
 
 Each run is ``fairseq-hydra-train`` with ``config/pretraining/fast_hubert_tiny_cpu.yaml`` as shipped (36 s
-batches, 6 s crops, one loader process) for ``--updates`` updates on the speech committed under
-``--speech-dir`` (the speech folder: every manifest's utterances of at least 2 s), random 100-unit labels; the runs of the two plugins alternate, and updates per second are
-read from fairseq's train_inner records after ``--skip`` updates (start-up excluded). The other plugin is
-copied under another package name, so that this checkout's installed package cannot shadow it.
+batches, 6 s crops, one loader process) for ``--updates`` updates on ``--speech-dir`` (a speech folder;
+default the speech committed under tests/data: every manifest's utterances of at least 2 s), random
+100-unit labels. The runs of the two plugins alternate; updates per second are fairseq's own ``ups`` of
+the train_inner records after ``--skip`` updates (start-up excluded). The other plugin is copied under
+another package name, so that this checkout's installed package cannot shadow it.
 """
 
 import argparse
@@ -84,14 +85,15 @@ def updates_per_second(user_dir: Path, data: Path, run_dir: Path, updates: int, 
     records = [r for r in parse_log_records(proc.stdout + proc.stderr) if int(r["num_updates"]) >= skip]
     if proc.returncode != 0 or len(records) < 2:
         raise SystemExit(f"{user_dir}: run failed ({proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}")
-    done = int(records[-1]["num_updates"]) - int(records[0]["num_updates"])
-    return done / (float(records[-1]["wall"]) - float(records[0]["wall"]))
+    # fairseq's own rate per log interval (its `wall` clock is rounded to whole seconds)
+    return statistics.mean(float(r["ups"]) for r in records[1:])
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--speech-dir", type=Path, default=REPO / "tests" / "data" / "speech")
     p.add_argument("--other", type=Path, required=True, help="the fast_hubert_plugin folder of another checkout")
+    p.add_argument("--other-label", default=None, help="what the other checkout is, for the report")
     p.add_argument("--updates", type=int, default=60)
     p.add_argument("--skip", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
@@ -102,7 +104,7 @@ def main(argv=None):
     data = prepare(args.speech_dir, work)
     other = work / "fast_hubert_plugin_other"
     shutil.copytree(args.other, other, ignore=shutil.ignore_patterns("__pycache__"))
-    plugins = {"this checkout": REPO / "fast_hubert_plugin", f"other ({args.other})": other}
+    plugins = {"this checkout": REPO / "fast_hubert_plugin", args.other_label or f"other ({args.other.name})": other}
     rates = {name: [] for name in plugins}
     for rep in range(args.repeats):
         for name, user_dir in plugins.items():
