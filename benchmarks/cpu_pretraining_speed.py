@@ -23,44 +23,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from fast_hubert_plugin.recipes.runner import parse_log_records
+
+from random_units import speech_rows, write_random_unit_data
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def prepare(speech: Path, work: Path) -> Path:
-    """Manifests of every utterance of at least 2 s, random 50 Hz labels, dict, CMVN."""
-    rows = []
-    for tsv in sorted(speech.glob("*.tsv")):
-        lines = tsv.read_text(encoding="utf-8").splitlines()
-        header = lines[0].split("\t")
-        rows += [dict(zip(header, line.split("\t"))) for line in lines[1:] if line.strip()]
-    rows = [r for r in rows if int(r["num_samples"]) >= 2 * 16000]
-    rng = np.random.default_rng(0)
-    for split in ("train", "valid"):
-        chosen = rows if split == "train" else rows[:4]
-        (work / f"{split}.tsv").write_text(
-            f"{speech.resolve()}\n" + "".join(f"{r['path']}\t{r['num_samples']}\n" for r in chosen), encoding="utf-8"
-        )
-        (work / f"{split}.km").write_text(
-            "".join(" ".join(map(str, rng.integers(0, 100, round(int(r["num_samples"]) / 320)))) + "\n" for r in chosen)
-        )
-    (work / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(100)))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fast_hubert_plugin.cli.cmvn",
-            str(work / "train.tsv"),
-            "--output",
-            str(work / "cmvn.npz"),
-        ],
-        check=True,
-        cwd=REPO,
-    )
-    return work
+    """Every utterance of at least 2 s of the folder's manifests, random 100-unit labels, dict, CMVN."""
+    rows = speech_rows(speech, sorted(p.name for p in Path(speech).glob("*.tsv")), 2.0)
+    return write_random_unit_data(work, speech, {"train": rows, "valid": rows[:4]}, 100, cmvn_split="train")
 
 
 def updates_per_second(user_dir: Path, data: Path, run_dir: Path, updates: int, skip: int) -> float:

@@ -29,16 +29,12 @@ import numpy as np
 
 from fast_hubert_plugin.recipes.runner import parse_log_records
 
+from random_units import speech_rows, write_random_unit_data
+
 REPO = Path(__file__).resolve().parents[1]
 CROP_S = 15.62  # the Base configs' max_sample_size: 1562 fbank frames, 250000 samples
 LABEL_RATE = 50
 NUM_UNITS = 500
-
-
-def read_rows(speech_dir: Path, manifest: str):
-    with open(speech_dir / manifest, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        return [dict(zip(header, line.rstrip("\n").split("\t"))) for line in f if line.strip()]
 
 
 def prepare(speech_dir: Path, manifest: str, min_seconds: float, repeat: int, work: Path, log) -> Path:
@@ -46,35 +42,8 @@ def prepare(speech_dir: Path, manifest: str, min_seconds: float, repeat: int, wo
     data = work / "data"
     if (data / "cmvn.npz").is_file():
         return data
-    data.mkdir(parents=True, exist_ok=True)
-    rows = [r for r in read_rows(speech_dir, manifest) if int(r["num_samples"]) >= min_seconds * 16000]
-    if not rows:
-        raise SystemExit(f"{manifest}: no utterance of at least {min_seconds} s")
-    rng = np.random.default_rng(0)
-    labels = {
-        r["path"]: " ".join(map(str, rng.integers(0, NUM_UNITS, round(int(r["num_samples"]) / 16000 * LABEL_RATE))))
-        for r in rows
-    }
-    for split, times in (("train", repeat), ("valid", 1)):
-        chosen = rows * times if split == "train" else rows[:8]
-        (data / f"{split}.tsv").write_text(
-            f"{speech_dir.resolve()}\n" + "".join(f"{r['path']}\t{r['num_samples']}\n" for r in chosen),
-            encoding="utf-8",
-        )
-        (data / f"{split}.km").write_text("".join(labels[r["path"]] + "\n" for r in chosen), encoding="utf-8")
-    (data / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(NUM_UNITS)), encoding="utf-8")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fast_hubert_plugin.cli.cmvn",
-            str(data / "valid.tsv"),
-            "--output",
-            str(data / "cmvn.npz"),
-        ],
-        check=True,
-        cwd=REPO,
-    )
+    rows = speech_rows(speech_dir, [manifest], min_seconds)
+    write_random_unit_data(data, speech_dir, {"train": rows * repeat, "valid": rows[:8]}, NUM_UNITS)
     log(f"data: {len(rows)} utterances ({sum(int(r['num_samples']) for r in rows) / 16000 / 60:.1f} min) x {repeat}")
     return data
 
@@ -256,7 +225,7 @@ def main(argv=None):
         prec_interval = max(1, args.precision_updates // 4)
         ft_data = work / "ft_data"
         if not (ft_data / "dict.ltr.txt").is_file():
-            rows = read_rows(REPO / "tests" / "data" / "speech", "so762_train.tsv")[:40]
+            rows = speech_rows(REPO / "tests" / "data" / "speech", ["so762_train.tsv"], 0.0)[:40]
             tsv = work / "ft_in.tsv"
             tsv.write_text(
                 "path\ttext\n" + "".join(f"{REPO / 'tests/data/speech' / r['path']}\t{r['text']}\n" for r in rows),

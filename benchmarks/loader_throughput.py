@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from random_units import speech_rows, write_random_unit_data
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -36,24 +38,13 @@ def main(argv=None):
     from fairseq.tasks import TASK_REGISTRY
 
     import fast_hubert_plugin  # noqa: F401  (registers the task)
-    from fast_hubert_plugin.features.cmvn import GlobalCMVN
     from fast_hubert_plugin.tasks.fast_hubert_pretraining import FastHubertPretrainingConfig
 
     speech = Path(args.speech_dir).resolve()
-    with open(speech / args.manifest, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        rows = [dict(zip(header, line.rstrip("\n").split("\t"))) for line in f if line.strip()]
-    rows = [r for r in rows if int(r["num_samples"]) >= 32000]
+    rows = speech_rows(speech, [args.manifest], 2.0)
     work = Path(tempfile.mkdtemp(prefix="loader_"))
-    rng = np.random.default_rng(0)
     repeat = 20  # one epoch outlasts every measurement (workers never restart)
-    (work / "train.tsv").write_text(
-        f"{speech}\n" + "".join(f"{r['path']}\t{r['num_samples']}\n" for r in rows) * repeat
-    )
-    labels = [" ".join(map(str, rng.integers(0, 500, round(int(r["num_samples"]) / 320)))) + "\n" for r in rows]
-    (work / "train.km").write_text("".join(labels) * repeat)
-    (work / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(500)))
-    GlobalCMVN(np.zeros(80), np.ones(80)).save(work / "cmvn.npz")
+    write_random_unit_data(work, speech, {"train": rows * repeat, "valid": rows[:4]}, 500)
     cfg = FastHubertPretrainingConfig(
         data=str(work),
         label_dir=str(work),
