@@ -19,7 +19,7 @@ SPEECH_DIR = REPO / "tests" / "data" / "speech"
 
 # The end-to-end tier (`make test` runs everything, `make test-fast` leaves these out): tests that train
 # with fairseq-hydra-train, through one of these fixtures or in these modules.
-TRAINING_FIXTURES = {"pretrained_tiny", "pretrained", "finetuned", "pretraining_data"}
+TRAINING_FIXTURES = {"pretrained_tiny", "pretrained", "finetuned"}
 END_TO_END_MODULES = {
     "test_benchmarks",
     "test_recipe",

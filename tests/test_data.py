@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from fast_hubert_plugin.data import fbank_dataset
 from fast_hubert_plugin.data.manifest import read_manifest
 from fast_hubert_plugin.features import compute_fbank, read_audio
 from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames, num_fbank_samples
@@ -188,3 +189,22 @@ def test_precomputed_store_gives_the_same_batches(data, tmp_path):
         assert torch.equal(
             torch.from_numpy(compute_fbank(a.datasets["train"][i]["source"].numpy())), b.datasets["train"][i]["source"]
         )
+
+
+def test_label_encoder_equals_fairseqs_encode_line(data):
+    """The lookup table for integer units gives fairseq's Dictionary.encode_line exactly (ids and dtype);
+    dictionaries of other symbols go through encode_line itself."""
+    from fairseq.data import Dictionary
+
+    units = Dictionary.load(str(data / "dict.km.txt"))
+    encoder = fbank_dataset.LabelEncoderStrict(units)
+    assert encoder.table is not None
+    for line in (data / "train.km").read_text().splitlines()[:20] + ["7", "0 0 49 1"]:
+        ref = units.encode_line(line, append_eos=False, add_if_not_exist=False)
+        got = encoder(line)
+        assert got.dtype == ref.dtype and torch.equal(got, ref), line
+    letters = Dictionary()
+    for symbol in "AB|":
+        letters.add_symbol(symbol)
+    spelled = fbank_dataset.LabelEncoderStrict(letters)
+    assert spelled.table is None and spelled("A B |").tolist() == [letters.index(s) for s in "AB|"]
