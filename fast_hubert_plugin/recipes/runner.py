@@ -81,6 +81,8 @@ class Stage:
                 self.marker,
                 json.dumps({"seconds": self.seconds, "params": self.params, "result": self.result}, indent=1),
             )
+            if not self.quiet and self.seconds >= 10:  # no stage runs long without a word on the console
+                print(f"   {self.title}: done in {self.seconds:.0f} s", flush=True)
         return False
 
 
