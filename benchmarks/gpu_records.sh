@@ -34,17 +34,21 @@ else
   E2E=(--updates 300 --skip 50 --log-interval 25 --repeat 60 --precision-updates 10 --workers 2)
 fi
 STEP="python3 benchmarks/train_step_speed.py --speech-dir $SPEECH ${COMMON[*]}"
-part() { [[ ",$PARTS," == *",$1,"* ]]; }
-part step && { timeout 150 $STEP "${SHAPES[@]}" --output "$OUT/train_step_${MODE}_bf16.md" > "$OUT/step.log" 2>&1
-  echo "train step: exit $? at ${SECONDS}s"; }
-part largest && { timeout 75 $STEP --no-levers "${BIG[@]}" --output "$OUT/train_step_largest_${MODE}_bf16.md" \
-  > "$OUT/largest.log" 2>&1; echo "largest batch: exit $? at ${SECONDS}s"; }
-part official && { timeout 45 $STEP --official "$OFFICIAL" "${SHAPES[@]}" --output "$OUT/train_step_official_${MODE}_bf16.md" \
-  > "$OUT/official.log" 2>&1; echo "official code: exit $? at ${SECONDS}s"; }
-part compile && { timeout 65 $STEP --no-levers --compile --only "fast,fast +compile" "${ONE[@]}" \
-  --output "$OUT/train_step_compile_${MODE}_bf16.md" > "$OUT/compile.log" 2>&1; echo "compile: exit $? at ${SECONDS}s"; }
-part profile && { timeout 40 $STEP --no-levers "${ONE[@]}" --profile fast --profile-rows 25 > "$OUT/profile_fast.txt" 2>&1
-  echo "profile: exit $? at ${SECONDS}s"; }
-part e2e && { timeout 270 python3 benchmarks/e2e_throughput.py --speech-dir "$SPEECH" --work-dir /tmp/e2e_work "${E2E[@]}" \
-  --timeout 100 --output "$OUT/e2e_throughput_${MODE}.md" > "$OUT/e2e.log" 2>&1; echo "e2e: exit $? at ${SECONDS}s"; }
-grep -h "^| \|largest" "$OUT"/*.md "$OUT/largest.log" 2>/dev/null | cut -c1-160
+FAILED=""
+# run PART SECONDS LOG COMMAND...: the part if PARTS names it, within SECONDS, its output into LOG
+run() {
+  local name=$1 limit=$2 log=$3; shift 3
+  [[ ",$PARTS," == *",$name,"* ]] || return 0
+  timeout "$limit" "$@" > "$OUT/$log" 2>&1; local rc=$?
+  echo "$name: exit $rc at ${SECONDS}s"; [ "$rc" = 0 ] || FAILED="$FAILED $name"
+}
+run step 150 step.log $STEP "${SHAPES[@]}" --output "$OUT/train_step_${MODE}_bf16.md"
+run largest 75 largest.log $STEP --no-levers "${BIG[@]}" --output "$OUT/train_step_largest_${MODE}_bf16.md"
+run official 45 official.log $STEP --official "$OFFICIAL" "${SHAPES[@]}" --output "$OUT/train_step_official_${MODE}_bf16.md"
+run compile 65 compile.log $STEP --no-levers --compile --only "fast,fast +compile" "${ONE[@]}" \
+  --output "$OUT/train_step_compile_${MODE}_bf16.md"
+run profile 40 profile_fast.txt $STEP --no-levers "${ONE[@]}" --profile fast --profile-rows 25
+run e2e 270 e2e.log python3 benchmarks/e2e_throughput.py --speech-dir "$SPEECH" --work-dir /tmp/e2e_work "${E2E[@]}" \
+  --timeout 100 --output "$OUT/e2e_throughput_${MODE}.md"
+{ grep -h "^| \|largest" "$OUT"/*.md "$OUT/largest.log" 2>/dev/null || true; } | cut -c1-160
+[ -z "$FAILED" ] || { echo "failed:$FAILED"; exit 1; }
