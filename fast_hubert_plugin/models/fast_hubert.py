@@ -325,10 +325,24 @@ class FastHubertModel(HubertModel):
         compute_unmasked: bool = False,
         rng_keys: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
-        """output_layer is 1-based. Logits are computed only for the frames the loss uses: masked
-        frames, and unmasked ones only when ``compute_unmasked``. rng_keys: (B,) int64, one key per
-        utterance (the dataset's ``net_input["rng_keys"]``) from which its mask is drawn; without
-        them masks come from numpy's global random state.
+        """One batch through the model; T' = ceil(T / 2^n) frames for n subsampler convs (25 Hz for Base).
+
+        Args:
+            source: (B, N) 16 kHz waveforms (training batches; the fbank is computed here) or (B, T, F)
+                raw fbank at 100 Hz (precomputed store, probes, decoding).
+            target_list: one (B, L) int64 tensor of unit ids per label set, at ``label_rate``.
+            padding_mask: (B, N) or (B, T) bool, True on padding, or None when nothing is padded.
+            output_layer: 1-based block whose output ``features_only`` returns (default: the last).
+            rng_keys: (B,) int64, one key per utterance (the dataset's ``net_input["rng_keys"]``) from
+                which its mask is drawn; without them masks come from numpy's global random state.
+
+        Returns (``features_only``): ``x`` (B, T', D), ``padding_mask`` (B, T') or None, ``features``
+        (B, T', D) the unmasked Transformer input. Otherwise, for the loss: ``logit_m_list`` /
+        ``target_m_list`` (and ``_u_`` for unmasked frames), one entry per (label set, supervised
+        layer), label set major: logits (frames, units) and targets (frames,) of the selected frames,
+        or None where not computed; ``layers`` (the supervised 1-based blocks), ``num_label_sets``
+        and ``padding_mask``. Logits are computed only for the frames the loss uses: masked frames,
+        and unmasked ones only when ``compute_unmasked``.
 
         Fine-tuning (``features_only`` with ``mask``, in training) augments with exactly one of:
         SpecAugment on the fbank when ``spec_aug_*`` asks for masks (as the official Fast-HuBERT),
