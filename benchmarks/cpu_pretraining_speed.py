@@ -25,6 +25,7 @@ from pathlib import Path
 
 from fast_hubert_plugin.recipes.runner import parse_log_records
 
+from machine import cpu_model_name
 from random_units import speech_rows, write_random_unit_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ def main(argv=None):
             )
             print(f"repeat {rep + 1} {name}: {rates[name][-1]:.3f} updates/s", flush=True)
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    cpu = cpu_model_name()
     cmd = "python benchmarks/cpu_pretraining_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = [
         "# CPU pretraining speed, tiny config: this checkout's plugin against another",

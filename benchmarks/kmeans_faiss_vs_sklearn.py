@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import cpu_model_name
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -143,12 +145,7 @@ def machine_lines():
     import sklearn
     from threadpoolctl import threadpool_info
 
-    cpu = "unknown"
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model_name()
     lines = [
         f"- CPU: {cpu}, {os.cpu_count()} cores visible; {platform.system()} {platform.machine()}",
         f"- Python {platform.python_version()}, numpy {np.__version__}, faiss {faiss.__version__} "

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import cpu_model_name
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -92,7 +94,7 @@ def main(argv=None):
     best = max(rows, key=lambda r: r[1])
     a, b, _ = np.polyfit([r[0] for r in rows], [r[1] for r in rows], 2)
     axis = -b / (2 * a) if abs(a) > 1e-12 else float("nan")  # flat: no axis
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = cpu_model_name()
     lines = [
         "# Label alignment: fast_hubert pretrained on time-shifted iteration-1 units",
         "",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import cpu_model_name
 from random_units import speech_rows, write_random_unit_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def main(argv=None):
             print(f"{workers} workers, repeat {rep + 1}: {rates[-1]:,.0f} audio-s/s", flush=True)
         results.append((workers, rates))
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = cpu_model_name()
     cmd = "python benchmarks/loader_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = [
         "# Data-loader throughput: fast_hubert_pretraining, Base batches (87.5 s), no model",

@@ -58,6 +58,8 @@ from typing import Callable, List, Optional
 import numpy as np
 import torch
 
+from machine import cpu_model_name
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -509,12 +511,7 @@ def profile(system: System, batch: Batch, device, dtype, rows: int) -> str:
 
 # ----------------------------------------------------------------------------- report
 def machine_lines(device) -> List[str]:
-    cpu = "unknown"
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model_name()
     lines = [
         f"- CPU: {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}, "
         f"capability {torch.backends.cpu.get_cpu_capability()}; {platform.system()} {platform.machine()}",

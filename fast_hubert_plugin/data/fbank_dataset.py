@@ -207,17 +207,16 @@ class FbankHubertDataset(HubertDataset):
             )
         return torch.from_numpy(feats)
 
-    def crop_start(self, size: int, target_size: int, key: Optional[int]) -> int:
+    def crop_start(self, size: int, target_size: int, key: int) -> int:
         """First frame of a window of ``target_size`` of ``size`` frames: a multiple of CROP_MULTIPLE
         drawn from ``key`` (0 without random_crop)."""
         diff = size - target_size
         if diff <= 0 or not self.random_crop:
             return 0
         choices = diff // CROP_MULTIPLE + 1
-        offset = np.random.default_rng(key).integers(choices) if key is not None else np.random.randint(choices)
-        return int(offset) * CROP_MULTIPLE
+        return int(np.random.default_rng(key).integers(choices)) * CROP_MULTIPLE
 
-    def collater_audio(self, audios: List[torch.Tensor], size: int, keys: Sequence[Optional[int]]):
+    def collater_audio(self, audios: List[torch.Tensor], size: int, keys: Sequence[int]):
         """``size`` fbank frames of each item, cropped or zero-padded: waveforms (B, N) with N the samples
         of ``size`` frames, or fbank (B, size, 80); the padding mask (B, N) or (B, size); crop starts
         in frames."""
