@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fast_hubert_plugin.data import fbank_dataset
+from fast_hubert_plugin.data.labels import check_symbols_in_dictionary, read_label_lines
 from fast_hubert_plugin.data.manifest import read_manifest
 from fast_hubert_plugin.features import compute_fbank, read_audio
 from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames, num_fbank_samples
@@ -138,6 +139,42 @@ def test_empty_dictionary_and_unknown_units(data):
     (data / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(40)))  # units 40..49 missing
     with pytest.raises(DataError, match=r"train.km, line \d+: unit\(s\) \['4[0-9]'"):
         make_task(data).load_dataset("train")
+
+
+def test_one_check_of_label_symbols_names_file_line_and_fix(tmp_path):
+    """Unit labels, the probe's letter files and prepare's TSV rows are all checked by it."""
+    lines = ["A B |", "", "A Z Y |"]
+    with pytest.raises(DataError) as e:
+        check_symbols_in_dictionary(lines, ["A", "B", "|"], "x.ltr", "dict.ltr.txt", "use the right dictionary")
+    assert str(e.value) == (
+        "x.ltr, line 3: unit(s) ['Y', 'Z'] not in the dictionary dict.ltr.txt. Fix: use the right dictionary"
+    )
+    with pytest.raises(DataError) as e:  # letters: an empty line is no CTC target
+        check_symbols_in_dictionary(lines, "AB|", "x.ltr", "d", "f", symbol="letter", empty_fix="drop the row")
+    assert str(e.value) == "x.ltr, line 2: empty transcript. Fix: drop the row"
+    with pytest.raises(DataError) as e:  # the rows of another file: their own line numbers
+        check_symbols_in_dictionary(lines, "AB|", "in.tsv", "d", "f", symbol="character", line_numbers=[2, 5, 9])
+    assert (e.value.path, e.value.line, e.value.problem) == (
+        "in.tsv",
+        9,
+        "character(s) ['Y', 'Z'] not in the dictionary d",
+    )
+    check_symbols_in_dictionary(lines[:2], "AB|", "x.ltr", "d", "f")  # known symbols, empty allowed: no error
+
+
+def test_one_reader_of_label_lines_names_file_and_fix(tmp_path):
+    path = tmp_path / "train.ltr"
+    with pytest.raises(DataError) as e:
+        read_label_lines(path, 2, "train.tsv", what="letter labels", missing_fix="run the preparation")
+    assert str(e.value) == f"{path}: letter labels not found. Fix: run the preparation"
+    path.write_text("A |\nB |\nC |\n")
+    with pytest.raises(DataError) as e:
+        read_label_lines(path, 2, "train.tsv")
+    assert str(e.value) == (
+        f"{path}: 3 lines but the manifest train.tsv has 2 rows. Fix: labels must have exactly one line per "
+        "manifest row, in the same order; regenerate them from this manifest"
+    )
+    assert read_label_lines(path, 3, "train.tsv") == ["A |", "B |", "C |"]
 
 
 def test_missing_audio_fails_at_load_with_manifest_line(data):

@@ -3,7 +3,7 @@ units) and ``dict.{label}.txt`` (fairseq dictionary). Validated in full when loa
 wrong file fails at start-up with its line number instead of deep inside training."""
 
 import os
-from typing import List, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 from fairseq.data import Dictionary
 
@@ -33,35 +33,66 @@ def load_dictionary(path) -> Dictionary:
     return d
 
 
-def read_label_lines(path, num_rows: int, manifest_path: str) -> List[str]:
+def read_label_lines(
+    path,
+    num_rows: int,
+    manifest_path: str,
+    what: str = "label file",
+    missing_fix: str = "check task.label_dir and task.labels",
+    mismatch_fix: str = "labels must have exactly one line per manifest row, in the same order; "
+    "regenerate them from this manifest",
+) -> List[str]:
+    """The lines of a label file (k-means units, letters, words), one per manifest row.
+    ``what`` names the file and the fixes say how it is made, in the errors."""
     path = str(path)
     if not os.path.isfile(path):
-        raise DataError(path, "label file not found", "check task.label_dir and task.labels")
+        raise DataError(path, f"{what} not found", missing_fix)
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
     if len(lines) != num_rows:
-        raise DataError(
-            path,
-            f"{len(lines)} lines but the manifest {manifest_path} has {num_rows} rows",
-            "labels must have exactly one line per manifest row, in the same order; regenerate them from this manifest",
-        )
+        raise DataError(path, f"{len(lines)} lines but the manifest {manifest_path} has {num_rows} rows", mismatch_fix)
     return lines
 
 
-def check_units_in_dictionary(lines: Sequence[str], dictionary: Dictionary, path, dict_path) -> None:
-    """Every unit must be in the dictionary: fairseq would silently map it to <unk>."""
-    known = set(dictionary.symbols[dictionary.nspecial :])
-    for n, line in enumerate(lines, start=1):
-        units = set(line.split())
-        missing = units - known
+def check_symbols_in_dictionary(
+    lines: Sequence[str],
+    symbols: Iterable[str],
+    path,
+    dict_path,
+    fix: str,
+    symbol: str = "unit",
+    line_numbers: Optional[Sequence[int]] = None,
+    empty_fix: Optional[str] = None,
+) -> None:
+    """Every space-separated symbol of every line must be one of ``symbols`` (a dictionary's):
+    fairseq would silently map any other to <unk>. Errors name ``path`` and the line, 1-based or
+    ``line_numbers[i]`` for ``lines[i]``; with ``empty_fix`` an empty line is an error too (a CTC
+    target needs a symbol)."""
+    known = set(symbols)
+    for i, line in enumerate(lines):
+        n = line_numbers[i] if line_numbers is not None else i + 1
+        units = line.split()
+        if not units and empty_fix is not None:
+            raise DataError(path, "empty transcript", empty_fix, line=n)
+        missing = sorted(set(units) - known)
         if missing:
-            example = sorted(missing)[:5]
-            raise DataError(
-                path,
-                f"unit(s) {example} not in the dictionary {dict_path}",
-                "regenerate the dictionary from the same k-means model as the labels",
-                line=n,
-            )
+            raise DataError(path, f"{symbol}(s) {missing[:5]} not in the dictionary {dict_path}", fix, line=n)
+
+
+def dictionary_symbols(dictionary: Dictionary) -> List[str]:
+    """The symbols of a fairseq dictionary without its specials (<s>, <pad>, </s>, <unk>)."""
+    return dictionary.symbols[dictionary.nspecial :]
+
+
+def check_units_in_dictionary(lines: Sequence[str], dictionary: Dictionary, path, dict_path) -> None:
+    """k-means unit labels against their dictionary."""
+    check_symbols_in_dictionary(
+        lines,
+        dictionary_symbols(dictionary),
+        path,
+        dict_path,
+        "regenerate the dictionary from the same k-means model as the labels",
+    )
 
 
 def check_label_lengths(

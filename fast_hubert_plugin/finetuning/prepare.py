@@ -34,6 +34,7 @@ from typing import Dict, List, Optional
 import soundfile as sf
 from tqdm import tqdm
 
+from ..data.labels import check_symbols_in_dictionary, dictionary_symbols, load_dictionary
 from ..features.kaldi_fbank import FRAME_LENGTH_SAMPLES, SAMPLE_RATE
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.cli import HelpFormatter, console_script
@@ -182,24 +183,21 @@ def dictionary_text(counts: Dict[str, int]) -> str:
 
 
 def read_letter_dictionary(path: str) -> List[str]:
-    from ..data.labels import load_dictionary
-
-    d = load_dictionary(path)
-    return d.symbols[d.nspecial :]
+    return dictionary_symbols(load_dictionary(path))
 
 
 def check_letters(rows: List[Row], letters: List[str], tsv: str, dict_path: str) -> None:
-    known = set(letters)
-    for r in rows:
-        unknown = sorted(set(words_to_letters(r.words).split()) - known)
-        if unknown:
-            raise DataError(
-                tsv,
-                f"character(s) {unknown} not in the dictionary {dict_path}",
-                "normalise the transcript to the training alphabet, or rebuild the dictionary with "
-                "--write-dict on a training split that has these characters",
-                line=r.line,
-            )
+    """The rows' letters against a dictionary; errors name the line of the input TSV."""
+    check_symbols_in_dictionary(
+        [words_to_letters(r.words) for r in rows],
+        letters,
+        tsv,
+        dict_path,
+        "normalise the transcript to the training alphabet, or rebuild the dictionary with "
+        "--write-dict on a training split that has these characters",
+        symbol="character",
+        line_numbers=[r.line for r in rows],
+    )
 
 
 def prepare_split(

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data.labels import load_dictionary
+from ..data.labels import check_symbols_in_dictionary, dictionary_symbols, load_dictionary, read_label_lines
 from ..data.manifest import read_manifest
 from ..features.cmvn import CMVNAccumulator
 from ..finetuning.ctc import ErrorCounts, ViterbiDecoder, ctc_blank, letters_to_text, units_to_letters
@@ -99,35 +99,25 @@ def read_letters(
 ) -> List[str]:
     """The split's letter lines, checked against the manifest (one per row) and the dictionary."""
     path = os.path.join(label_dir, f"{split}.ltr")
-    if not os.path.isfile(path):
-        raise DataError(
-            path,
-            "letter labels not found",
-            f"run fast-hubert-prepare-ctc on the transcribed TSV of this split (--split {split}) "
-            "into the --label-dir folder",
-        )
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    if len(lines) != num_rows:
-        raise DataError(
-            path,
-            f"{len(lines)} lines but the manifest {manifest_path} has {num_rows} rows",
-            "write the letters and the manifest together with fast-hubert-prepare-ctc",
-        )
-    known = set(dictionary.symbols[dictionary.nspecial :])
-    for n, line in enumerate(lines, start=1):
-        letters = line.split()
-        if not letters:
-            raise DataError(path, "empty transcript", "remove the row from the manifest and the labels", line=n)
-        unknown = sorted(set(letters) - known)
-        if unknown:
-            raise DataError(
-                path,
-                f"letter(s) {unknown[:5]} not in the dictionary {dict_path}",
-                "pass the dict.ltr.txt that fast-hubert-prepare-ctc wrote with the training split's "
-                "letters (--write-dict on the training split, --dict-from for the others)",
-                line=n,
-            )
+    lines = read_label_lines(
+        path,
+        num_rows,
+        manifest_path,
+        what="letter labels",
+        missing_fix=f"run fast-hubert-prepare-ctc on the transcribed TSV of this split (--split {split}) "
+        "into the --label-dir folder",
+        mismatch_fix="write the letters and the manifest together with fast-hubert-prepare-ctc",
+    )
+    check_symbols_in_dictionary(
+        lines,
+        dictionary_symbols(dictionary),
+        path,
+        dict_path,
+        "pass the dict.ltr.txt that fast-hubert-prepare-ctc wrote with the training split's "
+        "letters (--write-dict on the training split, --dict-from for the others)",
+        symbol="letter",
+        empty_fix="remove the row from the manifest and the labels",
+    )
     return lines
 
 
