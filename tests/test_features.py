@@ -6,6 +6,7 @@ import torch
 
 from fast_hubert_plugin.data.feature_store import FbankStore, write_store
 from fast_hubert_plugin.features import GlobalCMVN, compute_fbank, num_fbank_frames, read_audio
+from fast_hubert_plugin.features.audio import audio_num_samples, check_audio_exists
 from fast_hubert_plugin.features.cmvn import CMVNAccumulator
 from fast_hubert_plugin.features.spec_augment import spec_augment
 from fast_hubert_plugin.utils.errors import DataError
@@ -100,6 +101,31 @@ def test_read_audio_errors(tmp_path):
     sf.write(tmp_path / "8k.wav", np.zeros(800, dtype=np.float32), 8000)
     with pytest.raises(DataError, match="8000 Hz.*expected 16000"):
         read_audio(tmp_path / "8k.wav")
+
+
+def test_one_audio_check_names_file_where_and_fix(tmp_path):
+    """Manifests, the loader and fast-hubert-prepare-ctc check audio files with it."""
+    import soundfile as sf
+
+    where = "manifest x.tsv, line 3"
+    with pytest.raises(DataError) as e:
+        check_audio_exists(tmp_path / "nope.flac", where)
+    assert str(e.value) == (
+        f"{tmp_path / 'nope.flac'}: audio file not found (listed in manifest x.tsv, line 3). "
+        "Fix: fix the path (or the root folder it is relative to), or remove the row"
+    )
+    (tmp_path / "junk.wav").write_bytes(b"not audio at all")
+    with pytest.raises(
+        DataError, match=r"junk.wav: cannot read audio \(listed in manifest x.tsv, line 3\): .*Fix: re-encode"
+    ):
+        audio_num_samples(tmp_path / "junk.wav", where=where)
+    sf.write(tmp_path / "8k.wav", np.zeros(800, dtype=np.float32), 8000)
+    with pytest.raises(DataError, match=r"8k.wav: sample rate 8000 Hz, expected 16000 Hz. Fix: resample"):
+        audio_num_samples(tmp_path / "8k.wav")
+    wav = (np.arange(1234, dtype=np.float32) % 7) / 10
+    sf.write(tmp_path / "ok.flac", wav, 16000, subtype="PCM_16")
+    assert audio_num_samples(tmp_path / "ok.flac") == len(read_audio(tmp_path / "ok.flac")) == 1234
+    assert np.allclose(read_audio(tmp_path / "ok.flac"), sf.read(tmp_path / "ok.flac", dtype="float32")[0])
 
 
 def test_spec_augment_masks_inside_lengths_only():

@@ -9,7 +9,7 @@ from typing import List
 
 import numpy as np
 
-from ..features.audio import read_audio
+from ..features.audio import check_audio_exists, read_audio
 from ..utils.errors import DataError
 
 MANIFEST_FIX = "each row must be 'relative/path<TAB>num_samples' after a first line holding the audio root"
@@ -50,13 +50,7 @@ class AudioManifest:
 
     def check_files_exist(self) -> None:
         for i in range(len(self)):
-            p = self.audio_path(i)
-            if not os.path.isfile(p):
-                raise DataError(
-                    p,
-                    f"audio file not found (listed in {self.where(i)})",
-                    "fix the manifest's root line or the row's path, or remove the row",
-                )
+            check_audio_exists(self.audio_path(i), self.where(i))
 
 
 def read_manifest(path) -> AudioManifest:

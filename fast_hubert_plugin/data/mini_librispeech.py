@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 from typing import Dict, Optional
 
-import soundfile as sf
 from tqdm import tqdm
 
+from ..features.audio import audio_num_samples
 from ..utils.atomic import atomic_path
 from .download import Archive, DownloadError, Unreachable, download, extract_member_dir, verify
 
@@ -64,7 +64,7 @@ def write_manifest(part_dir: Path, root: Path, out: Path) -> int:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(["id", "path", "speaker", "num_samples", "text"])
         for utt, rel, speaker, text in tqdm(rows, desc=f"{part_dir.name} manifest", unit="utt"):
-            w.writerow([utt, rel, speaker, sf.info(str(root / rel)).frames, text])
+            w.writerow([utt, rel, speaker, audio_num_samples(root / rel), text])
     return len(rows)
 
 

@@ -31,10 +31,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-import soundfile as sf
 from tqdm import tqdm
 
 from ..data.labels import check_symbols_in_dictionary, dictionary_symbols, load_dictionary
+from ..features.audio import audio_num_samples
 from ..features.kaldi_fbank import FRAME_LENGTH_SAMPLES, SAMPLE_RATE
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.cli import HelpFormatter, console_script
@@ -136,31 +136,15 @@ def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = Tru
 
 def check_audio(audio: str, tsv: str, line: int) -> int:
     """Number of samples of ``audio`` (read from its header); DataError naming the TSV line if unusable."""
-    if not os.path.isfile(audio):
-        raise DataError(
-            tsv,
-            f"audio file {audio} not found",
-            "fix the path (relative to the TSV's folder) or drop the row",
-            line=line,
-        )
     try:
-        info = sf.info(audio)
-    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError for unreadable files
+        num_samples = audio_num_samples(audio, SAMPLE_RATE)
+    except DataError as e:  # the row of the TSV is what to fix
+        raise DataError(tsv, f"{e.problem}: {audio}", e.fix, line=line) from None
+    if num_samples < FRAME_LENGTH_SAMPLES:
         raise DataError(
-            tsv, f"cannot read audio {audio}: {e}", "re-encode it as 16-bit WAV/FLAC or drop the row", line=line
-        ) from None
-    if info.samplerate != SAMPLE_RATE:
-        raise DataError(
-            tsv,
-            f"{audio} is {info.samplerate} Hz, expected {SAMPLE_RATE} Hz",
-            f"resample it (e.g. sox in.flac -r {SAMPLE_RATE} out.flac)",
-            line=line,
+            tsv, f"{audio} has {num_samples} samples, fewer than one 25 ms fbank frame", "drop the row", line=line
         )
-    if info.frames < FRAME_LENGTH_SAMPLES:
-        raise DataError(
-            tsv, f"{audio} has {info.frames} samples, fewer than one 25 ms fbank frame", "drop the row", line=line
-        )
-    return int(info.frames)
+    return num_samples
 
 
 def manifest_text(rows: List[Row]) -> str:
