@@ -141,6 +141,21 @@ def test_empty_dictionary_and_unknown_units(data):
         make_task(data).load_dataset("train")
 
 
+def test_a_row_without_a_fbank_frame_names_the_manifest_line(data):
+    name = (data / "train.tsv").read_text().splitlines()[3].split("\t")[0]
+    rewrite_line(data / "train.tsv", 4, f"{name}\t399")  # an existing file: the size is what is checked
+    with pytest.raises(DataError) as e:
+        make_task(data).load_dataset("train")
+    assert str(e.value) == (
+        f"{data / 'train.tsv'}, line 4: an utterance of 399 samples is shorter than one 25 ms fbank frame "
+        "(400 samples). Fix: remove it from the manifest"
+    )
+    manifest = read_manifest(data / "train.tsv")
+    manifest.check_at_least_one_frame([0, 1])  # the rows asked for only (batching checks its own)
+    with pytest.raises(DataError, match="line 4: an utterance of 399 samples"):
+        manifest.check_at_least_one_frame([0, 2])
+
+
 def test_one_check_of_label_symbols_names_file_line_and_fix(tmp_path):
     """Unit labels, the probe's letter files and prepare's TSV rows are all checked by it."""
     lines = ["A B |", "", "A Z Y |"]

@@ -8,6 +8,7 @@ from fast_hubert_plugin.data.feature_store import FbankStore, write_store
 from fast_hubert_plugin.features import GlobalCMVN, compute_fbank, num_fbank_frames, read_audio
 from fast_hubert_plugin.features.audio import audio_num_samples, check_audio_exists
 from fast_hubert_plugin.features.cmvn import CMVNAccumulator
+from fast_hubert_plugin.features.kaldi_fbank import check_at_least_one_frame
 from fast_hubert_plugin.features.spec_augment import spec_augment
 from fast_hubert_plugin.utils.errors import DataError
 
@@ -19,6 +20,17 @@ def test_num_fbank_frames(n, frames):
     assert num_fbank_frames(n) == frames
     if n:
         assert compute_fbank(np.random.default_rng(0).uniform(-0.1, 0.1, n).astype(np.float32)).shape == (frames, 80)
+
+
+@pytest.mark.parametrize("n", [0, 399, 400, 560])
+def test_one_rule_for_an_utterance_without_a_frame(n):
+    """The dataset, the batches, prepare, the layer extractor and the export's feature extractor use it."""
+    if num_fbank_frames(n):
+        check_at_least_one_frame(n)
+        return
+    with pytest.raises(ValueError) as e:
+        check_at_least_one_frame(n, "utt.flac")
+    assert str(e.value) == f"utt.flac of {n} samples is shorter than one 25 ms fbank frame (400 samples)"
 
 
 def test_cmvn_statistics_match_numpy():

@@ -13,7 +13,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..features.kaldi_fbank import SAMPLE_RATE, compute_fbank, num_fbank_frames
-from ..utils.errors import DataError
 from ..utils.masks import lengths_to_padding_mask
 from .manifest import AudioManifest
 
@@ -54,14 +53,7 @@ class ManifestFbank(Dataset):
         self.rows = list(range(len(manifest))) if rows is None else list(rows)
         self.sample_rate = sample_rate
         self.frames = [num_fbank_frames(manifest.num_samples[i]) for i in self.rows]
-        for i, f in zip(self.rows, self.frames):
-            if f == 0:
-                raise DataError(
-                    manifest.path,
-                    "utterance shorter than one 25 ms fbank frame",
-                    "remove it from the manifest",
-                    line=manifest.line_of(i),
-                )
+        manifest.check_at_least_one_frame(self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)

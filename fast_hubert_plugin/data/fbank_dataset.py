@@ -82,14 +82,7 @@ class FbankHubertDataset(HubertDataset):
         all_frames = [num_fbank_frames(n) for n in manifest.num_samples]
         if feature_store is not None:
             feature_store.check_matches(all_frames, manifest_path)
-        for i, frames in enumerate(all_frames):
-            if frames == 0:
-                raise DataError(
-                    manifest_path,
-                    f"utterance shorter than one 25 ms frame ({manifest.num_samples[i]} samples)",
-                    "remove it from the manifest",
-                    line=manifest.line_of(i),
-                )
+        manifest.check_at_least_one_frame()
         keep = [
             i
             for i, f in enumerate(all_frames)

@@ -5,11 +5,12 @@ Loaded once, validated row by row, with errors that name the line (1-based, as a
 
 import os
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from ..features.audio import check_audio_exists, read_audio
+from ..features.kaldi_fbank import check_at_least_one_frame
 from ..utils.errors import DataError
 
 MANIFEST_FIX = "each row must be 'relative/path<TAB>num_samples' after a first line holding the audio root"
@@ -47,6 +48,14 @@ class AudioManifest:
                 "regenerate the manifest from the audio: its sizes must match for labels to line up",
             )
         return wav
+
+    def check_at_least_one_frame(self, rows: Optional[Sequence[int]] = None) -> None:
+        """Every row (or each of ``rows``) is long enough for a fbank frame."""
+        for i in range(len(self)) if rows is None else rows:
+            try:
+                check_at_least_one_frame(self.num_samples[i], "an utterance")
+            except ValueError as e:
+                raise DataError(self.path, str(e), "remove it from the manifest", line=self.line_of(i)) from None
 
     def check_files_exist(self) -> None:
         for i in range(len(self)):

@@ -40,6 +40,15 @@ def num_fbank_frames(num_samples):
     return 1 + (num_samples - FRAME_LENGTH_SAMPLES) // FRAME_SHIFT_SAMPLES
 
 
+def check_at_least_one_frame(num_samples: int, what: str = "a waveform") -> None:
+    """ValueError unless ``num_samples`` give a fbank frame: an utterance without one has no
+    features, labels or padding mask. The one rule for it (the export carries it in this file)."""
+    if num_samples < FRAME_LENGTH_SAMPLES:
+        raise ValueError(
+            f"{what} of {num_samples} samples is shorter than one 25 ms fbank frame ({FRAME_LENGTH_SAMPLES} samples)"
+        )
+
+
 def num_fbank_samples(num_frames: int) -> int:
     """The fewest samples that give ``num_frames`` frames (inverse of ``num_fbank_frames``)."""
     return 0 if num_frames <= 0 else (num_frames - 1) * FRAME_SHIFT_SAMPLES + FRAME_LENGTH_SAMPLES

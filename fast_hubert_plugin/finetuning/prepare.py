@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ..data.labels import check_symbols_in_dictionary, dictionary_symbols, load_dictionary
 from ..features.audio import audio_num_samples
-from ..features.kaldi_fbank import FRAME_LENGTH_SAMPLES, SAMPLE_RATE
+from ..features.kaldi_fbank import SAMPLE_RATE, check_at_least_one_frame
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
@@ -138,12 +138,11 @@ def check_audio(audio: str, tsv: str, line: int) -> int:
     """Number of samples of ``audio`` (read from its header); DataError naming the TSV line if unusable."""
     try:
         num_samples = audio_num_samples(audio, SAMPLE_RATE)
+        check_at_least_one_frame(num_samples, audio)
     except DataError as e:  # the row of the TSV is what to fix
         raise DataError(tsv, f"{e.problem}: {audio}", e.fix, line=line) from None
-    if num_samples < FRAME_LENGTH_SAMPLES:
-        raise DataError(
-            tsv, f"{audio} has {num_samples} samples, fewer than one 25 ms fbank frame", "drop the row", line=line
-        )
+    except ValueError as e:
+        raise DataError(tsv, str(e), "drop the row", line=line) from None
     return num_samples
 
 

@@ -24,7 +24,7 @@ import torch
 
 from ..data.batching import pad_features
 from ..features.audio import read_audio
-from ..features.kaldi_fbank import FBANK_FRAME_RATE, SAMPLE_RATE, compute_fbank
+from ..features.kaldi_fbank import FBANK_FRAME_RATE, SAMPLE_RATE, check_at_least_one_frame, compute_fbank
 from .checkpoints import load_checkpoint
 from .hubert_ctc import fast_hubert_of
 from .subsampler import subsampled_lengths
@@ -107,10 +107,8 @@ class FeatureExtractor:
             wav = np.asarray(audio, dtype=np.float32)
         if wav.ndim != 1:
             raise ValueError(f"expected a mono waveform (samples,), got shape {wav.shape}")
-        feats = compute_fbank(wav, SAMPLE_RATE)
-        if feats.shape[0] == 0:
-            raise ValueError(f"{len(wav)} samples is shorter than one 25 ms fbank frame")
-        return torch.from_numpy(feats)
+        check_at_least_one_frame(len(wav))
+        return torch.from_numpy(compute_fbank(wav, SAMPLE_RATE))
 
     def extract(self, audio: Audio, layers: Layers = "all") -> Dict[int, torch.Tensor]:
         """Features of one utterance: {layer: (frames, dim) float tensor on the CPU}."""

@@ -15,7 +15,7 @@ import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 
 # The training fbank, copied into the folder by the exporter (inside the plugin: features/kaldi_fbank.py).
-from .kaldi_fbank import FRAME_LENGTH_SAMPLES, SAMPLE_RATE, kaldi_fbank, num_fbank_frames
+from .kaldi_fbank import SAMPLE_RATE, check_at_least_one_frame, kaldi_fbank, num_fbank_frames
 
 
 class FastHubertFeatureExtractor(SequenceFeatureExtractor):
@@ -53,13 +53,10 @@ class FastHubertFeatureExtractor(SequenceFeatureExtractor):
 
     def fbank(self, waveforms: Sequence[torch.Tensor], device: Union[str, torch.device] = "cpu"):
         """Raw log-Mel fbank (no CMVN) of each waveform, batched: (B, T, bins) float32 and (B,) frame counts."""
+        for w in waveforms:
+            check_at_least_one_frame(len(w))
         lengths = torch.tensor([len(w) for w in waveforms])
         frames = num_fbank_frames(lengths)
-        if bool((frames == 0).any()):
-            short = int(lengths[frames == 0][0])
-            raise ValueError(
-                f"a waveform of {short} samples is shorter than one 25 ms fbank frame ({FRAME_LENGTH_SAMPLES} samples)"
-            )
         batch = torch.zeros(len(waveforms), int(lengths.max()), dtype=torch.float64, device=device)
         for b, w in enumerate(waveforms):
             batch[b, : len(w)] = w.to(device=device, dtype=torch.float64)
