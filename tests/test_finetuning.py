@@ -34,7 +34,7 @@ from fast_hubert_plugin.finetuning.ctc import (
 from fast_hubert_plugin.finetuning.decode import ctc_log_probs
 from fast_hubert_plugin.models import fast_hubert as fast_hubert_module
 from fast_hubert_plugin.models.checkpoints import load_checkpoint
-from fast_hubert_plugin.models.hubert_ctc import fast_hubert_of
+from fast_hubert_plugin.models.family import fast_hubert_of
 from fast_hubert_plugin.models.layer_features import FeatureExtractor
 from fast_hubert_plugin.utils.errors import DataError
 

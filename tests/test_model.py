@@ -387,3 +387,47 @@ def test_bf16_pretraining_step_matches_fp32(mode):
     for k in ("mask_emb", "label_heads.1.weight", "subsampler.conv_layers.0.weight"):
         cos = F.cosine_similarity(grads[k].flatten(), grad32[k].flatten(), dim=0)
         assert cos > 0.95, (k, float(cos))
+
+
+def test_one_decision_of_the_model_family():
+    """The clustering and probing extractors (models) and the export (checkpoint configs) use it."""
+    from fairseq.models.hubert.hubert import HubertConfig, HubertModel
+    from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
+    from omegaconf import OmegaConf
+
+    from fast_hubert_plugin.models.family import FAST_HUBERT, HUBERT, fast_hubert_of, model_family
+
+    def fine_tuned(inner):  # what fairseq's hubert_ctc holds
+        return SimpleNamespace(w2v_encoder=SimpleNamespace(w2v_model=inner))
+
+    fast = tiny_model()
+    official = OfficialFastHubertModel(
+        tiny_cfg(OfficialFastHubertConfig, predict_layers="[3]", supervised_layers="[]"), [units()]
+    )
+    stock = HubertModel(
+        HubertConfig(
+            label_rate=50.0, encoder_layers=1, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=2
+        ),
+        HubertPretrainingConfig(labels=["km"], label_rate=50.0),
+        [units()],
+    )
+    for model in (fast, official, fine_tuned(fast)):
+        assert model_family(model) == FAST_HUBERT
+    assert fast_hubert_of(fast) is fast and fast_hubert_of(fine_tuned(official)) is official
+    assert model_family(stock) == HUBERT
+    for model in (stock, fine_tuned(stock)):
+        with pytest.raises(ValueError, match="HubertModel is not a fast_hubert model"):
+            fast_hubert_of(model)
+    for model in (fine_tuned(stock), torch.nn.Linear(2, 2)):
+        with pytest.raises(ValueError, match=r"unsupported model \w+ \(None\): expected fast_hubert or hubert"):
+            model_family(model)
+
+    def ctc(inner):
+        return {"_name": "hubert_ctc", "w2v_args": {"model": inner} if inner else None}
+
+    for cfg in ({"_name": "fast_hubert"}, OmegaConf.create({"_name": "fasthubert"}), ctc({"_name": "fast_hubert"})):
+        assert model_family(cfg) == FAST_HUBERT
+    assert model_family({"_name": "hubert"}) == HUBERT
+    for cfg in ({"_name": "wav2vec2"}, ctc({"_name": "hubert"}), ctc(None)):
+        with pytest.raises(ValueError, match=f"unsupported model '{cfg['_name']}': expected fast_hubert or hubert"):
+            model_family(cfg)

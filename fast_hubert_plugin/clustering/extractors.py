@@ -15,8 +15,7 @@ import numpy as np
 from ..features.cmvn import GlobalCMVN
 from ..features.kaldi_fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, SAMPLE_RATE, compute_fbank, num_fbank_frames
 from ..models.checkpoints import load_checkpoint
-from ..models.fast_hubert import FastHubertModel
-from ..models.hubert_ctc import wrapped_model
+from ..models.family import FAST_HUBERT, HUBERT, model_family
 from ..models.layer_features import FeatureExtractor
 from ..utils.errors import DataError
 from .mfcc import MFCC_DIM, MFCC_FRAME_RATE, compute_mfcc
@@ -79,7 +78,7 @@ class LayerExtractor:
         self.checkpoint, self.layer, self.device = str(checkpoint), int(layer), device
         model, cfg, _ = load_checkpoint(self.checkpoint, device)
         self.family = model_family(model)
-        if self.family == "hubert":
+        if self.family == HUBERT:
             self.model = model
             self.normalize = bool(getattr(cfg.task, "normalize", False))
             lowest, n_layers = 1, len(model.encoder.layers)
@@ -98,7 +97,7 @@ class LayerExtractor:
             )
 
     def num_frames(self, num_samples: int) -> int:
-        if self.family == "hubert":
+        if self.family == HUBERT:
             n = num_samples
             for kernel, stride in self.strides:
                 n = (n - kernel) // stride + 1 if n >= kernel else 0
@@ -119,7 +118,7 @@ class LayerExtractor:
         """Features of a batch of waveforms: list of (num_frames(len(wav)), dim) float32."""
         import torch
 
-        if self.family == "fast_hubert":
+        if self.family == FAST_HUBERT:
             fbanks = [torch.from_numpy(compute_fbank(w)) for w in wavs]
             return [f[self.layer].numpy() for f in self.features.extract_batch(fbanks, [self.layer])]
         out = []
@@ -131,22 +130,6 @@ class LayerExtractor:
                 feats, _ = self.model.extract_features(source=x, padding_mask=None, mask=False, output_layer=self.layer)
             out.append(feats[0].float().cpu().numpy())
         return out
-
-
-def model_family(model) -> str:
-    """'fast_hubert' for our model under any registered name (``fast_hubert``, the official
-    ``fasthubert``) or inside ``hubert_ctc``; 'hubert' for fairseq's stock waveform HuBERT.
-
-    Decided by what the model is (its class), never by its config name: FastHubertModel is a
-    HubertModel subclass without the waveform CNN, so it must be tested first."""
-    from fairseq.models.hubert.hubert import HubertModel
-
-    if isinstance(model, FastHubertModel) or isinstance(wrapped_model(model), FastHubertModel):
-        return "fast_hubert"
-    if isinstance(model, HubertModel):
-        return "hubert"
-    name = getattr(getattr(model, "cfg", None), "_name", None)
-    raise ValueError(f"unsupported model {type(model).__name__} ({name}): expected fast_hubert or hubert")
 
 
 def hubert_conv_strides(model) -> List[tuple]:

@@ -11,10 +11,9 @@ from typing import Dict, List, Optional
 
 import torch
 
+from ..models.family import HUBERT, HUBERT_CTC, model_family, pretrained_config
 from .hf.configuration_fast_hubert import FastHubertConfig
 
-FAST_HUBERT_NAMES = ("fast_hubert", "fasthubert")
-CTC_NAME = "hubert_ctc"
 CTC_PREFIX = "w2v_encoder.w2v_model."
 CTC_HEAD = "w2v_encoder.proj."
 HF_CONVERTER = (
@@ -167,33 +166,32 @@ def convert_checkpoint(path: str) -> ExportedWeights:
     model_cfg = cfg.get("model") or {}
     name = model_cfg.get("_name")
     weights = state["model"]
-    ctc_cfg = None
-    if name == CTC_NAME:
-        ctc_cfg = model_cfg
-        w2v_args = model_cfg.get("w2v_args")
-        if not w2v_args:
-            raise ExportError(
-                f"{path}: a hubert_ctc checkpoint without its pretrained config (w2v_args: null). "
-                "Fix: fine-tune with this plugin, which keeps w2v_args in the checkpoint"
-            )
-        model_cfg = w2v_args["model"]
+    ctc_cfg = model_cfg if name == HUBERT_CTC else None
+    model_cfg = pretrained_config(model_cfg)
+    if model_cfg is None:
+        raise ExportError(
+            f"{path}: a hubert_ctc checkpoint without its pretrained config (w2v_args: null). "
+            "Fix: fine-tune with this plugin, which keeps w2v_args in the checkpoint"
+        )
+    try:
+        family = model_family(model_cfg)
+    except ValueError:
         inner = model_cfg.get("_name")
-        if inner == "hubert":
+        if ctc_cfg is not None:
             raise ExportError(
-                f"{path}: a fine-tuned stock HuBERT (hubert_ctc over hubert), not Fast-HuBERT: use {HF_CONVERTER}"
-            )
-        if inner not in FAST_HUBERT_NAMES:
-            raise ExportError(f"{path}: hubert_ctc over model {inner!r}; only fast_hubert models can be exported")
-        prefix = CTC_PREFIX
-    elif name == "hubert":
-        raise ExportError(f"{path}: a stock HuBERT checkpoint (waveform CNN), not Fast-HuBERT: use {HF_CONVERTER}")
-    elif name in FAST_HUBERT_NAMES:
-        prefix = ""
-    else:
+                f"{path}: hubert_ctc over model {inner!r}; only fast_hubert models can be exported"
+            ) from None
         raise ExportError(
             f"{path}: model {name!r} is neither fast_hubert nor hubert_ctc over fast_hubert; "
             "export a checkpoint written by fast-hubert pretraining or fine-tuning"
+        ) from None
+    if family == HUBERT and ctc_cfg is not None:
+        raise ExportError(
+            f"{path}: a fine-tuned stock HuBERT (hubert_ctc over hubert), not Fast-HuBERT: use {HF_CONVERTER}"
         )
+    if family == HUBERT:
+        raise ExportError(f"{path}: a stock HuBERT checkpoint (waveform CNN), not Fast-HuBERT: use {HF_CONVERTER}")
+    prefix = CTC_PREFIX if ctc_cfg is not None else ""
 
     out: Dict[str, torch.Tensor] = {}
     head = "fast_hubert." if ctc_cfg is not None else ""

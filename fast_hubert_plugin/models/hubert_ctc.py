@@ -24,6 +24,8 @@ from fairseq.models import MODEL_DATACLASS_REGISTRY
 from fairseq.models.hubert import hubert_asr
 from omegaconf import DictConfig, open_dict
 
+from .family import fast_hubert_of, wrapped_model
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,23 +47,6 @@ def _writable(cfg):
     return open_dict(cfg) if isinstance(cfg, DictConfig) else contextlib.nullcontext()
 
 
-def wrapped_model(model):
-    """The pretrained model inside a ``hubert_ctc`` / ``hubert_seq2seq`` model, else None."""
-    encoder = getattr(model, "w2v_encoder", None) or getattr(model, "encoder", None)
-    return getattr(encoder, "w2v_model", None)
-
-
-def fast_hubert_of(model):
-    """The fast_hubert model itself: ``model`` or the one inside a ``hubert_ctc`` model."""
-    from .fast_hubert import FastHubertModel
-
-    inner = wrapped_model(model)
-    inner = model if inner is None else inner
-    if not isinstance(inner, FastHubertModel):
-        raise ValueError(f"{type(inner).__name__} is not a fast_hubert model (no fbank subsampler)")
-    return inner
-
-
 def keep_pretrained_config(model_cfg, model) -> None:
     """Copy the pretrained config that ``HubertEncoder`` loaded into ``model_cfg.w2v_args``."""
     encoder_cfg = getattr(model, "cfg", None)
@@ -74,16 +59,16 @@ def keep_pretrained_config(model_cfg, model) -> None:
 
 def set_spec_augment(model, values: Dict[str, int]) -> None:
     """Set ``spec_aug_*`` values on the fast_hubert model wrapped by ``model``."""
-    from .fast_hubert import FastHubertModel
-
     inner = wrapped_model(model)
     if inner is None or not values:
         return
-    if not isinstance(inner, FastHubertModel):
+    try:
+        fast_hubert_of(model)
+    except ValueError:
         raise ValueError(
             f"task.spec_aug_* is set but the fine-tuned model is {type(inner).__name__}, "
             "not fast_hubert: unset task.spec_aug_*"
-        )
+        ) from None
     with _writable(inner.cfg):
         for k, v in values.items():
             setattr(inner.cfg, k, v)

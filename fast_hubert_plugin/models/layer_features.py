@@ -26,7 +26,7 @@ from ..data.batching import pad_features
 from ..features.audio import read_audio
 from ..features.kaldi_fbank import FBANK_FRAME_RATE, SAMPLE_RATE, check_at_least_one_frame, compute_fbank
 from .checkpoints import load_checkpoint
-from .hubert_ctc import fast_hubert_of
+from .family import fast_hubert_of
 from .subsampler import subsampled_lengths
 
 Layers = Union[int, str, Iterable[int]]

@@ -24,10 +24,11 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from ..clustering.extractors import hubert_conv_strides, model_family
+from ..clustering.extractors import hubert_conv_strides
 from ..clustering.mfcc import MFCC_DIM, MFCC_FRAME_RATE, compute_mfcc
 from ..features.kaldi_fbank import FBANK_FRAME_RATE, NUM_MEL_BINS, SAMPLE_RATE, compute_fbank
 from ..models.checkpoints import load_checkpoint
+from ..models.family import FAST_HUBERT, model_family
 from ..models.layer_features import FeatureExtractor
 from ..utils.errors import DataError
 
@@ -134,7 +135,7 @@ def build_upstream(spec: str, device: str = "cpu"):
             f"cannot probe this model: {e}",
             "pass a fast_hubert (pretrained or fine-tuned) or stock fairseq hubert checkpoint",
         ) from None
-    if family == "fast_hubert":
+    if family == FAST_HUBERT:
         return FastHubertUpstream(spec, model, device)
     return HubertUpstream(spec, model, cfg, device)
 

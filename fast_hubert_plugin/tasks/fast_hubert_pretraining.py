@@ -19,7 +19,8 @@ from ..data.fbank_dataset import FbankHubertDataset
 from ..data.feature_store import FbankStore
 from ..data.labels import DEFAULT_LENGTH_TOLERANCE_S, load_dictionary
 from ..features.cmvn import GlobalCMVN
-from ..models.hubert_ctc import keep_pretrained_config, set_spec_augment, wrapped_model
+from ..models.family import wrapped_model
+from ..models.hubert_ctc import keep_pretrained_config, set_spec_augment
 from ..utils.errors import DataError
 
 logger = logging.getLogger(__name__)
