@@ -109,21 +109,35 @@ def test_the_checker_sees_an_upward_import():
     assert folder_of("fast_hubert_plugin.data.manifest") == "data" and folder_of("fast_hubert_plugin") == "__init__"
 
 
+# export/hf/ is the code an exported folder carries alone (it imports nothing of the plugin but
+# kaldi_fbank.py, which the exporter copies beside it): searched only where that copy is the home.
 @pytest.mark.parametrize(
-    "pattern,home",
+    "pattern,home,with_export",
     [
-        (r"load_model_ensemble_and_task\(", "models/checkpoints.py"),  # one checkpoint loader
-        (r"arange\([^()]*(\([^()]*\))?[^()]*\)\[None, :\] >=", "utils/masks.py"),  # one padding-mask helper
-        (r"samples but .* says", "data/manifest.py"),  # one audio length check
-        (r"encoder\.extract_features\(\s*features, out_mask", "models/fast_hubert.py"),  # one layer-output path
-        (r"class \w*Unpickler", "features/cmvn.py"),
+        (r"load_model_ensemble_and_task\(", "models/checkpoints.py", False),  # one checkpoint loader
+        (r"arange\([^()]*(\([^()]*\))?[^()]*\)\[None, :\] >=", "utils/masks.py", False),  # one padding-mask helper
+        (r"samples but .* says", "data/manifest.py", False),  # one audio length check
+        (r"encoder\.extract_features\(\s*features, out_mask", "models/fast_hubert.py", False),  # one layer-output path
+        (r"class \w*Unpickler", "features/cmvn.py", False),
+        # one check of label and letter files: symbols in the dictionary, one line per manifest row
+        (r"not in the dictionary", "data/labels.py", False),
+        (r"lines but the manifest", "data/labels.py", False),
+        # one check of audio files: present, readable, at 16 kHz
+        (r"audio file\b.*not found", "features/audio.py", False),
+        (r"\bsamplerate\b|\bsr != ", "features/audio.py", False),
+        # one rule for an utterance too short for a 25 ms fbank frame, the export's included
+        (r"shorter than one|fewer than one", "features/kaldi_fbank.py", True),
+        (r"FRAME_LENGTH_SAMPLES", "features/kaldi_fbank.py", True),
+        # one decision of the model family: by class for a model, by registered name for a config
+        (r"isinstance\([^()]*\b(Fast)?HubertModel\)", "models/family.py", False),
+        (r"\bin FAST_HUBERT_NAMES\b", "models/family.py", False),
     ],
 )
-def test_one_implementation_per_job(pattern, home):
-    # export/hf/ is the code an exported folder carries alone (it imports nothing of the plugin)
+def test_one_implementation_per_job(pattern, home, with_export):
     where = [
         str(p.relative_to(PACKAGE))
-        for p in PACKAGE.rglob("*.py")
-        if "export/hf" not in p.as_posix() and re.search(pattern, p.read_text(encoding="utf-8"))
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if (with_export or "export/hf" not in p.as_posix())
+        and re.search(pattern, p.read_text(encoding="utf-8"), re.MULTILINE)
     ]
     assert where == [home], where
