@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 
 from fast_hubert_plugin.recipes.runner import parse_log_records
+from fast_hubert_plugin.utils.machine import cpu_model_name
 
-from machine import cpu_model_name
 from random_units import speech_rows, write_random_unit_data
 
 REPO = Path(__file__).resolve().parents[1]

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import cpu_model_name
+from fast_hubert_plugin.utils.machine import cpu_model_name
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))

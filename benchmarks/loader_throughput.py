@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import cpu_model_name
+from fast_hubert_plugin.utils.machine import cpu_model_name
+
 from random_units import speech_rows, write_random_unit_data
 
 REPO = Path(__file__).resolve().parents[1]

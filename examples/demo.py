@@ -1,15 +1,22 @@
-"""The whole job on real speech, from audio to pretrained models, what they bought, and their export.
+"""The whole job on real speech: pretrain two HuBERT iterations, show what they bought, end with a recognizer.
 
     manifests -> CMVN -> MFCC k-means (iteration-1 units) -> pretrain a tiny fast_hubert + ILS
     -> k-means of one of its blocks (iteration-2 units) -> pretrain a new model on them
-    -> probe never-pretrained / iteration 1 / iteration 2 identically -> export to transformers -> report
-    (with ``--finetune-updates N``: fine-tune letter CTC -> decode -> export the fine-tuned model)
+    -> the same frozen-feature probe on MFCC, fbank, the never-pretrained model, iteration 1, iteration 2
+    -> fine-tune the iteration-2 model with letter CTC -> Viterbi-decode the dev set
+    -> export the recognizer to transformers -> a one-screen report (``report/summary.md``)
 
-It runs HuBERT's two-iteration recipe (``fast_hubert_plugin.recipes.two_iterations``, the same
-module the benchmarks run) on at most ``--pretrain-hours`` of audio, sized to take under 15 minutes
-on 2 CPU cores. The report puts side by side what pretraining bought: the dev CER of the same
-frozen-feature probe (``fast-hubert-probe``) on the model's initial weights, on the iteration-1
-model and on the iteration-2 model.
+It runs HuBERT's two-iteration recipe (``fast_hubert_plugin.recipes.two_iterations``, the module the
+benchmarks run) with a budget chosen by the device (``--device``, default: CUDA when present):
+
+- ``cpu``: sized for under 15 minutes on 2 cores; it shows the whole job and a recognizer that
+  transcribes, but too little pretraining for the probe to tell the models from their input features;
+- ``cuda``: thousands of updates per iteration and two probe seeds, sized for 10 minutes on one GPU,
+  where pretraining pulls ahead of MFCC and fbank.
+
+Each ``--...-updates`` flag overrides one number of the budget (``--finetune-updates 0``: no
+fine-tuning, the pretrained model is exported). A GPU run's ``report/results.json``, committed as
+``benchmarks/results/demo_gpu.json``, is shown next to every later run as the recorded GPU result.
 
 Data, in this order: ``--speech-dir DIR`` (or ``$FAST_HUBERT_SPEECH_DIR``); the speech folder beside
 the repository (``../shared/speech``: speechocean762 train / dev with transcripts, LibriSpeech
@@ -23,17 +30,19 @@ a killed run continues where it was.
 """
 
 import argparse
-import json
 import os
-import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Dict, Tuple
+
+from demo_report import write_report
 
 from fast_hubert_plugin.data.download import DownloadError
 from fast_hubert_plugin.recipes.corpus import SPEECH_ENV, at_most_hours, load_corpus, resolve_speech_dir
-from fast_hubert_plugin.recipes.runner import Stage, StageFailed, StageMismatch, log_records, run_cli, tool
+from fast_hubert_plugin.recipes.runner import Stage, StageFailed, StageMismatch, run_cli, tool
 from fast_hubert_plugin.recipes.two_iterations import (
     ITERATION1_LABEL_RATE,
     SYSTEMS,
@@ -46,36 +55,33 @@ from fast_hubert_plugin.recipes.two_iterations import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHMARK_PLOT = REPO / "benchmarks" / "results" / "quality_vs_compute.png"
 
 
-def plot_curves(logs, ft_log, out: Path):
-    """Masked CE and accuracy of both pretraining iterations, and the fine-tuning curve."""
-    import matplotlib
+@dataclass(frozen=True)
+class Budget:
+    """How much of each stage a demo run does."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    pretrain_updates: int  # per iteration
+    probe_updates: int
+    probe_seeds: Tuple[int, ...]  # each upstream is probed once per seed: their spread is the probe's noise
+    probe_utterances: int  # CTC training utterances the probes learn from (0: all)
+    finetune_updates: int
+    workers: int  # stages run side by side (probes beside the pretraining chain)
+    threads: int  # CPU threads per stage
 
-    fig, axes = plt.subplots(1, 3 if ft_log else 2, figsize=(15 if ft_log else 10, 3.6))
-    for label, log in logs.items():
-        recs = log_records(log, "train_inner")
-        if not recs:
-            continue
-        steps = [int(r["num_updates"]) for r in recs]
-        axes[0].plot(steps, [float(r["loss"]) for r in recs], label=label)
-        for key in sorted(k for k in recs[-1] if k.startswith("acc_m_")):
-            axes[1].plot(steps, [float(r[key]) for r in recs], label=f"{label}, block {key[7:]}")
-    axes[0].set(title="pretraining: masked CE (bits)", xlabel="update")
-    axes[1].set(title="pretraining: masked-unit accuracy", xlabel="update")
-    for ax in axes[:2]:
-        ax.legend(fontsize=8)
-    if ft_log:
-        ft = log_records(ft_log, "train_inner")
-        axes[2].plot([int(r["num_updates"]) for r in ft], [float(r["loss"]) for r in ft], label="train CTC loss")
-        axes[2].set(title="fine-tuning (iteration-2 model)", xlabel="update")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+
+BUDGETS: Dict[str, Budget] = {
+    # 2 cores: one chain pretrains, fine-tunes and exports, the other probes each model as soon as it exists
+    "cpu": Budget(400, 300, (1,), 500, 800, workers=1, threads=1),
+    # one GPU: the probes share it with the pretraining chain
+    "cuda": Budget(3000, 1000, (1, 2), 0, 3000, workers=3, threads=4),
+}
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def main(argv=None):
@@ -101,6 +107,11 @@ def main(argv=None):
         help="TSV with 'path' (relative to --speech-dir) and 'text' columns, for fine-tuning",
     )
     p.add_argument("--work-dir", type=Path, default=REPO / "demo_output", help="everything is written here")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        help="where every stage runs, and which budget (default: cuda when present, else cpu)",
+    )
     p.add_argument("--model", choices=list(SYSTEMS), default="fast_hubert_ils", help="model type of both iterations")
     p.add_argument("--clusters", type=int, default=100, help="k-means units of both iterations")
     p.add_argument(
@@ -109,23 +120,43 @@ def main(argv=None):
         default=2.0,
         help="pretrain and cluster on at most this much of the pretraining audio (a seeded sample)",
     )
-    p.add_argument("--pretrain-updates", type=int, default=200, help="updates of each pretraining iteration")
     p.add_argument("--iteration2-layer", type=int, default=3, help="1-based block of the iteration-1 model to cluster")
-    p.add_argument("--probe-updates", type=int, default=600, help="updates of each side-by-side probe")
-    p.add_argument(
+    budget = p.add_argument_group("budget")
+    budget.add_argument(
+        "--budget",
+        choices=list(BUDGETS),
+        help="the budget of that device (default: --device's; --device cpu --budget cuda rehearses the GPU "
+        "run's stages on the CPU, with the numbers below made small)",
+    )
+    budget.add_argument("--pretrain-updates", type=int, help="updates of each pretraining iteration")
+    budget.add_argument("--probe-updates", type=int, help="updates of each probe")
+    budget.add_argument("--probe-seeds", type=int, help="probe seeds per upstream (1, 2, ...)")
+    budget.add_argument(
         "--probe-utterances",
         type=int,
-        default=500,
-        help="CTC training utterances the probes learn from (every k-th: all speakers stay in)",
+        help="CTC training utterances the probes learn from (every k-th: all speakers stay in; 0: all)",
     )
-    p.add_argument(
+    budget.add_argument(
         "--finetune-updates",
         type=int,
-        default=0,
-        help="letter CTC fine-tuning of the iteration-2 model, then decoding (0: none; about 1000 "
-        "updates leave CTC's all-blank stage)",
+        help="letter CTC fine-tuning of the iteration-2 model, then decoding (0: none)",
     )
     args = p.parse_args(argv)
+    args.device = args.device or default_device()
+    args.budget = replace(
+        BUDGETS[args.budget or args.device],
+        **{
+            k: v
+            for k, v in (
+                ("pretrain_updates", args.pretrain_updates),
+                ("probe_updates", args.probe_updates),
+                ("probe_seeds", tuple(range(1, args.probe_seeds + 1)) if args.probe_seeds else None),
+                ("probe_utterances", args.probe_utterances),
+                ("finetune_updates", args.finetune_updates),
+            )
+            if v is not None
+        },
+    )
 
     try:
         speech = resolve_speech_dir(args.speech_dir, cache_dir=args.cache_dir, base_url=args.corpus_url)
@@ -137,63 +168,65 @@ def main(argv=None):
         report = run(args, speech, corpus)
     except (StageFailed, StageMismatch) as e:
         sys.exit(str(e))
-    print(f"\nreport: {report}")
+    print(f"\nreport: {report} (details: {report.with_name('details.md')})")
+
+
+# The probed upstreams, in the report's order: the input features, then the models.
+FEATURES = {"MFCC (39-dim, no pretraining)": "mfcc", "fbank (80-dim, no pretraining)": "fbank"}
+MODELS = ("never pretrained", "iteration 1", "iteration 2")
 
 
 def run(args, speech: Path, corpus) -> Path:
     t0 = time.time()
+    budget: Budget = args.budget
     work = args.work_dir.resolve()
+    print(f"device: {args.device}; budget: {asdict(budget)}", flush=True)
     if not corpus.train:
-        print("no transcripts: pretraining and clustering only (no probes, fine-tuning or WER)")
-    ws = Workspace(work, corpus, clusters=args.clusters).prepare().iteration1_units()
+        print("no transcripts: pretraining and clustering only (no probes, fine-tuning or CER)")
+    ws = Workspace(work, corpus, clusters=args.clusters, device=args.device).prepare().iteration1_units()
     system = SYSTEMS[args.model]
     recipe = Recipe(
         ws,
         system,
-        (args.pretrain_updates, args.pretrain_updates),
+        (budget.pretrain_updates, budget.pretrain_updates),
         iteration2_layer=args.iteration2_layer,
         iteration2_clusters=args.clusters,
         tag="demo",
-        threads=1,
+        threads=budget.threads,
     )
     futures, scores, ft = {}, None, None
-    # Two single-threaded chains share the two cores (a second thread barely speeds up a tiny model):
-    # this one pretrains, clusters, fine-tunes and exports; the pool probes each model as soon as it exists.
-    with ThreadPoolExecutor(1) as pool:
-        split = ws.ctc_subset(args.probe_utterances) if ws.transcribed else None
+    with ThreadPoolExecutor(budget.workers) as pool:
+        split = ws.ctc_subset(budget.probe_utterances) if ws.transcribed and budget.probe_utterances else "train"
 
-        def probe_soon(label, run_):
+        def probe_soon(label, upstream):
             if ws.transcribed:
-                futures[label] = pool.submit(
-                    probe,
-                    ws,
-                    f"demo_{label.replace(' ', '_')}",
-                    run_.checkpoint,
-                    args.probe_updates,
-                    threads=1,
-                    train_split=split,
-                )
+                for seed in budget.probe_seeds:
+                    name = f"demo_{label.split(' (')[0].replace(' ', '_')}" + (f"_s{seed}" if seed != 1 else "")
+                    futures[label, seed] = pool.submit(
+                        probe, ws, name, upstream, budget.probe_updates, seed, budget.threads, split
+                    )
 
+        for label, feature in FEATURES.items():
+            probe_soon(label, feature)
         if ws.transcribed:
-            probe_soon(
-                "never pretrained",
-                untrained(
-                    recipe.runs,
-                    "demo_init",
-                    system,
-                    ws.pretrain_data,
-                    ws.iteration1_labels,
-                    ITERATION1_LABEL_RATE,
-                    quiet=ws.quiet,
-                    threads=1,
-                ),
+            init = untrained(
+                recipe.runs,
+                "demo_init",
+                system,
+                ws.pretrain_data,
+                ws.iteration1_labels,
+                ITERATION1_LABEL_RATE,
+                quiet=ws.quiet,
+                threads=budget.threads,
+                device=args.device,
             )
+            probe_soon("never pretrained", init.checkpoint)
         it1 = recipe.iteration1()
-        probe_soon("iteration 1", it1)
+        probe_soon("iteration 1", it1.checkpoint)
         it2 = recipe.iteration2(it1)
-        probe_soon("iteration 2", it2)
-        if ws.transcribed and args.finetune_updates:
-            ft = finetune(ws, "demo_finetune", it2, system, args.finetune_updates, threads=1)
+        probe_soon("iteration 2", it2.checkpoint)
+        if ws.transcribed and budget.finetune_updates:
+            ft = finetune(ws, "demo_finetune", it2, system, budget.finetune_updates, threads=budget.threads)
             scores = decode(ws, "demo_decode", ft)
         # the fine-tuned model when there is one, else the iteration-2 pretrained model
         exported, export_dir = (
@@ -209,112 +242,13 @@ def run(args, speech: Path, corpus) -> Path:
                 run_cli(
                     [tool("fast-hubert-export"), exported, export_dir, "--overwrite"],
                     ws.logs / f"{export_dir.name}.log",
-                    threads=1,
+                    threads=budget.threads,
                 )
-        probes = {label: f.result() for label, f in futures.items()}
+        probes: Dict[str, Dict[int, dict]] = {}
+        for (label, seed), f in futures.items():
+            probes.setdefault(label, {})[seed] = f.result()
     runs = {"iteration 1": it1, "iteration 2": it2}
-    return write_report(args, ws, speech, system, runs, probes, ft, scores, time.time() - t0)
-
-
-def gain(probes, model: str, reference: str) -> float:
-    return probes[model]["cer"] - probes[reference]["cer"]
-
-
-def write_report(args, ws, speech, system, runs, probes, ft, scores, seconds) -> Path:
-    reports = ws.reports
-    reports.mkdir(parents=True, exist_ok=True)
-    plot_curves({k: r.log for k, r in runs.items()}, ft["log"] if ft else None, reports / "training_curves.png")
-    timings = {
-        p.name: json.loads(p.read_text())["seconds"]
-        for d in (ws.work / ".done", ws.work / "runs" / ".done")
-        if d.is_dir()
-        for p in sorted(d.iterdir(), key=lambda p: p.stat().st_mtime)
-    }
-    (reports / "timings.json").write_text(json.dumps(timings, indent=1))
-    it1_units = json.loads((reports / "it1" / "valid_km_report.json").read_text())
-    it2_units = json.loads((reports / "demo_it2" / "valid_km_report.json").read_text())
-    c = ws.corpus
-    lines = [
-        "# fast-hubert demo report",
-        "",
-        f"Data: {speech} ({len(c.pretrain)} utterances for pretraining"
-        + (f", {len(c.train)} for probes and CTC fine-tuning, {len(c.dev)} dev)" if c.train else ")"),
-        f"Model: {system.title}, tiny (4 x 256); {args.pretrain_updates} pretraining updates per iteration; "
-        f"this run {seconds / 60:.1f} min (stages done before are not counted).",
-        "",
-    ]
-    if probes:
-        lines += [
-            "## What pretraining bought (the same probe for all: frozen model, learned layer weights, "
-            f"BiLSTM letter CTC, {args.probe_updates} updates on {args.probe_utterances} or fewer training "
-            "utterances; dev CER, lower is better)",
-            "",
-            "| model | units it was trained on | dev CER % | dev WER % |",
-            "|---|---|---|---|",
-            f"| never pretrained (initial weights) | - | {probes['never pretrained']['cer']:.1f} | "
-            f"{probes['never pretrained']['wer']:.1f} |",
-            f"| iteration 1 | MFCC k-means ({args.clusters}, 50 Hz) | {probes['iteration 1']['cer']:.1f} | "
-            f"{probes['iteration 1']['wer']:.1f} |",
-            f"| iteration 2 | k-means ({args.clusters}) of block {args.iteration2_layer} of iteration 1 | "
-            f"{probes['iteration 2']['cer']:.1f} | {probes['iteration 2']['wer']:.1f} |",
-            "",
-            f"Iteration 1 against never pretrained: {gain(probes, 'iteration 1', 'never pretrained'):+.1f} CER points; "
-            f"iteration 2 against iteration 1: {gain(probes, 'iteration 2', 'iteration 1'):+.1f} (negative is better; "
-            "the probe's own seed moves a CER by about 1 point).",
-            "",
-        ]
-        if BENCHMARK_PLOT.exists():
-            shutil.copyfile(BENCHMARK_PLOT, reports / BENCHMARK_PLOT.name)
-            lines += [
-                "At larger compute, against MFCC, fbank and stock HuBERT "
-                "(`benchmarks/results/quality_vs_compute_cpu.md`):",
-                "",
-                f"![quality vs compute]({BENCHMARK_PLOT.name})",
-                "",
-            ]
-    if scores:
-        lines += [
-            "## Fine-tuned (iteration-2 model, letter CTC, Viterbi, no LM)",
-            "",
-            f"- {args.finetune_updates} updates; dev: **CER {scores['cer']:.2f} %, WER {scores['wer']:.2f} %** "
-            f"({scores.get('utterances', len(c.dev))} utterances)",
-            f"- hypotheses: {ws.work / 'demo_decode' / 'hypo.word'}",
-            f"- exported for transformers (no fairseq needed): {ws.work / 'export'}",
-            "",
-        ]
-    else:
-        lines += [
-            "## Export",
-            "",
-            "- the iteration-2 pretrained model, for transformers (no fairseq needed): "
-            f"{ws.work / 'export_pretrained'}",
-        ]
-        if c.train:  # fine-tuning needs transcripts
-            lines.append(
-                "- not fine-tuned: `--finetune-updates 1000` adds letter CTC fine-tuning of it, Viterbi "
-                "decoding and the fine-tuned model's export"
-            )
-        lines.append("")
-    lines += ["## Pretraining", ""]
-    for label, r in runs.items():
-        acc = ", ".join(f"block {k[7:]} {v:.3f}" for k, v in sorted(r.masked_accuracy.items()))
-        lines.append(f"- {label}: {r.updates} updates, {r.cpu_s / 60:.1f} CPU-min; masked-unit accuracy {acc}")
-    lines += [
-        f"- units: iteration 1 {it1_units.get('used_units')} of {it1_units.get('n_units')} used "
-        f"(perplexity {it1_units.get('perplexity', 0):.1f}); iteration 2 {it2_units.get('used_units')} of "
-        f"{it2_units.get('n_units')} (perplexity {it2_units.get('perplexity', 0):.1f})",
-        "",
-        "![training curves](training_curves.png)",
-        "",
-        "| stage | seconds |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in timings.items()],
-        "",
-    ]
-    out = reports / "summary.md"
-    out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n" + "\n".join(lines))
-    return out
+    return write_report(args, ws, speech, system, runs, probes, ft, scores, time.time() - t0, export_dir)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,8 @@ def run_training(
                 bar.update(int(rec["num_updates"]) - bar.n)
                 bar.set_postfix(loss=rec.get("loss"))
         usage = _wait(proc, start)
+        if proc.returncode == 0:  # the last updates may fall between two logged records
+            bar.update(max_update - bar.n)
     if proc.returncode != 0:
         _fail(cmd, log)
     return usage

@@ -190,10 +190,19 @@ class Workspace:
     """The stages every system shares: manifests, CMVN and the iteration-1 (MFCC) units."""
 
     def __init__(
-        self, work: Path, corpus: Corpus, clusters: int = 100, threads: Optional[int] = None, quiet: bool = False
+        self,
+        work: Path,
+        corpus: Corpus,
+        clusters: int = 100,
+        threads: Optional[int] = None,
+        quiet: bool = False,
+        device: Optional[str] = None,
     ):
         self.work = Path(work).resolve()
         self.corpus, self.clusters, self.threads, self.quiet = corpus, clusters, threads, quiet
+        # "cpu" or "cuda" for every training, probe, dump and decode; None leaves each tool its own
+        # choice (CUDA when present)
+        self.device = device
         self.pretrain_data = self.work / "data" / "pretrain"
         self.ctc_data = self.work / "data" / "ctc"
         self.iteration1_labels = self.work / "labels" / "it1"
@@ -365,6 +374,7 @@ def pretrain(
     threads: Optional[int] = None,
     progress: bool = True,
     quiet: bool = False,
+    device: Optional[str] = None,
 ) -> PretrainingRun:
     """Pretrain ``system`` for ``updates`` in ``work/name`` (resumed from its last checkpoint if killed)."""
     run_dir = Path(work) / name
@@ -393,6 +403,7 @@ def pretrain(
                 f"checkpoint.save_interval_updates={interval}",
                 *system.pretraining_overrides,
                 *extra,
+                *device_overrides(device),
             ]
             usage = run_training(cmd, run_dir / "train.log", updates, name, threads, progress)
             # A killed attempt leaves no marker, so a resumed run's CPU is that of its last attempt only;
@@ -416,6 +427,7 @@ def untrained(
     label_rate: int,
     quiet: bool = False,
     threads: Optional[int] = None,
+    device: Optional[str] = None,
 ) -> PretrainingRun:
     """The never-pretrained floor: the model's initial weights, saved after one update at lr ~0."""
     return pretrain(
@@ -430,6 +442,7 @@ def untrained(
         threads=threads,
         progress=False,
         quiet=quiet,
+        device=device,
     )
 
 
@@ -446,7 +459,7 @@ def iteration2_units(
     labels = workspace.work / "labels" / name
     with workspace.stage(
         f"{name}_units",
-        f"iteration-2 units: block {layer} of {name} -> k-means ({clusters})",
+        f"iteration-2 units: block {layer} of {Path(run.log).parent.name} -> k-means ({clusters})",
         checkpoint=run.checkpoint,
         layer=layer,
         clusters=clusters,
@@ -456,7 +469,16 @@ def iteration2_units(
             usage = cluster(
                 workspace.pretrain_data,
                 feats,
-                ["--feature", "layer", "--checkpoint", run.checkpoint, "--layer", layer, "--device", "cpu"],
+                [
+                    "--feature",
+                    "layer",
+                    "--checkpoint",
+                    run.checkpoint,
+                    "--layer",
+                    layer,
+                    "--device",
+                    workspace.device or "cpu",
+                ],
                 workspace.work / f"km_{name}.npy",
                 labels,
                 system.frame_rate,
@@ -513,6 +535,7 @@ class Recipe:
             threads=self.threads,
             progress=self.progress,
             quiet=ws.quiet,
+            device=ws.device,
         )
 
     def iteration2(self, it1: PretrainingRun) -> PretrainingRun:
@@ -538,11 +561,17 @@ class Recipe:
             threads=self.threads,
             progress=self.progress,
             quiet=self.workspace.quiet,
+            device=self.workspace.device,
         )
 
     def pretrain_both(self) -> List[PretrainingRun]:
         it1 = self.iteration1()
         return [it1, self.iteration2(it1)]
+
+
+def device_overrides(device: Optional[str]) -> List[str]:
+    """fairseq-hydra-train overrides that put a training on ``device`` (None: fairseq's choice)."""
+    return ["common.cpu=true"] if device == "cpu" else []
 
 
 def overridden(defaults: Sequence[str], overrides: Sequence[str]) -> List[str]:
@@ -588,6 +617,7 @@ def finetune(
                 f"dataset.validate_interval_updates={max(1, updates // 4)}",
                 f"checkpoint.save_interval_updates={updates}",
                 *system.finetuning_overrides,
+                *device_overrides(ws.device),
             ]
             usage = run_training(cmd, run_dir / "train.log", updates, name, threads, progress)
             valid = log_records(run_dir / "train.log", "valid")
@@ -616,6 +646,7 @@ def decode(workspace: Workspace, name: str, finetuned: Dict) -> Dict:
                     "valid",
                     "--results-dir",
                     out,
+                    *(["--device", workspace.device] if workspace.device else []),
                 ],
                 workspace.logs / f"{name}.log",
             )
@@ -659,6 +690,7 @@ def probe(
                     "--train-split",
                     train_split,
                     "--quiet",
+                    *(["--device", workspace.device] if workspace.device else []),
                 ],
                 workspace.logs / f"probe_{name}.log",
                 threads,
