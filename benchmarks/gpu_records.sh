@@ -10,7 +10,10 @@
 #      and a profile of fast_hubert's step at 8 x 11 s (what bounds it)              (train_step_speed.py)
 #   3. end to end: fairseq-hydra-train with the Base configs, 300 updates, 2 loader workers, fast_hubert vs
 #      stock HuBERT; then fp16 / bf16 / amp pretraining (+ ILS) and fine-tuning        (e2e_throughput.py)
-# Usage: [PARTS=step,largest,official,profile,e2e,compile] benchmarks/gpu_records.sh OUT SPEECH_DIR [cpu]
+#   4. (PARTS=demo, run apart: about 10 minutes) the demo with its GPU budget, on a transcribed speech
+#      folder DEMO_SPEECH (speechocean762 layout, see examples/demo.py); its report/results.json is the
+#      record that every later demo run shows (commit it as benchmarks/results/demo_gpu.json)
+# Usage: [PARTS=step,largest,official,profile,e2e,compile|demo] benchmarks/gpu_records.sh OUT SPEECH_DIR [cpu]
 #   OUT: where the records go; SPEECH_DIR: a speech folder (speech-folder manifests, see benchmarks/README.md)
 #   holding librispeech_train_clean_100.tsv; "cpu": the rehearsal (tiny shapes and runs, no GPU needed).
 set -uo pipefail
@@ -28,10 +31,13 @@ if [ "$MODE" = cpu ]; then
   COMMON=(--device cpu --dtype bf16 --threads 2 --repeats 1)
   SHAPES=(--shapes 1x2,2x1.5); BIG=(--shapes 1x2 --largest 1 --largest-limit 8); ONE=(--shapes 1x2)
   E2E=(--tiny --updates 12 --skip 4 --log-interval 2 --repeat 10 --precision-updates 4 --workers 2)
+  DEMO=(--budget cuda --clusters 8 --pretrain-updates 3 --probe-updates 4 --probe-utterances 20 --finetune-updates 3)
+  DEMO_SPEECH=${DEMO_SPEECH:-tests/data/speech}
 else
   COMMON=(--device cuda --dtype bf16 --repeats 10)
   SHAPES=(--shapes 4x9,8x11,16x9); BIG=(--shapes 1x9 --repeats 1 --largest 9); ONE=(--shapes 8x11)
   E2E=(--updates 300 --skip 50 --log-interval 25 --repeat 60 --precision-updates 10 --workers 2)
+  DEMO=(); DEMO_SPEECH=${DEMO_SPEECH:-.gpu_demo_speech}
 fi
 STEP="python3 benchmarks/train_step_speed.py --speech-dir $SPEECH ${COMMON[*]}"
 FAILED=""
@@ -50,5 +56,11 @@ run compile 65 compile.log $STEP --no-levers --compile --only "fast,fast +compil
 run profile 40 profile_fast.txt $STEP --no-levers "${ONE[@]}" --profile fast --profile-rows 25
 run e2e 270 e2e.log python3 benchmarks/e2e_throughput.py --speech-dir "$SPEECH" --work-dir /tmp/e2e_work "${E2E[@]}" \
   --timeout 100 --output "$OUT/e2e_throughput_${MODE}.md"
+run demo 660 demo.log python3 examples/demo.py --device "$MODE" --speech-dir "$DEMO_SPEECH" --work-dir /tmp/demo_work \
+  "${DEMO[@]}"
+if [[ ",$PARTS," == *",demo,"* && -f /tmp/demo_work/report/results.json ]]; then
+  cp /tmp/demo_work/report/results.json "$OUT/demo_${MODE}.json"
+  cp /tmp/demo_work/report/summary.md "$OUT/demo_${MODE}_summary.md"
+fi
 { grep -h "^| \|largest" "$OUT"/*.md "$OUT/largest.log" 2>/dev/null || true; } | cut -c1-160
 [ -z "$FAILED" ] || { echo "failed:$FAILED"; exit 1; }

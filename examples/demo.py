@@ -61,20 +61,22 @@ REPO = Path(__file__).resolve().parents[1]
 class Budget:
     """How much of each stage a demo run does."""
 
-    pretrain_updates: int  # per iteration
+    pretrain_updates: Tuple[int, int]  # of iteration 1 and iteration 2
     probe_updates: int
     probe_seeds: Tuple[int, ...]  # each upstream is probed once per seed: their spread is the probe's noise
     probe_utterances: int  # CTC training utterances the probes learn from (0: all)
     finetune_updates: int
-    workers: int  # stages run side by side (probes beside the pretraining chain)
+    finetune_from: int  # the iteration whose model is fine-tuned
+    workers: int  # stages run beside the pretraining chain (probes, fine-tuning)
     threads: int  # CPU threads per stage
+    finetune_threads: int  # fine-tuning comes last: the probes are done and leave it their cores
 
 
 BUDGETS: Dict[str, Budget] = {
     # 2 cores: one chain pretrains, fine-tunes and exports, the other probes each model as soon as it exists
-    "cpu": Budget(400, 300, (1,), 500, 800, workers=1, threads=1),
+    "cpu": Budget((600, 600), 300, (1,), 500, 1000, finetune_from=2, workers=1, threads=1, finetune_threads=2),
     # one GPU: the probes share it with the pretraining chain
-    "cuda": Budget(3000, 1000, (1, 2), 0, 3000, workers=3, threads=4),
+    "cuda": Budget((2000, 2000), 1000, (1, 2), 0, 2000, finetune_from=2, workers=3, threads=4, finetune_threads=4),
 }
 
 
@@ -128,7 +130,13 @@ def main(argv=None):
         help="the budget of that device (default: --device's; --device cpu --budget cuda rehearses the GPU "
         "run's stages on the CPU, with the numbers below made small)",
     )
-    budget.add_argument("--pretrain-updates", type=int, help="updates of each pretraining iteration")
+    budget.add_argument(
+        "--pretrain-updates",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="updates of pretraining iteration 1 (and 2; one number: both)",
+    )
     budget.add_argument("--probe-updates", type=int, help="updates of each probe")
     budget.add_argument("--probe-seeds", type=int, help="probe seeds per upstream (1, 2, ...)")
     budget.add_argument(
@@ -139,8 +147,9 @@ def main(argv=None):
     budget.add_argument(
         "--finetune-updates",
         type=int,
-        help="letter CTC fine-tuning of the iteration-2 model, then decoding (0: none)",
+        help="letter CTC fine-tuning updates, then decoding (0: none)",
     )
+    budget.add_argument("--finetune-from", type=int, choices=(1, 2), help="the iteration whose model is fine-tuned")
     args = p.parse_args(argv)
     args.device = args.device or default_device()
     args.budget = replace(
@@ -148,11 +157,12 @@ def main(argv=None):
         **{
             k: v
             for k, v in (
-                ("pretrain_updates", args.pretrain_updates),
+                ("pretrain_updates", tuple((args.pretrain_updates * 2)[:2]) if args.pretrain_updates else None),
                 ("probe_updates", args.probe_updates),
                 ("probe_seeds", tuple(range(1, args.probe_seeds + 1)) if args.probe_seeds else None),
                 ("probe_utterances", args.probe_utterances),
                 ("finetune_updates", args.finetune_updates),
+                ("finetune_from", args.finetune_from),
             )
             if v is not None
         },
@@ -173,7 +183,21 @@ def main(argv=None):
 
 # The probed upstreams, in the report's order: the input features, then the models.
 FEATURES = {"MFCC (39-dim, no pretraining)": "mfcc", "fbank (80-dim, no pretraining)": "fbank"}
-MODELS = ("never pretrained", "iteration 1", "iteration 2")
+
+
+def export(ws: Workspace, checkpoint: str, export_dir: Path, threads: int):
+    with Stage(
+        ws.work,
+        export_dir.name,
+        f"export {Path(checkpoint).parents[1].name} to transformers (fast-hubert-export)",
+        params={"checkpoint": checkpoint},
+    ) as s:
+        if not s.done:
+            run_cli(
+                [tool("fast-hubert-export"), checkpoint, export_dir, "--overwrite"],
+                ws.logs / f"{export_dir.name}.log",
+                threads=threads,
+            )
 
 
 def run(args, speech: Path, corpus) -> Path:
@@ -183,71 +207,77 @@ def run(args, speech: Path, corpus) -> Path:
     print(f"device: {args.device}; budget: {asdict(budget)}", flush=True)
     if not corpus.train:
         print("no transcripts: pretraining and clustering only (no probes, fine-tuning or CER)")
-    ws = Workspace(work, corpus, clusters=args.clusters, device=args.device).prepare().iteration1_units()
+    ws = Workspace(work, corpus, clusters=args.clusters, device=args.device).prepare()
     system = SYSTEMS[args.model]
     recipe = Recipe(
         ws,
         system,
-        (budget.pretrain_updates, budget.pretrain_updates),
+        budget.pretrain_updates,
         iteration2_layer=args.iteration2_layer,
         iteration2_clusters=args.clusters,
         tag="demo",
         threads=budget.threads,
     )
-    futures, scores, ft = {}, None, None
-    with ThreadPoolExecutor(budget.workers) as pool:
-        split = ws.ctc_subset(budget.probe_utterances) if ws.transcribed and budget.probe_utterances else "train"
+    finetuning = ws.transcribed and budget.finetune_updates > 0
+    split = ws.ctc_subset(budget.probe_utterances) if ws.transcribed and budget.probe_utterances else "train"
+    jobs = {}
+    # The pretraining chain takes one worker; probes and fine-tuning queue for the others in the order
+    # they become possible, and the chain's worker joins them once both iterations are trained.
+    with ThreadPoolExecutor(budget.workers + 1) as pool:
 
         def probe_soon(label, upstream):
             if ws.transcribed:
                 for seed in budget.probe_seeds:
                     name = f"demo_{label.split(' (')[0].replace(' ', '_')}" + (f"_s{seed}" if seed != 1 else "")
-                    futures[label, seed] = pool.submit(
+                    jobs[label, seed] = pool.submit(
                         probe, ws, name, upstream, budget.probe_updates, seed, budget.threads, split
                     )
 
+        def recognizer(pretrained):
+            """Fine-tune, decode and export: the job that ends with a model that transcribes."""
+            ft = finetune(
+                ws, "demo_finetune", pretrained, system, budget.finetune_updates, threads=budget.finetune_threads
+            )
+            scores = decode(ws, "demo_decode", ft)
+            export(ws, ft["checkpoint"], work / "export", budget.threads)
+            return ft, scores
+
+        def pretraining_chain():
+            ws.iteration1_units()
+            it1 = recipe.iteration1()
+            if finetuning and budget.finetune_from == 1:
+                jobs["recognizer"] = pool.submit(recognizer, it1)
+            if ws.transcribed:
+                init = untrained(
+                    recipe.runs,
+                    "demo_init",
+                    system,
+                    ws.pretrain_data,
+                    ws.iteration1_labels,
+                    ITERATION1_LABEL_RATE,
+                    quiet=ws.quiet,
+                    threads=budget.threads,
+                    device=args.device,
+                )
+                probe_soon("never pretrained", init.checkpoint)
+            probe_soon("iteration 1", it1.checkpoint)
+            it2 = recipe.iteration2(it1)
+            if finetuning and budget.finetune_from == 2:
+                jobs["recognizer"] = pool.submit(recognizer, it2)
+            probe_soon("iteration 2", it2.checkpoint)
+            if not finetuning:
+                export(ws, it2.checkpoint, work / "export_pretrained", budget.threads)
+            return it1, it2
+
         for label, feature in FEATURES.items():
             probe_soon(label, feature)
-        if ws.transcribed:
-            init = untrained(
-                recipe.runs,
-                "demo_init",
-                system,
-                ws.pretrain_data,
-                ws.iteration1_labels,
-                ITERATION1_LABEL_RATE,
-                quiet=ws.quiet,
-                threads=budget.threads,
-                device=args.device,
-            )
-            probe_soon("never pretrained", init.checkpoint)
-        it1 = recipe.iteration1()
-        probe_soon("iteration 1", it1.checkpoint)
-        it2 = recipe.iteration2(it1)
-        probe_soon("iteration 2", it2.checkpoint)
-        if ws.transcribed and budget.finetune_updates:
-            ft = finetune(ws, "demo_finetune", it2, system, budget.finetune_updates, threads=budget.threads)
-            scores = decode(ws, "demo_decode", ft)
-        # the fine-tuned model when there is one, else the iteration-2 pretrained model
-        exported, export_dir = (
-            (ft["checkpoint"], work / "export") if ft else (it2.checkpoint, work / "export_pretrained")
-        )
-        with Stage(
-            work,
-            export_dir.name,
-            f"export {Path(exported).parents[1].name} to transformers (fast-hubert-export)",
-            params={"checkpoint": exported},
-        ) as s:
-            if not s.done:
-                run_cli(
-                    [tool("fast-hubert-export"), exported, export_dir, "--overwrite"],
-                    ws.logs / f"{export_dir.name}.log",
-                    threads=budget.threads,
-                )
+        it1, it2 = pool.submit(pretraining_chain).result()
+        ft, scores = jobs.pop("recognizer").result() if finetuning else (None, None)
         probes: Dict[str, Dict[int, dict]] = {}
-        for (label, seed), f in futures.items():
-            probes.setdefault(label, {})[seed] = f.result()
+        for (label, seed), job in list(jobs.items()):
+            probes.setdefault(label, {})[seed] = job.result()
     runs = {"iteration 1": it1, "iteration 2": it2}
+    export_dir = work / ("export" if ft else "export_pretrained")
     return write_report(args, ws, speech, system, runs, probes, ft, scores, time.time() - t0, export_dir)
 
 

@@ -50,6 +50,11 @@ def compare(a_label: str, a: float, b_label: str, b: float, tol: float) -> str:
     return f"- {a_label} and {b_label} are within the probe's noise ({abs(a - b):.1f} points apart)."
 
 
+def updates(budget) -> str:
+    first, second = budget.pretrain_updates
+    return f"{first} updates per iteration" if first == second else f"{first} + {second} updates"
+
+
 def findings(probes: Dict[str, Dict[int, dict]], features: List[str], budget) -> List[str]:
     """What this run's probe table shows, in sentences computed from it."""
     cer = {label: mean(cer_of(rows)) for label, rows in probes.items()}
@@ -70,16 +75,12 @@ def findings(probes: Dict[str, Dict[int, dict]], features: List[str], budget) ->
     ]
     if cer[best_model] >= cer[best_feature] - tol:
         out.append(
-            f"- So at {budget.pretrain_updates} updates per iteration pretraining has not yet bought features "
+            f"- So at {updates(budget)} pretraining has not yet bought features "
             "a probe prefers to its inputs: that takes more compute (see the recorded GPU column)."
         )
     else:
-        out.append(f"- So {budget.pretrain_updates} updates per iteration bought features beyond the model's inputs.")
+        out.append(f"- So {updates(budget)} bought features beyond the model's inputs.")
     return out
-
-
-def empty_hypotheses(decode_dir: Path) -> int:
-    return sum(1 for line in (decode_dir / "hypo.word").read_text(encoding="utf-8").splitlines() if not line.strip())
 
 
 def examples(decode_dir: Path, n: int = 2) -> List[str]:
@@ -92,7 +93,7 @@ def recorded_gpu() -> Optional[dict]:
     return json.loads(RECORDED_GPU.read_text()) if RECORDED_GPU.is_file() else None
 
 
-def plot_curves(system_title: str, logs: Dict[str, str], ft_log: Optional[str], clusters: int, out: Path):
+def plot_curves(system_title: str, logs: Dict[str, str], ft_log: Optional[str], ft_from: int, clusters: int, out: Path):
     """Per-block masked CE and accuracy of both pretraining iterations, and the fine-tuning loss."""
     import math
 
@@ -122,7 +123,7 @@ def plot_curves(system_title: str, logs: Dict[str, str], ft_log: Optional[str], 
         ft = log_records(ft_log, "train_inner")
         axes[2].plot([int(r["num_updates"]) for r in ft], [float(r["loss"]) for r in ft], label="train")
         axes[2].set(
-            title="fine-tuning iteration 2 (letter CTC)",
+            title=f"fine-tuning iteration {ft_from} (letter CTC)",
             xlabel="fine-tuning update",
             ylabel="CTC loss (bits per utterance)",
         )
@@ -141,6 +142,7 @@ def write_report(args, ws, speech, system, runs, probes, ft, scores, seconds, ex
         system.title,
         {k: r.log for k, r in runs.items()},
         ft["log"] if ft else None,
+        budget.finetune_from,
         args.clusters,
         reports / "training_curves.png",
     )
@@ -154,7 +156,7 @@ def write_report(args, ws, speech, system, runs, probes, ft, scores, seconds, ex
         "budget": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(budget).items()},
         "model": system.title,
         "probes": {label: cer_of(rows) for label, rows in probes.items()},
-        "finetuned": scores and {**scores, "updates": budget.finetune_updates},
+        "finetuned": scores and {**scores, "updates": budget.finetune_updates, "from_iteration": budget.finetune_from},
     }
     (reports / "results.json").write_text(json.dumps(results, indent=1) + "\n")
 
@@ -163,18 +165,18 @@ def write_report(args, ws, speech, system, runs, probes, ft, scores, seconds, ex
         "",
         f"This run: {args.device} ({where}), {seconds / 60:.1f} min (stages done before are not counted). "
         f"Model: {system.title}, tiny (4 x 256), {args.clusters} units, "
-        f"{budget.pretrain_updates} pretraining updates per iteration.",
+        f"pretraining: {updates(budget)}.",
         f"Data: {speech}: {len(c.pretrain)} utterances of pretraining audio"
         + (f"; {len(c.train)} transcribed for probes and fine-tuning; {len(c.dev)} dev." if c.train else "."),
         "",
     ]
     if scores:
-        empty = empty_hypotheses(ws.work / "demo_decode")
         lines += [
-            f"## The recognizer: iteration 2 + letter CTC ({budget.finetune_updates} updates), Viterbi, no LM",
+            f"## The recognizer: iteration {budget.finetune_from} + letter CTC ({budget.finetune_updates} updates), "
+            "Viterbi, no LM",
             "",
             f"dev CER **{scores['cer']:.1f} %**, WER {scores['wer']:.1f} % on {scores['utterances']} utterances; "
-            f"{empty} empty transcripts. For transformers: {export_dir}",
+            f"{scores['empty_hypotheses']} empty transcripts. For transformers: {export_dir}",
             *examples(ws.work / "demo_decode"),
             "",
         ]
@@ -207,8 +209,8 @@ def write_report(args, ws, speech, system, runs, probes, ft, scores, seconds, ex
             )
         if gpu:
             lines.append(
-                f"- Recorded GPU run: `{gpu['command']}` ({gpu['budget']['pretrain_updates']} updates per "
-                f"iteration, probes of {gpu['budget']['probe_updates']} updates)."
+                f"- Recorded GPU run: `{gpu['command']}` (pretraining {gpu['budget']['pretrain_updates']} updates, "
+                f"probes of {gpu['budget']['probe_updates']} updates)."
             )
         else:
             lines.append(

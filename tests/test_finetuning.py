@@ -284,7 +284,9 @@ def test_decode_cli_writes_hypotheses_and_matching_scores(finetuned, tmp_path):
     assert (int(m[2]), int(m[3]), int(m[5]), int(m[6])) == (w_err, words, c_err, chars)
     assert float(m[1]) == pytest.approx(100 * w_err / words, abs=0.005)
     assert float(m[4]) == pytest.approx(100 * c_err / chars, abs=0.005)
-    assert json.loads((out / "scores.json").read_text())["word_errors"] == w_err
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["word_errors"] == w_err
+    assert scores["empty_hypotheses"] == sum(1 for h in hyp if not h.strip())
     # fairseq's own validation of the same weights (whole utterances, same greedy decoding)
     valid = train_log_records(finetuned["log"], "valid")[-1]
     assert float(valid["valid_wer"]) == pytest.approx(100 * w_err / words, abs=0.01)

@@ -100,7 +100,7 @@ def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
     findings = demo_report.findings(
         {label: {1: probes[n]["dev"], 2: probes[f"{n}_s2"]["dev"]} for label, n in DEMO_UPSTREAMS.items()},
         list(DEMO_UPSTREAMS)[:2],
-        SimpleNamespace(pretrain_updates=3),
+        SimpleNamespace(pretrain_updates=(3, 3)),
     )
     assert all(line in summary for line in findings)
     recorded = demo_report.recorded_gpu()
@@ -168,7 +168,7 @@ def test_demo_findings_say_only_what_the_numbers_show():
         return {label: {seed: {"cer": c} for seed, c in enumerate(cs, 1)} for label, cs in cers.items()}
 
     features = ["MFCC", "fbank"]
-    budget = SimpleNamespace(pretrain_updates=400)
+    budget = SimpleNamespace(pretrain_updates=(400, 400))
     # one seed: the noise is 1 point; models within it of MFCC have bought nothing the probe sees
     lines = demo_report.findings(
         probes(

@@ -131,6 +131,8 @@ def write_results(results_dir: str, hyps: Dict[str, List[str]], refs: Optional[L
         "char_errors": counts.char_errors,
         "chars": counts.chars,
         "utterances": counts.utterances,
+        # a CTC model still in its all-blank stage outputs nothing: a CER near 100 % then means no output
+        "empty_hypotheses": sum(1 for h in hyps["words"] if not h.strip()),
     }
     atomic_write_text(os.path.join(results_dir, "scores.json"), json.dumps(scores, indent=1) + "\n")
     return counts
