@@ -35,7 +35,7 @@ how the dataset turned a manifest line into the batch this starts from):
 import ast
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -58,6 +58,38 @@ logger = logging.getLogger(__name__)
 MASK_RNG_STREAM = 7
 # Keys of the cosine-similarity loss of stock HuBERT that a linear CE head has no use for.
 _COSINE_LOSS_KEYS = {"final_dim": 0, "untie_final_proj": False, "target_glu": False}
+
+
+class HeadPredictions(NamedTuple):
+    """What one head predicts for the frames it is scored on."""
+
+    logits: torch.Tensor  # (frames, units), already divided by logit_temp
+    targets: torch.Tensor  # (frames,) int64 unit ids of the same frames
+
+
+@dataclass
+class HeadOutput:
+    """One linear head: units of label set ``label_set`` predicted from Transformer block ``layer``."""
+
+    label_set: int  # index into target_list
+    layer: int  # 1-based Transformer block the head reads
+    masked: Optional[HeadPredictions]  # masked frames; None when not computed (compute_masked off, skip_masked)
+    unmasked: Optional[HeadPredictions]  # unmasked frames; None unless compute_unmasked (and not skip_nomask)
+
+
+@dataclass
+class FastHubertOutput:
+    """The pretraining forward's result, which the criterion scores (criterions/fast_hubert_criterion.py)."""
+
+    heads: List[HeadOutput]  # label set major, then supervised blocks in ascending order
+    mask_indices: torch.Tensor  # (B, T') bool, True on masked frames (all False without masking)
+    padding_mask: Optional[torch.Tensor]  # (B, T') bool, True on padding; None when nothing is padded
+    num_label_sets: int
+
+    def predictions(self, masked: bool = True) -> List[HeadPredictions]:
+        """The computed predictions of every head, on masked or unmasked frames, in ``heads`` order."""
+        found = (h.masked if masked else h.unmasked for h in self.heads)
+        return [p for p in found if p is not None]
 
 
 @dataclass
@@ -348,7 +380,7 @@ class FastHubertModel(BaseFairseqModel):
         compute_masked: bool = True,
         compute_unmasked: bool = False,
         rng_keys: Optional[torch.Tensor] = None,
-    ) -> Dict[str, torch.Tensor]:
+    ) -> Union[FastHubertOutput, Dict[str, Optional[torch.Tensor]]]:
         """One batch through the model; T' = ceil(T / 2^n) frames for n subsampler convs (25 Hz for Base).
 
         Args:
@@ -361,12 +393,11 @@ class FastHubertModel(BaseFairseqModel):
                 which its mask is drawn; without them masks come from numpy's global random state.
 
         Returns (``features_only``): ``x`` (B, T', D), ``padding_mask`` (B, T') or None, ``features``
-        (B, T', D) the unmasked Transformer input. Otherwise, for the loss: ``logit_m_list`` /
-        ``target_m_list`` (and ``_u_`` for unmasked frames), one entry per (label set, supervised
-        layer), label set major: logits (frames, units) and targets (frames,) of the selected frames,
-        or None where not computed; ``layers`` (the supervised 1-based blocks), ``num_label_sets``
-        and ``padding_mask``. Logits are computed only for the frames the loss uses: masked frames,
-        and unmasked ones only when ``compute_unmasked``.
+        (B, T', D) the unmasked Transformer input. Otherwise, for the loss, a ``FastHubertOutput``:
+        one ``HeadOutput`` per (label set, supervised block), label set major, with the logits
+        (frames, units) and targets (frames,) of its masked and unmasked frames, the time mask and
+        the padding mask (B, T'). Logits are computed only for the frames the loss uses: masked
+        frames, and unmasked ones only when ``compute_unmasked``.
 
         Fine-tuning (``features_only`` with ``mask``, in training) augments with exactly one of:
         SpecAugment on the fbank when ``spec_aug_*`` asks for masks (as the official Fast-HuBERT),
@@ -400,32 +431,24 @@ class FastHubertModel(BaseFairseqModel):
         valid = None if padding_mask is None else ~padding_mask
         if mask_indices is None:
             mask_indices = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
-        selections = {}
+        masked = unmasked = None
         if compute_masked and not self.cfg.skip_masked:
-            selections["m"] = mask_indices if valid is None else mask_indices & valid
+            masked = mask_indices if valid is None else mask_indices & valid
         if compute_unmasked and not self.cfg.skip_nomask:
-            selections["u"] = ~mask_indices if valid is None else ~mask_indices & valid
+            unmasked = ~mask_indices if valid is None else ~mask_indices & valid
 
-        result = {
-            "padding_mask": padding_mask,
-            "layers": list(self.supervised_layers),
-            "num_label_sets": len(target_list),
-        }
-        for kind in ("m", "u"):
-            logits, targets = [], []
-            sel = selections.get(kind)
-            for ti, t in enumerate(target_list):
-                for li, layer in enumerate(self.supervised_layers):
-                    if sel is None:
-                        logits.append(None)
-                        targets.append(None)
-                        continue
-                    head = self.label_heads[ti * len(self.supervised_layers) + li]
-                    logits.append(head(layer_outputs[layer][sel]) / self.cfg.logit_temp)
-                    targets.append(t[sel].long())
-            result[f"logit_{kind}_list"] = logits
-            result[f"target_{kind}_list"] = targets
-        return result
+        heads = []
+        for ti, t in enumerate(target_list):
+            for li, layer in enumerate(self.supervised_layers):
+                head, hidden = self.label_heads[ti * len(self.supervised_layers) + li], layer_outputs[layer]
+                scored = [
+                    None
+                    if frames is None
+                    else HeadPredictions(head(hidden[frames]) / self.cfg.logit_temp, t[frames].long())
+                    for frames in (masked, unmasked)
+                ]
+                heads.append(HeadOutput(ti, layer, *scored))
+        return FastHubertOutput(heads, mask_indices, padding_mask, len(target_list))
 
     def extract_features(
         self,
@@ -441,13 +464,13 @@ class FastHubertModel(BaseFairseqModel):
         res = self.forward(source, padding_mask=padding_mask, mask=mask, features_only=True, output_layer=output_layer)
         return res["features"] if ret_conv else res["x"], res["padding_mask"]
 
-    def get_logits(self, net_output, is_masked=True):
-        key = "logit_m_list" if is_masked else "logit_u_list"
-        return [x.float() for x in net_output[key] if x is not None]
+    def get_logits(self, net_output: FastHubertOutput, is_masked: bool = True) -> List[torch.Tensor]:
+        """fairseq's HuBERT interface: the float logits of every head that computed them."""
+        return [p.logits.float() for p in net_output.predictions(is_masked)]
 
-    def get_targets(self, net_output, is_masked=True):
-        key = "target_m_list" if is_masked else "target_u_list"
-        return [x for x in net_output[key] if x is not None]
+    def get_targets(self, net_output: FastHubertOutput, is_masked: bool = True) -> List[torch.Tensor]:
+        """The unit ids those logits are scored against (fairseq's HuBERT returns NCE indices here)."""
+        return [p.targets for p in net_output.predictions(is_masked)]
 
     def get_extra_losses(self, net_output):
         return [], []
