@@ -151,7 +151,7 @@ def test_cross_entropy_equals_hand_computation(monkeypatch):
     for k, layer in enumerate([2, 4]):
         x = model(source, [targets], padding, mask=True, features_only=True, output_layer=layer)["x"]
         logits = model.label_heads[k](x[masked]) / 0.1
-        torch.testing.assert_close(logits, net["logit_m_list"][k], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(logits, net.heads[k].masked.logits, atol=1e-5, rtol=1e-5)
         tgt = targets[:, ::2][:, : x.size(1)][masked]
         log_probs = torch.log_softmax(logits.double(), dim=-1)
         expected += -log_probs[torch.arange(len(tgt)), tgt].sum().item()
@@ -160,7 +160,7 @@ def test_cross_entropy_equals_hand_computation(monkeypatch):
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert sample_size == 2 * n_masked  # normalised over (layer, masked frame) pairs
     # unmasked logits exist only when asked for, and cover exactly the unmasked frames
-    assert len(net["logit_u_list"][0]) == 2 * 30 - n_masked
+    assert len(net.heads[0].unmasked.logits) == 2 * 30 - n_masked
 
 
 def test_no_unmasked_logits_when_their_weight_is_zero(monkeypatch):
@@ -431,3 +431,38 @@ def test_one_decision_of_the_model_family():
     for cfg in ({"_name": "wav2vec2"}, ctc({"_name": "hubert"}), ctc(None)):
         with pytest.raises(ValueError, match=f"unsupported model '{cfg['_name']}': expected fast_hubert or hubert"):
             model_family(cfg)
+
+
+def test_output_names_each_head_by_label_set_and_block():
+    """The pretraining forward returns a FastHubertOutput: heads label set major, each with the logits
+    and targets of its masked frames; the criterion's log names them t{label set}_L{block}."""
+    from fast_hubert_plugin.models.fast_hubert import FastHubertOutput
+
+    torch.manual_seed(0)
+    model = FastHubertModel(tiny_cfg(), [units(), units(8)]).eval()
+    source, padding, targets = batch([120, 97])
+    second = targets % 8 + 4  # ids of the 8-unit dictionary
+    keys = torch.tensor([5, 6])
+    with torch.no_grad():
+        net = model(source, [targets, second], padding, rng_keys=keys)
+        sample = {
+            "id": torch.arange(2),
+            "net_input": {"source": source, "padding_mask": padding, "rng_keys": keys},
+            "target_list": [targets, second],
+        }
+        _, sample_size, log = FastHubertCriterion(SimpleNamespace())(model, sample)
+    assert isinstance(net, FastHubertOutput) and net.num_label_sets == 2
+    assert [(h.label_set, h.layer) for h in net.heads] == [(0, 2), (0, 4), (1, 2), (1, 4)]
+    n_masked = int((net.mask_indices & ~net.padding_mask).sum())
+    for h in net.heads:
+        assert h.unmasked is None and h.masked.logits.shape == (n_masked, 24 if h.label_set == 0 else 12)
+        want = (targets, second)[h.label_set][:, ::2][:, : net.mask_indices.size(1)][
+            net.mask_indices & ~net.padding_mask
+        ]
+        assert torch.equal(h.masked.targets, want)
+        name = f"t{h.label_set}_L{h.layer}"
+        assert log[f"count_m_{name}"] == n_masked
+        ce = F.cross_entropy(h.masked.logits, h.masked.targets, reduction="sum").item()
+        assert log[f"loss_m_{name}"] == pytest.approx(ce, rel=1e-6)
+    assert sample_size == 4 * n_masked
+    assert len(model.get_logits(net)) == 4 and model.get_logits(net, is_masked=False) == []

@@ -5,6 +5,11 @@ label sets and supervised layers (ILS). ``sample_size`` (what fairseq divides th
 every (head, frame) pair whose CE is in the loss: masked frames, plus unmasked frames when
 ``pred_nomask_weight > 0`` (as fairseq's ``hubert`` criterion and the official Fast-HuBERT ILS
 count them). Logs loss and accuracy per supervised layer.
+
+The model returns a ``FastHubertOutput`` (models/fast_hubert.py): one ``HeadOutput`` per (label
+set, supervised block) with the ``logits`` and ``targets`` of its masked and of its unmasked frames
+(None where not computed). The criterion reads those fields by name; the model does the frame
+selection, the label picking and ``logit_temp``, the criterion only the cross-entropy and the logs.
 """
 
 import math
@@ -24,16 +29,16 @@ class FastHubertCriterionConfig(FairseqDataclass):
     pred_nomask_weight: float = field(
         default=0.0, metadata={"help": "weight of the CE on unmasked frames (0: their logits are not computed)"}
     )
-    log_keys: List[str] = field(default_factory=list, metadata={"help": "net_output keys to log"})
+    log_keys: List[str] = field(
+        default_factory=list, metadata={"help": "numeric fields of the model output (FastHubertOutput) to log"}
+    )
 
 
-def head_name(net_output, k: int) -> str:
-    """Name of head k: 'L12' for one label set, 'km1_L12' style index for several."""
-    layers = net_output["layers"]
-    layer = layers[k % len(layers)]
-    if net_output["num_label_sets"] == 1:
-        return f"L{layer}"
-    return f"t{k // len(layers)}_L{layer}"
+def head_name(net_output, head) -> str:
+    """Log name of a head: 'L12' (block 12) with one label set, 't1_L12' (label set 1) with several."""
+    if net_output.num_label_sets == 1:
+        return f"L{head.layer}"
+    return f"t{head.label_set}_L{head.layer}"
 
 
 @register_criterion("fast_hubert", dataclass=FastHubertCriterionConfig)
@@ -55,13 +60,13 @@ class FastHubertCriterion(FairseqCriterion):
         sample_size = 0
         logging_output = {}
         for kind, weight in (("m", self.pred_masked_weight), ("u", self.pred_nomask_weight)):
-            for k, (logits, targets) in enumerate(
-                zip(net_output[f"logit_{kind}_list"], net_output[f"target_{kind}_list"])
-            ):
-                if logits is None:
+            for head in net_output.heads:
+                predictions = head.masked if kind == "m" else head.unmasked
+                if predictions is None:
                     continue
+                logits, targets = predictions
                 ce = F.cross_entropy(logits.float(), targets, reduction="sum")
-                name = head_name(net_output, k)
+                name = head_name(net_output, head)
                 logging_output[f"loss_{kind}_{name}"] = ce.detach().item()
                 with torch.no_grad():
                     logging_output[f"correct_{kind}_{name}"] = (logits.argmax(-1) == targets).sum().item()
@@ -72,8 +77,8 @@ class FastHubertCriterion(FairseqCriterion):
         if not torch.is_tensor(loss):
             raise RuntimeError("no loss term: every head was skipped (check pred_*_weight and skip_masked/skip_nomask)")
         for key in self.log_keys:
-            if key in net_output:
-                logging_output[key] = float(net_output[key])
+            if getattr(net_output, key, None) is not None:
+                logging_output[key] = float(getattr(net_output, key))
         logging_output.update(
             {
                 "loss": loss.item() if reduce else loss.detach(),

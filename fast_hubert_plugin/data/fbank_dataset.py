@@ -1,25 +1,50 @@
-"""HuBERT dataset whose sizes, crops and padding are counted in 80-dim fbank frames.
+"""The pretraining (and CTC fine-tuning) dataset: utterances cut on the 10 ms fbank grid, with labels.
 
-Batches hold 16 kHz waveforms (B, N) cut on the fbank frame grid, and the model computes the
-fbank on its own device (or, with a precomputed store, fbank frames (B, T, 80)). Reuses fairseq's
-``HubertDataset`` batching (label collation, ordering) with sizes counted in fbank frames (100 per
-second): ``self.sample_rate`` is that frame rate, so fairseq's label arithmetic (labels per
-frame = label_rate / 100) holds unchanged. Everything is validated
-when the split is loaded: manifest rows, audio files, label line counts and lengths, units.
+One utterance from the manifest line to the batch (model/loss: models/fast_hubert.py):
 
-Randomness is keyed, not global: each utterance of a batch gets a key drawn from
-(seed, epoch, utterance index). Its random crop comes from that key, and the key travels in
-``net_input["rng_keys"]`` so that the model draws its mask from it too. A run restarted from a
-checkpoint, or split over several processes, therefore sees the same crops and masks.
+1. Loading a split (``__init__``): the manifest (``{split}.tsv``: the audio root, then one
+   ``relative/path<TAB>num_samples`` line per utterance) is read and validated row by row (data/manifest.py);
+   each size becomes fbank frames (``1 + (num_samples - 400) // 160``: 25 ms windows every 10 ms, 100 per
+   second); rows outside [min_keep_size, max_keep_size] frames are left out, and ``rows`` maps
+   dataset index -> manifest row. Each label file (``{split}.{label}``, one line of space-separated units
+   per manifest row) is checked now: line count, every unit in ``dict.{label}.txt``, and, for frame
+   labels, a length of ``duration * label_rate`` (data/labels.py); errors name the file and line. Only
+   each line's byte offsets are kept (fairseq's ``load_label_offset``).
+2. ``dataset[i]``: ``{"id": i, "source": waveform (N,) float32 at 16 kHz or, with a precomputed store,
+   fbank (T, 80), "label_list": [unit ids (L,) int32 per label set]}``; units become dictionary ids
+   through ``LabelEncoderStrict``.
+3. ``collater``: every utterance is cut to one size in fbank frames, ``min(shortest, max_sample_size)``
+   (``pad_audio``: ``min(longest, max_sample_size)``, shorter ones zero-padded). A longer one is cropped
+   at a start that is a multiple of ``CROP_MULTIPLE`` frames, drawn from its key
+   ``rng_key(i)`` = f(seed, epoch, i); a waveform is cut at ``start * 160`` samples to
+   ``(size - 1) * 160 + 400`` samples, so the model's fbank of the crop is the crop of its fbank. Frame
+   labels are cut at ``start * label_rate / 100`` to ``size * label_rate / 100`` (without padding, to
+   what every utterance has) and padded with the dictionary's pad; sequence labels
+   (``label_rate`` -1, CTC letters) are kept whole. fairseq's ``collate_tokens`` pads them.
+
+The batch: ``{"id": (B,), "net_input": {"source": (B, N) or (B, T, 80), "padding_mask": (B, N) / (B, T)
+bool, True on padding, or None when nothing is padded, "rng_keys": (B,) int64}, "target_list": [(B, L)],
+"target_lengths_list", "ntokens_list"}`` (``target``, ``target_lengths``, ``ntokens`` with
+``single_target``). The model computes fbank and CMVN itself and draws its masks from ``rng_keys``.
+
+Randomness is keyed, not global: each utterance of a batch gets a key drawn from (seed, epoch,
+utterance index); its crop comes from that key, and the model draws its mask from it too. A run
+restarted from a checkpoint, or split over several processes, sees the same crops and masks. Only the
+order of utterances (``ordered_indices``) uses numpy's global state, which fairseq seeds per epoch.
+
+Composed of fairseq's ``FairseqDataset`` (the interface its batching and iterators call),
+``load_label_offset`` and ``collate_tokens``; fairseq's ``HubertDataset`` crop (any sample, numpy's
+global state) does not fit the fbank grid and keyed crops, and its label checks only warn.
 """
 
 import logging
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from fairseq.data.audio.hubert_dataset import HubertDataset, load_label_offset
+from fairseq.data import FairseqDataset, data_utils
+from fairseq.data.audio.hubert_dataset import load_label_offset
 from fairseq.data.dictionary import Dictionary
 
 from ..features.kaldi_fbank import FBANK_FRAME_RATE, FRAME_SHIFT_SAMPLES, num_fbank_frames, num_fbank_samples
@@ -55,7 +80,9 @@ class LabelEncoderStrict:
         return torch.from_numpy(self.table[np.array(line.split(), dtype=np.int64)])
 
 
-class FbankHubertDataset(HubertDataset):
+class FbankHubertDataset(FairseqDataset):
+    """Sizes (``sizes``, ``size``, ``num_tokens``, ``max_sample_size``, the keep limits) are fbank frames."""
+
     def __init__(
         self,
         manifest_path: str,
@@ -75,7 +102,6 @@ class FbankHubertDataset(HubertDataset):
         label_length_tolerance_s: float = 0.1,
         check_audio_files: bool = True,
     ):
-        # fairseq's HubertDataset.__init__ only warns about mismatched labels: validate here instead.
         manifest = read_manifest(manifest_path)
         if check_audio_files and feature_store is None:
             manifest.check_files_exist()
@@ -104,18 +130,16 @@ class FbankHubertDataset(HubertDataset):
         self.audio_sample_rate = audio_sample_rate
         self.feature_store = feature_store
         self.sizes = np.array([all_frames[i] for i in keep], dtype=np.int64)
-        self.sample_rate = FBANK_FRAME_RATE
         self.shuffle = shuffle
         self.random_crop = random_crop
-        self.num_labels = len(label_paths)
-        self.pad_list = [d.pad() for d in dictionaries]
-        self.eos_list = [d.eos() for d in dictionaries]
-        self.label_processors = [LabelEncoderStrict(d) for d in dictionaries]
+        self.pad_audio = pad_audio
         self.single_target = single_target
+        self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
+        self.num_labels = len(label_paths)
         self.label_rates = [float(r) for r in label_rates]
-        # Labels are read from disk by byte offset (fairseq's store_labels=False): data-loader
-        # workers do not each hold a copy of every label file.
-        self.store_labels = False
+        self.pad_list = [d.pad() for d in dictionaries]
+        self.label_processors = [LabelEncoderStrict(d) for d in dictionaries]
+        # Labels are read from disk by byte offset: data-loader workers do not each hold every label file.
         self.label_paths = list(label_paths)
         self.label_offsets_list = []
         for path, rate, d, dpath in zip(label_paths, self.label_rates, dictionaries, dict_paths):
@@ -132,9 +156,6 @@ class FbankHubertDataset(HubertDataset):
                     sample_rate=audio_sample_rate,
                 )
             self.label_offsets_list.append(load_label_offset(path, keep, len(manifest)))
-        self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
-        self.pad_audio = pad_audio
-        self.normalize = False
         self.seed = 1
         self.epoch = 1
 
@@ -150,6 +171,35 @@ class FbankHubertDataset(HubertDataset):
         state = np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(2, dtype=np.uint32)
         return (int(state[0]) << 31) ^ int(state[1])
 
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, index: int):
+        return {"id": index, "source": self.get_audio(index), "label_list": self.get_labels(index)}
+
+    def size(self, index: int) -> int:
+        """fbank frames the utterance contributes to a batch (crops are at most ``max_sample_size``)."""
+        return int(self.sizes[index]) if self.pad_audio else min(int(self.sizes[index]), self.max_sample_size)
+
+    def num_tokens(self, index: int) -> int:
+        return self.size(index)
+
+    def ordered_indices(self) -> np.ndarray:
+        """Longest first, ties in random order (fairseq seeds numpy's state for this call)."""
+        order = [np.random.permutation(len(self)) if self.shuffle else np.arange(len(self)), self.sizes]
+        return np.lexsort(order)[::-1]
+
+    def get_label(self, index: int, label_idx: int) -> torch.Tensor:
+        """Unit ids (L,) of kept utterance ``index`` in label set ``label_idx``, read at its byte offsets."""
+        start, end = self.label_offsets_list[label_idx][index]
+        with open(self.label_paths[label_idx], "rb") as f:
+            f.seek(start)
+            line = f.read(end - start).decode("utf-8")
+        return self.label_processors[label_idx](line)
+
+    def get_labels(self, index: int) -> List[torch.Tensor]:
+        return [self.get_label(index, i) for i in range(self.num_labels)]
+
     def collater(self, samples):
         samples = [s for s in samples if s["source"] is not None]
         if not samples:
@@ -158,9 +208,12 @@ class FbankHubertDataset(HubertDataset):
         frames = [self.num_frames(s["source"]) for s in samples]
         size = min(max(frames) if self.pad_audio else min(frames), self.max_sample_size)
         source, padding_mask, starts = self.collater_audio([s["source"] for s in samples], size, keys)
-        targets, lengths, ntokens = self.collater_label(
-            [[s["label_list"][i] for s in samples] for i in range(self.num_labels)], size, starts
-        )
+        targets, lengths, ntokens = [], [], []
+        for i, (rate, pad) in enumerate(zip(self.label_rates, self.pad_list)):
+            t, n, count = self.collater_label([s["label_list"][i] for s in samples], size, starts, rate, pad)
+            targets.append(t)
+            lengths.append(n)
+            ntokens.append(count)
         batch = {
             "id": torch.LongTensor([s["id"] for s in samples]),
             # No padding mask when nothing is padded: the model then needs no mask and no device sync.
@@ -229,3 +282,20 @@ class FbankHubertDataset(HubertDataset):
             first = starts[i] * FRAME_SHIFT_SAMPLES if waveform else starts[i]
             collated[i] = item[first : first + length]
         return collated, padding_mask, starts
+
+    def collater_label(
+        self, labels: List[torch.Tensor], size: int, starts: Sequence[int], label_rate: float, pad: int
+    ) -> Tuple[torch.Tensor, torch.Tensor, int]:
+        """One label set of a batch: (B, L) ids padded with ``pad``, the (B,) lengths and their sum.
+
+        Frame labels are cut to the audio's crop: labels per fbank frame = label_rate / 100, exact at
+        the crop starts (multiples of CROP_MULTIPLE frames). Sequence labels (label_rate -1) stay whole."""
+        if label_rate > 0:
+            per_frame = label_rate / FBANK_FRAME_RATE
+            first = [int(round(s * per_frame)) for s in starts]
+            count = int(round(size * per_frame))
+            if not self.pad_audio:  # without padding, every row keeps only labels all of them have
+                count = min([count] + [len(t) - f for t, f in zip(labels, first)])
+            labels = [t[f : f + count] for t, f in zip(labels, first)]
+        lengths = torch.LongTensor([len(t) for t in labels])
+        return data_utils.collate_tokens(labels, pad_idx=pad, left_pad=False), lengths, int(lengths.sum())

@@ -31,8 +31,7 @@ def model_family(model) -> str:
     """FAST_HUBERT for our model under any registered name, alone or inside ``hubert_ctc``; HUBERT
     for fairseq's stock waveform HuBERT; ValueError for anything else.
 
-    ``model`` is a built model, decided by its class (its config name may be any alias;
-    FastHubertModel is a HubertModel subclass without the waveform CNN, so it is tested first), or a
+    ``model`` is a built model, decided by its class (its config name may be any alias), or a
     checkpoint's model config, decided by its registered name."""
     if isinstance(model, Mapping):  # a dict or an omegaconf DictConfig
         inner = pretrained_config(model)

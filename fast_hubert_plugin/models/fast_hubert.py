@@ -1,26 +1,48 @@
 """Fast-HuBERT: fbank input, conv subsampler to 40 ms, HuBERT Transformer, linear CE heads.
 
-One utterance through the model (shapes for the default 40 ms Base):
-  source (B, N) 16 kHz waveform (the training batches), or (B, T, 80) precomputed fbank
-  -> Kaldi log-Mel fbank (B, T, 80) at 100 Hz, computed on the model's device (features/kaldi_fbank.py)
-  -> global CMVN (buffers, so checkpoints carry their statistics)
-  -> FbankSubsampler: 2 x [Conv1d k5 s2 + GLU]       (B, ceil(ceil(T/2)/2), 512) at 25 Hz
-  -> LayerNorm(512) -> Linear(512, 768) -> dropout -> span masking (mask_emb)
-  -> Transformer (12 x 768, post-LN; fairseq's wav2vec 2.0 / HuBERT encoder)
-  -> for each supervised block (ILS) a Linear(768, #units) head on masked frames only.
+One utterance through the model (shapes for the default 40 ms Base; data/fbank_dataset.py tells
+how the dataset turned a manifest line into the batch this starts from):
+
+1. Input. ``net_input["source"]``: (B, N) 16 kHz waveforms cut on the 10 ms fbank grid (the training
+   batches), or (B, T, 80) fbank from a precomputed store; ``padding_mask`` (B, N) / (B, T), True on
+   padding, or None; ``rng_keys`` (B,) one int64 key per utterance. ``target_list``: one (B, L) tensor
+   of unit ids per label set, at ``label_rate`` (50 Hz k-means labels: L = T / 2).
+2. Front-end (ours). Kaldi log-Mel fbank (B, T, 80) at 100 Hz, computed on the model's device
+   (features/kaldi_fbank.py); global CMVN from the buffers ``cmvn_mean`` / ``cmvn_inv_std``;
+   ``FbankSubsampler`` (fairseq's speech_to_text ``Conv1dSubsampler``: 2 x [Conv1d k5 s2 + GLU],
+   padding-exact) -> (B, T', 512), T' = ceil(ceil(T / 2) / 2) frames at 25 Hz. The padding mask
+   follows the lengths (None when nothing is padded).
+3. Targets. Every ``label_stride``-th label (50 Hz labels, 25 Hz frames: every 2nd), both trimmed to
+   the shorter of frames and labels.
+4. LayerNorm(512) -> Linear(512, 768) -> dropout: the Transformer input (layer 0 of the
+   layer-feature convention; ``features``).
+5. Masking (``apply_mask``), fairseq's ``compute_mask_indices``: each row gets
+   ``int(mask_prob * T' / mask_length + u)`` (u uniform in [0, 1), at least 2) span starts, each
+   masking ``mask_length`` frames (spans may overlap), drawn from the row's ``rng_keys`` key; rows
+   are then thinned at random to the same number of masked frames. Masked frames take ``mask_emb``.
+   Channel masking (``mask_channel_prob``, fine-tuning) zeroes spans of channels.
+6. Transformer: fairseq's wav2vec 2.0 ``TransformerEncoder`` (``LayerOutputEncoder`` only records
+   chosen block outputs): padded frames zeroed, a grouped Conv1d positional embedding (kernel
+   ``conv_pos``, weight-normed, GELU) added, LayerNorm (post-LN layout), dropout, then 12 blocks of
+   self-attention + feed-forward (768 -> 3072 -> 768), each followed by its LayerNorm; layerdrop
+   skips whole blocks in training.
+7. Heads: for each label set and each supervised block (the last, plus ``supervised_layers`` for
+   ILS), a Linear(768, #units) on the frames the loss uses (masked, and unmasked when asked),
+   divided by ``logit_temp``. The criterion (criterions/fast_hubert_criterion.py) sums their
+   cross-entropy against the targets of those frames.
 """
 
 import ast
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from fairseq.data.data_utils import compute_mask_indices
 from fairseq.data.dictionary import Dictionary
 from fairseq.models import BaseFairseqModel, register_model
-from fairseq.models.hubert.hubert import HubertConfig, HubertModel
+from fairseq.models.hubert.hubert import HubertConfig
 from fairseq.modules import GradMultiply, LayerNorm
 
 from ..features.cmvn import GlobalCMVN
@@ -32,25 +54,42 @@ from .subsampler import FbankSubsampler
 
 logger = logging.getLogger(__name__)
 
-# apply_mask (and code reading a built model) use these attributes; the values come straight from the config.
-_MASK_ATTRS = (
-    "mask_prob",
-    "mask_selection",
-    "mask_other",
-    "mask_length",
-    "no_mask_overlap",
-    "mask_min_space",
-    "mask_channel_prob",
-    "mask_channel_selection",
-    "mask_channel_other",
-    "mask_channel_length",
-    "no_mask_channel_overlap",
-    "mask_channel_min_space",
-)
 # Each utterance's mask is drawn from hash((MASK_RNG_STREAM, 0, key)); its crop from the key itself.
 MASK_RNG_STREAM = 7
 # Keys of the cosine-similarity loss of stock HuBERT that a linear CE head has no use for.
 _COSINE_LOSS_KEYS = {"final_dim": 0, "untie_final_proj": False, "target_glu": False}
+
+
+class HeadPredictions(NamedTuple):
+    """What one head predicts for the frames it is scored on."""
+
+    logits: torch.Tensor  # (frames, units), already divided by logit_temp
+    targets: torch.Tensor  # (frames,) int64 unit ids of the same frames
+
+
+@dataclass
+class HeadOutput:
+    """One linear head: units of label set ``label_set`` predicted from Transformer block ``layer``."""
+
+    label_set: int  # index into target_list
+    layer: int  # 1-based Transformer block the head reads
+    masked: Optional[HeadPredictions]  # masked frames; None when not computed (compute_masked off, skip_masked)
+    unmasked: Optional[HeadPredictions]  # unmasked frames; None unless compute_unmasked (and not skip_nomask)
+
+
+@dataclass
+class FastHubertOutput:
+    """The pretraining forward's result, which the criterion scores (criterions/fast_hubert_criterion.py)."""
+
+    heads: List[HeadOutput]  # label set major, then supervised blocks in ascending order
+    mask_indices: torch.Tensor  # (B, T') bool, True on masked frames (all False without masking)
+    padding_mask: Optional[torch.Tensor]  # (B, T') bool, True on padding; None when nothing is padded
+    num_label_sets: int
+
+    def predictions(self, masked: bool = True) -> List[HeadPredictions]:
+        """The computed predictions of every head, on masked or unmasked frames, in ``heads`` order."""
+        found = (h.masked if masked else h.unmasked for h in self.heads)
+        return [p for p in found if p is not None]
 
 
 @dataclass
@@ -115,37 +154,42 @@ def label_stride(label_rate: float, frame_rate: float) -> int:
 
 
 @register_model("fast_hubert", dataclass=FastHubertConfig)
-class FastHubertModel(HubertModel):
+class FastHubertModel(BaseFairseqModel):
+    """The model, composed of fairseq parts it calls: speech_to_text's ``Conv1dSubsampler`` (as
+    ``FbankSubsampler``), wav2vec 2.0's ``TransformerEncoder`` (as ``LayerOutputEncoder``),
+    ``compute_mask_indices`` for the spans; fine-tuning wraps it in fairseq's ``hubert_ctc``, which
+    calls ``extract_features`` and ``remove_pretraining_modules``.
+
+    Parameters keep the names (and are created in the order, so a seed gives the same initial
+    weights) of the checkpoints written so far: tests/test_checkpoint_compat.py loads one strictly."""
+
     def __init__(
         self,
         cfg: FastHubertConfig,
         dictionaries: List[Dictionary],
         cmvn: Optional[GlobalCMVN] = None,
     ) -> None:
-        # HubertModel.__init__ would build the waveform CNN: build only what Fast-HuBERT uses.
-        BaseFairseqModel.__init__(self)
+        super().__init__()
         self.cfg = cfg
         kernels = parse_int_list(cfg.conv_kernel_sizes, "conv_kernel_sizes")
         self.subsampler = FbankSubsampler(cfg.input_feat_per_channel, cfg.conv_channels, cfg.fbank_encoder_dim, kernels)
         self.frame_rate = FBANK_FRAME_RATE / self.subsampler.downsample_factor
+        # CMVN statistics are buffers, so every checkpoint carries those it was trained with.
         self.register_buffer("cmvn_mean", torch.zeros(cfg.input_feat_per_channel))
         self.register_buffer("cmvn_inv_std", torch.ones(cfg.input_feat_per_channel))
         if cmvn is not None:
             self.set_cmvn(cmvn)
-
-        self.embed = cfg.fbank_encoder_dim
-        self.layer_norm = LayerNorm(self.embed)
+        self.layer_norm = LayerNorm(cfg.fbank_encoder_dim)
         self.post_extract_proj = (
-            nn.Linear(self.embed, cfg.encoder_embed_dim) if self.embed != cfg.encoder_embed_dim else None
+            nn.Linear(cfg.fbank_encoder_dim, cfg.encoder_embed_dim)
+            if cfg.fbank_encoder_dim != cfg.encoder_embed_dim
+            else None
         )
         self.dropout_input = nn.Dropout(cfg.dropout_input)
-        for name in _MASK_ATTRS:
-            setattr(self, name, getattr(cfg, name))
+        # The learnt vector that replaces the Transformer input at masked frames (HuBERT's mask_emb).
         self.mask_emb = nn.Parameter(torch.FloatTensor(cfg.encoder_embed_dim).uniform_())
+        # An attribute, not read from cfg at each step: a built model's front-end can be frozen in place.
         self.feature_grad_mult = cfg.feature_grad_mult
-        self.logit_temp = cfg.logit_temp
-        self.skip_masked = cfg.skip_masked
-        self.skip_nomask = cfg.skip_nomask
         self.encoder = LayerOutputEncoder(cfg)
 
         num_layers = cfg.encoder_layers
@@ -167,6 +211,16 @@ class FastHubertModel(HubertModel):
         for key, default in _COSINE_LOSS_KEYS.items():
             if getattr(cfg, key, default) != default:
                 logger.warning(f"model.{key}={getattr(cfg, key)} has no effect: Fast-HuBERT uses a linear CE head")
+
+    @property
+    def mask_prob(self) -> float:
+        """Span-masking probability (``model.mask_prob``), for code that inspects a built model."""
+        return self.cfg.mask_prob
+
+    @property
+    def mask_channel_prob(self) -> float:
+        """Channel-masking probability (``model.mask_channel_prob``)."""
+        return self.cfg.mask_channel_prob
 
     def set_cmvn(self, cmvn: GlobalCMVN) -> None:
         """Normalise the input with these global CMVN statistics (stored in the checkpoint)."""
@@ -282,33 +336,35 @@ class FastHubertModel(HubertModel):
         same way in any process and after a restart; without them (and for channel masks, as in
         fairseq's ``hubert_ctc``) from numpy's global random state, as fairseq's ``HubertModel``."""
         B, T, C = x.shape
+        c = self.cfg
         mask_indices = None
-        if self.mask_prob > 0:
+        if c.mask_prob > 0:
             keyed = {} if rng_keys is None else {"seed": MASK_RNG_STREAM, "epoch": 0, "indices": rng_keys}
             mask = compute_mask_indices(
                 (B, T),
                 padding_mask,
-                self.mask_prob,
-                self.mask_length,
-                self.mask_selection,
-                self.mask_other,
+                c.mask_prob,
+                c.mask_length,
+                c.mask_selection,
+                c.mask_other,
                 min_masks=2,
-                no_overlap=self.no_mask_overlap,
-                min_space=self.mask_min_space,
+                no_overlap=c.no_mask_overlap,
+                min_space=c.mask_min_space,
                 **keyed,
             )
             mask_indices = torch.from_numpy(mask).to(x.device)
+            # mask_emb cast to x's dtype: under autocast x is bf16/fp16 and mask_emb fp32
             x = torch.where(mask_indices.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
-        if self.mask_channel_prob > 0:
+        if c.mask_channel_prob > 0:
             channels = compute_mask_indices(
                 (B, C),
                 None,
-                self.mask_channel_prob,
-                self.mask_channel_length,
-                self.mask_channel_selection,
-                self.mask_channel_other,
-                no_overlap=self.no_mask_channel_overlap,
-                min_space=self.mask_channel_min_space,
+                c.mask_channel_prob,
+                c.mask_channel_length,
+                c.mask_channel_selection,
+                c.mask_channel_other,
+                no_overlap=c.no_mask_channel_overlap,
+                min_space=c.mask_channel_min_space,
             )
             x = x.masked_fill(torch.from_numpy(channels).to(x.device).unsqueeze(1), 0.0)
         return x, mask_indices
@@ -324,7 +380,7 @@ class FastHubertModel(HubertModel):
         compute_masked: bool = True,
         compute_unmasked: bool = False,
         rng_keys: Optional[torch.Tensor] = None,
-    ) -> Dict[str, torch.Tensor]:
+    ) -> Union[FastHubertOutput, Dict[str, Optional[torch.Tensor]]]:
         """One batch through the model; T' = ceil(T / 2^n) frames for n subsampler convs (25 Hz for Base).
 
         Args:
@@ -337,12 +393,11 @@ class FastHubertModel(HubertModel):
                 which its mask is drawn; without them masks come from numpy's global random state.
 
         Returns (``features_only``): ``x`` (B, T', D), ``padding_mask`` (B, T') or None, ``features``
-        (B, T', D) the unmasked Transformer input. Otherwise, for the loss: ``logit_m_list`` /
-        ``target_m_list`` (and ``_u_`` for unmasked frames), one entry per (label set, supervised
-        layer), label set major: logits (frames, units) and targets (frames,) of the selected frames,
-        or None where not computed; ``layers`` (the supervised 1-based blocks), ``num_label_sets``
-        and ``padding_mask``. Logits are computed only for the frames the loss uses: masked frames,
-        and unmasked ones only when ``compute_unmasked``.
+        (B, T', D) the unmasked Transformer input. Otherwise, for the loss, a ``FastHubertOutput``:
+        one ``HeadOutput`` per (label set, supervised block), label set major, with the logits
+        (frames, units) and targets (frames,) of its masked and unmasked frames, the time mask and
+        the padding mask (B, T'). Logits are computed only for the frames the loss uses: masked
+        frames, and unmasked ones only when ``compute_unmasked``.
 
         Fine-tuning (``features_only`` with ``mask``, in training) augments with exactly one of:
         SpecAugment on the fbank when ``spec_aug_*`` asks for masks (as the official Fast-HuBERT),
@@ -376,40 +431,46 @@ class FastHubertModel(HubertModel):
         valid = None if padding_mask is None else ~padding_mask
         if mask_indices is None:
             mask_indices = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
-        selections = {}
-        if compute_masked and not self.skip_masked:
-            selections["m"] = mask_indices if valid is None else mask_indices & valid
-        if compute_unmasked and not self.skip_nomask:
-            selections["u"] = ~mask_indices if valid is None else ~mask_indices & valid
+        masked = unmasked = None
+        if compute_masked and not self.cfg.skip_masked:
+            masked = mask_indices if valid is None else mask_indices & valid
+        if compute_unmasked and not self.cfg.skip_nomask:
+            unmasked = ~mask_indices if valid is None else ~mask_indices & valid
 
-        result = {
-            "padding_mask": padding_mask,
-            "layers": list(self.supervised_layers),
-            "num_label_sets": len(target_list),
-        }
-        for kind in ("m", "u"):
-            logits, targets = [], []
-            sel = selections.get(kind)
-            for ti, t in enumerate(target_list):
-                for li, layer in enumerate(self.supervised_layers):
-                    if sel is None:
-                        logits.append(None)
-                        targets.append(None)
-                        continue
-                    head = self.label_heads[ti * len(self.supervised_layers) + li]
-                    logits.append(head(layer_outputs[layer][sel]) / self.logit_temp)
-                    targets.append(t[sel].long())
-            result[f"logit_{kind}_list"] = logits
-            result[f"target_{kind}_list"] = targets
-        return result
+        heads = []
+        for ti, t in enumerate(target_list):
+            for li, layer in enumerate(self.supervised_layers):
+                head, hidden = self.label_heads[ti * len(self.supervised_layers) + li], layer_outputs[layer]
+                scored = [
+                    None
+                    if frames is None
+                    else HeadPredictions(head(hidden[frames]) / self.cfg.logit_temp, t[frames].long())
+                    for frames in (masked, unmasked)
+                ]
+                heads.append(HeadOutput(ti, layer, *scored))
+        return FastHubertOutput(heads, mask_indices, padding_mask, len(target_list))
 
-    def get_logits(self, net_output, is_masked=True):
-        key = "logit_m_list" if is_masked else "logit_u_list"
-        return [x.float() for x in net_output[key] if x is not None]
+    def extract_features(
+        self,
+        source: torch.Tensor,
+        padding_mask: Optional[torch.Tensor] = None,
+        mask: bool = False,
+        ret_conv: bool = False,
+        output_layer: Optional[int] = None,
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(B, T', D) output of block ``output_layer`` (1-based, default the last; with ``ret_conv``
+        the unmasked Transformer input instead) and its padding mask (B, T') or None: the call
+        fairseq's ``hubert_ctc`` (``HubertEncoder``) makes, with HuBERT's signature."""
+        res = self.forward(source, padding_mask=padding_mask, mask=mask, features_only=True, output_layer=output_layer)
+        return res["features"] if ret_conv else res["x"], res["padding_mask"]
 
-    def get_targets(self, net_output, is_masked=True):
-        key = "target_m_list" if is_masked else "target_u_list"
-        return [x for x in net_output[key] if x is not None]
+    def get_logits(self, net_output: FastHubertOutput, is_masked: bool = True) -> List[torch.Tensor]:
+        """fairseq's HuBERT interface: the float logits of every head that computed them."""
+        return [p.logits.float() for p in net_output.predictions(is_masked)]
+
+    def get_targets(self, net_output: FastHubertOutput, is_masked: bool = True) -> List[torch.Tensor]:
+        """The unit ids those logits are scored against (fairseq's HuBERT returns NCE indices here)."""
+        return [p.targets for p in net_output.predictions(is_masked)]
 
     def get_extra_losses(self, net_output):
         return [], []
