@@ -269,9 +269,10 @@ def run(args, speech: Path, corpus) -> Path:
                 export(ws, it2.checkpoint, work / "export_pretrained", budget.threads)
             return it1, it2
 
+        chain = pool.submit(pretraining_chain)  # first: the probes queue behind it for the other workers
         for label, feature in FEATURES.items():
             probe_soon(label, feature)
-        it1, it2 = pool.submit(pretraining_chain).result()
+        it1, it2 = chain.result()
         ft, scores = jobs.pop("recognizer").result() if finetuning else (None, None)
         probes: Dict[str, Dict[int, dict]] = {}
         for (label, seed), job in list(jobs.items()):
