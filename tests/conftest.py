@@ -29,6 +29,7 @@ END_TO_END_MODULES = {
     "test_export",
     "test_pretraining_cli",
     "test_corpus_download",
+    "test_speed_benchmarks",  # runs the benchmark scripts, fairseq-hydra-train included
 }
 
 
