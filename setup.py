@@ -15,6 +15,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["fast_hubert_plugin", "fast_hubert_plugin.*"]),
+    # the Hydra configs travel with the package (fast_hubert_plugin.config_dir finds them)
+    package_data={"fast_hubert_plugin.config": ["pretraining/*.yaml", "finetuning/*.yaml"]},
     install_requires=[
         "torch>=2.1",
         "numpy>=1.24",

@@ -5,7 +5,7 @@ checkout's, e.g. the one before the fbank moved from the data loader into the mo
     python benchmarks/cpu_pretraining_speed.py --other /tmp/before/fast_hubert_plugin \\
         --output benchmarks/results/cpu_pretraining_speed.md
 
-Each run is ``fairseq-hydra-train`` with ``config/pretraining/fast_hubert_tiny_cpu.yaml`` as shipped (36 s
+Each run is ``fairseq-hydra-train`` with the package's ``fast_hubert_tiny_cpu.yaml`` as shipped (36 s
 batches, 6 s crops, one loader process) for ``--updates`` updates on ``--speech-dir`` (a speech folder;
 default the speech committed under tests/data: every manifest's utterances of at least 2 s), random
 100-unit labels. The runs of the two plugins alternate; updates per second are fairseq's own ``ups`` of
@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fast_hubert_plugin.config import config_dir
 from fast_hubert_plugin.recipes.runner import parse_log_records
 from fast_hubert_plugin.utils.machine import cpu_model_name
 
@@ -41,7 +42,7 @@ def updates_per_second(user_dir: Path, data: Path, run_dir: Path, updates: int, 
     cmd = [
         "fairseq-hydra-train",
         "--config-dir",
-        str(REPO / "config" / "pretraining"),
+        str(config_dir("pretraining")),
         "--config-name",
         "fast_hubert_tiny_cpu",
         f"hydra.run.dir={run_dir}",

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fast_hubert_plugin.config import config_dir
 from fast_hubert_plugin.recipes.runner import parse_log_records
 
 from random_units import speech_rows, write_random_unit_data
@@ -48,13 +49,11 @@ def prepare(speech_dir: Path, manifest: str, min_seconds: float, repeat: int, wo
     return data
 
 
-def hydra_train(
-    config_dir: Path, config_name: str, run_dir: Path, overrides, timeout: int
-) -> subprocess.CompletedProcess:
+def hydra_train(folder: Path, config_name: str, run_dir: Path, overrides, timeout: int) -> subprocess.CompletedProcess:
     cmd = [
         "fairseq-hydra-train",
         "--config-dir",
-        str(config_dir),
+        str(folder),
         "--config-name",
         config_name,
         f"hydra.run.dir={run_dir}",
@@ -125,7 +124,7 @@ def main(argv=None):
         "common.tensorboard_logdir=null",
     ]
     if args.tiny:
-        fast_cfg = (REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", ["task.max_sample_size=200"])
+        fast_cfg = (config_dir("pretraining"), "fast_hubert_tiny_cpu", ["task.max_sample_size=200"])
         stock_extra = [
             "common.fp16=false",
             "common.cpu=true",
@@ -139,7 +138,7 @@ def main(argv=None):
         ]
         fast_cfg[2].append("common.cpu=true")
     else:
-        fast_cfg = (REPO / "config" / "pretraining", "fast_hubert_base_librispeech", [])
+        fast_cfg = (config_dir("pretraining"), "fast_hubert_base_librispeech", [])
         stock_extra = []
     stock_cfg = (REPO / "benchmarks" / "config", "hubert_base_librispeech", stock_extra)
 
@@ -299,7 +298,7 @@ def main(argv=None):
                     "common.tensorboard_logdir=null",
                     "dataset.max_tokens=8000",
                 ] + (["common.cpu=true"] if args.tiny else [])
-                proc = hydra_train(REPO / "config" / "finetuning", ft_cfg, ft_dir, ov, args.timeout)
+                proc = hydra_train(config_dir("finetuning"), ft_cfg, ft_dir, ov, args.timeout)
                 losses = [float(r["loss"]) for r in parse_log_records(proc.stdout + proc.stderr)]
                 precision.append((name, proc.returncode, losses))
                 log(

@@ -18,10 +18,11 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/logs/machine.txt" 2>&1
 python3 -c "import torch, fairseq, platform; print('torch', torch.__version__, 'fairseq', fairseq.__version__, 'python', platform.python_version(), torch.cuda.get_device_name(0))" >> "$OUT/logs/machine.txt" 2>&1
 
+CONFIGS=$(cd "$REPO" && python3 -m fast_hubert_plugin.config pretraining)
 STOCK=$(cd "$REPO" && python3 -c "from fast_hubert_plugin.recipes.two_iterations import SYSTEMS; print(' '.join(SYSTEMS['hubert'].pretraining_overrides))")
 pretrain() {  # name, extra overrides...
   local name=$1; shift
-  ( time fairseq-hydra-train --config-dir "$REPO/config/pretraining" --config-name fast_hubert_tiny_cpu \
+  ( time fairseq-hydra-train --config-dir "$CONFIGS" --config-name fast_hubert_tiny_cpu \
       common.user_dir="$REPO/fast_hubert_plugin" hydra.run.dir="$RUNS/$name" task.data="$DATA" task.label_dir="$DATA" \
       model.label_rate=50 optimization.max_update="$UPDATES" dataset.num_workers=6 common.log_interval=50 \
       dataset.validate_interval=100000 dataset.validate_interval_updates="$UPDATES" \

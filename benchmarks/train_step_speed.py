@@ -101,7 +101,7 @@ STOCK_MODEL = dict(
     untie_final_proj=True,
     activation_dropout=0.0,
 )
-# config/pretraining/fast_hubert_base_librispeech.yaml (model section)
+# fast_hubert_plugin/config/pretraining/fast_hubert_base_librispeech.yaml (model section)
 FAST_MODEL = dict(
     label_rate=LABEL_RATE,
     conv_kernel_sizes="5,5",

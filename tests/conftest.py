@@ -15,6 +15,8 @@ from skip_guard import pytest_sessionfinish  # noqa: F401  (a skipped test fails
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from fast_hubert_plugin.config import config_dir  # noqa: E402  (this checkout's package, its shipped configs)
+
 SPEECH_DIR = REPO / "tests" / "data" / "speech"
 
 # The end-to-end tier (`make test` runs everything, `make test-fast` leaves these out): tests that train
@@ -74,13 +76,13 @@ def small_manifests(speech_root, tmp_path_factory):
     return out
 
 
-def run_hydra_train(config_dir: Path, config_name: str, run_dir: Path, overrides, timeout=900):
+def run_hydra_train(folder: Path, config_name: str, run_dir: Path, overrides, timeout=900):
     """Run the real `fairseq-hydra-train` CLI with the plugin; returns the completed process."""
 
     cmd = [
         str(Path(sys.executable).parent / "fairseq-hydra-train"),
         "--config-dir",
-        str(config_dir),
+        str(folder),
         "--config-name",
         config_name,
         f"common.user_dir={REPO / 'fast_hubert_plugin'}",
@@ -138,7 +140,7 @@ def pretrained_tiny(pretraining_data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("pretrain") / "run"
     run_dir.mkdir()
     proc = run_hydra_train(
-        REPO / "config" / "pretraining",
+        config_dir("pretraining"),
         "fast_hubert_tiny_cpu",
         run_dir,
         [
@@ -188,7 +190,7 @@ def pretrained(pretraining_data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("pretrain_ft") / "run"
     run_dir.mkdir()
     run_hydra_train(
-        REPO / "config" / "pretraining",
+        config_dir("pretraining"),
         "fast_hubert_tiny_cpu",
         run_dir,
         [
@@ -237,7 +239,7 @@ def finetuned(pretrained, speech_root, tmp_path_factory):
     run_dir = work / "run"
     run_dir.mkdir()
     proc = run_hydra_train(
-        REPO / "config" / "finetuning",
+        config_dir("finetuning"),
         "tiny_cpu",
         run_dir,
         [

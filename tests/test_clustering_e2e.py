@@ -11,6 +11,7 @@ from fast_hubert_plugin.clustering import apply as apply_mod
 from fast_hubert_plugin.clustering import dump as dump_mod
 from fast_hubert_plugin.clustering import learn as learn_mod
 from fast_hubert_plugin.clustering.feature_shards import load_split
+from fast_hubert_plugin.config import config_dir
 from fast_hubert_plugin.data.manifest import read_manifest
 
 from conftest import REPO, run_hydra_train, train_log_records
@@ -40,7 +41,7 @@ def test_labels_from_the_clustering_clis_train_fast_hubert(small_manifests, tmp_
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     proc = run_hydra_train(
-        REPO / "config" / "pretraining",
+        config_dir("pretraining"),
         "fast_hubert_tiny_cpu",
         run_dir,
         [

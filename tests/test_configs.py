@@ -2,8 +2,13 @@
 as written (Hydra refuses an override of a key that no YAML declares unless it has a leading +)."""
 
 import dataclasses
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,12 +20,13 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import fast_hubert_plugin  # noqa: F401  (registers the task and model)
+from fast_hubert_plugin.config import KINDS, config_dir
 from fast_hubert_plugin.models.fast_hubert import FastHubertConfig
 from fast_hubert_plugin.tasks.fast_hubert_pretraining import FastHubertPretrainingConfig
 
 from conftest import REPO
 
-CONFIGS = sorted((REPO / "config").glob("*/*.yaml"))
+CONFIGS = sorted(p for kind in KINDS for p in config_dir(kind).glob("*.yaml"))
 # Substitutes for the README's shell variables and placeholders.
 SHELL_VARS = {
     "PWD": str(REPO),
@@ -38,7 +44,7 @@ def plugin_keys(ours, fairseq_base):
 
 
 def readme_hydra_commands(readme: Path):
-    """(config_dir, config_name, overrides) of every fairseq-hydra-train command in a bash block."""
+    """(config folder, config_name, overrides) of every fairseq-hydra-train command in a bash block."""
     text = readme.read_text(encoding="utf-8")
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
@@ -47,21 +53,23 @@ def readme_hydra_commands(readme: Path):
                 continue
             line = re.sub(r"#.*$", "", line)
             line = line.replace("$(which fairseq-hydra-train)", "fairseq-hydra-train")
+            # the package's config folders, as the shell would print them
+            line = re.sub(r"\$\(python -m fast_hubert_plugin\.config (\w+)\)", lambda m: str(config_dir(m[1])), line)
             line = re.sub(r"\$(\w+)", lambda m: SHELL_VARS[m[1]], line)
             words = shlex.split(line)
             words = words[words.index("fairseq-hydra-train") + 1 :]
-            config_dir = words[words.index("--config-dir") + 1]
+            folder = words[words.index("--config-dir") + 1]
             config_name = words[words.index("--config-name") + 1]
             overrides = [w for w in words if "=" in w and not w.startswith("-")]
-            commands.append((config_dir, config_name, overrides))
+            commands.append((folder, config_name, overrides))
     return commands
 
 
-def compose_like_fairseq(config_dir: Path, config_name: str, overrides):
+def compose_like_fairseq(folder: Path, config_name: str, overrides):
     """What fairseq-hydra-train composes: fairseq's schema stored under the config's name, then the YAML."""
     hydra_init(config_name)
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir), version_base="1.1"):
+    with initialize_config_dir(config_dir=str(folder), version_base="1.1"):
         return compose(config_name=config_name, overrides=list(overrides))
 
 
@@ -75,23 +83,70 @@ def test_every_plugin_key_is_declared(path):
         assert not missing, f"{path.name}: model keys users cannot override without '+': {sorted(missing)}"
 
 
-def test_readme_commands_compose_as_written():
+# The docs with fairseq-hydra-train commands; each names its configs by the package's folders.
+DOCS = ("README.md", "fast_hubert_plugin/clustering/README.md", "fast_hubert_plugin/finetuning/README.md")
+
+
+def test_readme_names_the_base_configs():
     commands = readme_hydra_commands(REPO / "README.md")
     names = {name for _, name, _ in commands}
     assert {"fast_hubert_base_librispeech", "base_10h"} <= names, names
     assert any("task.feature_dir=/data/fbank" in o for *_, o in commands)
-    for config_dir, config_name, overrides in commands:
-        cfg = compose_like_fairseq(REPO / config_dir, config_name, overrides)
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_readme_commands_compose_as_written(doc):
+    commands = readme_hydra_commands(REPO / doc)
+    assert commands and all(Path(folder).parent == config_dir("pretraining").parent for folder, *_ in commands)
+    for folder, config_name, overrides in commands:
+        cfg = compose_like_fairseq(REPO / folder, config_name, overrides)
         for override in overrides:
             key, value = override.split("=", 1)
             if key.startswith(("task.", "model.")) and not value.startswith(("[", "'")):
                 assert str(OmegaConf.select(cfg, key)) == value, override
 
 
+def test_an_installed_wheel_carries_the_configs_the_docs_name(tmp_path):
+    """A non-editable install stands alone: the wheel built from this checkout holds every YAML of the
+    package's config folders, and the package unpacked from it, with no repository on the path, finds
+    them inside itself (in Python and with python -m fast_hubert_plugin.config)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("setup.py", "README.md"):
+        shutil.copy(REPO / name, src)
+    shutil.copytree(
+        REPO / "fast_hubert_plugin", src / "fast_hubert_plugin", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
+    subprocess.run([*build, "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True, text=True)
+    (wheel,) = (tmp_path / "dist").glob("fast_hubert-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        shipped = {n for n in z.namelist() if n.endswith(".yaml")}
+        z.extractall(site)
+    assert shipped == {f"fast_hubert_plugin/config/{p.parent.name}/{p.name}" for p in CONFIGS}
+
+    def run(*args):
+        env = dict(os.environ, PYTHONPATH=str(site))  # the unpacked wheel, not this checkout
+        return subprocess.run(
+            [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+
+    package, *folders = run(
+        "-c", "import fast_hubert_plugin as p; print(p.__file__); [print(p.config_dir(k)) for k in p.config.KINDS]"
+    )
+    assert Path(package).parent == site / "fast_hubert_plugin"
+    installed = dict(zip(KINDS, map(Path, folders)))
+    assert run("-m", "fast_hubert_plugin.config", "pretraining") == [str(installed["pretraining"])]
+    for doc in DOCS:
+        for folder, name, _ in readme_hydra_commands(REPO / doc):
+            assert (installed[Path(folder).name] / f"{name}.yaml").is_file(), (doc, name)
+
+
 def test_an_undeclared_key_is_refused_like_on_the_command_line():
     """The check above can fail: Hydra refuses a key absent from the YAML, as fairseq-hydra-train does."""
     with pytest.raises(Exception, match="not_a_key"):
-        compose_like_fairseq(REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", ["task.not_a_key=1"])
+        compose_like_fairseq(config_dir("pretraining"), "fast_hubert_tiny_cpu", ["task.not_a_key=1"])
 
 
 def quoted_numbers(text: str):

@@ -18,9 +18,10 @@ import torch.multiprocessing as mp
 from fairseq import metrics
 from test_model import batch, tiny_model
 
+from fast_hubert_plugin.config import config_dir
 from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
 
-from conftest import REPO, train_log_records
+from conftest import train_log_records
 
 PROBE = Path(__file__).resolve().parent / "rank_probe"
 
@@ -29,7 +30,7 @@ def hydra_command(run_dir: Path, overrides, user_dir: Path = PROBE):
     return [
         str(Path(sys.executable).parent / "fairseq-hydra-train"),
         "--config-dir",
-        str(REPO / "config" / "pretraining"),
+        str(config_dir("pretraining")),
         "--config-name",
         "fast_hubert_tiny_cpu",
         f"common.user_dir={user_dir}",

@@ -12,6 +12,7 @@ from conftest import REPO
 PACKAGE = REPO / "fast_hubert_plugin"
 # Lower layers never import higher ones; folders of the same layer never import each other.
 LAYERS = {
+    "config": 0,  # the shipped Hydra configs and the function that finds them
     "utils": 0,
     "features": 1,
     "data": 2,

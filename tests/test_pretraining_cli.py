@@ -8,6 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from fast_hubert_plugin.config import config_dir
+
 from conftest import REPO, run_hydra_train, train_log_records
 
 
@@ -90,9 +92,7 @@ def test_interrupted_run_resumes_from_checkpoint_last(pretraining_data, tmp_path
         "dataset.validate_interval_updates=0",
         "checkpoint.save_interval_updates=10",
     ]
-    run_hydra_train(
-        REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", run_dir, common + ["optimization.max_update=20"]
-    )
+    run_hydra_train(config_dir("pretraining"), "fast_hubert_tiny_cpu", run_dir, common + ["optimization.max_update=20"])
     ckpt = run_dir / "checkpoints" / "checkpoint_last.pt"
     import fast_hubert_plugin  # noqa: F401
 
@@ -101,7 +101,7 @@ def test_interrupted_run_resumes_from_checkpoint_last(pretraining_data, tmp_path
     opt_state = saved["last_optimizer_state"]["state"]
 
     proc = run_hydra_train(
-        REPO / "config" / "pretraining", "fast_hubert_tiny_cpu", run_dir, common + ["optimization.max_update=30"]
+        config_dir("pretraining"), "fast_hubert_tiny_cpu", run_dir, common + ["optimization.max_update=30"]
     )
     log = proc.stdout + proc.stderr
     assert "Loaded checkpoint" in log and "@ 20 updates" in log
@@ -113,7 +113,7 @@ def test_interrupted_run_resumes_from_checkpoint_last(pretraining_data, tmp_path
     key = next(iter(opt_state))
     assert int(resumed["last_optimizer_state"]["state"][key]["step"]) == int(opt_state[key]["step"]) + 10
     # the learning-rate schedule continued too (warmup 30: lr at update 30 is the peak)
-    peak = OmegaConf.load(REPO / "config" / "pretraining" / "fast_hubert_tiny_cpu.yaml").optimization.lr[0]
+    peak = OmegaConf.load(config_dir("pretraining") / "fast_hubert_tiny_cpu.yaml").optimization.lr[0]
     assert float(train_log_records(log)[-1]["lr"]) == pytest.approx(peak, rel=1e-3)
 
 
@@ -123,7 +123,7 @@ def test_official_fasthubert_names_run(pretraining_data, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     proc = run_hydra_train(
-        REPO / "config" / "pretraining",
+        config_dir("pretraining"),
         "fast_hubert_tiny_cpu",
         run_dir,
         [

@@ -10,9 +10,10 @@ updates per iteration, writing below ``workspace/runs/NAME``. Every stage is res
 skipped when its marker exists, and a training run that was killed resumes from its last
 checkpoint when the stage is run again. The examples' demo and the benchmarks both run this module.
 
-All three model types share the tiny Transformer of ``config/pretraining/fast_hubert_tiny_cpu.yaml``
-(4 x 256) and its optimiser; stock HuBERT keeps its own waveform CNN (50 Hz), projection and
-cosine-similarity loss, through fairseq's own ``hubert`` model, task and criterion.
+All three model types share the tiny Transformer (4 x 256) of the package's
+``config/pretraining/fast_hubert_tiny_cpu.yaml`` and its optimiser; stock HuBERT keeps its own
+waveform CNN (50 Hz), projection and cosine-similarity loss, through fairseq's own ``hubert``
+model, task and criterion.
 """
 
 import csv
@@ -23,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from ..config import config_dir
 from .corpus import Corpus
 from .runner import Stage, Usage, log_records, run_cli, run_training, tool
 
-REPO = Path(__file__).resolve().parents[2]
-PLUGIN = REPO / "fast_hubert_plugin"
-PRETRAINING_CONFIGS = REPO / "config" / "pretraining"
-FINETUNING_CONFIGS = REPO / "config" / "finetuning"
+PLUGIN = Path(__file__).resolve().parents[1]  # the package folder: fairseq's common.user_dir
+PRETRAINING_CONFIGS = config_dir("pretraining")
+FINETUNING_CONFIGS = config_dir("finetuning")
 TINY_PRETRAINING = "fast_hubert_tiny_cpu"
 TINY_FINETUNING = "tiny_cpu"
 FRAMES_TO_SAMPLES = 160  # our sizes count fbank frames (100 per second); stock HuBERT counts 16 kHz samples
