@@ -140,7 +140,7 @@ def main(argv=None):
     else:
         fast_cfg = (config_dir("pretraining"), "fast_hubert_base_librispeech", [])
         stock_extra = []
-    stock_cfg = (REPO / "benchmarks" / "config", "hubert_base_librispeech", stock_extra)
+    stock_cfg = (config_dir("pretraining"), "hubert_base_librispeech", stock_extra)
 
     runs = [  # name, (config dir, name, extra), overrides, what
         ("stock", stock_cfg, [], "fairseq `hubert` Base, its recipe (fp16, fairseq's adam)"),

@@ -76,7 +76,12 @@ def compose_like_fairseq(folder: Path, config_name: str, overrides):
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_plugin_key_is_declared(path):
     cfg = OmegaConf.load(path)
-    missing = plugin_keys(FastHubertPretrainingConfig, HubertPretrainingConfig) - set(cfg.task)
+    ours = plugin_keys(FastHubertPretrainingConfig, HubertPretrainingConfig)
+    if cfg.task._name == "hubert_pretraining":  # stock HuBERT: fairseq's task would refuse our keys
+        assert not ours & set(cfg.task), f"{path.name}: {sorted(ours & set(cfg.task))}"
+        assert cfg.model._name in ("hubert", "hubert_ctc")
+        return
+    missing = ours - set(cfg.task)
     assert not missing, f"{path.name}: task keys users cannot override without '+': {sorted(missing)}"
     if cfg.model._name == "fast_hubert":
         missing = plugin_keys(FastHubertConfig, HubertConfig) - set(cfg.model)
@@ -184,3 +189,27 @@ def test_documented_numbers_are_the_recorded_ones(doc, section, end, record):
     rounded = recorded | {f"{float(v):.1f}" for v in decimals} | {f"{float(v):.2f}" for v in decimals}
     assert (REPO / record).is_file()
     assert quoted and not quoted - rounded, f"{doc}: {sorted(quoted - rounded)} appear in no record"
+
+
+def composed(folder: Path, name: str, overrides) -> dict:
+    """The resolved config fairseq-hydra-train would run (compose leaves Hydra's own section out)."""
+    return OmegaConf.to_container(compose_like_fairseq(folder, name, overrides), resolve=True)
+
+
+def test_stock_hubert_configs_are_the_former_override_lists():
+    """Stock HuBERT was our tiny configs with set-then-delete overrides; its own configs give it the
+    same hyper-parameters: the recipe's commands compose to the same configs either way."""
+    from fast_hubert_plugin.recipes.two_iterations import FINETUNE_FAST_START, SYSTEMS, overridden
+
+    stock = SYSTEMS["hubert"]
+    run = ["task.data=/data", "task.label_dir=/labels", "model.label_rate=50", "optimization.max_update=600"]
+    before = composed(config_dir("pretraining"), "fast_hubert_tiny_cpu", [*stock.pretraining_overrides, *run])
+    assert composed(config_dir("pretraining"), "hubert_tiny_cpu", run) == before
+    assert before["model"]["_name"] == "hubert" and before["task"]["max_sample_size"] == 96000
+
+    ft = ["task.data=/ft", "task.label_dir=/ft", "model.w2v_path=/ckpt.pt", "optimization.max_update=1000"]
+    old = [*overridden(FINETUNE_FAST_START, stock.finetuning_overrides), *ft, *stock.finetuning_overrides]
+    before = composed(config_dir("finetuning"), "tiny_cpu", old)
+    fast_start = [o.replace("dataset.max_tokens=2000", "dataset.max_tokens=320000") for o in FINETUNE_FAST_START]
+    assert composed(config_dir("finetuning"), "hubert_tiny_cpu", [*fast_start, *ft]) == before
+    assert before["task"]["_name"] == "hubert_pretraining" and before["dataset"]["max_tokens"] == 320000
