@@ -19,19 +19,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/log
 python3 -c "import torch, fairseq, platform; print('torch', torch.__version__, 'fairseq', fairseq.__version__, 'python', platform.python_version(), torch.cuda.get_device_name(0))" >> "$OUT/logs/machine.txt" 2>&1
 
 CONFIGS=$(cd "$REPO" && python3 -m fast_hubert_plugin.config pretraining)
-STOCK=$(cd "$REPO" && python3 -c "from fast_hubert_plugin.recipes.two_iterations import SYSTEMS; print(' '.join(SYSTEMS['hubert'].pretraining_overrides))")
-pretrain() {  # name, extra overrides...
-  local name=$1; shift
-  ( time fairseq-hydra-train --config-dir "$CONFIGS" --config-name fast_hubert_tiny_cpu \
+pretrain() {  # name, config, extra overrides...
+  local name=$1 config=$2; shift 2
+  ( time fairseq-hydra-train --config-dir "$CONFIGS" --config-name "$config" \
       common.user_dir="$REPO/fast_hubert_plugin" hydra.run.dir="$RUNS/$name" task.data="$DATA" task.label_dir="$DATA" \
       model.label_rate=50 optimization.max_update="$UPDATES" dataset.num_workers=6 common.log_interval=50 \
       dataset.validate_interval=100000 dataset.validate_interval_updates="$UPDATES" \
       checkpoint.save_interval_updates="$UPDATES" "$@" ) > "$OUT/logs/pretrain_$name.log" 2>&1
   echo "pretrain $name: exit $?"
 }
-pretrain fast_hubert 'model.supervised_layers="[]"'
-# shellcheck disable=SC2086
-pretrain hubert $STOCK
+pretrain fast_hubert fast_hubert_tiny_cpu 'model.supervised_layers="[]"'
+pretrain hubert hubert_tiny_cpu  # stock fairseq HuBERT with the same tiny Transformer
 for name in fast_hubert hubert; do  # each returned file must stay under 16 MiB: fp16 halves, no optimizer
   (cd "$REPO" && python3 benchmarks/stock_control.py pack "$RUNS/$name/checkpoints/checkpoint_last.pt" "$OUT" $name)
 done

@@ -196,20 +196,52 @@ def composed(folder: Path, name: str, overrides) -> dict:
     return OmegaConf.to_container(compose_like_fairseq(folder, name, overrides), resolve=True)
 
 
-def test_stock_hubert_configs_are_the_former_override_lists():
-    """Stock HuBERT was our tiny configs with set-then-delete overrides; its own configs give it the
-    same hyper-parameters: the recipe's commands compose to the same configs either way."""
-    from fast_hubert_plugin.recipes.two_iterations import FINETUNE_FAST_START, SYSTEMS, overridden
+def test_stock_hubert_tiny_is_fairseqs_hubert_sized_as_the_tiny_fast_hubert():
+    """pretraining/hubert_tiny_cpu.yaml: fairseq's own task, model and criterion with the Transformer,
+    masking and optimisation of fast_hubert_tiny_cpu.yaml, its sizes in samples (x 160 fbank frames)."""
+    ours = OmegaConf.load(config_dir("pretraining") / "fast_hubert_tiny_cpu.yaml")
+    stock = OmegaConf.load(config_dir("pretraining") / "hubert_tiny_cpu.yaml")
+    assert (stock.task._name, stock.model._name, stock.criterion._name) == ("hubert_pretraining", "hubert", "hubert")
+    shared = ["encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads"]
+    shared += ["conv_pos", "conv_pos_groups", "mask_prob", "logit_temp", "encoder_layerdrop"]
+    shared += ["dropout_input", "dropout", "attention_dropout"]
+    assert {k: stock.model[k] for k in shared} == {k: ours.model[k] for k in shared}
+    assert stock.model.mask_length * 20 == ours.model.mask_length * 40  # the same masked span (ms)
+    assert [stock.task.max_sample_size, stock.task.min_sample_size, stock.dataset.max_tokens] == [
+        160 * n for n in (ours.task.max_sample_size, ours.task.min_sample_size, ours.dataset.max_tokens)
+    ]
+    for section in ("common", "checkpoint", "optimization", "optimizer", "lr_scheduler"):
+        assert stock[section] == ours[section], section
+    # HuBERT's own: a 256-dim projection, the CNN's gradient scaled by 0.1, the feature penalty at 10
+    assert (stock.model.final_dim, stock.model.feature_grad_mult, list(stock.criterion.loss_weights)) == (
+        256,
+        0.1,
+        [10],
+    )
 
-    stock = SYSTEMS["hubert"]
-    run = ["task.data=/data", "task.label_dir=/labels", "model.label_rate=50", "optimization.max_update=600"]
-    before = composed(config_dir("pretraining"), "fast_hubert_tiny_cpu", [*stock.pretraining_overrides, *run])
-    assert composed(config_dir("pretraining"), "hubert_tiny_cpu", run) == before
-    assert before["model"]["_name"] == "hubert" and before["task"]["max_sample_size"] == 96000
 
-    ft = ["task.data=/ft", "task.label_dir=/ft", "model.w2v_path=/ckpt.pt", "optimization.max_update=1000"]
-    old = [*overridden(FINETUNE_FAST_START, stock.finetuning_overrides), *ft, *stock.finetuning_overrides]
-    before = composed(config_dir("finetuning"), "tiny_cpu", old)
-    fast_start = [o.replace("dataset.max_tokens=2000", "dataset.max_tokens=320000") for o in FINETUNE_FAST_START]
-    assert composed(config_dir("finetuning"), "hubert_tiny_cpu", [*fast_start, *ft]) == before
-    assert before["task"]["_name"] == "hubert_pretraining" and before["dataset"]["max_tokens"] == 320000
+def test_stock_hubert_fine_tuning_is_the_tiny_recipe_on_fairseqs_task():
+    ours, stock = (
+        OmegaConf.to_container(OmegaConf.load(config_dir("finetuning") / f"{name}.yaml"))
+        for name in ("tiny_cpu", "hubert_tiny_cpu")
+    )
+    assert stock["task"]["_name"] == "hubert_pretraining"
+    assert stock["dataset"]["max_tokens"] == 160 * ours["dataset"]["max_tokens"]  # samples, not fbank frames
+    assert {k: v for k, v in stock["task"].items() if k != "_name"} == {
+        k: ours["task"][k] for k in stock["task"] if k != "_name"
+    }
+    for section in ("common", "checkpoint", "criterion", "optimization", "optimizer", "lr_scheduler", "model"):
+        assert stock[section] == ours[section], section
+
+
+def test_every_recipe_system_composes():
+    """The recipes' configs and overrides of each model type compose, pretraining and fine-tuning."""
+    from fast_hubert_plugin.recipes.two_iterations import SYSTEMS, finetune_fast_start
+
+    for system in SYSTEMS.values():
+        run = ["task.data=/data", "task.label_dir=/labels", f"model.label_rate={system.frame_rate}"]
+        cfg = composed(config_dir("pretraining"), system.pretraining_config, [*system.pretraining_overrides, *run])
+        assert cfg["model"]["_name"] == ("hubert" if system.name == "hubert" else "fast_hubert"), system.name
+        ft = ["task.data=/ft", "task.label_dir=/ft", "model.w2v_path=/ckpt.pt", *finetune_fast_start(system)]
+        cfg = composed(config_dir("finetuning"), system.finetuning_config, ft)
+        assert cfg["dataset"]["max_tokens"] == 20 * system.size_rate  # 20 s of audio per batch for each

@@ -19,7 +19,6 @@ from fast_hubert_plugin.recipes.two_iterations import (
     SYSTEMS,
     Recipe,
     Workspace,
-    overridden,
     pretrain,
 )
 
@@ -288,10 +287,6 @@ def test_failed_cli_reports_command_and_log_end(tmp_path):
             ],
             tmp_path / "log.txt",
         )
-
-
-def test_overrides_given_twice_keep_the_systems():
-    assert overridden(["a=1", "dataset.max_tokens=2000"], ["dataset.max_tokens=320000", "~b"]) == ["a=1"]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ checkpoint when the stage is run again. The examples' demo and the benchmarks bo
 All three model types share the tiny Transformer (4 x 256) of the package's
 ``config/pretraining/fast_hubert_tiny_cpu.yaml`` and its optimiser; stock HuBERT keeps its own
 waveform CNN (50 Hz), projection and cosine-similarity loss, through fairseq's own ``hubert``
-model, task and criterion.
+model, task and criterion, configured by ``hubert_tiny_cpu.yaml`` (pretraining and fine-tuning).
 """
 
 import csv
@@ -31,85 +31,53 @@ from .runner import Stage, Usage, log_records, run_cli, run_training, tool
 PLUGIN = Path(__file__).resolve().parents[1]  # the package folder: fairseq's common.user_dir
 PRETRAINING_CONFIGS = config_dir("pretraining")
 FINETUNING_CONFIGS = config_dir("finetuning")
-TINY_PRETRAINING = "fast_hubert_tiny_cpu"
-TINY_FINETUNING = "tiny_cpu"
-FRAMES_TO_SAMPLES = 160  # our sizes count fbank frames (100 per second); stock HuBERT counts 16 kHz samples
 ITERATION1_LABEL_RATE = 50  # HuBERT's MFCC units at 50 Hz; fast_hubert uses every second one (25 Hz frames)
 
 
 @dataclass(frozen=True)
 class System:
-    """A model type of the recipe: overrides of the tiny configs, and its frame rate (Hz)."""
+    """A model type of the recipe: its tiny configs (pretraining and fine-tuning) and overrides of
+    them, its frame rate (Hz), and what its sizes count per second of audio."""
 
     name: str
     title: str
     frame_rate: int
+    pretraining_config: str = "fast_hubert_tiny_cpu"
+    finetuning_config: str = "tiny_cpu"
+    size_rate: int = 100  # max_tokens per second of audio: fbank frames (fast_hubert), 16 kHz samples (hubert)
     pretraining_overrides: Sequence[str] = ()
-    finetuning_overrides: Sequence[str] = ()
 
-
-# Keys of our task that fairseq's HubertPretrainingConfig lacks. Hydra cannot delete a key whose
-# value is null ("does not exist"), so each is set first, then deleted.
-OUR_TASK_KEYS = (
-    "cmvn_stats_path",
-    "feature_dir",
-    "check_audio_files",
-    "label_length_tolerance",
-    "persistent_workers",
-    "spec_aug_freq_masks",
-    "spec_aug_freq_width",
-    "spec_aug_time_masks",
-    "spec_aug_time_width",
-)
-TO_STOCK_TASK = (
-    "task._name=hubert_pretraining",
-    *(o for key in OUR_TASK_KEYS for o in (f"task.{key}=0", f"~task.{key}")),
-)
-
-STOCK_HUBERT_PRETRAINING = (
-    *TO_STOCK_TASK,
-    f"task.max_sample_size={600 * FRAMES_TO_SAMPLES}",
-    f"task.min_sample_size={150 * FRAMES_TO_SAMPLES}",
-    f"dataset.max_tokens={3600 * FRAMES_TO_SAMPLES}",
-    "model._name=hubert",
-    "~model.conv_kernel_sizes",
-    "~model.conv_channels",
-    "~model.fbank_encoder_dim",
-    "~model.supervised_layers",
-    "~model.input_feat_per_channel",
-    "~model.spec_aug_freq_masks",
-    "~model.spec_aug_freq_width",
-    "~model.spec_aug_time_masks",
-    "~model.spec_aug_time_width",
-    "+model.final_dim=256",
-    "model.mask_length=10",  # 10 x 20 ms = 5 x 40 ms
-    "model.feature_grad_mult=0.1",
-    "criterion._name=hubert",
-    "+criterion.loss_weights=[10]",
-)
 
 SYSTEMS: Dict[str, System] = {
-    "fast_hubert": System("fast_hubert", "fast_hubert", 25, ('model.supervised_layers="[]"',)),
+    "fast_hubert": System("fast_hubert", "fast_hubert", 25, pretraining_overrides=('model.supervised_layers="[]"',)),
     "fast_hubert_ils": System(
-        "fast_hubert_ils", "fast_hubert + ILS (blocks 2, 4)", 25, ('model.supervised_layers="[2]"',)
+        "fast_hubert_ils",
+        "fast_hubert + ILS (blocks 2, 4)",
+        25,
+        pretraining_overrides=('model.supervised_layers="[2]"',),
     ),
+    # fairseq's own hubert_pretraining task, hubert model and criterion, sized as the tiny fast_hubert
     "hubert": System(
         "hubert",
         "stock HuBERT (waveform CNN, cosine loss)",
         50,
-        STOCK_HUBERT_PRETRAINING,
-        (*TO_STOCK_TASK, f"dataset.max_tokens={2000 * FRAMES_TO_SAMPLES}"),
+        pretraining_config="hubert_tiny_cpu",
+        finetuning_config="hubert_tiny_cpu",
+        size_rate=16000,
     ),
 }
 
-# A few minutes of CTC on a tiny model: train the Transformer from the first update (front-end
-# frozen, as fairseq's recipes), at a higher peak rate, in small batches, without masking/SpecAugment.
-FINETUNE_FAST_START = (
-    "optimization.lr=[0.001]",
-    "model.freeze_finetune_updates=0",
-    "dataset.max_tokens=2000",
-    "model.apply_mask=false",
-)
+
+def finetune_fast_start(system: System) -> List[str]:
+    """A few minutes of CTC on a tiny model: train the Transformer from the first update (front-end
+    frozen, as fairseq's recipes), at a higher peak rate, in small batches (20 s of audio), without
+    masking/SpecAugment."""
+    return [
+        "optimization.lr=[0.001]",
+        "model.freeze_finetune_updates=0",
+        f"dataset.max_tokens={20 * system.size_rate}",
+        "model.apply_mask=false",
+    ]
 
 
 def write_table(path: Path, rows: Sequence[dict]):
@@ -391,7 +359,7 @@ def pretrain(
                 "--config-dir",
                 PRETRAINING_CONFIGS,
                 "--config-name",
-                TINY_PRETRAINING,
+                system.pretraining_config,
                 f"common.user_dir={PLUGIN}",
                 f"hydra.run.dir={run_dir}",
                 f"task.data={data}",
@@ -575,12 +543,6 @@ def device_overrides(device: Optional[str]) -> List[str]:
     return ["common.cpu=true"] if device == "cpu" else []
 
 
-def overridden(defaults: Sequence[str], overrides: Sequence[str]) -> List[str]:
-    """``defaults`` without the keys that ``overrides`` set (hydra refuses a key given twice)."""
-    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    return [d for d in defaults if d.split("=", 1)[0] not in keys]
-
-
 def finetune(
     workspace: Workspace,
     name: str,
@@ -606,18 +568,17 @@ def finetune(
                 "--config-dir",
                 FINETUNING_CONFIGS,
                 "--config-name",
-                TINY_FINETUNING,
+                system.finetuning_config,
                 f"common.user_dir={PLUGIN}",
                 f"hydra.run.dir={run_dir}",
                 f"task.data={ws.ctc_data}",
                 f"task.label_dir={ws.ctc_data}",
                 f"model.w2v_path={pretrained.checkpoint}",
                 f"optimization.max_update={updates}",
-                *overridden(FINETUNE_FAST_START, system.finetuning_overrides),
+                *finetune_fast_start(system),
                 "dataset.validate_interval=100000",
                 f"dataset.validate_interval_updates={max(1, updates // 4)}",
                 f"checkpoint.save_interval_updates={updates}",
-                *system.finetuning_overrides,
                 *device_overrides(ws.device),
             ]
             usage = run_training(cmd, run_dir / "train.log", updates, name, threads, progress)
