@@ -26,6 +26,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples"))  # speech_folder: the demo's speech folders
+
+from speech_folder import LAYOUTS, SHARED_SPEECH  # noqa: E402
+
+SO762 = LAYOUTS["so762"]
 
 
 def read_tsv(path: Path):
@@ -58,11 +63,10 @@ def main():
     p.add_argument("--train-hours", type=float, default=5.0)
     p.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "demo_time_cpu.md")
     args = p.parse_args()
-    shared = REPO.parent / "shared" / "speech"
-    if (shared / "so762_train.tsv").is_file():
-        sys.exit(f"{shared} exists, so the demo would use it: run this from a clone with no ../shared beside it")
+    if (SHARED_SPEECH / SO762.train).is_file():
+        sys.exit(f"{SHARED_SPEECH} exists, so the demo would use it: run this from a clone with no ../shared beside it")
 
-    train, dev = read_tsv(args.speech_dir / "so762_train.tsv"), read_tsv(args.speech_dir / "so762_dev.tsv")
+    train, dev = read_tsv(args.speech_dir / SO762.train), read_tsv(args.speech_dir / SO762.dev)
     per_copy = sum(int(r["num_samples"]) for r in train) / 16000
     copies = max(1, round(args.train_hours * 3600 / per_copy))
     root = args.work / "cache" / "mini_librispeech" / "LibriSpeech"

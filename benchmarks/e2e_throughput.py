@@ -33,6 +33,10 @@ from fast_hubert_plugin.recipes.runner import parse_log_records
 from random_units import speech_rows, write_random_unit_data
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples"))  # speech_folder: the demo's speech folders
+
+from speech_folder import default_speech_dir  # noqa: E402
+
 CROP_S = 15.62  # the Base configs' max_sample_size: 1562 fbank frames, 250000 samples
 LABEL_RATE = 50
 NUM_UNITS = 500
@@ -79,7 +83,9 @@ def throughput(records, skip: int, crop_s: float):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech"))
+        "--speech-dir",
+        default=str(default_speech_dir()),
+        help="default: $FAST_HUBERT_SPEECH_DIR, else ../shared/speech",
     )
     p.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
     p.add_argument("--work-dir", default="e2e_throughput_work")

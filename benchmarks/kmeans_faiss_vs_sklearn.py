@@ -35,12 +35,15 @@ from fast_hubert_plugin.utils.machine import cpu_model_name
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "examples"))  # speech_folder: the demo's speech folders
 
 from fast_hubert_plugin.clustering.dump import dump_split  # noqa: E402
 from fast_hubert_plugin.clustering.feature_shards import load_split  # noqa: E402
 from fast_hubert_plugin.clustering.kmeans import inertia, train_kmeans  # noqa: E402
 from fast_hubert_plugin.clustering.learn import build_parser as build_learn_parser  # noqa: E402
 from fast_hubert_plugin.utils.atomic import atomic_write_text  # noqa: E402
+
+from speech_folder import default_speech_dir  # noqa: E402
 
 CORPUS_TSVS = ["so762_train.tsv", "so762_dev.tsv", "librispeech_train_clean_100.tsv"]
 
@@ -164,7 +167,9 @@ def machine_lines():
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech"))
+        "--speech-dir",
+        default=str(default_speech_dir()),
+        help="default: $FAST_HUBERT_SPEECH_DIR, else ../shared/speech",
     )
     p.add_argument("--work-dir", default=None, help="feature cache (default: a temporary folder)")
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "kmeans_cpu.md"))

@@ -32,10 +32,12 @@ from fast_hubert_plugin.utils.machine import cpu_model_name
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "examples"))  # speech_folder: which speech, as the demo
 
-from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir  # noqa: E402
 from fast_hubert_plugin.recipes.runner import log_records  # noqa: E402
 from fast_hubert_plugin.recipes.two_iterations import ITERATION1_LABEL_RATE, SYSTEMS, Workspace, pretrain  # noqa: E402
+
+from speech_folder import load_speech, resolve_speech_dir  # noqa: E402
 
 
 def shift_units(line: str, k: int) -> str:
@@ -68,7 +70,7 @@ def main(argv=None):
     p.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "label_alignment_cpu.md")
     args = p.parse_args(argv)
     ws = Workspace(
-        args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), clusters=args.clusters, threads=2
+        args.work_dir, load_speech(resolve_speech_dir(args.speech_dir)), clusters=args.clusters, threads=2
     ).prepare()
     ws.iteration1_units()
     system = SYSTEMS["fast_hubert"]

@@ -23,12 +23,17 @@ from fast_hubert_plugin.utils.machine import cpu_model_name
 from random_units import speech_rows, write_random_unit_data
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples"))  # speech_folder: the demo's speech folders
+
+from speech_folder import default_speech_dir  # noqa: E402
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech"))
+        "--speech-dir",
+        default=str(default_speech_dir()),
+        help="default: $FAST_HUBERT_SPEECH_DIR, else ../shared/speech",
     )
     p.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
     p.add_argument("--workers", default="1,2", help="comma-separated numbers of loader processes to measure")

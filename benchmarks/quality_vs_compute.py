@@ -33,8 +33,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "examples"))  # speech_folder: which speech, as the demo
 
-from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir  # noqa: E402
 from fast_hubert_plugin.recipes.two_iterations import (  # noqa: E402
     ITERATION1_LABEL_RATE,
     SYSTEMS,
@@ -44,6 +44,8 @@ from fast_hubert_plugin.recipes.two_iterations import (  # noqa: E402
     probe,
     untrained,
 )
+
+from speech_folder import load_speech, resolve_speech_dir  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 CALIBRATION_UPDATES = {"fast_hubert": (2, 42), "fast_hubert_ils": (2, 42), "hubert": (2, 10)}
@@ -207,7 +209,7 @@ def main(argv=None):
     t0 = time.time()
 
     speech = resolve_speech_dir(args.speech_dir)
-    ws = Workspace(args.work_dir, load_corpus(speech), clusters=args.clusters, threads=2).prepare().iteration1_units()
+    ws = Workspace(args.work_dir, load_speech(speech), clusters=args.clusters, threads=2).prepare().iteration1_units()
     ws.threads = 1
     systems = [SYSTEMS[n] for n in args.systems]
 

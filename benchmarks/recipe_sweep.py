@@ -34,12 +34,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "examples"))  # speech_folder: which speech, as the demo
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from quality_vs_compute import RESULTS, cpu_seconds_per_update, machine, recipe_label, run_tag  # noqa: E402
 
-from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir  # noqa: E402
 from fast_hubert_plugin.recipes.two_iterations import SYSTEMS, PretrainingRun, Recipe, Workspace, probe  # noqa: E402
+
+from speech_folder import load_speech, resolve_speech_dir  # noqa: E402
 
 # name -> (overrides, why it is a candidate)
 CANDIDATES = {
@@ -132,7 +134,7 @@ def main(argv=None):
     t0 = time.time()
 
     ws = (
-        Workspace(args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), clusters=args.clusters, threads=2)
+        Workspace(args.work_dir, load_speech(resolve_speech_dir(args.speech_dir)), clusters=args.clusters, threads=2)
         .prepare()
         .iteration1_units()
     )

@@ -28,10 +28,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "examples"))  # speech_folder: which speech, as the demo
 
 from quality_vs_compute import BASELINES, baseline_probe, machine  # noqa: E402
 
-from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir  # noqa: E402
 from fast_hubert_plugin.recipes.runner import log_records  # noqa: E402
 from fast_hubert_plugin.recipes.two_iterations import (  # noqa: E402
     ITERATION1_LABEL_RATE,
@@ -42,6 +42,8 @@ from fast_hubert_plugin.recipes.two_iterations import (  # noqa: E402
     probe,
 )
 from fast_hubert_plugin.utils.atomic import atomic_path  # noqa: E402
+
+from speech_folder import load_speech, resolve_speech_dir  # noqa: E402
 
 
 def pack(checkpoint: Path, out: Path, name: str):
@@ -102,7 +104,7 @@ def train_here(args):
     ws = (
         Workspace(
             args.work_dir,
-            load_corpus(resolve_speech_dir(args.speech_dir)),
+            load_speech(resolve_speech_dir(args.speech_dir)),
             clusters=args.clusters,
             threads=args.threads,
         )
@@ -135,7 +137,7 @@ def train_here(args):
 
 
 def probe_gpu_checkpoints(args):
-    ws = Workspace(args.work_dir, load_corpus(resolve_speech_dir(args.speech_dir)), threads=2)
+    ws = Workspace(args.work_dir, load_speech(resolve_speech_dir(args.speech_dir)), threads=2)
     ws.prepare().iteration1_units()
     if (args.gpu_out / "logs.tar.gz").exists() and not (args.gpu_out / "logs").exists():
         with tarfile.open(args.gpu_out / "logs.tar.gz") as tar:

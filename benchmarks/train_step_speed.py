@@ -62,6 +62,7 @@ from fast_hubert_plugin.utils.machine import cpu_model_name
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "examples"))  # speech_folder: the demo's speech folders
 
 import logging  # noqa: E402
 
@@ -75,6 +76,8 @@ from fairseq.models.hubert.hubert import HubertConfig, HubertModel  # noqa: E402
 from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig  # noqa: E402
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
+
+from speech_folder import default_speech_dir  # noqa: E402
 
 # The plugin is imported only where a fast_hubert system is built: with --official the process must not
 # import it (the official code registers the same fairseq names as the plugin's official aliases).
@@ -589,7 +592,9 @@ def largest_batch(s: System, make, device, dtype, log, limit: int = 4096) -> int
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--speech-dir", default=os.environ.get("FAST_HUBERT_SPEECH_DIR", str(REPO.parent / "shared" / "speech"))
+        "--speech-dir",
+        default=str(default_speech_dir()),
+        help="default: $FAST_HUBERT_SPEECH_DIR, else ../shared/speech",
     )
     p.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
     p.add_argument(

@@ -41,7 +41,7 @@ from typing import Dict, Tuple
 from demo_report import write_report
 
 from fast_hubert_plugin.data.download import DownloadError
-from fast_hubert_plugin.recipes.corpus import SPEECH_ENV, at_most_hours, load_corpus, resolve_speech_dir
+from fast_hubert_plugin.recipes.corpus import at_most_hours
 from fast_hubert_plugin.recipes.runner import Stage, StageFailed, StageMismatch, run_cli, tool
 from fast_hubert_plugin.recipes.two_iterations import (
     ITERATION1_LABEL_RATE,
@@ -53,6 +53,8 @@ from fast_hubert_plugin.recipes.two_iterations import (
     probe,
     untrained,
 )
+
+from speech_folder import SPEECH_ENV, load_speech, resolve_speech_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -170,7 +172,7 @@ def main(argv=None):
 
     try:
         speech = resolve_speech_dir(args.speech_dir, cache_dir=args.cache_dir, base_url=args.corpus_url)
-        corpus = load_corpus(speech, args.transcripts)
+        corpus = load_speech(speech, args.transcripts)
         corpus = corpus._replace(pretrain=at_most_hours(corpus.pretrain, args.pretrain_hours))
     except (DownloadError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")

@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import io
 import socket
+import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -16,9 +17,12 @@ import soundfile as sf
 from fast_hubert_plugin.data import mini_librispeech
 from fast_hubert_plugin.data.download import DownloadError
 from fast_hubert_plugin.data.mini_librispeech import PARTS, fetch_mini_librispeech
-from fast_hubert_plugin.recipes.corpus import load_corpus, resolve_speech_dir
+from fast_hubert_plugin.recipes.corpus import Layout, load_corpus
 
-from conftest import SPEECH_DIR, read_corpus_tsv
+from conftest import REPO, SPEECH_DIR, read_corpus_tsv
+
+sys.path.insert(0, str(REPO / "examples"))
+from speech_folder import load_speech, resolve_speech_dir  # noqa: E402  (the demo's speech folders)
 
 # fixture utterances per part, laid out as LibriSpeech/PART/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac
 PART_ROWS = {
@@ -131,7 +135,7 @@ def test_complete_download_extracts_and_writes_manifests(server, tmp_path):
     # a second run finds everything done and asks the server for nothing
     fetch_mini_librispeech(tmp_path, server.url, MD5, progress=False)
     assert len(server.requests) == len(ARCHIVES)
-    corpus = load_corpus(root)
+    corpus = load_speech(root)
     assert len(corpus.pretrain) == len(corpus.train) == 6 and len(corpus.dev) == 3
     assert all(Path(r["path"]).is_file() and r["text"] for r in corpus.train + corpus.dev)
 
@@ -198,5 +202,21 @@ def test_speech_dir_resolution_order(server, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="--speech-dir"):
         resolve_speech_dir(tmp_path / "missing")
     # the project's layout: so762 train/dev transcribed, LibriSpeech excerpts for pretraining only
-    corpus = load_corpus(SPEECH_DIR)
+    corpus = load_speech(SPEECH_DIR)
     assert (len(corpus.pretrain), len(corpus.train), len(corpus.dev)) == (48 + 8, 48, 16)
+
+
+def test_the_package_reads_a_folder_by_the_layout_it_is_given(tmp_path):
+    """The package knows no folder: without a layout a folder is all pretraining audio (transcripts
+    add CTC rows, the last 15 % as dev); with one it splits by that layout's manifests."""
+    audio = sorted(SPEECH_DIR.rglob("*.flac"))
+    assert len(load_corpus(SPEECH_DIR).pretrain) == len(audio) and not load_corpus(SPEECH_DIR).train
+    so762 = Layout("so762_train.tsv", "so762_dev.tsv", max_dev=10)
+    corpus = load_corpus(SPEECH_DIR, [Layout("missing.tsv", "missing_dev.tsv"), so762])
+    assert (len(corpus.pretrain), len(corpus.train), len(corpus.dev)) == (48, 48, 10)
+    assert corpus.dev[0]["text"] and Path(corpus.dev[0]["path"]).is_file()
+    (tmp_path / "t.tsv").write_text(
+        "path\ttext\n" + "".join(f"{r['path']}\t{r['text']}\n" for r in read_corpus_tsv("so762_dev.tsv")[:10])
+    )
+    corpus = load_corpus(SPEECH_DIR, [so762], transcripts=tmp_path / "t.tsv")
+    assert (len(corpus.pretrain), len(corpus.train), len(corpus.dev)) == (len(audio), 8, 2)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import soundfile
 
-from fast_hubert_plugin.recipes.corpus import at_most_hours, load_corpus
+from fast_hubert_plugin.recipes.corpus import at_most_hours
 from fast_hubert_plugin.recipes.runner import Stage, StageFailed, StageMismatch, run_cli
 from fast_hubert_plugin.recipes.two_iterations import (
     ITERATION1_LABEL_RATE,
@@ -26,6 +26,8 @@ from conftest import REPO, SPEECH_DIR
 
 sys.path.insert(0, str(REPO / "examples"))
 import demo_report  # noqa: E402  (the demo's report module, beside demo.py)
+
+from speech_folder import load_speech  # noqa: E402  (the demo's speech folders)
 
 # a short budget: the numbers live in the benchmark records, the tests check the plumbing and its outputs
 DEMO_ARGS = [
@@ -291,12 +293,12 @@ def test_failed_cli_reports_command_and_log_end(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_workspace(tmp_path_factory):
-    corpus = load_corpus(SPEECH_DIR)
+    corpus = load_speech(SPEECH_DIR)
     return Workspace(tmp_path_factory.mktemp("ws"), corpus, clusters=8, quiet=True).prepare().iteration1_units()
 
 
 def test_at_most_hours_keeps_a_seeded_subset_in_order_within_the_budget():
-    rows = load_corpus(SPEECH_DIR).pretrain
+    rows = load_speech(SPEECH_DIR).pretrain
     seconds = {r["path"]: soundfile.info(r["path"]).duration for r in rows}
     total = sum(seconds.values())
     assert at_most_hours(rows, total / 3600 + 1) == rows  # more than there is: every row
