@@ -126,6 +126,7 @@ def test_the_checker_sees_an_upward_import():
         # one check of audio files: present, readable, at 16 kHz
         (r"audio file\b.*not found", "features/audio.py", False),
         (r"\bsamplerate\b|\bsr != ", "features/audio.py", False),
+        (r"^import soundfile|^from soundfile", "features/audio.py", False),  # one reader of audio files
         # one rule for an utterance too short for a 25 ms fbank frame, the export's included
         (r"shorter than one|fewer than one", "features/kaldi_fbank.py", True),
         (r"FRAME_LENGTH_SAMPLES", "features/kaldi_fbank.py", True),
@@ -142,3 +143,34 @@ def test_one_implementation_per_job(pattern, home, with_export):
         and re.search(pattern, p.read_text(encoding="utf-8"), re.MULTILINE)
     ]
     assert where == [home], where
+
+
+def climbs_out(text: str, depth: int):
+    """Paths in the source ``text`` of a file ``depth`` folders below the package's own folder that
+    leave the package: ``Path(__file__).parents[N]`` or ``.parent`` chains above the package folder."""
+    found = [m[0] for m in re.finditer(r"parents\[(\d+)\]", text) if int(m[1]) > depth]
+    chains = re.finditer(r"__file__\)(?:\.resolve\(\))?((?:\.parent)+)", text)
+    return found + [m[0] for m in chains if m[1].count(".parent") - 1 > depth]
+
+
+def test_the_package_stands_alone():
+    """An installed package finds what it needs inside itself: no path leaves the package folder
+    (the repository's configs, examples, benchmarks), and the project's speech folder beside the
+    repository is named by the demo and the benchmarks only, not here."""
+    wrong = {}
+    for path in sorted(PACKAGE.rglob("*")):
+        if path.suffix not in (".py", ".md", ".yaml"):
+            continue
+        text, rel = path.read_text(encoding="utf-8"), path.relative_to(PACKAGE)
+        found = climbs_out(text, len(rel.parts) - 1) if path.suffix == ".py" else []
+        found += re.findall(r"shared/speech|\"shared\"|\"config\"\s*/|\bREPO\b", text)
+        if found:
+            wrong[str(rel)] = found
+    assert not wrong, wrong
+
+
+def test_the_checker_sees_a_path_out_of_the_package():
+    assert climbs_out("REPO = Path(__file__).resolve().parents[2]\n", 1) == ["parents[2]"]
+    assert climbs_out("PLUGIN = Path(__file__).resolve().parents[1]\n", 1) == []  # the package folder
+    assert climbs_out("ROOT = Path(__file__).parent.parent.parent\n", 1) == ["__file__).parent.parent.parent"]
+    assert climbs_out("HERE = Path(__file__).resolve().parent\n", 0) == []
