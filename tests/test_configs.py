@@ -143,6 +143,7 @@ def test_an_installed_wheel_carries_the_configs_the_docs_name(tmp_path):
     assert Path(package).parent == site / "fast_hubert_plugin"
     installed = dict(zip(KINDS, map(Path, folders)))
     assert run("-m", "fast_hubert_plugin.config", "pretraining") == [str(installed["pretraining"])]
+    assert run("-m", "fast_hubert_plugin.config", "user-dir") == [str(Path(package).parent)]
     for doc in DOCS:
         for folder, name, _ in readme_hydra_commands(REPO / doc):
             assert (installed[Path(folder).name] / f"{name}.yaml").is_file(), (doc, name)
