@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt requirements-base.txt requirements-fairseq.
 	$(PIP) install -q --no-build-isolation --no-deps -r requirements-fairseq.txt
 	$(PIP) uninstall -q -y torchaudio 2>/dev/null || true  # an older venv may hold the unloadable one
 	$(PIP) install -q --no-build-isolation --no-deps -e .
-	$(PY) -c "import fairseq, faiss, kaldi_native_fbank, transformers, fast_hubert_plugin; print('fast-hubert environment ready')"
+	$(PY) -c "import fast_hubert_plugin, fairseq, faiss, kaldi_native_fbank, transformers; print('fast-hubert environment ready')"
 	touch $@
 
 # GPU machines: CUDA torch from PyPI and faiss-gpu instead of faiss-cpu (no CPU constraint).
