@@ -7,10 +7,12 @@ copied from a saved model's state dict (fine-tuning with ``no_pretrained_weights
 A model restored from a checkpoint gets them from fairseq's ``load_state_dict`` like any tensor.
 """
 
+import copy
 from collections.abc import Mapping
 from typing import Dict, Optional
 
 import torch
+from omegaconf import DictConfig, open_dict
 
 from ..features.cmvn import GlobalCMVN
 from ..utils.errors import DataError
@@ -38,3 +40,22 @@ def read_cmvn(
     if missing:
         raise DataError(source, f"holds no CMVN statistics ({', '.join(missing)})", STATS_FIX)
     return {name: state_dict[prefix + name].detach().float().clone() for name in CMVN_BUFFERS}
+
+
+def configured_stats_path(model_cfg) -> Optional[str]:
+    """The stats file a fast_hubert model config names (``cmvn_stats_path``; None when it has no such key)."""
+    if isinstance(model_cfg, Mapping):  # a dict or an omegaconf DictConfig
+        return model_cfg.get("cmvn_stats_path")
+    return getattr(model_cfg, "cmvn_stats_path", None)
+
+
+def with_stats_path(model_cfg, stats_path: Optional[str]):
+    """A copy of a fast_hubert model config whose ``cmvn_stats_path`` is ``stats_path``; an omegaconf
+    copy keeps its parent, so interpolations such as ``${task.label_rate}`` still resolve."""
+    model_cfg = copy.deepcopy(model_cfg)
+    if isinstance(model_cfg, DictConfig):
+        with open_dict(model_cfg):  # configs saved before the key existed lack it
+            model_cfg.cmvn_stats_path = stats_path
+    else:
+        model_cfg.cmvn_stats_path = stats_path
+    return model_cfg

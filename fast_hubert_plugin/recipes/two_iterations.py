@@ -76,6 +76,8 @@ STOCK_HUBERT_PRETRAINING = (
     "~model.fbank_encoder_dim",
     "~model.supervised_layers",
     "~model.input_feat_per_channel",
+    "model.cmvn_stats_path=0",  # null: set first, then deleted (as OUR_TASK_KEYS)
+    "~model.cmvn_stats_path",
     "~model.spec_aug_freq_masks",
     "~model.spec_aug_freq_width",
     "~model.spec_aug_time_masks",
