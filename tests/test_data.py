@@ -23,6 +23,15 @@ def data(pretraining_data, tmp_path):
     return d
 
 
+def tiny_model_cfg():
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(
+        {"_name": "fast_hubert", "label_rate": 50.0, "encoder_layers": 1, "encoder_embed_dim": 32}
+        | {"encoder_ffn_embed_dim": 64, "encoder_attention_heads": 2, "conv_pos": 8, "conv_pos_groups": 4}
+    )
+
+
 def make_task(d, **kw):
     cfg = FastHubertPretrainingConfig(
         data=str(d),
@@ -223,10 +232,10 @@ def test_missing_cmvn_stats_is_a_clear_error(data):
     task = make_task(data)
     task.cfg.cmvn_stats_path = str(data / "absent.npz")
     with pytest.raises(DataError, match="CMVN stats file not found.*fast-hubert-cmvn"):
-        task.load_cmvn(80)
+        task.build_model(tiny_model_cfg())
     task.cfg.cmvn_stats_path = None
     with pytest.raises(ValueError, match="task.cmvn_stats_path is not set"):
-        task.load_cmvn(80)
+        task.build_model(tiny_model_cfg())
 
 
 def test_precomputed_store_gives_the_same_batches(data, tmp_path):

@@ -174,3 +174,21 @@ def test_the_checker_sees_a_path_out_of_the_package():
     assert climbs_out("PLUGIN = Path(__file__).resolve().parents[1]\n", 1) == []  # the package folder
     assert climbs_out("ROOT = Path(__file__).parent.parent.parent\n", 1) == ["__file__).parent.parent.parent"]
     assert climbs_out("HERE = Path(__file__).resolve().parent\n", 0) == []
+
+
+def test_cmvn_is_read_in_one_place():
+    """A model's CMVN statistics are read when it is built (models/cmvn.py, from the stats file its
+    config names or a checkpoint's tensors): no flag on the task for the model to look at, no call
+    from the model back into the task. The stats file is otherwise read only to normalise features
+    that have no model (the clustering's fbank)."""
+    gone = r"\b(load_cmvn|pretrained_cmvn|model_from_checkpoint)\b"
+    assert [str(p.relative_to(REPO)) for p in sorted(PACKAGE.rglob("*.py")) if re.search(gone, p.read_text())] == []
+    readers = [
+        str(p.relative_to(PACKAGE))
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if re.search(r"GlobalCMVN\.load\(", p.read_text(encoding="utf-8"))
+    ]
+    assert readers == ["clustering/extractors.py", "models/cmvn.py"], readers
+    from fast_hubert_plugin.tasks.fast_hubert_pretraining import FastHubertPretrainingTask
+
+    assert not {"load_cmvn", "pretrained_cmvn", "model_from_checkpoint"} & set(dir(FastHubertPretrainingTask))

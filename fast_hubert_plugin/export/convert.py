@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from ..models.cmvn import CMVN_BUFFERS, read_cmvn
 from ..models.family import HUBERT, HUBERT_CTC, model_family, pretrained_config
 from .hf.configuration_fast_hubert import FastHubertConfig
 
@@ -23,7 +24,6 @@ HF_CONVERTER = (
 )
 # pretraining-only tensors: the span-masking embedding and the CE heads over the k-means units
 PRETRAINING_ONLY = re.compile(r"^(mask_emb|label_heads\..*)$")
-CMVN_KEYS = ("cmvn_mean", "cmvn_inv_std")
 
 _LAYER_RENAMES = [
     (r"self_attn\.(q|k|v|out)_proj\.", r"attention.\1_proj."),
@@ -86,7 +86,7 @@ def load_fairseq_state(path: str) -> dict:
 
 def rename_encoder_key(key: str) -> Optional[str]:
     """A fast_hubert tensor name -> its name in ``FastHubertModel``; None for the pretraining-only ones."""
-    if PRETRAINING_ONLY.match(key) or key in CMVN_KEYS:
+    if PRETRAINING_ONLY.match(key) or key in CMVN_BUFFERS:  # CMVN goes to the feature extractor
         return None
     if key in _POS_CONV:
         return _POS_CONV[key]
@@ -209,8 +209,8 @@ def convert_checkpoint(path: str) -> ExportedWeights:
         if "lm_head.weight" not in out:
             raise ExportError(f"{path}: hubert_ctc checkpoint without its CTC projection (w2v_encoder.proj)")
         vocab_size = int(out["lm_head.weight"].shape[0])
-    mean = weights[prefix + "cmvn_mean"].float().tolist()
-    inv_std = weights[prefix + "cmvn_inv_std"].float().tolist()
+    cmvn = read_cmvn(state_dict=weights, prefix=prefix, source=path)
+    mean, inv_std = cmvn["cmvn_mean"].tolist(), cmvn["cmvn_inv_std"].tolist()
     num_updates = None
     history = state.get("optimizer_history") or []
     if history:

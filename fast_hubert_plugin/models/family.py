@@ -1,8 +1,9 @@
 """Which model a checkpoint holds: this plugin's fbank ``fast_hubert`` (pretrained, or fine-tuned
 inside fairseq's ``hubert_ctc``) or fairseq's stock waveform ``hubert``.
 
-The one place that decides it, for the clustering and probing extractors (built models) and the
-transformers export (a checkpoint's config, read without building the model).
+The one place that decides it, for the clustering and probing extractors (built models), the
+transformers export (a checkpoint's config, read without building the model) and the task (which
+model config says where the model's CMVN comes from).
 """
 
 from collections.abc import Mapping
@@ -16,6 +17,12 @@ def wrapped_model(model):
     """The pretrained model inside a ``hubert_ctc`` / ``hubert_seq2seq`` model, else None."""
     encoder = getattr(model, "w2v_encoder", None) or getattr(model, "encoder", None)
     return getattr(encoder, "w2v_model", None)
+
+
+def is_fast_hubert_config(model_cfg) -> bool:
+    """A config of our fbank model itself (under any registered name), not of a model around it."""
+    name = model_cfg.get("_name") if isinstance(model_cfg, Mapping) else getattr(model_cfg, "_name", None)
+    return name in FAST_HUBERT_NAMES
 
 
 def pretrained_config(model_cfg):

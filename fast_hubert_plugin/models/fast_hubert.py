@@ -8,10 +8,10 @@ how the dataset turned a manifest line into the batch this starts from):
    padding, or None; ``rng_keys`` (B,) one int64 key per utterance. ``target_list``: one (B, L) tensor
    of unit ids per label set, at ``label_rate`` (50 Hz k-means labels: L = T / 2).
 2. Front-end (ours). Kaldi log-Mel fbank (B, T, 80) at 100 Hz, computed on the model's device
-   (features/kaldi_fbank.py); global CMVN from the buffers ``cmvn_mean`` / ``cmvn_inv_std``;
-   ``FbankSubsampler`` (fairseq's speech_to_text ``Conv1dSubsampler``: 2 x [Conv1d k5 s2 + GLU],
-   padding-exact) -> (B, T', 512), T' = ceil(ceil(T / 2) / 2) frames at 25 Hz. The padding mask
-   follows the lengths (None when nothing is padded).
+   (features/kaldi_fbank.py); global CMVN from the buffers ``cmvn_mean`` / ``cmvn_inv_std``
+   (models/cmvn.py); ``FbankSubsampler`` (fairseq's speech_to_text ``Conv1dSubsampler``: 2 x
+   [Conv1d k5 s2 + GLU], padding-exact) -> (B, T', 512), T' = ceil(ceil(T / 2) / 2) frames at 25 Hz.
+   The padding mask follows the lengths (None when nothing is padded).
 3. Targets. Every ``label_stride``-th label (50 Hz labels, 25 Hz frames: every 2nd), both trimmed to
    the shorter of frames and labels.
 4. LayerNorm(512) -> Linear(512, 768) -> dropout: the Transformer input (layer 0 of the
@@ -45,10 +45,10 @@ from fairseq.models import BaseFairseqModel, register_model
 from fairseq.models.hubert.hubert import HubertConfig
 from fairseq.modules import GradMultiply, LayerNorm
 
-from ..features.cmvn import GlobalCMVN
 from ..features.kaldi_fbank import FBANK_FRAME_RATE, kaldi_fbank, num_fbank_frames
 from ..features.spec_augment import spec_augment
 from ..utils.masks import lengths_to_padding_mask
+from .cmvn import CMVN_BUFFERS, read_cmvn
 from .layer_encoder import LayerOutputEncoder
 from .subsampler import FbankSubsampler
 
@@ -95,6 +95,14 @@ class FastHubertOutput:
 @dataclass
 class FastHubertConfig(HubertConfig):
     input_feat_per_channel: int = field(default=80, metadata={"help": "fbank bins per frame (model input dim)"})
+    cmvn_stats_path: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "global CMVN stats (.npz from fast-hubert-cmvn) a new model is built with; unset, the task "
+            "fills in task.cmvn_stats_path. Never read for a model restored from a checkpoint: its buffers "
+            "cmvn_mean / cmvn_inv_std hold the statistics it was trained with"
+        },
+    )
     conv_channels: int = field(default=1024, metadata={"help": "channels of each subsampler conv (GLU halves them)"})
     fbank_encoder_dim: int = field(default=512, metadata={"help": "subsampler output dim (before the projection)"})
     conv_kernel_sizes: str = field(
@@ -163,22 +171,16 @@ class FastHubertModel(BaseFairseqModel):
     Parameters keep the names (and are created in the order, so a seed gives the same initial
     weights) of the checkpoints written so far: tests/test_checkpoint_compat.py loads one strictly."""
 
-    def __init__(
-        self,
-        cfg: FastHubertConfig,
-        dictionaries: List[Dictionary],
-        cmvn: Optional[GlobalCMVN] = None,
-    ) -> None:
+    def __init__(self, cfg: FastHubertConfig, dictionaries: List[Dictionary]) -> None:
         super().__init__()
         self.cfg = cfg
         kernels = parse_int_list(cfg.conv_kernel_sizes, "conv_kernel_sizes")
         self.subsampler = FbankSubsampler(cfg.input_feat_per_channel, cfg.conv_channels, cfg.fbank_encoder_dim, kernels)
         self.frame_rate = FBANK_FRAME_RATE / self.subsampler.downsample_factor
-        # CMVN statistics are buffers, so every checkpoint carries those it was trained with.
+        # CMVN statistics are buffers, so every checkpoint carries those it was trained with. The identity
+        # until build_model reads the stats file or a checkpoint's tensors are loaded (models/cmvn.py).
         self.register_buffer("cmvn_mean", torch.zeros(cfg.input_feat_per_channel))
         self.register_buffer("cmvn_inv_std", torch.ones(cfg.input_feat_per_channel))
-        if cmvn is not None:
-            self.set_cmvn(cmvn)
         self.layer_norm = LayerNorm(cfg.fbank_encoder_dim)
         self.post_extract_proj = (
             nn.Linear(cfg.fbank_encoder_dim, cfg.encoder_embed_dim)
@@ -222,20 +224,27 @@ class FastHubertModel(BaseFairseqModel):
         """Channel-masking probability (``model.mask_channel_prob``)."""
         return self.cfg.mask_channel_prob
 
-    def set_cmvn(self, cmvn: GlobalCMVN) -> None:
-        """Normalise the input with these global CMVN statistics (stored in the checkpoint)."""
-        if cmvn.dim != self.cfg.input_feat_per_channel:
-            raise ValueError(
-                f"CMVN stats have {cmvn.dim} bins, model.input_feat_per_channel is {self.cfg.input_feat_per_channel}"
-            )
-        self.cmvn_mean.copy_(torch.from_numpy(cmvn.mean))
-        self.cmvn_inv_std.copy_(torch.from_numpy(cmvn.inv_std))
+    def set_cmvn(self, cmvn: Dict[str, torch.Tensor]) -> None:
+        """Normalise the input with these CMVN buffers (``read_cmvn``'s); the checkpoint stores them."""
+        for name in CMVN_BUFFERS:
+            buffer = getattr(self, name)
+            if cmvn[name].shape != buffer.shape:
+                raise ValueError(
+                    f"CMVN stats have {tuple(cmvn[name].shape)} bins, "
+                    f"model.input_feat_per_channel is {self.cfg.input_feat_per_channel}"
+                )
+            buffer.copy_(cmvn[name])
 
     @classmethod
     def build_model(cls, cfg: FastHubertConfig, task):
-        cmvn = None if getattr(task, "model_from_checkpoint", False) else task.load_cmvn(cfg.input_feat_per_channel)
+        """The one place a model's CMVN statistics file is read: ``cfg.cmvn_stats_path``, which the task
+        sets for a new model and leaves unset for one restored from a checkpoint (whose buffers fairseq
+        loads next; the stats file may be long gone)."""
         dictionaries = None if task.cfg.fine_tuning else task.dictionaries
-        return cls(cfg, dictionaries, cmvn)
+        model = cls(cfg, dictionaries)
+        if cfg.cmvn_stats_path:
+            model.set_cmvn(read_cmvn(cfg.cmvn_stats_path, dim=cfg.input_feat_per_channel))
+        return model
 
     @property
     def spec_augment_enabled(self) -> bool:

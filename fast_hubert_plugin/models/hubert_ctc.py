@@ -1,7 +1,7 @@
 """Make fairseq's ``hubert_ctc`` (fine-tuning) work on top of ``fast_hubert`` with fairseq-fixed 0.12.3.1.
 
 Registered with the models (importing ``fast_hubert_plugin.models`` fixes the config), so that the
-task never patches fairseq's registry itself. Three gaps, each closed without copying fairseq code:
+task never patches fairseq's registry itself. Four gaps, each closed without copying fairseq code:
 
 1. ``HubertEncoder.__init__`` reads ``cfg.autoregressive``, a key ``HubertCtcConfig`` lacks
    (only ``HubertSeq2SeqConfig`` has it): building ``hubert_ctc`` fails with
@@ -13,18 +13,22 @@ task never patches fairseq's registry itself. Three gaps, each closed without co
    :func:`keep_pretrained_config` writes it into the config that the trainer saves.
 3. fairseq overrides only its own keys on the pretrained model: the fine-tuning SpecAugment
    settings (``task.spec_aug_*``) are set by :func:`set_spec_augment`.
+4. With ``no_pretrained_weights: true`` ``HubertEncoder`` builds the pretrained model as restored
+   from ``w2v_path`` but loads none of its tensors, the CMVN buffers included, which would leave the
+   fbank unnormalised: :func:`set_pretrained_cmvn` sets them.
 """
 
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Dict, Optional
 
 from fairseq.models import MODEL_DATACLASS_REGISTRY
 from fairseq.models.hubert import hubert_asr
 from omegaconf import DictConfig, open_dict
 
-from .family import fast_hubert_of, wrapped_model
+from .cmvn import read_cmvn
+from .family import FAST_HUBERT, fast_hubert_of, model_family, wrapped_model
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +77,18 @@ def set_spec_augment(model, values: Dict[str, int]) -> None:
         for k, v in values.items():
             setattr(inner.cfg, k, v)
     logger.info("fine-tuning SpecAugment on the fbank: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+
+
+def set_pretrained_cmvn(model, model_cfg, stats_path: Optional[str]) -> None:
+    """CMVN buffers for the fast_hubert model inside a ``hubert_ctc`` built with ``no_pretrained_weights``:
+    from ``stats_path`` (the fine-tuning ``task.cmvn_stats_path``) when set, else those of the pretrained
+    checkpoint ``model_cfg.w2v_path``. Read by :func:`~.cmvn.read_cmvn`, as a new model's are."""
+    if model_family(model) != FAST_HUBERT:
+        return
+    state = None
+    if not stats_path:
+        from fairseq import checkpoint_utils
+
+        state = checkpoint_utils.load_checkpoint_to_cpu(model_cfg.w2v_path)["model"]
+    inner = fast_hubert_of(model)
+    inner.set_cmvn(read_cmvn(stats_path, state, dim=inner.cfg.input_feat_per_channel, source=model_cfg.w2v_path))

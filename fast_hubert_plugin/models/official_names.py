@@ -29,7 +29,7 @@ class OfficialFastHubertConfig(FastHubertConfig):
 
 @register_model("fasthubert", dataclass=OfficialFastHubertConfig)
 class OfficialFastHubertModel(FastHubertModel):
-    def __init__(self, cfg: OfficialFastHubertConfig, dictionaries, cmvn=None):
+    def __init__(self, cfg: OfficialFastHubertConfig, dictionaries):
         if cfg.input_channels != 1 or cfg.time_mask_p != 1.0 or cfg.time_wrap_W != 0:
             raise ValueError(
                 "fasthubert: input_channels must be 1, time_mask_p 1.0 and time_wrap_W 0 "
@@ -39,4 +39,4 @@ class OfficialFastHubertModel(FastHubertModel):
             cfg.supervised_layers = str([p + 1 for p in parse_int_list(cfg.predict_layers, "predict_layers")])
         cfg.spec_aug_freq_masks, cfg.spec_aug_freq_width = cfg.freq_mask_N, cfg.freq_mask_F
         cfg.spec_aug_time_masks, cfg.spec_aug_time_width = cfg.time_mask_N, cfg.time_mask_T
-        super().__init__(cfg, dictionaries, cmvn)
+        super().__init__(cfg, dictionaries)

@@ -5,6 +5,12 @@ All sizes (``max_sample_size``, ``min_sample_size``, ``max_keep_size`` and the t
 1,400,000 samples per GPU (87.5 s) is 8,750 frames here.
 
 Fine-tuning mode (``fine_tuning: true``, ``labels: [ltr]``) serves fairseq's ``hubert_ctc``.
+
+CMVN: ``task.cmvn_stats_path`` is the key users set. :meth:`FastHubertPretrainingTask.build_model`
+builds a fast_hubert model from a copy of its config whose ``cmvn_stats_path`` names the stats file
+for a new model (the model config's own, else the task's) and none for a model restored from a
+checkpoint, whose buffers come with the checkpoint's tensors. ``FastHubertModel.build_model`` reads
+the file it names (models/cmvn.py).
 """
 
 import logging
@@ -18,10 +24,9 @@ from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPret
 from ..data.fbank_dataset import FbankHubertDataset
 from ..data.feature_store import FbankStore
 from ..data.labels import DEFAULT_LENGTH_TOLERANCE_S, load_dictionary
-from ..features.cmvn import GlobalCMVN
-from ..models.family import wrapped_model
-from ..models.hubert_ctc import keep_pretrained_config, set_spec_augment
-from ..utils.errors import DataError
+from ..models.cmvn import configured_stats_path, with_stats_path
+from ..models.family import is_fast_hubert_config, wrapped_model
+from ..models.hubert_ctc import keep_pretrained_config, set_pretrained_cmvn, set_spec_augment
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +37,8 @@ class FastHubertPretrainingConfig(HubertPretrainingConfig):
         default=None,
         metadata={
             "help": "global CMVN stats (.npz with mean/std) from `fast-hubert-cmvn TRAIN_MANIFEST`; "
-            "required to build a new model, stored inside its checkpoints"
+            "required to build a new model, stored inside its checkpoints (fine-tuning: read only with "
+            "model.no_pretrained_weights, default the pretrained model's)"
         },
     )
     feature_dir: Optional[str] = field(
@@ -83,10 +89,6 @@ SPEC_AUG_KEYS = ("spec_aug_freq_masks", "spec_aug_freq_width", "spec_aug_time_ma
 class FastHubertPretrainingTask(HubertPretrainingTask):
     cfg: FastHubertPretrainingConfig
 
-    def __init__(self, cfg: FastHubertPretrainingConfig) -> None:
-        super().__init__(cfg)
-        self.model_from_checkpoint = False
-
     @property
     def audio_sample_rate(self) -> int:
         # The official Fast-HuBERT configs set sample_rate: 100 (their fbank frame rate).
@@ -96,34 +98,19 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
         return [os.path.join(self.get_label_dir(), f"dict.{label}.txt") for label in self.cfg.labels]
 
     def load_dictionaries(self):
-        paths = self.dict_paths()
-        if self.model_from_checkpoint and not self.cfg.fine_tuning and not all(os.path.isfile(p) for p in paths):
-            # hubert_ctc rebuilds the pretrained model of a fine-tuned checkpoint with a fresh pretraining
-            # task and drops its label heads at once: the pretraining dictionaries are not needed.
-            logger.info(f"pretraining dictionaries {paths} not found: building the model without label heads")
-            return [None] * len(paths)
-        dictionaries = [load_dictionary(p) for p in paths]
+        dictionaries = [load_dictionary(p) for p in self.dict_paths()]
         return dictionaries[0] if self.cfg.fine_tuning else dictionaries
 
-    def load_cmvn(self, dim: int) -> GlobalCMVN:
-        if self.cfg.cmvn_stats_path is None:
-            raise ValueError(
-                "task.cmvn_stats_path is not set: compute the stats with "
-                "`fast-hubert-cmvn TRAIN_MANIFEST --output STATS.npz` and pass task.cmvn_stats_path=STATS.npz"
-            )
-        return GlobalCMVN.load(self.cfg.cmvn_stats_path, expected_dim=dim)
-
     def build_model(self, cfg, from_checkpoint: bool = False):
-        # A model restored from a checkpoint carries its CMVN buffers: the stats file is not needed.
-        self.model_from_checkpoint = from_checkpoint
-        try:
-            model = super().build_model(cfg, from_checkpoint)
-        finally:
-            self.model_from_checkpoint = False
+        if from_checkpoint:
+            self.skip_missing_pretraining_dictionaries()
+        if is_fast_hubert_config(cfg):  # where its CMVN comes from: the stats file, or the checkpoint
+            cfg = with_stats_path(cfg, None if from_checkpoint else self.new_model_stats_path(cfg))
+        model = super().build_model(cfg, from_checkpoint)
         if wrapped_model(model) is not None:  # hubert_ctc around fast_hubert
             keep_pretrained_config(cfg, model)
             if getattr(cfg, "no_pretrained_weights", False) and not from_checkpoint:
-                wrapped_model(model).set_cmvn(self.pretrained_cmvn(cfg))
+                set_pretrained_cmvn(model, cfg, self.cfg.cmvn_stats_path)
             set_spec_augment(
                 model, {k: getattr(self.cfg, k) for k in SPEC_AUG_KEYS if getattr(self.cfg, k) is not None}
             )
@@ -137,23 +124,26 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
                 )
         return model
 
-    def pretrained_cmvn(self, cfg) -> GlobalCMVN:
-        """CMVN for ``model.no_pretrained_weights: true``: fairseq's hubert_ctc then builds the inner
-        model as if restored from a checkpoint but loads none of its tensors, the CMVN buffers
-        included. Take them from ``task.cmvn_stats_path`` when set, else from ``model.w2v_path``."""
-        if self.cfg.cmvn_stats_path:
-            return GlobalCMVN.load(self.cfg.cmvn_stats_path)
-        from fairseq import checkpoint_utils
-
-        state = checkpoint_utils.load_checkpoint_to_cpu(cfg.w2v_path)["model"]
-        if "cmvn_mean" not in state or "cmvn_inv_std" not in state:
-            raise DataError(
-                cfg.w2v_path,
-                "model.no_pretrained_weights is true and this checkpoint holds no CMVN "
-                "statistics (cmvn_mean, cmvn_inv_std)",
-                "pass task.cmvn_stats_path=STATS.npz (from fast-hubert-cmvn on the training manifest)",
+    def new_model_stats_path(self, model_cfg) -> str:
+        """The CMVN stats file a new fast_hubert model is built with: the one its config names, else
+        ``task.cmvn_stats_path``."""
+        stats_path = configured_stats_path(model_cfg) or self.cfg.cmvn_stats_path
+        if stats_path is None:
+            raise ValueError(
+                "task.cmvn_stats_path is not set: compute the stats with "
+                "`fast-hubert-cmvn TRAIN_MANIFEST --output STATS.npz` and pass task.cmvn_stats_path=STATS.npz"
             )
-        return GlobalCMVN(state["cmvn_mean"].double().numpy(), 1.0 / state["cmvn_inv_std"].double().numpy())
+        return stats_path
+
+    def skip_missing_pretraining_dictionaries(self) -> None:
+        """hubert_ctc rebuilds the pretrained model of a fine-tuned checkpoint with a fresh pretraining
+        task and drops its label heads at once: pretraining dictionaries that are neither in the task
+        state nor on disk are not needed, and the model is built without label heads."""
+        paths = self.dict_paths()
+        if self.cfg.fine_tuning or "dictionaries" in self.state.state_dict or all(os.path.isfile(p) for p in paths):
+            return
+        logger.info(f"pretraining dictionaries {paths} not found: building the model without label heads")
+        self.state.merge_state_dict({"dictionaries": [None] * len(paths)})
 
     def get_batch_iterator(self, dataset, *args, seed: int = 1, **kwargs):
         # The trainer passes common.seed here: it keys the dataset's crops and the model's masks.
