@@ -4,10 +4,12 @@ One training step = forward + loss + backward + gradient clipping (clip_norm 10)
 (betas 0.9/0.98, eps 1e-6, decoupled weight decay 0.01, as the recipes) + zero_grad, in train
 mode with every recipe dropout and layerdrop 0.05. All systems run in ONE process on the SAME
 real-speech utterances, cropped to the same length (HuBERT's pad_audio=false collation: no
-padding), interleaved A,B,C,A,B,C,... so that background load hits every system alike; the
-layerdrop pattern of repeat r is the same for every system (numpy is reseeded right before the
-Transformer layers). Reported: median and min step time, audio seconds trained per second,
-ratio vs stock HuBERT, peak memory of the step.
+padding), interleaved A,B,C,A,B,C,... so that background load hits every system alike. Every
+system drops the same blocks at a given repeat: fairseq's encoder (stock HuBERT, the official
+code) draws layerdrop from numpy's global generator and the plugin's from torch's, so here the
+plugin draws from numpy too, and numpy is reseeded right before every system's Transformer layers.
+Reported: median and min step time, audio seconds trained per second, ratio vs stock HuBERT, peak
+memory of the step.
 
 Systems (rows):
   stock            fairseq HubertModel, hubert_base_librispeech settings, HubertCriterion, fairseq's
@@ -253,6 +255,15 @@ def stock_system(
     return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
 
 
+def draw_layerdrop_from_numpy() -> None:
+    """The plugin draws layerdrop from torch's generator (models/layer_encoder.py), fairseq's encoder from
+    numpy's: the plugin draws from numpy here too (either draw costs next to nothing), so that reseeding
+    numpy before the layers gives every system the same draws."""
+    from fast_hubert_plugin.models import layer_encoder
+
+    layer_encoder.layerdrop_draw = lambda: float(np.random.random())
+
+
 def fast_system(
     dictionary: Dictionary,
     name: str,
@@ -266,6 +277,7 @@ def fast_system(
     from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
     from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel
 
+    draw_layerdrop_from_numpy()
     cfg = FastHubertConfig(**FAST_MODEL, supervised_layers="[4]" if ils else "[]")
     model = FastHubertModel(cfg, dictionaries=[dictionary], cmvn=None)
     if cudnn_posconv:
@@ -374,9 +386,11 @@ def build_systems(
 
 
 def seed_layerdrop(s: System) -> None:
-    """Reseed numpy with ``s.layerdrop_seed`` right before the Transformer layers (pos_conv runs just before
-    them in both models), so that layerdrop drops the same blocks in every system at a given repeat."""
-    s.model.encoder.pos_conv.register_forward_pre_hook(lambda module, inputs: np.random.seed(s.layerdrop_seed))
+    """Reseeds numpy with ``s.layerdrop_seed`` right before the Transformer layers: the encoder's layer norm
+    runs just before them (its pre-hook fires on every path, the positional conv's matrix product too)."""
+    encoder = s.model.encoder
+    assert not encoder.layer_norm_first, "with layer_norm_first the encoder's layer norm runs after the layers"
+    encoder.layer_norm.register_forward_pre_hook(lambda module, inputs: np.random.seed(s.layerdrop_seed))
 
 
 def prepared_systems(args, dictionary: Dictionary, device, dtype) -> List[System]:
