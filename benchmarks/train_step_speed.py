@@ -525,13 +525,15 @@ def run_shape(systems: List[System], batch: Batch, repeats: int, warmup: int, de
 
 
 def time_shapes(systems: List[System], batches: List[Batch], args, device, dtype, log) -> list:
-    """(batch, systems timed, table) per batch: every system on the first, the main ones on the others."""
+    """(batch, repeats, table) per batch: every system on the first, the main ones on the others (the
+    repeats are kept here: --largest times the main systems again)."""
     repeats = [int(r) for r in args.repeats.split(",")]
     results = []
     for i, batch in enumerate(batches):
         subset = systems if i == 0 else [s for s in systems if s.group == "main"]
-        run_shape(subset, batch, repeats[min(i, len(repeats) - 1)], args.warmup, device, dtype, log)
-        results.append((batch, subset, table(subset, batch, None)))
+        n = repeats[min(i, len(repeats) - 1)]
+        run_shape(subset, batch, n, args.warmup, device, dtype, log)
+        results.append((batch, n, table(subset, batch, None)))
         print("\n".join(results[-1][2]), flush=True)
     return results
 
@@ -694,8 +696,7 @@ def record_header(args, argv, device, dtype, loads, minutes: float) -> List[str]
 
 def record_sections(args, device, results, largest_rows: List[str]) -> List[str]:
     out = []
-    for batch, subset, rows in results:
-        n = len(subset[0].times)
+    for batch, n, rows in results:
         out += [
             f"## Batch {batch.name} = {batch.seconds:.1f} s of audio ({n} measured repeats per system, interleaved)",
             "",
