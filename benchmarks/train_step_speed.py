@@ -33,10 +33,11 @@ of their step; fast_hubert's own masking is dtype-safe.
 within ``--memory-cap-gb`` (default 80, an H100's memory) by doubling and bisection, and times it.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the step, minus the allocation
-before it; on CPU, in the untimed warmup step, the process's peak resident set (VmHWM, reset
-through /proc/self/clear_refs, free heap given back with malloc_trim first) minus the resident set
-just before the step: the memory the step adds on top of the models and optimizer states that all
-systems keep resident (it includes the gradients, which are freed after each step).
+before it; on CPU, in the untimed warmup step (in every step with ``--warmup 0``), the process's
+peak resident set (VmHWM, reset through /proc/self/clear_refs, free heap given back with
+malloc_trim first) minus the resident set just before the step: the memory the step adds on top of
+the models and optimizer states that all systems keep resident (it includes the gradients, which
+are freed after each step).
 
     python benchmarks/train_step_speed.py --output benchmarks/results/train_step_cpu.md
     python benchmarks/train_step_speed.py --device cuda --dtype bf16 --shapes 4x9,8x11,16x9 --largest 9
