@@ -19,7 +19,6 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -27,9 +26,7 @@ from fast_hubert_plugin.config import config_dir
 from fast_hubert_plugin.recipes.runner import parse_log_records
 from fast_hubert_plugin.utils.machine import cpu_model_name
 
-from random_units import speech_rows, write_random_unit_data
-
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, reproduce, speech_rows, write_random_unit_data
 
 
 def prepare(speech: Path, work: Path) -> Path:
@@ -64,7 +61,7 @@ def updates_per_second(user_dir: Path, data: Path, run_dir: Path, updates: int, 
     return statistics.mean(float(r["ups"]) for r in records[1:])
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--speech-dir", type=Path, default=REPO / "tests" / "data" / "speech")
     p.add_argument("--other", type=Path, required=True, help="the fast_hubert_plugin folder of another checkout")
@@ -73,10 +70,11 @@ def main(argv=None):
     p.add_argument("--skip", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--output", default=None)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="cpu_speed_"))
-    data = prepare(args.speech_dir, work)
+
+def measure(args, work: Path, data: Path) -> dict:
+    """Each plugin's updates per second, the runs alternating (the other plugin as a copy: module docstring)."""
     other = work / "fast_hubert_plugin_other"
     shutil.copytree(args.other, other, ignore=shutil.ignore_patterns("__pycache__"))
     plugins = {"this checkout": REPO / "fast_hubert_plugin", args.other_label or f"other ({args.other.name})": other}
@@ -87,15 +85,16 @@ def main(argv=None):
                 updates_per_second(user_dir, data, work / f"run{rep}_{user_dir.name}", args.updates, args.skip)
             )
             print(f"repeat {rep + 1} {name}: {rates[name][-1]:.3f} updates/s", flush=True)
+    return rates
 
-    cpu = cpu_model_name()
-    cmd = "python benchmarks/cpu_pretraining_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+
+def record(args, argv, rates: dict) -> str:
     out = [
         "# CPU pretraining speed, tiny config: this checkout's plugin against another",
         "",
-        f"Reproduce: `{cmd.strip()}`",
+        f"Reproduce: `{reproduce('cpu_pretraining_speed.py', argv)}`",
         "",
-        f"- CPU: {cpu}, {os.cpu_count()} cores, OMP_NUM_THREADS=1 per run; load average after "
+        f"- CPU: {cpu_model_name()}, {os.cpu_count()} cores, OMP_NUM_THREADS=1 per run; load average after "
         f"{os.getloadavg()[0]:.2f}; Python {platform.python_version()}",
         f"- {args.updates} updates per run, updates/s from update {args.skip} on; {args.repeats} alternating repeats",
         "",
@@ -106,7 +105,14 @@ def main(argv=None):
         med = statistics.median(values)
         out.append(f"| {name} | {med:.3f} | {min(values):.3f} | {max(values):.3f} |")
     out.append("")
-    text = "\n".join(out)
+    return "\n".join(out)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="cpu_speed_"))
+    rates = measure(args, work, prepare(args.speech_dir, work))
+    text = record(args, argv, rates)
     print(text)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

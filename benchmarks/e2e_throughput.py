@@ -30,16 +30,15 @@ import numpy as np
 from fast_hubert_plugin.config import config_dir
 from fast_hubert_plugin.recipes.runner import parse_log_records
 
-from random_units import speech_rows, write_random_unit_data
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples"))  # speech_folder: the demo's speech folders
-
-from speech_folder import default_speech_dir  # noqa: E402
+from common import REPO, SPEECH_DIR, Log, reproduce, speech_rows, write_random_unit_data
 
 CROP_S = 15.62  # the Base configs' max_sample_size: 1562 fbank frames, 250000 samples
-LABEL_RATE = 50
 NUM_UNITS = 500
+PRECISIONS = {
+    "fp16": ("common.fp16=true",),
+    "bf16": ("common.fp16=false", "common.bf16=true"),
+    "amp": ("common.fp16=false", "common.amp=true"),
+}
 
 
 def prepare(speech_dir: Path, manifest: str, min_seconds: float, repeat: int, work: Path, log) -> Path:
@@ -53,11 +52,13 @@ def prepare(speech_dir: Path, manifest: str, min_seconds: float, repeat: int, wo
     return data
 
 
-def hydra_train(folder: Path, config_name: str, run_dir: Path, overrides, timeout: int) -> subprocess.CompletedProcess:
+def hydra_train(
+    config_dir: Path, config_name: str, run_dir: Path, overrides, timeout: int
+) -> subprocess.CompletedProcess:
     cmd = [
         "fairseq-hydra-train",
         "--config-dir",
-        str(folder),
+        str(config_dir),
         "--config-name",
         config_name,
         f"hydra.run.dir={run_dir}",
@@ -80,39 +81,30 @@ def throughput(records, skip: int, crop_s: float):
     return updates * bsz * crop_s / seconds, updates / seconds, bsz, updates
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--speech-dir",
-        default=str(default_speech_dir()),
-        help="default: $FAST_HUBERT_SPEECH_DIR, else ../shared/speech",
-    )
-    p.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
-    p.add_argument("--work-dir", default="e2e_throughput_work")
-    p.add_argument("--updates", type=int, default=300)
-    p.add_argument("--skip", type=int, default=50, help="updates left out of the measurement (warm-up)")
-    p.add_argument("--log-interval", type=int, default=25)
-    p.add_argument("--workers", type=int, default=2, help="data-loader processes per GPU")
-    p.add_argument("--repeat", type=int, default=60, help="times the utterances are listed in train.tsv")
-    p.add_argument("--precision-updates", type=int, default=20, help="updates of each precision run (0: none)")
-    p.add_argument("--precisions", default="fp16,bf16,amp", help="comma-separated precision runs (fp16, bf16, amp)")
-    p.add_argument("--no-throughput", action="store_true", help="only the precision runs")
-    p.add_argument("--tiny", action="store_true", help="CPU rehearsal: the tiny config, no fp16")
-    p.add_argument("--timeout", type=int, default=600)
+    data = p.add_argument_group("data")
+    data.add_argument("--speech-dir", default=SPEECH_DIR)
+    data.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
+    data.add_argument("--work-dir", default="e2e_throughput_work")
+    data.add_argument("--repeat", type=int, default=60, help="times the utterances are listed in train.tsv")
+    data.add_argument("--workers", type=int, default=2, help="data-loader processes per GPU")
+    runs = p.add_argument_group("runs")
+    runs.add_argument("--updates", type=int, default=300)
+    runs.add_argument("--skip", type=int, default=50, help="updates left out of the measurement (warm-up)")
+    runs.add_argument("--log-interval", type=int, default=25)
+    runs.add_argument("--precision-updates", type=int, default=20, help="updates of each precision run (0: none)")
+    runs.add_argument("--precisions", default="fp16,bf16,amp", help="comma-separated precision runs (fp16, bf16, amp)")
+    runs.add_argument("--no-throughput", action="store_true", help="only the precision runs")
+    runs.add_argument("--tiny", action="store_true", help="CPU rehearsal: the tiny config, no fp16")
+    runs.add_argument("--timeout", type=int, default=600)
     p.add_argument("--output", default=None)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    lines = []
 
-    def log(msg):
-        print(msg, flush=True)
-        lines.append(msg)
-
-    work = Path(args.work_dir).resolve()
-    speech_dir = Path(args.speech_dir)
-    crop_s = 2.0 if args.tiny else CROP_S
-    data = prepare(speech_dir, args.manifest, crop_s + 0.1, args.repeat, work, log)
-    common = [
+def common_overrides(args, data: Path) -> list:
+    """Every pretraining run's: the data, one device, the loader processes, no validation or checkpoints."""
+    return [
         f"task.data={data}",
         f"task.label_dir={data}",
         "task.labels=[km]",
@@ -129,7 +121,11 @@ def main(argv=None):
         "checkpoint.no_save=true",
         "common.tensorboard_logdir=null",
     ]
-    if args.tiny:
+
+
+def configs(tiny: bool):
+    """(config dir, name, extra overrides) of fast_hubert and of stock HuBERT: Base, or tiny on the CPU."""
+    if tiny:
         fast_cfg = (config_dir("pretraining"), "fast_hubert_tiny_cpu", ["task.max_sample_size=200"])
         stock_extra = [
             "common.fp16=false",
@@ -147,53 +143,179 @@ def main(argv=None):
         fast_cfg = (config_dir("pretraining"), "fast_hubert_base_librispeech", [])
         stock_extra = []
     stock_cfg = (config_dir("pretraining"), "hubert_base_librispeech", stock_extra)
+    return fast_cfg, stock_cfg
 
-    runs = [  # name, (config dir, name, extra), overrides, what
-        ("stock", stock_cfg, [], "fairseq `hubert` Base, its recipe (fp16, fairseq's adam)"),
-        ("fast", fast_cfg, [], "fast_hubert Base config as shipped (fbank on the GPU, torch_adamw)"),
-        ("fast fairseq-adam", fast_cfg, ["optimizer._name=adam"], "fast_hubert Base with fairseq's adam"),
-    ]
-    results = []
-    for name, (cdir, cname, extra), overrides, what in [] if args.no_throughput else runs:
-        run_dir = work / "runs" / name.replace(" ", "_")
-        shutil.rmtree(run_dir, ignore_errors=True)
-        t0 = time.perf_counter()
-        proc = hydra_train(
-            cdir, cname, run_dir, common + extra + overrides + [f"optimization.max_update={args.updates}"], args.timeout
+
+def finetuning_data(work: Path) -> Path:
+    """hubert_ctc data of 40 so762 utterances of the committed speech (letters, dictionary)."""
+    ft_data = work / "ft_data"
+    if (ft_data / "dict.ltr.txt").is_file():
+        return ft_data
+    rows = speech_rows(REPO / "tests" / "data" / "speech", ["so762_train.tsv"], 0.0)[:40]
+    tsv = work / "ft_in.tsv"
+    tsv.write_text(
+        "path\ttext\n" + "".join(f"{REPO / 'tests/data/speech' / r['path']}\t{r['text']}\n" for r in rows),
+        encoding="utf-8",
+    )
+    for split in ("train", "valid"):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fast_hubert_plugin.finetuning.prepare",
+                str(tsv),
+                "--split",
+                split,
+                "--output-dir",
+                str(ft_data),
+                "--quiet",
+            ]
+            + (["--write-dict"] if split == "train" else []),
+            check=True,
+            cwd=REPO,
         )
-        wall = time.perf_counter() - t0
-        (work / f"{name.replace(' ', '_')}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
-        tp = throughput(parse_log_records(proc.stdout + proc.stderr), args.skip, crop_s)
-        log(
-            f"{name}: exit {proc.returncode} in {wall:.0f} s; "
-            + (
-                f"{tp[0]:,.0f} audio-s/s, {tp[1]:.2f} updates/s, {tp[2]:.2f} utterances per update over {tp[3]} updates"
-                if tp
-                else "no throughput: " + (proc.stderr or proc.stdout)[-2000:]
+    return ft_data
+
+
+class Benchmark:
+    """The runs, their results so far and the record, rewritten after every precision run (a run that
+    times out leaves the record of the ones before it)."""
+
+    def __init__(self, args, argv):
+        self.args, self.argv, self.log = args, argv, Log()
+        self.work = Path(args.work_dir).resolve()
+        self.crop_s = 2.0 if args.tiny else CROP_S
+        data = prepare(Path(args.speech_dir), args.manifest, self.crop_s + 0.1, args.repeat, self.work, self.log)
+        self.common = common_overrides(args, data)
+        self.fast_cfg, self.stock_cfg = configs(args.tiny)
+        self.results = []  # (name, what, exit code, wall seconds, throughput or None)
+        self.precision = []  # (name, exit code, train losses)
+
+    def throughput_runs(self) -> None:
+        runs = [  # name, (config dir, name, extra), overrides, what
+            ("stock", self.stock_cfg, [], "fairseq `hubert` Base, its recipe (fp16, fairseq's adam)"),
+            ("fast", self.fast_cfg, [], "fast_hubert Base config as shipped (fbank on the GPU, torch_adamw)"),
+            ("fast fairseq-adam", self.fast_cfg, ["optimizer._name=adam"], "fast_hubert Base with fairseq's adam"),
+        ]
+        for name, (cdir, cname, extra), overrides, what in runs:
+            run_dir = self.work / "runs" / name.replace(" ", "_")
+            shutil.rmtree(run_dir, ignore_errors=True)
+            t0 = time.perf_counter()
+            updates = [f"optimization.max_update={self.args.updates}"]
+            proc = hydra_train(cdir, cname, run_dir, self.common + extra + overrides + updates, self.args.timeout)
+            wall = time.perf_counter() - t0
+            (self.work / f"{name.replace(' ', '_')}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
+            tp = throughput(parse_log_records(proc.stdout + proc.stderr), self.args.skip, self.crop_s)
+            self.log(
+                f"{name}: exit {proc.returncode} in {wall:.0f} s; "
+                + (
+                    f"{tp[0]:,.0f} audio-s/s, {tp[1]:.2f} updates/s, {tp[2]:.2f} utterances per update over {tp[3]} updates"
+                    if tp
+                    else "no throughput: " + (proc.stderr or proc.stdout)[-2000:]
+                )
             )
-        )
-        results.append((name, what, proc.returncode, wall, tp))
+            self.results.append((name, what, proc.returncode, wall, tp))
 
-    def write_report():
+    def precision_runs(self) -> None:
+        """fast_hubert pretraining (+ ILS) and hubert_ctc fine-tuning of it at each precision."""
+        precisions = [PRECISIONS[p.strip()] for p in self.args.precisions.split(",")]
+        if self.args.tiny:  # CPU: no fp16 (it needs CUDA) and amp is a no-op there
+            precisions = [PRECISIONS["bf16"]]
+        ft_data = finetuning_data(self.work)
+        for prec in precisions:
+            label = " ".join(prec[-1:])
+            for ils in (False, True):
+                rc = self.pretrain(prec, label, ils)
+                if not ils and rc == 0:
+                    self.finetune(prec, label, ft_data)
+
+    def interval(self) -> int:
+        return max(1, self.args.precision_updates // 4)
+
+    def run_dir(self, name: str) -> Path:
+        return self.work / "prec" / name.replace(" ", "_").replace("=", "-").replace("+", "")
+
+    def pretrain(self, prec, label: str, ils: bool) -> int:
+        name = f"pretrain {label}{' + ILS' if ils else ''}"
+        run_dir = self.run_dir(name)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        ov = (
+            self.common
+            + self.fast_cfg[2]
+            + list(prec)
+            + [
+                f"optimization.max_update={self.args.precision_updates}",
+                f"common.log_interval={self.interval()}",
+                "checkpoint.no_save=false",
+                "checkpoint.save_interval_updates=0",
+                "checkpoint.save_interval=1",
+            ]
+        )
+        if ils:
+            ov.append('model.supervised_layers="[4]"' if not self.args.tiny else 'model.supervised_layers="[2]"')
+        return self.note(name, hydra_train(self.fast_cfg[0], self.fast_cfg[1], run_dir, ov, self.args.timeout))
+
+    def finetune(self, prec, label: str, ft_data: Path) -> int:
+        ckpt = self.run_dir(f"pretrain {label}") / "checkpoints" / "checkpoint_last.pt"
+        name = f"fine-tune {label}"
+        ft_dir = self.run_dir(name)
+        shutil.rmtree(ft_dir, ignore_errors=True)
+        ft_cfg = "tiny_cpu" if self.args.tiny else "base_10h"
+        ov = [
+            f"task.data={ft_data}",
+            f"task.label_dir={ft_data}",
+            f"model.w2v_path={ckpt}",
+            *prec,
+            f"optimization.max_update={self.args.precision_updates}",
+            f"common.log_interval={self.interval()}",
+            "model.freeze_finetune_updates=0",
+            "dataset.validate_interval=100000",
+            "dataset.validate_interval_updates=0",
+            "checkpoint.no_save=true",
+            "distributed_training.distributed_world_size=1",
+            "common.tensorboard_logdir=null",
+            "dataset.max_tokens=8000",
+        ] + (["common.cpu=true"] if self.args.tiny else [])
+        proc = hydra_train(config_dir("finetuning"), ft_cfg, ft_dir, ov, self.args.timeout)
+        return self.note(name, proc)
+
+    def note(self, name: str, proc: subprocess.CompletedProcess) -> int:
+        """A precision run's train losses into the log and the record; returns its exit code."""
+        losses = [float(r["loss"]) for r in parse_log_records(proc.stdout + proc.stderr)]
+        self.precision.append((name, proc.returncode, losses))
+        self.log(
+            f"{name}: exit {proc.returncode}, losses {losses}"
+            + ("" if proc.returncode == 0 else "\n" + (proc.stderr or proc.stdout)[-1500:])
+        )
+        self.write_report()
+        return proc.returncode
+
+    def write_report(self) -> None:
+        if self.args.output:
+            Path(self.args.output).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.args.output).write_text("\n".join(self.record()), encoding="utf-8")
+            print(f"wrote {self.args.output}")
+
+    def record(self) -> list:
         import torch
 
+        args = self.args
         device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
-        stock_tp = next((r[4] for r in results if r[0] == "stock" and r[4]), None)
-        cmd = "python benchmarks/e2e_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        stock_tp = next((r[4] for r in self.results if r[0] == "stock" and r[4]), None)
         out = [
             "# End to end: fairseq-hydra-train, fast_hubert Base vs stock HuBERT Base",
             "",
-            f"Reproduce: `{cmd.strip()}`",
+            f"Reproduce: `{reproduce('e2e_throughput.py', self.argv)}`",
             "",
             f"- machine: {device}; {os.cpu_count()} CPU cores; Python {platform.python_version()}, torch {torch.__version__}",
             f"- {args.workers} data-loader processes, one GPU (distributed_world_size=1, update_freq [1]), "
             f"{args.updates} updates, measured from update {args.skip} on (fairseq's train_inner `wall` and `bsz`)",
-            f"- audio per update = sentences per update x {crop_s:g} s (every utterance is longer than the crop)",
+            f"- audio per update = sentences per update x {self.crop_s:g} s (every utterance is longer than the crop)",
             "",
             "| run | what | exit | wall (s) | audio-s/s | updates/s | utterances/update | vs stock |",
             "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for name, what, rc, wall, tp in results:
+        for name, what, rc, wall, tp in self.results:
             if tp:
                 ratio = f"{tp[0] / stock_tp[0]:.2f}x" if stock_tp else "-"
                 out.append(
@@ -201,7 +323,7 @@ def main(argv=None):
                 )
             else:
                 out.append(f"| {name} | {what} | {rc} | {wall:.0f} | - | - | - | - |")
-        if precision:
+        if self.precision:
             out += [
                 "",
                 "## Precisions (fast_hubert Base; fine-tuning: hubert_ctc base_10h on 40 so762 utterances)",
@@ -209,111 +331,24 @@ def main(argv=None):
                 "| run | exit | train losses (fairseq's train_inner records) |",
                 "|---|---:|---|",
             ]
-            out += [f"| {n} | {rc} | {', '.join(f'{v:.3f}' for v in losses) or '-'} |" for n, rc, losses in precision]
-        out += ["", "<details><summary>log</summary>", "", "```", *lines, "```", "", "</details>", ""]
-        if args.output:
-            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.output).write_text("\n".join(out), encoding="utf-8")
-            print(f"wrote {args.output}")
+            out += [
+                f"| {n} | {rc} | {', '.join(f'{v:.3f}' for v in losses) or '-'} |" for n, rc, losses in self.precision
+            ]
+        return out + ["", "<details><summary>log</summary>", "", "```", *self.log.lines, "```", "", "</details>", ""]
 
-    precision = []
-    write_report()
+    def exit_code(self) -> int:
+        return 0 if all(r[2] == 0 for r in self.results) and all(rc == 0 for _, rc, _ in self.precision) else 1
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    bench = Benchmark(args, argv)
+    if not args.no_throughput:
+        bench.throughput_runs()
+    bench.write_report()
     if args.precision_updates > 0:
-        known = {
-            "fp16": ("common.fp16=true",),
-            "bf16": ("common.fp16=false", "common.bf16=true"),
-            "amp": ("common.fp16=false", "common.amp=true"),
-        }
-        precisions = [known[p.strip()] for p in args.precisions.split(",")]
-        if args.tiny:  # CPU: no fp16 (it needs CUDA) and amp is a no-op there
-            precisions = [("common.fp16=false", "common.bf16=true")]
-        prec_interval = max(1, args.precision_updates // 4)
-        ft_data = work / "ft_data"
-        if not (ft_data / "dict.ltr.txt").is_file():
-            rows = speech_rows(REPO / "tests" / "data" / "speech", ["so762_train.tsv"], 0.0)[:40]
-            tsv = work / "ft_in.tsv"
-            tsv.write_text(
-                "path\ttext\n" + "".join(f"{REPO / 'tests/data/speech' / r['path']}\t{r['text']}\n" for r in rows),
-                encoding="utf-8",
-            )
-            for split in ("train", "valid"):
-                subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "fast_hubert_plugin.finetuning.prepare",
-                        str(tsv),
-                        "--split",
-                        split,
-                        "--output-dir",
-                        str(ft_data),
-                        "--quiet",
-                    ]
-                    + (["--write-dict"] if split == "train" else []),
-                    check=True,
-                    cwd=REPO,
-                )
-        for prec in precisions:
-            label = " ".join(prec[-1:])
-            for ils in (False, True):
-                name = f"pretrain {label}{' + ILS' if ils else ''}"
-                run_dir = work / "prec" / name.replace(" ", "_").replace("=", "-").replace("+", "")
-                shutil.rmtree(run_dir, ignore_errors=True)
-                ov = (
-                    common
-                    + fast_cfg[2]
-                    + list(prec)
-                    + [
-                        f"optimization.max_update={args.precision_updates}",
-                        f"common.log_interval={prec_interval}",
-                        "checkpoint.no_save=false",
-                        "checkpoint.save_interval_updates=0",
-                        "checkpoint.save_interval=1",
-                    ]
-                )
-                if ils:
-                    ov.append('model.supervised_layers="[4]"' if not args.tiny else 'model.supervised_layers="[2]"')
-                proc = hydra_train(fast_cfg[0], fast_cfg[1], run_dir, ov, args.timeout)
-                recs = parse_log_records(proc.stdout + proc.stderr)
-                losses = [float(r["loss"]) for r in recs]
-                precision.append((name, proc.returncode, losses))
-                log(
-                    f"{name}: exit {proc.returncode}, losses {losses}"
-                    + ("" if proc.returncode == 0 else "\n" + (proc.stderr or proc.stdout)[-1500:])
-                )
-                write_report()
-                if ils or proc.returncode != 0:
-                    continue
-                ckpt = run_dir / "checkpoints" / "checkpoint_last.pt"
-                name = f"fine-tune {label}"
-                ft_dir = work / "prec" / name.replace(" ", "_").replace("=", "-")
-                shutil.rmtree(ft_dir, ignore_errors=True)
-                ft_cfg = "tiny_cpu" if args.tiny else "base_10h"
-                ov = [
-                    f"task.data={ft_data}",
-                    f"task.label_dir={ft_data}",
-                    f"model.w2v_path={ckpt}",
-                    *prec,
-                    f"optimization.max_update={args.precision_updates}",
-                    f"common.log_interval={prec_interval}",
-                    "model.freeze_finetune_updates=0",
-                    "dataset.validate_interval=100000",
-                    "dataset.validate_interval_updates=0",
-                    "checkpoint.no_save=true",
-                    "distributed_training.distributed_world_size=1",
-                    "common.tensorboard_logdir=null",
-                    "dataset.max_tokens=8000",
-                ] + (["common.cpu=true"] if args.tiny else [])
-                proc = hydra_train(config_dir("finetuning"), ft_cfg, ft_dir, ov, args.timeout)
-                losses = [float(r["loss"]) for r in parse_log_records(proc.stdout + proc.stderr)]
-                precision.append((name, proc.returncode, losses))
-                log(
-                    f"{name}: exit {proc.returncode}, losses {losses}"
-                    + ("" if proc.returncode == 0 else "\n" + (proc.stderr or proc.stdout)[-1500:])
-                )
-                write_report()
-
-    return 0 if all(r[2] == 0 for r in results) and all(rc == 0 for _, rc, _ in precision) else 1
+        bench.precision_runs()
+    return bench.exit_code()
 
 
 if __name__ == "__main__":

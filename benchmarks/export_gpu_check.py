@@ -9,18 +9,14 @@ training fbank), of every hidden state, and the time per batch.
     python benchmarks/export_gpu_check.py CHECKPOINT EXPORT_DIR AUDIO_DIR   (AUDIO_DIR/speed.tsv)
 """
 
+import argparse
 import csv
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a dry run of the script
 
@@ -42,18 +38,82 @@ def timed(fn, repeats=5):
     return sorted(times)[len(times) // 2]
 
 
-def main(checkpoint, export_dir, audio_dir):
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a fast_hubert checkpoint")
+    p.add_argument("export_dir", help="where fast-hubert-export writes the transformers folder")
+    p.add_argument("audio_dir", help="a speech folder holding speed.tsv (its first 16 utterances are used)")
+    return p.parse_args(argv)
+
+
+def exported(checkpoint, export_dir):
+    """The feature extractor and the model of the exported folder, loaded through transformers."""
     from transformers import AutoFeatureExtractor, AutoModel
 
     from fast_hubert_plugin.export.cli import export
-    from fast_hubert_plugin.features.kaldi_fbank import compute_fbank
 
     export(checkpoint, export_dir, overwrite=True)
+    fe = AutoFeatureExtractor.from_pretrained(export_dir, trust_remote_code=True)
+    return fe, AutoModel.from_pretrained(export_dir, trust_remote_code=True).eval()
+
+
+def utterances(audio_dir) -> list:
     with open(Path(audio_dir) / "speed.tsv") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))[:16]
-    wavs = [sf.read(Path(audio_dir) / r["path"], dtype="float32")[0] for r in rows]
-    fe = AutoFeatureExtractor.from_pretrained(export_dir, trust_remote_code=True)
-    model = AutoModel.from_pretrained(export_dir, trust_remote_code=True).eval()
+    return [sf.read(Path(audio_dir) / r["path"], dtype="float32")[0] for r in rows]
+
+
+def feature_rows(fe, wavs, ref_in, cuda_in) -> None:
+    """The fbank on CUDA against the CPU and against kaldi-native-fbank (training's), then the normalised
+    features."""
+    from fast_hubert_plugin.features.kaldi_fbank import compute_fbank
+
+    mask = ref_in["attention_mask"].bool()  # fbank frames
+    raw_cpu, frames = fe.fbank([torch.from_numpy(w) for w in wavs])
+    raw_cuda, _ = fe.fbank([torch.from_numpy(w) for w in wavs], device=DEVICE)
+    knf = max(float(np.abs(raw_cpu[i, : int(frames[i])].numpy() - compute_fbank(w)).max()) for i, w in enumerate(wavs))
+    print("| comparison | max abs difference |\n|---|---|")
+    print(f"| fbank, CUDA vs CPU (float64 inside) | {float((raw_cuda.cpu() - raw_cpu).abs().max()):.2e} |")
+    print(f"| fbank, CPU export vs kaldi-native-fbank (training) | {knf:.2e} |")
+    print(
+        f"| normalised features, CUDA vs CPU (valid frames) | "
+        f"{float((cuda_in['input_features'].cpu() - ref_in['input_features'])[mask].abs().max()):.2e} |"
+    )
+
+
+def hidden_state_rows(gpu, inputs, ref, out_mask) -> None:
+    """Every hidden state on CUDA, fp32 and under bf16 autocast, against the CPU's in fp32."""
+    out32 = gpu(**inputs, output_hidden_states=True).hidden_states
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        out16 = gpu(**inputs, output_hidden_states=True).hidden_states
+    for name, out in (("fp32", out32), ("bf16 autocast", out16)):
+        diffs = [float((o.float().cpu() - r)[out_mask].abs().max()) for o, r in zip(out, ref)]
+        scale = max(float(r[out_mask].abs().max()) for r in ref)
+        print(
+            f"| hidden states 0..{len(ref) - 1}, CUDA {name} vs CPU fp32 (valid frames; largest abs value "
+            f"{scale:.1f}) | " + ", ".join(f"{d:.1e}" for d in diffs) + " |"
+        )
+
+
+def timing_line(fe, wavs, gpu, inputs) -> None:
+    t_fe = timed(lambda: fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True, device=DEVICE))
+    t32 = timed(lambda: gpu(**inputs))
+
+    def bf16():
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            gpu(**inputs)
+
+    t16 = timed(bf16)
+    print(
+        f"\nMedian of 5 timed batches: feature extractor on CUDA {t_fe * 1e3:.1f} ms, model fp32 "
+        f"{t32 * 1e3:.1f} ms, bf16 autocast {t16 * 1e3:.1f} ms."
+    )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    fe, model = exported(args.checkpoint, args.export_dir)
+    wavs = utterances(args.audio_dir)
     gpu_name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu (dry run)"
     print(f"# Exported fast_hubert on {gpu_name}\n")
     print(
@@ -64,46 +124,14 @@ def main(checkpoint, export_dir, audio_dir):
         ref_in = fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True)
         ref = model(**ref_in, output_hidden_states=True).hidden_states
         cuda_in = fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True, device=DEVICE)
-        mask = ref_in["attention_mask"].bool()  # fbank frames
         out_len = model.output_lengths(ref_in["attention_mask"].sum(-1))
         out_mask = torch.arange(ref[0].shape[1])[None, :] < out_len[:, None]  # 25 Hz frames
-        raw_cpu, frames = fe.fbank([torch.from_numpy(w) for w in wavs])
-        raw_cuda, _ = fe.fbank([torch.from_numpy(w) for w in wavs], device=DEVICE)
-        knf = max(
-            float(np.abs(raw_cpu[i, : int(frames[i])].numpy() - compute_fbank(w)).max()) for i, w in enumerate(wavs)
-        )
-        print("| comparison | max abs difference |\n|---|---|")
-        print(f"| fbank, CUDA vs CPU (float64 inside) | {float((raw_cuda.cpu() - raw_cpu).abs().max()):.2e} |")
-        print(f"| fbank, CPU export vs kaldi-native-fbank (training) | {knf:.2e} |")
-        print(
-            f"| normalised features, CUDA vs CPU (valid frames) | "
-            f"{float((cuda_in['input_features'].cpu() - ref_in['input_features'])[mask].abs().max()):.2e} |"
-        )
+        feature_rows(fe, wavs, ref_in, cuda_in)
         gpu = model.to(DEVICE)
         inputs = {k: v.to(DEVICE) for k, v in cuda_in.items()}
-        out32 = gpu(**inputs, output_hidden_states=True).hidden_states
-        with torch.autocast(DEVICE, dtype=torch.bfloat16):
-            out16 = gpu(**inputs, output_hidden_states=True).hidden_states
-        for name, out in (("fp32", out32), ("bf16 autocast", out16)):
-            diffs = [float((o.float().cpu() - r)[out_mask].abs().max()) for o, r in zip(out, ref)]
-            scale = max(float(r[out_mask].abs().max()) for r in ref)
-            print(
-                f"| hidden states 0..{len(ref) - 1}, CUDA {name} vs CPU fp32 (valid frames; largest abs value "
-                f"{scale:.1f}) | " + ", ".join(f"{d:.1e}" for d in diffs) + " |"
-            )
-        t_fe = timed(lambda: fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True, device=DEVICE))
-        t32 = timed(lambda: gpu(**inputs))
-
-        def bf16():
-            with torch.autocast(DEVICE, dtype=torch.bfloat16):
-                gpu(**inputs)
-
-        t16 = timed(bf16)
-        print(
-            f"\nMedian of 5 timed batches: feature extractor on CUDA {t_fe * 1e3:.1f} ms, model fp32 "
-            f"{t32 * 1e3:.1f} ms, bf16 autocast {t16 * 1e3:.1f} ms."
-        )
+        hidden_state_rows(gpu, inputs, ref, out_mask)
+        timing_line(fe, wavs, gpu, inputs)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main()

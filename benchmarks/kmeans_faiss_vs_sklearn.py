@@ -24,26 +24,20 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from fast_hubert_plugin.clustering.dump import dump_split
+from fast_hubert_plugin.clustering.feature_shards import load_split
+from fast_hubert_plugin.clustering.kmeans import inertia, train_kmeans
+from fast_hubert_plugin.clustering.learn import build_parser as build_learn_parser
+from fast_hubert_plugin.utils.atomic import atomic_write_text
 from fast_hubert_plugin.utils.machine import cpu_model_name
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "examples"))  # speech_folder: the demo's speech folders
-
-from fast_hubert_plugin.clustering.dump import dump_split  # noqa: E402
-from fast_hubert_plugin.clustering.feature_shards import load_split  # noqa: E402
-from fast_hubert_plugin.clustering.kmeans import inertia, train_kmeans  # noqa: E402
-from fast_hubert_plugin.clustering.learn import build_parser as build_learn_parser  # noqa: E402
-from fast_hubert_plugin.utils.atomic import atomic_write_text  # noqa: E402
-
-from speech_folder import default_speech_dir  # noqa: E402
+from common import RESULTS, SPEECH_DIR
 
 CORPUS_TSVS = ["so762_train.tsv", "so762_dev.tsv", "librispeech_train_clean_100.tsv"]
 
@@ -164,15 +158,11 @@ def machine_lines():
     return lines
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--speech-dir",
-        default=str(default_speech_dir()),
-        help="default: $FAST_HUBERT_SPEECH_DIR, else ../shared/speech",
-    )
+    p.add_argument("--speech-dir", default=SPEECH_DIR)
     p.add_argument("--work-dir", default=None, help="feature cache (default: a temporary folder)")
-    p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "kmeans_cpu.md"))
+    p.add_argument("--output", default=str(RESULTS / "kmeans_cpu.md"))
     p.add_argument("--frames-768", type=int, default=100000)
     p.add_argument("--sklearn-n-init", type=int, default=20)
     p.add_argument("--only", choices=["a", "b"], default=None)
@@ -183,48 +173,44 @@ def main(argv=None):
         default=os.cpu_count(),
         help="threads for both libraries (BLAS and OpenMP pools, via threadpoolctl)",
     )
-    args = p.parse_args(argv)
-    import faiss
-    from threadpoolctl import threadpool_limits
+    return p.parse_args(argv)
 
-    faiss.omp_set_num_threads(args.threads)
-    threadpool_limits(limits=args.threads)
 
-    load_start = os.getloadavg()
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="kmeans_bench_"))
-    work.mkdir(parents=True, exist_ok=True)
+def problems(args, work: Path) -> list:
+    """(name, frames, clusters) of the problems --only keeps, their features dumped into ``work``."""
     manifest = write_corpus_manifest(Path(args.speech_dir), work / "all.tsv")
-    problems = []
+    out = []
     if args.only in (None, "a"):
         dump_split(manifest, work / "mfcc", "mfcc", split="all", progress=False)
-        problems.append(("(a) MFCC 39-d, K=100", all_frames(work / "mfcc", "all"), 100))
+        out.append(("(a) MFCC 39-d, K=100", all_frames(work / "mfcc", "all"), 100))
     if args.only in (None, "b"):
         dump_split(manifest, work / "fbank", "fbank", split="all", progress=False)
-        problems.append(
-            (
-                "(b) 768-d stacked fbank, K=500",
-                stacked_fbank_768(work / "fbank", "all", args.frames_768, args.seed),
-                500,
-            )
-        )
-    results = []
-    for name, x, k in problems:
-        print(f"{name}: {x.shape[0]} frames x {x.shape[1]}", flush=True)
-        runs = []
-        for label, niter, init, ppc in faiss_configs():
-            c, sec = run_faiss(x, k, args.seed, niter, init, ppc)
-            runs.append((label, sec, inertia(x, c)))
-            print(f"  {label}: {sec:.1f} s, inertia {runs[-1][2]:.6g}", flush=True)
-        sec, val = cached_sklearn(work / "sklearn_cache.json", x, k, args.seed, args.sklearn_n_init, args.threads)
-        ref = (f"sklearn MiniBatchKMeans (fairseq settings, n_init {args.sklearn_n_init})", sec, val)
-        print(f"  {ref[0]}: {sec:.1f} s, inertia {val:.6g}", flush=True)
-        results.append((name, x.shape, ref, runs))
+        x = stacked_fbank_768(work / "fbank", "all", args.frames_768, args.seed)
+        out.append(("(b) 768-d stacked fbank, K=500", x, 500))
+    return out
 
+
+def compare(args, work: Path, name: str, x, k: int):
+    """(name, shape, sklearn's (label, seconds, inertia), each FAISS configuration's)."""
+    print(f"{name}: {x.shape[0]} frames x {x.shape[1]}", flush=True)
+    runs = []
+    for label, niter, init, ppc in faiss_configs():
+        c, sec = run_faiss(x, k, args.seed, niter, init, ppc)
+        runs.append((label, sec, inertia(x, c)))
+        print(f"  {label}: {sec:.1f} s, inertia {runs[-1][2]:.6g}", flush=True)
+    sec, val = cached_sklearn(work / "sklearn_cache.json", x, k, args.seed, args.sklearn_n_init, args.threads)
+    ref = (f"sklearn MiniBatchKMeans (fairseq settings, n_init {args.sklearn_n_init})", sec, val)
+    print(f"  {ref[0]}: {sec:.1f} s, inertia {val:.6g}", flush=True)
+    return name, x.shape, ref, runs
+
+
+def record(args, results, load_start) -> list:
+    flags = ("frames_768", "sklearn_n_init", "seed", "threads")
     out = [
         "# k-means on CPU: FAISS vs scikit-learn MiniBatchKMeans (fairseq settings)",
         "",
         "Reproduce: `python benchmarks/kmeans_faiss_vs_sklearn.py --output benchmarks/results/kmeans_cpu.md"
-        f" {' '.join(['--' + k.replace('_', '-') + ' ' + str(v) for k, v in vars(args).items() if k in ('frames_768', 'sklearn_n_init', 'seed', 'threads')])}`",
+        f" {' '.join(['--' + k.replace('_', '-') + ' ' + str(v) for k, v in vars(args).items() if k in flags])}`",
         "",
         *machine_lines(),
         f"- load average (1, 5, 15 min) at start {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}, "
@@ -249,7 +235,21 @@ def main(argv=None):
                 f"| {label} | {sec:.1f} | {ref[1] / sec:.1f}x | {val:.6g} | {val / ref[2]:.4f} | {val / shape[0]:.4f} |"
             )
         out.append("")
-    atomic_write_text(args.output, "\n".join(out))
+    return out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    faiss.omp_set_num_threads(args.threads)
+    threadpool_limits(limits=args.threads)
+    load_start = os.getloadavg()
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="kmeans_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = [compare(args, work, name, x, k) for name, x, k in problems(args, work)]
+    atomic_write_text(args.output, "\n".join(record(args, results, load_start)))
     print(f"wrote {args.output}")
 
 

@@ -21,23 +21,17 @@ import argparse
 import os
 import platform
 import shutil
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fast_hubert_plugin.recipes.runner import log_records
+from fast_hubert_plugin.recipes.two_iterations import ITERATION1_LABEL_RATE, SYSTEMS, pretrain
 from fast_hubert_plugin.utils.machine import cpu_model_name
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "examples"))  # speech_folder: which speech, as the demo
-
-from fast_hubert_plugin.recipes.runner import log_records  # noqa: E402
-from fast_hubert_plugin.recipes.two_iterations import ITERATION1_LABEL_RATE, SYSTEMS, Workspace, pretrain  # noqa: E402
-
-from speech_folder import load_speech, resolve_speech_dir  # noqa: E402
+from common import RESULTS, add_workspace_args, workspace
 
 
 def shift_units(line: str, k: int) -> str:
@@ -59,48 +53,45 @@ def shifted_labels(src: Path, dst: Path, k: int) -> Path:
     return dst
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shifts", type=int, nargs="+", default=[-3, -2, -1, 0, 1, 2, 3])
     p.add_argument("--updates", type=int, default=300)
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--clusters", type=int, default=100, help="k-means units (as quality_vs_compute.py's --clusters)")
-    p.add_argument("--speech-dir", type=Path)
-    p.add_argument("--work-dir", type=Path, default=REPO / "quality_vs_compute_work")
-    p.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "label_alignment_cpu.md")
-    args = p.parse_args(argv)
-    ws = Workspace(
-        args.work_dir, load_speech(resolve_speech_dir(args.speech_dir)), clusters=args.clusters, threads=2
-    ).prepare()
-    ws.iteration1_units()
-    system = SYSTEMS["fast_hubert"]
+    add_workspace_args(p)
+    p.add_argument("--output", type=Path, default=RESULTS / "label_alignment_cpu.md")
+    return p.parse_args(argv)
 
-    def one(k):
-        labels = shifted_labels(ws.iteration1_labels, ws.work / "labels" / f"it1_shift{k:+d}", k)
-        run = pretrain(
-            ws.work / "alignment",
-            f"shift{k:+d}_{args.updates}",
-            system,
-            ws.pretrain_data,
-            labels,
-            ITERATION1_LABEL_RATE,
-            args.updates,
-            threads=1,
-            progress=False,
-        )
-        valid = log_records(Path(run.log), "valid")[-1]
-        return k, float(valid["valid_acc_m_L4"]), float(valid["valid_loss"]), run.masked_accuracy.get("acc_m_L4")
 
-    with ThreadPoolExecutor(args.jobs) as pool:
-        rows = sorted(pool.map(one, args.shifts))
+def pretrained_on_shift(ws, updates: int, k: int):
+    """(k, valid masked accuracy, valid loss, last train masked accuracy) of fast_hubert pretrained on the
+    iteration-1 units shifted by ``k`` label frames."""
+    labels = shifted_labels(ws.iteration1_labels, ws.work / "labels" / f"it1_shift{k:+d}", k)
+    run = pretrain(
+        ws.work / "alignment",
+        f"shift{k:+d}_{updates}",
+        SYSTEMS["fast_hubert"],
+        ws.pretrain_data,
+        labels,
+        ITERATION1_LABEL_RATE,
+        updates,
+        threads=1,
+        progress=False,
+    )
+    valid = log_records(Path(run.log), "valid")[-1]
+    return k, float(valid["valid_acc_m_L4"]), float(valid["valid_loss"]), run.masked_accuracy.get("acc_m_L4")
+
+
+def record(args, rows) -> list:
+    """The table and the verdict: the axis of the least-squares parabola through the accuracies."""
     best = max(rows, key=lambda r: r[1])
     a, b, _ = np.polyfit([r[0] for r in rows], [r[1] for r in rows], 2)
     axis = -b / (2 * a) if abs(a) > 1e-12 else float("nan")  # flat: no axis
-    cpu = cpu_model_name()
     lines = [
         "# Label alignment: fast_hubert pretrained on time-shifted iteration-1 units",
         "",
-        f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__} (1 thread per run), Python "
+        f"Machine: {cpu_model_name()}, {os.cpu_count()} cores, torch {torch.__version__} (1 thread per run), Python "
         f"{platform.python_version()}.",
         "Command: `.venv/bin/python benchmarks/label_alignment.py --shifts "
         + " ".join(str(k) for k in args.shifts)
@@ -129,7 +120,15 @@ def main(argv=None):
             else "a label frame or more from 0: look for a misalignment"
         )
     )
-    lines += ["", f"Verdict: {verdict}.", ""]
+    return lines + ["", f"Verdict: {verdict}.", ""]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ws = workspace(args.work_dir, args.speech_dir, args.clusters)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        rows = sorted(pool.map(lambda k: pretrained_on_shift(ws, args.updates, k), args.shifts))
+    lines = record(args, rows)
     args.output.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 

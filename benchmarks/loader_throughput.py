@@ -11,7 +11,6 @@ at 87.5-144 s batches (``results/train_step_gpu_bf16.md``), so 2 processes must 
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,38 +19,32 @@ import numpy as np
 
 from fast_hubert_plugin.utils.machine import cpu_model_name
 
-from random_units import speech_rows, write_random_unit_data
+from common import SPEECH_DIR, reproduce, speech_rows, write_random_unit_data
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples"))  # speech_folder: the demo's speech folders
-
-from speech_folder import default_speech_dir  # noqa: E402
+REPEAT = 20  # times the utterances are listed: one epoch outlasts every measurement (workers never restart)
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--speech-dir",
-        default=str(default_speech_dir()),
-        help="default: $FAST_HUBERT_SPEECH_DIR, else ../shared/speech",
-    )
+    p.add_argument("--speech-dir", default=SPEECH_DIR)
     p.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
     p.add_argument("--workers", default="1,2", help="comma-separated numbers of loader processes to measure")
     p.add_argument("--batches", type=int, default=150, help="batches timed per measurement (after 10 warm-up ones)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--output", default=None)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def pretraining_task(rows, speech: Path):
+    """The fast_hubert_pretraining task with the Base config's crops, its train split loaded from ``rows``
+    (random unit labels)."""
     from fairseq.tasks import TASK_REGISTRY
 
     import fast_hubert_plugin  # noqa: F401  (registers the task)
     from fast_hubert_plugin.tasks.fast_hubert_pretraining import FastHubertPretrainingConfig
 
-    speech = Path(args.speech_dir).resolve()
-    rows = speech_rows(speech, [args.manifest], 2.0)
     work = Path(tempfile.mkdtemp(prefix="loader_"))
-    repeat = 20  # one epoch outlasts every measurement (workers never restart)
-    write_random_unit_data(work, speech, {"train": rows * repeat, "valid": rows[:4]}, 500)
+    write_random_unit_data(work, speech, {"train": rows * REPEAT, "valid": rows[:4]}, 500)
     cfg = FastHubertPretrainingConfig(
         data=str(work),
         label_dir=str(work),
@@ -64,43 +57,51 @@ def main(argv=None):
     )
     task = TASK_REGISTRY["fast_hubert_pretraining"].setup_task(cfg)
     task.load_dataset("train")
-    dataset = task.datasets["train"]
+    return task
 
+
+def audio_seconds_per_second(task, workers: int, batches: int, seed: int) -> float:
+    """What fairseq's batch iterator delivers with ``workers`` processes, over ``batches`` batches after 10."""
+    itr = task.get_batch_iterator(
+        task.datasets["train"],
+        max_tokens=8750,
+        max_positions=None,
+        seed=seed,
+        num_workers=workers,
+        epoch=1,
+        required_batch_size_multiple=1,
+    )
+    it = itr.next_epoch_itr(shuffle=True)
+    seconds, t0 = 0.0, None
+    for i, batch in enumerate(it):
+        if i == 10:
+            t0, seconds = time.perf_counter(), 0.0
+        seconds += batch["net_input"]["source"].numel() / 16000
+        if i == 10 + batches:
+            break
+    return seconds / (time.perf_counter() - t0)
+
+
+def measure(args, task) -> list:
     results = []
     for workers in [int(w) for w in args.workers.split(",")]:
         rates = []
         for rep in range(args.repeats):
-            itr = task.get_batch_iterator(
-                dataset,
-                max_tokens=8750,
-                max_positions=None,
-                seed=rep + 1,
-                num_workers=workers,
-                epoch=1,
-                required_batch_size_multiple=1,
-            )
-            it = itr.next_epoch_itr(shuffle=True)
-            seconds, t0 = 0.0, None
-            for i, batch in enumerate(it):
-                if i == 10:
-                    t0, seconds = time.perf_counter(), 0.0
-                seconds += batch["net_input"]["source"].numel() / 16000
-                if i == 10 + args.batches:
-                    break
-            rates.append(seconds / (time.perf_counter() - t0))
+            rates.append(audio_seconds_per_second(task, workers, args.batches, seed=rep + 1))
             print(f"{workers} workers, repeat {rep + 1}: {rates[-1]:,.0f} audio-s/s", flush=True)
         results.append((workers, rates))
+    return results
 
-    cpu = cpu_model_name()
-    cmd = "python benchmarks/loader_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+
+def record(args, argv, n_rows: int, results) -> list:
     out = [
         "# Data-loader throughput: fast_hubert_pretraining, Base batches (87.5 s), no model",
         "",
-        f"Reproduce: `{cmd.strip()}`",
+        f"Reproduce: `{reproduce('loader_throughput.py', argv)}`",
         "",
-        f"- CPU: {cpu}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; Python "
+        f"- CPU: {cpu_model_name()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; Python "
         f"{platform.python_version()}",
-        f"- {len(rows)} utterances of `{args.manifest}` (16-bit FLAC), listed {repeat} times; fairseq's batch "
+        f"- {n_rows} utterances of `{args.manifest}` (16-bit FLAC), listed {REPEAT} times; fairseq's batch "
         f"iterator, {args.batches} batches timed after 10, {args.repeats} repeats",
         "",
         "| loader processes | audio-s/s (median) | min | max |",
@@ -109,6 +110,15 @@ def main(argv=None):
     for workers, rates in results:
         out.append(f"| {workers} | {np.median(rates):,.0f} | {min(rates):,.0f} | {max(rates):,.0f} |")
     out.append("")
+    return out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    speech = Path(args.speech_dir).resolve()
+    rows = speech_rows(speech, [args.manifest], 2.0)
+    results = measure(args, pretraining_task(rows, speech))
+    out = record(args, argv, len(rows), results)
     if args.output:
         Path(args.output).write_text("\n".join(out), encoding="utf-8")
         print(f"wrote {args.output}")

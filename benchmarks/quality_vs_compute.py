@@ -22,121 +22,28 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
+from fast_hubert_plugin.recipes.two_iterations import SYSTEMS, Recipe, probe
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "examples"))  # speech_folder: which speech, as the demo
-
-from fast_hubert_plugin.recipes.two_iterations import (  # noqa: E402
-    ITERATION1_LABEL_RATE,
-    SYSTEMS,
-    Recipe,
-    Workspace,
-    pretrain,
-    probe,
-    untrained,
+from common import (
+    BASELINES,
+    RESULTS,
+    add_workspace_args,
+    baseline_probe,
+    cpu_seconds_per_update,
+    machine,
+    recipe_label,
+    run_tag,
+    workspace,
 )
-
-from speech_folder import load_speech, resolve_speech_dir  # noqa: E402
-
-RESULTS = REPO / "benchmarks" / "results"
-CALIBRATION_UPDATES = {"fast_hubert": (2, 42), "fast_hubert_ils": (2, 42), "hubert": (2, 10)}
-
-
-def cpu_seconds_per_update(ws: Workspace, system, updates=None, overrides=(), label: str = "") -> float:
-    """(CPU of a longer run - CPU of a 2-update run) / the update difference: start-up cancels.
-    ``overrides`` (a tuned recipe, named ``label``) are trained with, since batch and model size set the cost."""
-    short, long = updates or CALIBRATION_UPDATES[system.name]
-    runs = [
-        pretrain(
-            ws.work / "calibration",
-            f"{recipe_prefix(system.name, label)}_{n}",
-            system,
-            ws.pretrain_data,
-            ws.iteration1_labels,
-            ITERATION1_LABEL_RATE,
-            n,
-            extra=overrides,
-            threads=1,
-            progress=False,
-            quiet=True,
-        )
-        for n in (short, long)
-    ]
-    cost = (runs[1].cpu_s - runs[0].cpu_s) / (long - short)
-    if cost <= 0:  # start-up noise larger than the updates' cost
-        sys.exit(
-            f"{system.name}: the calibration runs ({short} and {long} updates) could not measure the cost of an "
-            "update; give --calibration-updates a larger difference"
-        )
-    return cost
-
-
-BASELINES = ("fbank", "mfcc", "init")
-
-
-def baseline_probe(ws: Workspace, name: str, probe_updates: int, threads: int = 1):
-    """(title, probe dev CER) of a no-pretraining baseline of BASELINES: an input feature, or
-    fast_hubert's initial weights."""
-    if name in ("fbank", "mfcc"):
-        return name, probe(ws, name, name, probe_updates, threads=threads)["cer"]
-    run = untrained(
-        ws.work / "runs",
-        "fast_hubert_init",
-        SYSTEMS["fast_hubert"],
-        ws.pretrain_data,
-        ws.iteration1_labels,
-        ITERATION1_LABEL_RATE,
-        quiet=True,
-    )
-    return "fast_hubert, never pretrained", probe(
-        ws, "fast_hubert_init", run.checkpoint, probe_updates, threads=threads
-    )["cer"]
-
-
-def recipe_label(recipe_name: str, overrides) -> str:
-    """A recipe's name in its runs' names: '' without overrides, so that every default run is shared."""
-    return recipe_name if overrides else ""
-
-
-def recipe_prefix(system: str, recipe_name: str) -> str:
-    """What the calibration and pretraining runs of a system's recipe are named after ('' = the defaults)."""
-    return f"{system}{recipe_name and '_' + recipe_name}"
-
-
-def run_tag(system: str, recipe_name: str, budget: float, seed: int) -> str:
-    """The runs' names below the work folder (recipe_sweep.py names its runs so too, to be reused here)."""
-    return f"{recipe_prefix(system, recipe_name)}_b{budget:g}_s{seed}"
 
 
 def spread(values):
     return (max(values) - min(values)) if len(values) > 1 else 0.0
-
-
-def machine(threads: int = 1) -> str:
-    # The first processor's fields: a virtualised "AMD EPYC" hides its generation, and the probe's
-    # last digit can differ between generations (other SIMD kernels), so family/model and the
-    # kernels torch picks are part of the record.
-    fields = {}
-    for line in open("/proc/cpuinfo"):
-        if not line.strip():
-            break
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    cpu = (
-        f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
-        f"torch kernels {torch.backends.cpu.get_cpu_capability()})"
-    )
-    per_run = f"{threads} thread{'s' if threads > 1 else ''} per run"
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({per_run}), Python {platform.python_version()}"
 
 
 def plot(rows, baselines, out: Path):
@@ -166,34 +73,30 @@ def plot(rows, baselines, out: Path):
     plt.close(fig)
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
+    grid = p.add_argument_group("what is run")
+    grid.add_argument(
         "--budgets",
         type=float,
         nargs="+",
         default=[1.5, 4.0, 7.5],
         help="pretraining CPU-minutes per system, both iterations together",
     )
-    p.add_argument("--seeds", type=int, default=2, help="pretraining seeds at the largest budget")
-    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
-    p.add_argument("--layer", type=int, default=3, help="1-based block clustered for iteration 2")
-    p.add_argument("--clusters", type=int, default=100, help="k-means units of both iterations")
-    p.add_argument("--probe-updates", type=int, default=1000)
-    p.add_argument("--jobs", type=int, default=2, help="single-threaded runs at a time")
-    p.add_argument(
-        "--stop-after-minutes",
-        type=float,
-        help="start no new run after this many minutes; the record marks the cells not run",
-    )
-    p.add_argument(
+    grid.add_argument("--seeds", type=int, default=2, help="pretraining seeds at the largest budget")
+    grid.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    grid.add_argument("--layer", type=int, default=3, help="1-based block clustered for iteration 2")
+    grid.add_argument("--clusters", type=int, default=100, help="k-means units of both iterations")
+    grid.add_argument("--probe-updates", type=int, default=1000)
+    grid.add_argument(
         "--calibration-updates",
         type=int,
         nargs=2,
         metavar=("SHORT", "LONG"),
         help="updates of the two runs that measure CPU seconds per update (default: 2 and 42, stock 2 and 10)",
     )
-    p.add_argument(
+    recipe = p.add_argument_group("a tuned recipe")
+    recipe.add_argument(
         "--overrides",
         nargs="+",
         default=[],
@@ -201,97 +104,117 @@ def main(argv=None):
         help="fairseq-hydra-train overrides of fast_hubert and fast_hubert + ILS, both iterations (the "
         "recipe chosen by benchmarks/recipe_sweep.py); stock HuBERT keeps the tiny defaults",
     )
-    p.add_argument("--recipe-name", default="tuned", help="names the runs made with --overrides (their stages)")
-    p.add_argument("--speech-dir", type=Path, help="as the demo's (default: ../shared/speech, else Mini LibriSpeech)")
-    p.add_argument("--work-dir", type=Path, default=REPO / "quality_vs_compute_work")
-    p.add_argument("--output", type=Path, default=RESULTS / "quality_vs_compute_cpu.md")
-    args = p.parse_args(argv)
-    t0 = time.time()
+    recipe.add_argument("--recipe-name", default="tuned", help="names the runs made with --overrides (their stages)")
+    how = p.add_argument_group("how it runs")
+    how.add_argument("--jobs", type=int, default=2, help="single-threaded runs at a time")
+    how.add_argument(
+        "--stop-after-minutes",
+        type=float,
+        help="start no new run after this many minutes; the record marks the cells not run",
+    )
+    add_workspace_args(how)
+    how.add_argument("--output", type=Path, default=RESULTS / "quality_vs_compute_cpu.md")
+    return p.parse_args(argv)
 
-    speech = resolve_speech_dir(args.speech_dir)
-    ws = Workspace(args.work_dir, load_speech(speech), clusters=args.clusters, threads=2).prepare().iteration1_units()
-    ws.threads = 1
-    systems = [SYSTEMS[n] for n in args.systems]
 
-    def overrides(system):
-        return tuple(args.overrides) if system.name != "hubert" else ()
+def overrides_of(args, system) -> tuple:
+    """The tuned recipe's overrides: fast_hubert's and fast_hubert + ILS's; stock HuBERT keeps the defaults."""
+    return tuple(args.overrides) if system.name != "hubert" else ()
 
-    def label(system):
-        return recipe_label(args.recipe_name, overrides(system))
+
+def label_of(args, system) -> str:
+    return recipe_label(args.recipe_name, overrides_of(args, system))
+
+
+def measure_costs(ws, systems, args) -> dict:
+    """Each system's CPU seconds per update, calibrated with the overrides it trains with."""
+
+    def cost(s):
+        return cpu_seconds_per_update(ws, s, args.calibration_updates, overrides_of(args, s), label_of(args, s))
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        costs = dict(
-            zip(
-                args.systems,
-                pool.map(
-                    lambda s: cpu_seconds_per_update(ws, s, args.calibration_updates, overrides(s), label(s)), systems
-                ),
-            )
-        )
+        costs = dict(zip(args.systems, pool.map(cost, systems)))
     print("CPU seconds per update:", {k: round(v, 3) for k, v in costs.items()}, flush=True)
+    return costs
 
+
+def planned_recipes(ws, systems, costs, args) -> list:
+    """(budget, recipe) of every cell: each budget, more seeds at the largest; updates per iteration =
+    budget / 2 / the system's CPU seconds per update."""
     largest = max(args.budgets)
     recipes = []
     for budget in sorted(args.budgets, reverse=True):
         for seed in range(1, (args.seeds if budget == largest else 1) + 1):
             for system in systems:
                 per_iteration = max(1, round(budget * 60 / 2 / costs[system.name]))
-                recipes.append(
-                    (
-                        budget,
-                        Recipe(
-                            ws,
-                            system,
-                            (per_iteration, per_iteration),
-                            seed,
-                            args.layer,
-                            args.clusters,
-                            threads=1,
-                            progress=False,
-                            overrides=overrides(system),
-                            tag=run_tag(system.name, label(system), budget, seed),
-                        ),
-                    )
+                recipe = Recipe(
+                    ws,
+                    system,
+                    (per_iteration, per_iteration),
+                    seed,
+                    args.layer,
+                    args.clusters,
+                    threads=1,
+                    progress=False,
+                    overrides=overrides_of(args, system),
+                    tag=run_tag(system.name, label_of(args, system), budget, seed),
                 )
+                recipes.append((budget, recipe))
+    return recipes
 
-    deadline = t0 + args.stop_after_minutes * 60 if args.stop_after_minutes is not None else float("inf")
 
-    def chain(item):
-        budget, recipe = item
-        probed = [1, 2] if budget == largest and recipe.system.name != "hubert" else [2]
-        finished = all((ws.work / ".done" / f"probe_{recipe.name}_it{i}").exists() for i in probed)
-        if time.time() > deadline and not finished:  # past the deadline only finished runs are reported
-            print(f"not run (--stop-after-minutes): {recipe.name}", flush=True)
-            return []
-        it1, it2 = recipe.pretrain_both()
-        out = []
-        iterations = [(i, run) for i, run in ((1, it1), (2, it2)) if i in probed]
-        for iteration, run in iterations:
-            res = probe(ws, f"{recipe.name}_it{iteration}", run.checkpoint, args.probe_updates, threads=1)
-            out.append(
-                dict(
-                    system=recipe.system.name,
-                    budget=budget,
-                    seed=recipe.seed,
-                    iteration=iteration,
-                    updates=[it1.updates, it2.updates],
-                    cpu_min=round((it1.cpu_s + it2.cpu_s) / 60, 2),
-                    cer=res["cer"],
-                    wer=res["wer"],
-                    layer_weights=res["layer_weights"],
-                    accuracy_it1=it1.masked_accuracy,
-                    accuracy_it2=it2.masked_accuracy,
-                    probe_cpu_s=res["cpu_s"],
-                )
+def probed_rows(ws, args, deadline: float, item) -> list:
+    """A cell's two iterations pretrained, and its rows: iteration 2 probed, iteration 1 too at the largest
+    budget (stock HuBERT's iteration 1 excepted). Past the deadline only finished cells are reported."""
+    budget, recipe = item
+    probed = [1, 2] if budget == max(args.budgets) and recipe.system.name != "hubert" else [2]
+    finished = all((ws.work / ".done" / f"probe_{recipe.name}_it{i}").exists() for i in probed)
+    if time.time() > deadline and not finished:
+        print(f"not run (--stop-after-minutes): {recipe.name}", flush=True)
+        return []
+    it1, it2 = recipe.pretrain_both()
+    out = []
+    for iteration, run in [(i, run) for i, run in ((1, it1), (2, it2)) if i in probed]:
+        res = probe(ws, f"{recipe.name}_it{iteration}", run.checkpoint, args.probe_updates, threads=1)
+        out.append(
+            dict(
+                system=recipe.system.name,
+                budget=budget,
+                seed=recipe.seed,
+                iteration=iteration,
+                updates=[it1.updates, it2.updates],
+                cpu_min=round((it1.cpu_s + it2.cpu_s) / 60, 2),
+                cer=res["cer"],
+                wer=res["wer"],
+                layer_weights=res["layer_weights"],
+                accuracy_it1=it1.masked_accuracy,
+                accuracy_it2=it2.masked_accuracy,
+                probe_cpu_s=res["cpu_s"],
             )
-        return out
+        )
+    return out
 
+
+def run_cells(ws, args, recipes, deadline: float):
+    """Every cell's rows (the cells that decide the targets first) and the baselines' probe CERs."""
     with ThreadPoolExecutor(args.jobs) as pool:
         base_futures = [pool.submit(baseline_probe, ws, n, args.probe_updates) for n in BASELINES]
         order = sorted(recipes, key=lambda r: priority(r[1].system.name, r[0], r[1].seed, args.budgets))
-        rows = [row for rs in pool.map(chain, order) for row in rs]
+        rows = [row for rs in pool.map(lambda item: probed_rows(ws, args, deadline, item), order) for row in rs]
         baselines = dict(f.result() for f in base_futures)
+    return rows, baselines
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    t0 = time.time()
+    ws = workspace(args.work_dir, args.speech_dir, args.clusters)
+    ws.threads = 1
+    systems = [SYSTEMS[n] for n in args.systems]
+    costs = measure_costs(ws, systems, args)
+    recipes = planned_recipes(ws, systems, costs, args)
+    deadline = t0 + args.stop_after_minutes * 60 if args.stop_after_minutes is not None else float("inf")
+    rows, baselines = run_cells(ws, args, recipes, deadline)
     write_report(args, ws, costs, rows, baselines, time.time() - t0)
 
 
@@ -319,12 +242,9 @@ def mean_cer(rows, system, budget, iteration=2):
     return statistics.mean(vals) if vals else float("nan"), vals
 
 
-def write_report(args, ws, costs, rows, baselines, seconds):
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    png = args.output.with_suffix(".png").with_name("quality_vs_compute.png")
-    plot(rows, baselines, png)
-    budgets, largest = sorted(args.budgets), max(args.budgets)
-    lines = [
+def report_header(args, ws, costs, seconds) -> list:
+    """The machine, the command, the recipe, the data and the measured costs."""
+    return [
         "# Representation quality vs pretraining compute (CPU, real speech)",
         "",
         f"Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}; "
@@ -361,6 +281,13 @@ def write_report(args, ws, costs, rows, baselines, seconds):
         + ", ".join(f"{SYSTEMS[k].title} {v:.2f}" for k, v in costs.items())
         + ".",
         "",
+    ]
+
+
+def cer_tables(args, rows, baselines) -> list:
+    """Each system's probe CER after two iterations at each budget (seed mean), and the baselines'."""
+    budgets, largest = sorted(args.budgets), max(args.budgets)
+    lines = [
         "## Probe dev CER (%) after two iterations",
         "",
         "| system | " + " | ".join(f"{b:g} CPU-min" for b in budgets) + " | updates per iteration at the largest |",
@@ -386,7 +313,11 @@ def write_report(args, ws, costs, rows, baselines, seconds):
         *[f"| {k} | {v:.1f} |" for k, v in baselines.items()],
         "",
     ]
-    lines += [
+    return lines
+
+
+def runs_table(rows) -> list:
+    lines = [
         "## Every run",
         "",
         "| system | budget | seed | iteration probed | updates (it1, it2) | pretraining CPU-min | probe CER % | WER % | "
@@ -402,13 +333,21 @@ def write_report(args, ws, costs, rows, baselines, seconds):
             + " ".join(f"{w:.2f}" for w in r["layer_weights"])
             + " |"
         )
+    return lines
+
+
+def write_report(args, ws, costs, rows, baselines, seconds):
+    """The Markdown record, its plot (beside it) and its JSON."""
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    plot(rows, baselines, args.output.with_suffix(".png").with_name("quality_vs_compute.png"))
+    lines = report_header(args, ws, costs, seconds) + cer_tables(args, rows, baselines) + runs_table(rows)
     lines += [
         "",
         "Budgets are nominal: updates = budget / 2 / the CPU seconds per update measured first. What the runs "
         "actually consumed (start-up, validation and the data loader included, on a loaded machine) is the "
         "'pretraining CPU-min' column above and the x axis of the plot.",
         "",
-        targets(rows, baselines, budgets, largest),
+        targets(rows, baselines, sorted(args.budgets), max(args.budgets)),
         "",
         "![quality vs compute](quality_vs_compute.png)",
         "",

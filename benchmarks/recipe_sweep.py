@@ -27,21 +27,13 @@ invocation does not run are kept from the JSON of the earlier ones (and the reco
 import argparse
 import json
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "examples"))  # speech_folder: which speech, as the demo
-sys.path.insert(0, str(REPO / "benchmarks"))
+from fast_hubert_plugin.recipes.two_iterations import SYSTEMS, PretrainingRun, Recipe, probe
 
-from quality_vs_compute import RESULTS, cpu_seconds_per_update, machine, recipe_label, run_tag  # noqa: E402
-
-from fast_hubert_plugin.recipes.two_iterations import SYSTEMS, PretrainingRun, Recipe, Workspace, probe  # noqa: E402
-
-from speech_folder import load_speech, resolve_speech_dir  # noqa: E402
+from common import RESULTS, add_workspace_args, cpu_seconds_per_update, machine, recipe_label, run_tag, workspace
 
 # name -> (overrides, why it is a candidate)
 CANDIDATES = {
@@ -84,16 +76,18 @@ ITERATION2_CANDIDATES = {
 BENCHMARK_ITERATION2 = (Recipe.iteration2_layer, Recipe.iteration2_clusters)  # quality_vs_compute.py's defaults
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The arguments, and the record's JSON from earlier invocations (checked to hold this budget)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
+    what = p.add_argument_group("candidates")
+    what.add_argument(
         "--budget",
         type=float,
         default=3.75,
         help="CPU-minutes of iteration-1 pretraining per candidate (default: half of the benchmark's "
         "largest budget, i.e. its iteration 1)",
     )
-    p.add_argument(
+    what.add_argument(
         "--candidates",
         nargs="+",
         default=list(CANDIDATES),
@@ -101,27 +95,27 @@ def main(argv=None):
         help="iteration-1 candidates (default is always run: the others are compared with it; so is "
         "--iteration2-from's, which the iteration-2 candidates start from)",
     )
-    p.add_argument(
+    what.add_argument(
         "--iteration2-candidates",
         nargs="*",
         default=list(ITERATION2_CANDIDATES),
         choices=list(ITERATION2_CANDIDATES),
         help="iteration-2 candidates (none: give the flag alone)",
     )
-    p.add_argument(
+    what.add_argument(
         "--iteration2-from",
         default="default",
         choices=list(CANDIDATES),
         help="the iteration-1 candidate the iteration-2 candidates cluster and whose overrides they keep",
     )
-    p.add_argument("--no-replicates", action="store_true", help="skip the second pretraining and probe seeds")
-    p.add_argument("--clusters", type=int, default=100, help="MFCC k-means units (as the benchmark)")
-    p.add_argument("--probe-updates", type=int, default=1000)
-    p.add_argument("--jobs", type=int, default=2, help="single-threaded runs at a time")
-    p.add_argument("--calibration-updates", type=int, nargs=2, default=(2, 42), metavar=("SHORT", "LONG"))
-    p.add_argument("--speech-dir", type=Path, help="as the demo's (default: ../shared/speech, else Mini LibriSpeech)")
-    p.add_argument("--work-dir", type=Path, default=REPO / "quality_vs_compute_work")
-    p.add_argument("--output", type=Path, default=RESULTS / "recipe_sweep_cpu.md")
+    what.add_argument("--no-replicates", action="store_true", help="skip the second pretraining and probe seeds")
+    how = p.add_argument_group("how they are trained and probed")
+    how.add_argument("--clusters", type=int, default=100, help="MFCC k-means units (as the benchmark)")
+    how.add_argument("--probe-updates", type=int, default=1000)
+    how.add_argument("--jobs", type=int, default=2, help="single-threaded runs at a time")
+    how.add_argument("--calibration-updates", type=int, nargs=2, default=(2, 42), metavar=("SHORT", "LONG"))
+    add_workspace_args(how)
+    how.add_argument("--output", type=Path, default=RESULTS / "recipe_sweep_cpu.md")
     args = p.parse_args(argv)
     record = args.output.with_suffix(".json")
     earlier = json.loads(record.read_text()) if record.exists() else {}
@@ -131,35 +125,39 @@ def main(argv=None):
             f"{record} holds a sweep at budget {earlier.get('budget')}, not {args.budget:g}: give this budget "
             "its own record with --output"
         )
-    t0 = time.time()
+    return args, earlier
 
-    ws = (
-        Workspace(args.work_dir, load_speech(resolve_speech_dir(args.speech_dir)), clusters=args.clusters, threads=2)
-        .prepare()
-        .iteration1_units()
-    )
-    ws.threads = 1
-    system = SYSTEMS["fast_hubert"]
-    candidates = list(dict.fromkeys(["default", args.iteration2_from, *args.candidates]))
-    runs = [(name, 1, 1) for name in candidates]
-    if not args.no_replicates:
-        runs += [("default", 2, 1), ("default", 1, 2)]  # a second pretraining seed; a second probe seed
 
-    def label(name):  # the benchmark's names for the same runs, so that it reuses them
+class Sweep:
+    """The candidates' runs on the benchmark's workspace, named as the benchmark names them so that it
+    reuses them."""
+
+    def __init__(self, args):
+        self.args = args
+        self.ws = workspace(args.work_dir, args.speech_dir, args.clusters)
+        self.ws.threads = 1
+        self.system = SYSTEMS["fast_hubert"]
+        self.costs = {}  # candidate -> CPU seconds per update
+        self.base_cer = None  # the probe CER of the iteration 1 the iteration-2 candidates start from
+
+    def label(self, name: str) -> str:
         return recipe_label(name, CANDIDATES[name][0])
 
-    def cost(name):
-        return cpu_seconds_per_update(ws, system, args.calibration_updates, CANDIDATES[name][0], label(name))
+    def cost(self, name: str) -> float:
+        args = self.args
+        return cpu_seconds_per_update(
+            self.ws, self.system, args.calibration_updates, CANDIDATES[name][0], self.label(name)
+        )
 
-    def recipe(name, seed, iteration2=None):
+    def recipe(self, name: str, seed: int, iteration2=None) -> Recipe:
         """A candidate's recipe; with ``iteration2`` (a name of ITERATION2_CANDIDATES) its iteration 2 is that one:
         the benchmark's own keeps its name (so that it is shared), the others are named apart."""
-        updates = max(1, round(args.budget * 60 / costs[name]))
-        tag = run_tag(system.name, label(name), 2 * args.budget, seed)
+        updates = max(1, round(self.args.budget * 60 / self.costs[name]))
+        tag = run_tag(self.system.name, self.label(name), 2 * self.args.budget, seed)
         layer_clusters = ITERATION2_CANDIDATES[iteration2][:2] if iteration2 else BENCHMARK_ITERATION2
         return Recipe(
-            ws,
-            system,
+            self.ws,
+            self.system,
             (updates, updates),
             seed,
             *layer_clusters,
@@ -170,12 +168,12 @@ def main(argv=None):
             iteration2_tag="" if layer_clusters == BENCHMARK_ITERATION2 else f"{tag}_{iteration2}",
         )
 
-    def probed(name, run: PretrainingRun, probe_seed=1):
+    def probed(self, name: str, run: PretrainingRun, probe_seed: int = 1) -> dict:
         res = probe(
-            ws,
+            self.ws,
             name + (f"_p{probe_seed}" if probe_seed != 1 else ""),
             run.checkpoint,
-            args.probe_updates,
+            self.args.probe_updates,
             seed=probe_seed,
             threads=1,
         )
@@ -188,36 +186,50 @@ def main(argv=None):
             layer_weights=res["layer_weights"],
         )
 
-    def run(item):
+    def iteration1(self, item) -> dict:
         name, seed, probe_seed = item
-        r = recipe(name, seed)
+        r = self.recipe(name, seed)
         return dict(
-            candidate=name, seed=seed, probe_seed=probe_seed, **probed(f"{r.name}_it1", r.iteration1(), probe_seed)
+            candidate=name, seed=seed, probe_seed=probe_seed, **self.probed(f"{r.name}_it1", r.iteration1(), probe_seed)
         )
 
-    def run_iteration2(name):
-        r = recipe(args.iteration2_from, 1, iteration2=name)
+    def iteration2(self, name: str) -> dict:
+        r = self.recipe(self.args.iteration2_from, 1, iteration2=name)
         it2 = r.iteration2(r.iteration1())
         return dict(
             candidate=name,
-            base=args.iteration2_from,
-            iteration1_cer=base_cer,
+            base=self.args.iteration2_from,
+            iteration1_cer=self.base_cer,
             layer=r.iteration2_layer,
             clusters=r.iteration2_clusters,
-            **probed(r.iteration2_name, it2),
+            **self.probed(r.iteration2_name, it2),
         )
 
-    with ThreadPoolExecutor(args.jobs) as pool:
-        costs = dict(zip(candidates, pool.map(cost, candidates)))
-        mfcc = pool.submit(probe, ws, "mfcc", "mfcc", args.probe_updates, threads=1)
-        # Distinct pretrainings first, then the probe-seed replicates of finished ones: two workers must not train
-        # the same run folder. Iteration 1 before iteration 2, which starts from one of them.
-        rows = list(pool.map(run, [r for r in runs if r[2] == 1]))
-        rows += list(pool.map(run, [r for r in runs if r[2] != 1]))
-        base_cer = next(r["cer"] for r in rows if run_key(r) == (args.iteration2_from, 1, 1))
-        rows2 = list(pool.map(run_iteration2, args.iteration2_candidates))
-        mfcc_cer = mfcc.result()["cer"]
-    write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, time.time() - t0)
+    def run(self, candidates):
+        """(iteration-1 rows, iteration-2 rows, the MFCC probe's CER)."""
+        args = self.args
+        runs = [(name, 1, 1) for name in candidates]
+        if not args.no_replicates:
+            runs += [("default", 2, 1), ("default", 1, 2)]  # a second pretraining seed; a second probe seed
+        with ThreadPoolExecutor(args.jobs) as pool:
+            self.costs = dict(zip(candidates, pool.map(self.cost, candidates)))
+            mfcc = pool.submit(probe, self.ws, "mfcc", "mfcc", args.probe_updates, threads=1)
+            # Distinct pretrainings first, then the probe-seed replicates of finished ones: two workers must not
+            # train the same run folder. Iteration 1 before iteration 2, which starts from one of them.
+            rows = list(pool.map(self.iteration1, [r for r in runs if r[2] == 1]))
+            rows += list(pool.map(self.iteration1, [r for r in runs if r[2] != 1]))
+            self.base_cer = next(r["cer"] for r in rows if run_key(r) == (args.iteration2_from, 1, 1))
+            rows2 = list(pool.map(self.iteration2, args.iteration2_candidates))
+            return rows, rows2, mfcc.result()["cer"]
+
+
+def main(argv=None):
+    args, earlier = parse_args(argv)
+    t0 = time.time()
+    sweep = Sweep(args)
+    candidates = list(dict.fromkeys(["default", args.iteration2_from, *args.candidates]))
+    rows, rows2, mfcc_cer = sweep.run(candidates)
+    write_report(args, earlier, candidates, sweep.costs, rows, rows2, mfcc_cer, time.time() - t0)
 
 
 def run_key(row):
@@ -231,10 +243,20 @@ def merged(new_rows, old_rows, key):
     return list(new_rows) + [dict(r, earlier=True) for r in old_rows if key(r) not in done]
 
 
-def write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, seconds):
-    """``earlier``: the record's JSON as main() read it before the runs (same budget: main() checked)."""
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    json_path = args.output.with_suffix(".json")
+def mark(r) -> str:
+    return " *" if r.get("earlier") else ""
+
+
+def accuracies(r) -> str:
+    return ", ".join(f"{v:.3f}" for v in r["masked_accuracy"].values()) or "-"
+
+
+def layer_weights(r) -> str:
+    return " ".join(f"{w:.2f}" for w in r["layer_weights"])
+
+
+def with_earlier(earlier: dict, rows, rows2, costs):
+    """This invocation's rows and costs, then those of earlier invocations that it did not run."""
     earlier_default = next((r["cer"] for r in earlier.get("rows", []) if run_key(r) == ("default", 1, 1)), None)
     # Rows of records older than --iteration2-from all start from that record's own default run.
     earlier_rows2 = [
@@ -243,18 +265,10 @@ def write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, second
     ]
     rows = merged(rows, earlier.get("rows", []), run_key)
     rows2 = merged(rows2, earlier_rows2, lambda r: (r["base"], r["candidate"]))
-    costs = {**earlier.get("costs", {}), **costs}
-    main_rows = [r for r in rows if r["seed"] == 1 and r["probe_seed"] == 1]
-    default = next((r["cer"] for r in main_rows if r["candidate"] == "default"), None)
-    noise = {
-        (f"pretraining seed {r['seed']}" if r["seed"] != 1 else f"probe seed {r['probe_seed']}")
-        + (f" * (of a default run of {r['updates']} updates)" if r.get("earlier") else ""): r["cer"]
-        for r in rows
-        if (r["seed"], r["probe_seed"]) != (1, 1)
-    }
-    margin = max([abs(v - default) for v in noise.values()] + [1.0]) if default is not None else 1.0
-    best = min(main_rows, key=lambda r: r["cer"])
-    mark = lambda r: " *" if r.get("earlier") else ""  # noqa: E731
+    return rows, rows2, {**earlier.get("costs", {}), **costs}
+
+
+def header(args, candidates, seconds, any_earlier: bool) -> list:
     lines = [
         "# Tuning the tiny recipe at a fixed CPU budget (CPU, real speech)",
         "",
@@ -269,13 +283,27 @@ def write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, second
         + (" --no-replicates" if args.no_replicates else "")
         + f" --jobs {args.jobs}`",
     ]
-    if any(r.get("earlier") for r in rows + rows2):
+    if any_earlier:
         lines.append(
             "Rows marked * were not run by this invocation: they are read back from the record of an earlier "
             "one (same script, budget and probe; its command and machine are in the notes)."
         )
-    lines += [
-        "",
+    return lines + [""]
+
+
+def iteration1_section(args, rows, costs, mfcc_cer):
+    """(the section's lines, the replicates' spread: the margin a candidate has to beat the default by)."""
+    main_rows = [r for r in rows if r["seed"] == 1 and r["probe_seed"] == 1]
+    default = next((r["cer"] for r in main_rows if r["candidate"] == "default"), None)
+    noise = {
+        (f"pretraining seed {r['seed']}" if r["seed"] != 1 else f"probe seed {r['probe_seed']}")
+        + (f" * (of a default run of {r['updates']} updates)" if r.get("earlier") else ""): r["cer"]
+        for r in rows
+        if (r["seed"], r["probe_seed"]) != (1, 1)
+    }
+    margin = max([abs(v - default) for v in noise.values()] + [1.0]) if default is not None else 1.0
+    best = min(main_rows, key=lambda r: r["cer"])
+    lines = [
         "## Iteration 1: optimisation, batch and masking",
         "",
         f"Each candidate pretrains fast_hubert iteration 1 (MFCC units, K={args.clusters}) for {args.budget:g} CPU-minutes "
@@ -285,14 +313,12 @@ def write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, second
         "| candidate | overrides | why | CPU-s per update | updates | CPU-min | masked acc | probe dev CER % | layer weights (0 = input) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    acc = lambda r: ", ".join(f"{v:.3f}" for v in r["masked_accuracy"].values()) or "-"  # noqa: E731
-    weights = lambda r: " ".join(f"{w:.2f}" for w in r["layer_weights"])  # noqa: E731
     for r in main_rows:
         overrides, why = CANDIDATES[r["candidate"]]
         lines.append(
             f"| {r['candidate']}{mark(r)} | {' '.join(f'`{o}`' for o in overrides) or '-'} | {why} | "
-            f"{costs[r['candidate']]:.3f} | {r['updates']} | {r['cpu_min']:.2f} | {acc(r)} | {r['cer']:.1f} | "
-            f"{weights(r)} |"
+            f"{costs[r['candidate']]:.3f} | {r['updates']} | {r['cpu_min']:.2f} | {accuracies(r)} | {r['cer']:.1f} | "
+            f"{layer_weights(r)} |"
         )
     lines += ["", f"Reference: the MFCC probe (the iteration-1 targets' features): {mfcc_cer:.1f} %.", ""]
     if noise:
@@ -308,45 +334,58 @@ def write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, second
         verdict = f"{best['candidate']} beats the default by more than the replicates' spread"
     else:
         verdict = f"{best['candidate']} is within the replicates' spread of the default"
-    lines += [f"Best: **{best['candidate']}** ({best['cer']:.1f} %): {verdict}.", ""]
-    if rows2:
-        lines += [
-            "## Iteration 2: which block, how many units",
-            "",
-            "Each candidate clusters block L of an iteration-1 model (seed 1; the column *from* names its candidate "
-            "and its probe) into K units (FAISS k-means on 20 % of the frames) and pretrains a fresh fast_hubert on "
-            "them with the same overrides for as many updates as that iteration 1; probed as above. Target d of the "
-            "benchmark: iteration 2 below its iteration 1.",
-            "",
-            "| from (its iteration-1 CER) | candidate | block | units | why | updates | CPU-min | masked acc | "
-            "probe dev CER % | vs iteration 1 | layer weights (0 = input) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in sorted(rows2, key=lambda r: (r["base"], r["layer"], r["clusters"])):
-            it1 = r["iteration1_cer"]
-            lines.append(
-                f"| {r['base']} ({it1:.1f} %) | {r['candidate']}{mark(r)} | {r['layer']} | {r['clusters']} | "
-                f"{ITERATION2_CANDIDATES[r['candidate']][2]} | {r['updates']} | {r['cpu_min']:.2f} | {acc(r)} | "
-                f"{r['cer']:.1f} | {r['cer'] - it1:+.1f} | {weights(r)} |"
-            )
-        best2 = min(rows2, key=lambda r: r["cer"] - r["iteration1_cer"])
-        beats = best2["cer"] < best2["iteration1_cer"] - margin
-        lines += [
-            "",
-            f"Best against its iteration 1: **{best2['candidate']}** from {best2['base']} ({best2['cer']:.1f} % "
-            f"against {best2['iteration1_cer']:.1f} %): "
-            + (
-                "below it by more than the replicates' spread."
-                if beats
-                else "not below it by more than the replicates' spread."
-            ),
-            "",
-        ]
+    return lines + [f"Best: **{best['candidate']}** ({best['cer']:.1f} %): {verdict}.", ""], margin
+
+
+def iteration2_section(rows2, margin: float) -> list:
+    if not rows2:
+        return []
+    lines = [
+        "## Iteration 2: which block, how many units",
+        "",
+        "Each candidate clusters block L of an iteration-1 model (seed 1; the column *from* names its candidate "
+        "and its probe) into K units (FAISS k-means on 20 % of the frames) and pretrains a fresh fast_hubert on "
+        "them with the same overrides for as many updates as that iteration 1; probed as above. Target d of the "
+        "benchmark: iteration 2 below its iteration 1.",
+        "",
+        "| from (its iteration-1 CER) | candidate | block | units | why | updates | CPU-min | masked acc | "
+        "probe dev CER % | vs iteration 1 | layer weights (0 = input) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows2, key=lambda r: (r["base"], r["layer"], r["clusters"])):
+        it1 = r["iteration1_cer"]
+        lines.append(
+            f"| {r['base']} ({it1:.1f} %) | {r['candidate']}{mark(r)} | {r['layer']} | {r['clusters']} | "
+            f"{ITERATION2_CANDIDATES[r['candidate']][2]} | {r['updates']} | {r['cpu_min']:.2f} | {accuracies(r)} | "
+            f"{r['cer']:.1f} | {r['cer'] - it1:+.1f} | {layer_weights(r)} |"
+        )
+    best2 = min(rows2, key=lambda r: r["cer"] - r["iteration1_cer"])
+    beats = best2["cer"] < best2["iteration1_cer"] - margin
+    return lines + [
+        "",
+        f"Best against its iteration 1: **{best2['candidate']}** from {best2['base']} ({best2['cer']:.1f} % "
+        f"against {best2['iteration1_cer']:.1f} %): "
+        + (
+            "below it by more than the replicates' spread."
+            if beats
+            else "not below it by more than the replicates' spread."
+        ),
+        "",
+    ]
+
+
+def write_report(args, earlier, candidates, costs, rows, rows2, mfcc_cer, seconds):
+    """``earlier``: the record's JSON as main() read it before the runs (same budget: parse_args checked)."""
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    rows, rows2, costs = with_earlier(earlier, rows, rows2, costs)
+    lines = header(args, candidates, seconds, any(r.get("earlier") for r in rows + rows2))
+    section1, margin = iteration1_section(args, rows, costs, mfcc_cer)
+    lines += section1 + iteration2_section(rows2, margin)
     notes = args.output.with_name(args.output.stem + "_notes.md")
     if notes.exists():
         lines += ["## Notes (written after the runs)", "", notes.read_text(encoding="utf-8").strip(), ""]
     args.output.write_text("\n".join(lines), encoding="utf-8")
-    json_path.write_text(
+    args.output.with_suffix(".json").write_text(
         json.dumps(dict(costs=costs, rows=rows, iteration2_rows=rows2, mfcc=mfcc_cer, budget=args.budget), indent=1)
     )
     print("\n".join(lines))

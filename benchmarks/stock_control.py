@@ -25,15 +25,8 @@ from typing import Dict
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "examples"))  # speech_folder: which speech, as the demo
-
-from quality_vs_compute import BASELINES, baseline_probe, machine  # noqa: E402
-
-from fast_hubert_plugin.recipes.runner import log_records  # noqa: E402
-from fast_hubert_plugin.recipes.two_iterations import (  # noqa: E402
+from fast_hubert_plugin.recipes.runner import log_records
+from fast_hubert_plugin.recipes.two_iterations import (
     ITERATION1_LABEL_RATE,
     SYSTEMS,
     Workspace,
@@ -41,9 +34,9 @@ from fast_hubert_plugin.recipes.two_iterations import (  # noqa: E402
     pretrain,
     probe,
 )
-from fast_hubert_plugin.utils.atomic import atomic_path  # noqa: E402
+from fast_hubert_plugin.utils.atomic import atomic_path
 
-from speech_folder import load_speech, resolve_speech_dir  # noqa: E402
+from common import BASELINES, RESULTS, add_workspace_args, baseline_probe, machine, workspace
 
 
 def pack(checkpoint: Path, out: Path, name: str):
@@ -101,16 +94,7 @@ def baselines(ws: Workspace, probe_updates: int, threads: int) -> Dict[str, floa
 
 def train_here(args):
     """Both systems pretrained here for --updates on the workspace's iteration-1 units, then probed."""
-    ws = (
-        Workspace(
-            args.work_dir,
-            load_speech(resolve_speech_dir(args.speech_dir)),
-            clusters=args.clusters,
-            threads=args.threads,
-        )
-        .prepare()
-        .iteration1_units()
-    )
+    ws = workspace(args.work_dir, args.speech_dir, args.clusters, threads=args.threads)
     rows = []
     for name in ("fast_hubert", "hubert"):
         tag = f"control_{name}_u{args.updates}_s{args.seed}"
@@ -137,8 +121,7 @@ def train_here(args):
 
 
 def probe_gpu_checkpoints(args):
-    ws = Workspace(args.work_dir, load_speech(resolve_speech_dir(args.speech_dir)), threads=2)
-    ws.prepare().iteration1_units()
+    ws = workspace(args.work_dir, args.speech_dir)
     if (args.gpu_out / "logs.tar.gz").exists() and not (args.gpu_out / "logs").exists():
         with tarfile.open(args.gpu_out / "logs.tar.gz") as tar:
             tar.extractall(args.gpu_out, filter="data")
@@ -156,19 +139,16 @@ def probe_gpu_checkpoints(args):
                 res["cer"],
             )
         )
-    machine = (args.gpu_out / "logs" / "machine.txt").read_text().strip() if (args.gpu_out / "logs").is_dir() else "?"
+    logs = args.gpu_out / "logs"
+    gpu_machine = (logs / "machine.txt").read_text().strip() if logs.is_dir() else "?"
     header = (
-        f"Pretrained on: {machine} (`benchmarks/gpu_runs.sh`); probed on the CPU: "
+        f"Pretrained on: {gpu_machine} (`benchmarks/gpu_runs.sh`); probed on the CPU: "
         f"`python benchmarks/stock_control.py probe GPU_OUT --probe-updates {args.probe_updates}`."
     )
     write_record(args.output, header, rows, baselines(ws, args.probe_updates, threads=1))
 
 
-def main(argv=None):
-    if argv is None:
-        argv = sys.argv[1:]
-    if argv and argv[0] == "pack":
-        return pack(Path(argv[1]), Path(argv[2]), argv[3])
+def parse_args(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True)
     cpu = sub.add_parser("cpu", help="train both systems here, then probe them")
@@ -186,10 +166,17 @@ def main(argv=None):
     gpu.add_argument("gpu_out", type=Path, help="the OUT folder of gpu_runs.sh")
     gpu.add_argument("--output", type=Path, default=RESULTS / "stock_control_gpu.md")
     for mode in (cpu, gpu):
-        mode.add_argument("--work-dir", type=Path, default=REPO / "quality_vs_compute_work")
-        mode.add_argument("--speech-dir", type=Path)
+        add_workspace_args(mode)
         mode.add_argument("--probe-updates", type=int, default=1000)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "pack":  # on the GPU machine, by gpu_runs.sh: CHECKPOINT OUT NAME
+        return pack(Path(argv[1]), Path(argv[2]), argv[3])
+    args = parse_args(argv)
     return train_here(args) if args.mode == "cpu" else probe_gpu_checkpoints(args)
 
 

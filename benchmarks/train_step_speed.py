@@ -4,10 +4,12 @@ One training step = forward + loss + backward + gradient clipping (clip_norm 10)
 (betas 0.9/0.98, eps 1e-6, decoupled weight decay 0.01, as the recipes) + zero_grad, in train
 mode with every recipe dropout and layerdrop 0.05. All systems run in ONE process on the SAME
 real-speech utterances, cropped to the same length (HuBERT's pad_audio=false collation: no
-padding), interleaved A,B,C,A,B,C,... so that background load hits every system alike; the
-layerdrop pattern of repeat r is the same for every system (numpy is reseeded right before the
-Transformer layers). Reported: median and min step time, audio seconds trained per second,
-ratio vs stock HuBERT, peak memory of the step.
+padding), interleaved A,B,C,A,B,C,... so that background load hits every system alike. Every
+system drops the same blocks at a given repeat: fairseq's encoder (stock HuBERT, the official
+code) draws layerdrop from numpy's global generator and the plugin's from torch's, so here the
+plugin draws from numpy too, and numpy is reseeded right before every system's Transformer layers.
+Reported: median and min step time, audio seconds trained per second, ratio vs stock HuBERT, peak
+memory of the step.
 
 Systems (rows):
   stock            fairseq HubertModel, hubert_base_librispeech settings, HubertCriterion, fairseq's
@@ -16,14 +18,12 @@ Systems (rows):
                    device INSIDE the step, torch_adamw (fused on CUDA), positional conv as one
                    matrix product on CUDA
   fast_ils         fast_hubert Base + ILS (supervised_layers [4] + last)
-Levers (fast, first shape): each row puts one lever back to what it replaced
+Levers (first shape only): one lever at a time
   stock +torch_adamw   stock HuBERT with the optimizer fast_hubert uses (isolates the optimizer)
-  fast fairseq-adam    fairseq's adam (a Python loop over parameters without apex)
-  fast cudnn-posconv   the positional conv through cuDNN's grouped convolution (fairseq's module)
-  fast +compile        (--compile) torch.compile(dynamic=True) of each Transformer block
+  fast fairseq-adam    fast with fairseq's adam (a Python loop over parameters without apex)
+  fast cudnn-posconv   fast with the positional conv through cuDNN's grouped convolution (fairseq's module)
+  fast +compile        (--compile) fast with torch.compile(dynamic=True) of each Transformer block
 ``--official DIR`` times the official Fast-HuBERT code (and its ILS variant) against stock HuBERT instead.
-(The CPU record results/train_step_cpu.md was made by an earlier version of this script, with ablation
-rows of prototypes none of which beat the noise; they are gone.)
 bf16 autocast on CPU (``--dtype bf16``) is a separate run. Under autocast, fairseq's
 HubertModel.apply_mask puts an fp32 mask_emb into a bf16 tensor and fails: the stock model (and
 the official code, which inherits it) mask a float32 copy here, a copy that costs well under 1 %
@@ -33,10 +33,11 @@ of their step; fast_hubert's own masking is dtype-safe.
 within ``--memory-cap-gb`` (default 80, an H100's memory) by doubling and bisection, and times it.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the step, minus the allocation
-before it; on CPU, in the untimed warmup step, the process's peak resident set (VmHWM, reset
-through /proc/self/clear_refs, free heap given back with malloc_trim first) minus the resident set
-just before the step: the memory the step adds on top of the models and optimizer states that all
-systems keep resident (it includes the gradients, which are freed after each step).
+before it; on CPU, in the untimed warmup step (in every step with ``--warmup 0``), the process's
+peak resident set (VmHWM, reset through /proc/self/clear_refs, free heap given back with
+malloc_trim first) minus the resident set just before the step: the memory the step adds on top of
+the models and optimizer states that all systems keep resident (it includes the gradients, which
+are freed after each step).
 
     python benchmarks/train_step_speed.py --output benchmarks/results/train_step_cpu.md
     python benchmarks/train_step_speed.py --device cuda --dtype bf16 --shapes 4x9,8x11,16x9 --largest 9
@@ -44,40 +45,31 @@ systems keep resident (it includes the gradients, which are freed after each ste
 
 import argparse
 import ctypes
+import importlib.util
+import logging
 import math
 import os
 import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import MethodType
+from types import MethodType, ModuleType
 from typing import Callable, List, Optional
 
+import fairseq
 import numpy as np
+import soundfile as sf
 import torch
+from fairseq.criterions.hubert_criterion import HubertCriterion
+from fairseq.data.dictionary import Dictionary
+from fairseq.models.hubert.hubert import HubertConfig, HubertModel
+from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
+from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
+from omegaconf import OmegaConf
 
-from fast_hubert_plugin.utils.machine import cpu_model_name
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "examples"))  # speech_folder: the demo's speech folders
-
-import logging  # noqa: E402
-
-logging.disable(logging.WARNING)
-
-import fairseq  # noqa: E402
-import soundfile as sf  # noqa: E402
-from fairseq.criterions.hubert_criterion import HubertCriterion  # noqa: E402
-from fairseq.data.dictionary import Dictionary  # noqa: E402
-from fairseq.models.hubert.hubert import HubertConfig, HubertModel  # noqa: E402
-from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig  # noqa: E402
-from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from speech_folder import default_speech_dir  # noqa: E402
+from common import SPEECH_DIR, Log, reproduce, speech_rows
 
 # The plugin is imported only where a fast_hubert system is built: with --official the process must not
 # import it (the official code registers the same fairseq names as the plugin's official aliases).
@@ -85,6 +77,7 @@ from speech_folder import default_speech_dir  # noqa: E402
 SAMPLE_RATE = 16000
 LABEL_RATE = 50
 NUM_UNITS = 500
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # examples/hubert/config/pretrain/hubert_base_librispeech.yaml (model section)
 STOCK_MODEL = dict(
@@ -119,6 +112,22 @@ FAST_MODEL = dict(
     activation_dropout=0.0,
     feature_grad_mult=1.0,
 )
+# The official code's model section (config/pretrain/fasthubert_base_lirbispeech.yaml): HuBERT's, plus the subsampler.
+OFFICIAL_MODEL = dict(
+    STOCK_MODEL, conv_kernel_sizes="5,5", conv_channels=1024, fbank_encoder_dim=512, input_feat_per_channel=80
+)
+# The recipes' optimizer settings (both Base configs); fairseq's adam is decoupled weight decay, as AdamW.
+ADAM = dict(adam_betas="(0.9, 0.98)", adam_eps=1e-6, weight_decay=0.01, lr=[5e-4])
+
+
+def plugin_module(relative: str) -> ModuleType:
+    """A module of the plugin loaded from its file without importing the package (whose import registers the
+    names the official code registers too): for modules that import nothing of the plugin."""
+    package = Path(importlib.util.find_spec("fast_hubert_plugin").submodule_search_locations[0])
+    spec = importlib.util.spec_from_file_location(Path(relative).stem, package / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # ----------------------------------------------------------------------------- data
@@ -136,21 +145,12 @@ def read_audio(path: Path) -> np.ndarray:
     return wav
 
 
-def read_manifest(path: Path):
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        rows = [dict(zip(header, line.rstrip("\n").split("\t"))) for line in f if line.strip()]
-    return rows
-
-
 def make_batch(speech_dir: Path, manifest: str, size: int, seconds: float, seed: int, dictionary: Dictionary) -> Batch:
     """``size`` random crops of ``seconds`` from distinct utterances; when the manifest has fewer long
     enough utterances (the largest-batch search), crops of the same utterances at other offsets."""
     rng = np.random.default_rng(seed)
     n = int(round(seconds * SAMPLE_RATE))
-    rows = [r for r in read_manifest(speech_dir / manifest) if int(r["num_samples"]) >= n]
-    if not rows:
-        raise SystemExit(f"{manifest}: no utterance of >= {seconds} s")
+    rows = speech_rows(speech_dir, [manifest], n / SAMPLE_RATE)
     picked = rng.permutation(np.resize(rng.permutation(len(rows)), size))
     audio = {i: read_audio(speech_dir / rows[i]["path"]) for i in set(picked.tolist())}
     waves = []
@@ -162,6 +162,19 @@ def make_batch(speech_dir: Path, manifest: str, size: int, seconds: float, seed:
     # Unit ids are random (the loss cost does not depend on their values), mapped like the task does.
     labels = torch.from_numpy(rng.integers(0, NUM_UNITS, size=(size, n_labels))) + dictionary.nspecial
     return Batch(f"{size}x{seconds:g}s", size * n / SAMPLE_RATE, torch.from_numpy(np.stack(waves)), labels.long())
+
+
+def make_batches(args, dictionary: Dictionary) -> List[Batch]:
+    """One batch per ``--shapes`` entry (BATCHxSECONDS), each from its own seed."""
+    batches = []
+    for i, spec in enumerate(args.shapes.split(",")):
+        size, sec = spec.lower().split("x")
+        batches.append(
+            make_batch(
+                Path(args.speech_dir), args.manifest, int(size), float(sec.rstrip("s")), args.seed + i, dictionary
+            )
+        )
+    return batches
 
 
 def unit_dictionary() -> Dictionary:
@@ -177,7 +190,7 @@ class DummyTask:
     target_dictionary = None
 
 
-# ----------------------------------------------------------------------------- levers (prototypes)
+# ----------------------------------------------------------------------------- systems
 @dataclass
 class System:
     name: str
@@ -186,14 +199,12 @@ class System:
     criterion: torch.nn.Module
     make_sample: Callable[[Batch], dict]
     optimizer_name: str = "torch_adamw"
-    optimizer: Optional[object] = None
-    times: List[float] = None
-    mems: List[float] = None
     group: str = "main"
-
-
-# The recipes' optimizer settings (both Base configs); fairseq's adam is decoupled weight decay, as AdamW.
-ADAM = dict(adam_betas="(0.9, 0.98)", adam_eps=1e-6, weight_decay=0.01, lr=[5e-4])
+    optimizer: Optional[object] = None
+    scaler: Optional[torch.amp.GradScaler] = None  # fp16 only
+    layerdrop_seed: int = 0  # numpy's seed right before the Transformer layers
+    times: List[float] = field(default_factory=list)
+    mems: List[float] = field(default_factory=list)
 
 
 def make_optimizer(name: str, model: torch.nn.Module):
@@ -218,6 +229,14 @@ def mask_float32_copy(model: HubertModel) -> None:
     model.apply_mask = MethodType(apply_mask, model)
 
 
+def waveform_sample(b: Batch, **net_input) -> dict:
+    return {
+        "id": torch.arange(b.wave.size(0)),
+        "net_input": {"source": b.wave, **net_input},
+        "target_list": [b.labels],
+    }
+
+
 def stock_system(
     dictionary: Dictionary,
     name="stock",
@@ -232,13 +251,18 @@ def stock_system(
     crit = HubertCriterion(DummyTask(), pred_masked_weight=1.0, pred_nomask_weight=0.0, loss_weights=[10.0])
 
     def sample(b: Batch):
-        return {
-            "id": torch.arange(b.wave.size(0)),
-            "net_input": {"source": b.wave, "padding_mask": torch.zeros(b.wave.shape, dtype=torch.bool)},
-            "target_list": [b.labels],
-        }
+        return waveform_sample(b, padding_mask=torch.zeros(b.wave.shape, dtype=torch.bool))
 
     return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
+
+
+def draw_layerdrop_from_numpy() -> None:
+    """The plugin draws layerdrop from torch's generator (models/layer_encoder.py), fairseq's encoder from
+    numpy's: the plugin draws from numpy here too (either draw costs next to nothing), so that reseeding
+    numpy before the layers gives every system the same draws."""
+    from fast_hubert_plugin.models import layer_encoder
+
+    layer_encoder.layerdrop_draw = lambda: float(np.random.random())
 
 
 def fast_system(
@@ -254,8 +278,9 @@ def fast_system(
     from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
     from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel
 
+    draw_layerdrop_from_numpy()
     cfg = FastHubertConfig(**FAST_MODEL, supervised_layers="[4]" if ils else "[]")
-    model = FastHubertModel(cfg, dictionaries=[dictionary])
+    model = FastHubertModel(cfg, dictionaries=[dictionary], cmvn=None)
     if cudnn_posconv:
         model.encoder.pos_conv_as_matmul = False
     if compile_layers:  # dynamic shapes: crops vary from batch to batch in training
@@ -264,44 +289,30 @@ def fast_system(
     crit = FastHubertCriterion(DummyTask(), pred_masked_weight=1.0, pred_nomask_weight=0.0)
 
     def sample(b: Batch):  # waveforms: the fbank is computed inside the step, as in training
-        return {
-            "id": torch.arange(b.wave.size(0)),
-            "net_input": {
-                "source": b.wave,
-                "padding_mask": None,
-                "rng_keys": torch.arange(b.wave.size(0), dtype=torch.long),
-            },
-            "target_list": [b.labels],
-        }
+        return waveform_sample(b, padding_mask=None, rng_keys=torch.arange(b.wave.size(0), dtype=torch.long))
 
     return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
 
 
-# The official code's model section (config/pretrain/fasthubert_base_lirbispeech.yaml): HuBERT's, plus the subsampler.
-OFFICIAL_MODEL = dict(
-    STOCK_MODEL, conv_kernel_sizes="5,5", conv_channels=1024, fbank_encoder_dim=512, input_feat_per_channel=80
-)
-
-
-def load_kaldi_fbank():
-    """The plugin's fbank module loaded by file (it imports only torch and numpy), without the package."""
-    import importlib.util
-
+def import_official(official_dir: Path) -> None:
+    """Imports the package ``fasthubert_official`` from its folder in ``official_dir`` (its import registers
+    its task, model and criterion names)."""
+    if "fasthubert_official" in sys.modules:
+        return
+    init = official_dir / "fasthubert_official" / "__init__.py"
     spec = importlib.util.spec_from_file_location(
-        "kaldi_fbank", REPO / "fast_hubert_plugin" / "features" / "kaldi_fbank.py"
+        "fasthubert_official", init, submodule_search_locations=[str(init.parent)]
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules["fasthubert_official"] = module
     spec.loader.exec_module(module)
-    return module
 
 
 def official_system(dictionary: Dictionary, official_dir: Path, name: str, ils: bool) -> System:
     """The official Fast-HuBERT code (yanghaha0908/FastHuBERT, a fairseq user dir, imported as the package
     ``fasthubert_official`` from ``official_dir``) with its Base settings. Its fbank comes precomputed from
     its loader: it is computed here when the batch is made, outside the step (in its favour)."""
-    if str(official_dir) not in sys.path:
-        sys.path.insert(0, str(official_dir))
-    import fasthubert_official  # noqa: F401  (registers its task, model and criterion names)
+    import_official(official_dir)
     from fasthubert_official.criterion.fasthubert_criterion import FasthubertCriterion
     from fasthubert_official.model.fasthubert import FastHubertConfig as OfficialConfig
     from fasthubert_official.model.fasthubert import FastHubertModel as OfficialModel
@@ -311,7 +322,7 @@ def official_system(dictionary: Dictionary, official_dir: Path, name: str, ils: 
     model = OfficialModel(cfg, task_cfg, [dictionary])
     mask_float32_copy(model)
     crit = FasthubertCriterion(DummyTask(), 1.0, 0.0)
-    fbank = load_kaldi_fbank().kaldi_fbank
+    fbank = plugin_module("features/kaldi_fbank.py").kaldi_fbank
 
     def sample(b: Batch):
         with torch.no_grad():
@@ -328,9 +339,32 @@ def official_system(dictionary: Dictionary, official_dir: Path, name: str, ils: 
     return System(name, what, model, crit, sample, optimizer_name="adam", group="main")
 
 
+def lever_systems(dictionary: Dictionary) -> List[System]:
+    """Each puts one lever of fast_hubert's speed on the other system: the optimizer, the positional conv."""
+    return [
+        stock_system(
+            dictionary,
+            name="stock +torch_adamw",
+            optimizer="torch_adamw",
+            group="lever",
+            what="stock HuBERT with fast_hubert's optimizer (torch_adamw, fused on CUDA)",
+        ),
+        fast_system(
+            dictionary, "fast fairseq-adam", "fast with fairseq's adam (Python loop over parameters)", optimizer="adam"
+        ),
+        fast_system(
+            dictionary,
+            "fast cudnn-posconv",
+            "fast with fairseq's pos_conv (cuDNN grouped convolution)",
+            cudnn_posconv=True,
+        ),
+    ]
+
+
 def build_systems(
     dictionary, with_levers: bool, official_dir: Optional[Path] = None, with_compile: bool = False
 ) -> List[System]:
+    """In the order they are built and timed (model initialisation draws from torch's seeded generator)."""
     if official_dir is not None:
         return [
             stock_system(dictionary),
@@ -345,39 +379,34 @@ def build_systems(
         fast_system(dictionary, "fast_ils", "fast_hubert Base + ILS ([4] + last)", ils=True, group="main"),
     ]
     if with_levers:
-        systems += [
-            stock_system(
-                dictionary,
-                "stock +torch_adamw",
-                "torch_adamw",
-                "lever",
-                "stock HuBERT with fast_hubert's optimizer (torch_adamw, fused on CUDA)",
-            ),
-            fast_system(
-                dictionary,
-                "fast fairseq-adam",
-                "fast with fairseq's adam (Python loop over parameters)",
-                optimizer="adam",
-                group="lever",
-            ),
-            fast_system(
-                dictionary,
-                "fast cudnn-posconv",
-                "fast with fairseq's pos_conv (cuDNN grouped convolution)",
-                cudnn_posconv=True,
-                group="lever",
-            ),
-        ]
+        systems += lever_systems(dictionary)
     if with_compile:
-        systems.append(
-            fast_system(
-                dictionary,
-                "fast +compile",
-                "fast with torch.compile(dynamic=True) of each block",
-                compile_layers=True,
-                group="lever",
-            )
-        )
+        name, what = "fast +compile", "fast with torch.compile(dynamic=True) of each block"
+        systems.append(fast_system(dictionary, name, what, compile_layers=True))
+    return systems
+
+
+def seed_layerdrop(s: System) -> None:
+    """Reseeds numpy with ``s.layerdrop_seed`` right before the Transformer layers: the encoder's layer norm
+    runs just before them (its pre-hook fires on every path, the positional conv's matrix product too)."""
+    encoder = s.model.encoder
+    assert not encoder.layer_norm_first, "with layer_norm_first the encoder's layer norm runs after the layers"
+    encoder.layer_norm.register_forward_pre_hook(lambda module, inputs: np.random.seed(s.layerdrop_seed))
+
+
+def prepared_systems(args, dictionary: Dictionary, device, dtype) -> List[System]:
+    """The systems --only keeps, on the device in train mode, with their optimizers."""
+    official = args.official.resolve() if args.official else None
+    with_levers = not args.no_levers and official is None
+    systems = build_systems(dictionary, with_levers, official_dir=official, with_compile=args.compile)
+    if args.only:
+        keep = {n.strip() for n in args.only.split(",")} | {"stock"}
+        systems = [s for s in systems if s.name in keep]
+    for s in systems:
+        s.model.to(device).train()
+        seed_layerdrop(s)
+        s.optimizer = make_optimizer(s.optimizer_name, s.model)
+        s.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     return systems
 
 
@@ -429,13 +458,6 @@ class PeakMemory:
         return float("nan")
 
 
-def seed_layerdrop(model, seed: int) -> None:
-    """Reseed numpy right before the Transformer layers (pos_conv runs just before them in both models),
-    so that layerdrop drops the same blocks in every system at a given repeat."""
-    model.encoder.pos_conv.register_forward_pre_hook(lambda m, inp: np.random.seed(model._ld_seed))
-    model._ld_seed = seed
-
-
 def train_step(s: System, sample: dict, device, dtype) -> None:
     model, crit = s.model, s.criterion
     amp = dtype in (torch.bfloat16, torch.float16)
@@ -465,6 +487,16 @@ def to_device(x, device):
     return x
 
 
+def timed_step(s: System, sample: dict, device, dtype) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    train_step(s, sample, device, dtype)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def run_shape(systems: List[System], batch: Batch, repeats: int, warmup: int, device, dtype, log) -> None:
     mem = PeakMemory(device)
     samples = {s.name: to_device(s.make_sample(batch), device) for s in systems}
@@ -472,30 +504,39 @@ def run_shape(systems: List[System], batch: Batch, repeats: int, warmup: int, de
         s.times, s.mems = [], []
     for r in range(-warmup, repeats):
         for s in systems:
-            s.model._ld_seed = 1000 + r
+            s.layerdrop_seed = 1000 + r
             np.random.seed(2000 + r)
             torch.manual_seed(3000 + r)
             # CPU: memory is taken from the (untimed) warmup step only, because malloc_trim makes the
             # next step fault its pages in again; without it the RSS baseline holds freed heap.
             mem.start(trim=r < 0)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            train_step(s, samples[s.name], device, dtype)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
+            dt = timed_step(s, samples[s.name], device, dtype)
             peak = mem.stop()
+            with_memory = r < 0 or device.type == "cuda" or warmup == 0
             if r >= 0:
                 s.times.append(dt)
-            if r < 0 or device.type == "cuda" or warmup == 0:
+            if with_memory:
                 s.mems.append(peak)
             log(
                 f"  {batch.name} {'warmup' if r < 0 else f'repeat {r + 1}/{repeats}'} {s.name:<20} {dt:7.2f} s "
                 f"({batch.seconds / dt:6.1f} audio-s/s)"
-                + (f" peak +{peak / 2**20:,.0f} MiB" if (r < 0 or device.type == "cuda" or warmup == 0) else "")
+                + (f" peak +{peak / 2**20:,.0f} MiB" if with_memory else "")
                 + f"  load {os.getloadavg()[0]:.2f}"
             )
+
+
+def time_shapes(systems: List[System], batches: List[Batch], args, device, dtype, log) -> list:
+    """(batch, repeats, table) per batch: every system on the first, the main ones on the others (the
+    repeats are kept here: --largest times the main systems again)."""
+    repeats = [int(r) for r in args.repeats.split(",")]
+    results = []
+    for i, batch in enumerate(batches):
+        subset = systems if i == 0 else [s for s in systems if s.group == "main"]
+        n = repeats[min(i, len(repeats) - 1)]
+        run_shape(subset, batch, n, args.warmup, device, dtype, log)
+        results.append((batch, n, table(subset, batch, None)))
+        print("\n".join(results[-1][2]), flush=True)
+    return results
 
 
 def profile(system: System, batch: Batch, device, dtype, rows: int) -> str:
@@ -503,7 +544,7 @@ def profile(system: System, batch: Batch, device, dtype, rows: int) -> str:
     from torch.profiler import profile as tprofile
 
     sample = to_device(system.make_sample(batch), device)
-    system.model._ld_seed = 1
+    system.layerdrop_seed = 1
     train_step(system, sample, device, dtype)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with tprofile(activities=acts) as prof:
@@ -512,9 +553,93 @@ def profile(system: System, batch: Batch, device, dtype, rows: int) -> str:
     return prof.key_averages().table(sort_by=key, row_limit=rows)
 
 
+# ----------------------------------------------------------------------------- largest batch
+def is_oom(error: Exception) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def fits(s: System, batch: Batch, device, dtype) -> bool:
+    """One training step of ``batch`` runs within the memory cap (no allocation fails)."""
+    sample = to_device(s.make_sample(batch), device)
+    try:
+        train_step(s, sample, device, dtype)
+        return True
+    except (torch.OutOfMemoryError, RuntimeError) as e:
+        if not is_oom(e):
+            raise
+        s.optimizer.zero_grad()
+        return False
+    finally:
+        del sample
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def largest_batch(s: System, make, device, dtype, log, limit: int = 4096) -> int:
+    """The largest number of utterances (of one length) whose step fits: doubling, then bisection to 5 %."""
+    lo, hi = 0, 8
+    while hi <= limit and fits(s, make(hi), device, dtype):
+        lo, hi = hi, hi * 2
+        log(f"  largest {s.name}: {lo} fits")
+    hi = min(hi, limit + 1)
+    while hi - lo > max(1, lo // 20):
+        mid = (lo + hi) // 2
+        ok = fits(s, make(mid), device, dtype)
+        log(f"  largest {s.name}: {mid} {'fits' if ok else 'does not fit'}")
+        lo, hi = (mid, hi) if ok else (lo, mid)
+    return lo
+
+
+def keep_main_systems_resident(systems: List[System], device, memory_cap_gb: float) -> None:
+    """Only the main systems' weights and optimizer states stay on the device, within the memory cap."""
+    for s in systems:
+        if s.group != "main":
+            s.model, s.optimizer = s.model.cpu(), None
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        cap = memory_cap_gb * 2**30 / torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(cap, 1.0), torch.cuda.current_device())
+
+
+def time_largest(s: System, make, n: int, device, dtype, log) -> Batch:
+    """Times ``n`` utterances; the search's allocations can leave memory fragmented, so it steps down 5 %
+    until the timed run fits. Returns the batch timed."""
+    while True:
+        big = make(n)
+        try:
+            run_shape([s], big, 3, 1, device, dtype, log)
+            return big
+        except (torch.OutOfMemoryError, RuntimeError) as e:
+            if not is_oom(e) or n <= 1:
+                raise
+            s.optimizer.zero_grad()
+            torch.cuda.empty_cache() if device.type == "cuda" else None
+            log(f"  largest {s.name}: {n} did not fit when timed, trying {int(n * 0.95)}")
+            n = int(n * 0.95)
+
+
+def largest_batches(systems: List[System], args, dictionary: Dictionary, device, dtype, log) -> List[str]:
+    """The record's rows: each main system's largest batch of ``--largest``-second utterances, timed."""
+    keep_main_systems_resident(systems, device, args.memory_cap_gb)
+
+    def make(k: int) -> Batch:
+        return make_batch(Path(args.speech_dir), args.manifest, k, args.largest, args.seed, dictionary)
+
+    rows = []
+    for s in [s for s in systems if s.group == "main"]:
+        n = largest_batch(s, make, device, dtype, log, args.largest_limit)
+        big = time_largest(s, make, n, device, dtype, log)
+        med = statistics.median(s.times)
+        rows.append(
+            f"| {s.name} | {big.wave.size(0)} x {args.largest:g} s = {big.seconds:,.0f} s | {med:.3f} | "
+            f"{big.seconds / med:,.0f} | {fmt_mem(s.mems)} |"
+        )
+    return rows
+
+
 # ----------------------------------------------------------------------------- report
 def machine_lines(device) -> List[str]:
-    cpu = cpu_model_name()
+    cpu = plugin_module("utils/machine.py").cpu_model_name()
     lines = [
         f"- CPU: {cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}, "
         f"capability {torch.backends.cpu.get_cpu_capability()}; {platform.system()} {platform.machine()}",
@@ -553,194 +678,26 @@ def table(systems: List[System], batch: Batch, group: Optional[str]) -> List[str
     return out
 
 
-def is_oom(error: Exception) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
-
-
-def fits(s: System, batch: Batch, device, dtype) -> bool:
-    """One training step of ``batch`` runs within the memory cap (no allocation fails)."""
-    sample = to_device(s.make_sample(batch), device)
-    try:
-        train_step(s, sample, device, dtype)
-        return True
-    except (torch.OutOfMemoryError, RuntimeError) as e:
-        if not is_oom(e):
-            raise
-        s.optimizer.zero_grad()
-        return False
-    finally:
-        del sample
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-
-
-def largest_batch(s: System, make, device, dtype, log, limit: int = 4096) -> int:
-    """The largest number of utterances (of one length) whose step fits: doubling, then bisection to 5 %."""
-    lo, hi = 0, 8
-    while hi <= limit and fits(s, make(hi), device, dtype):
-        lo, hi = hi, hi * 2
-        log(f"  largest {s.name}: {lo} fits")
-    hi = min(hi, limit + 1)
-    while hi - lo > max(1, lo // 20):
-        mid = (lo + hi) // 2
-        ok = fits(s, make(mid), device, dtype)
-        log(f"  largest {s.name}: {mid} {'fits' if ok else 'does not fit'}")
-        lo, hi = (mid, hi) if ok else (lo, mid)
-    return lo
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--speech-dir",
-        default=str(default_speech_dir()),
-        help="default: $FAST_HUBERT_SPEECH_DIR, else ../shared/speech",
-    )
-    p.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
-    p.add_argument(
-        "--shapes",
-        default=None,
-        help="comma-separated BATCHxSECONDS; lever rows run on the first shape only "
-        "(default: 4x9 on CPU, where stock HuBERT on 8x15.6 s needs ~25 GB; 4x9,8x15.6 on CUDA)",
-    )
-    p.add_argument("--repeats", default="3", help="measured repeats per shape (comma-separated, last one reused)")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--no-levers", action="store_true", help="leave out the lever rows (stock +torch_adamw, ...)")
-    p.add_argument(
-        "--largest",
-        type=float,
-        default=None,
-        help="also find and time each main system's largest batch of utterances this many seconds long",
-    )
-    p.add_argument("--memory-cap-gb", type=float, default=80.0, help="GPU memory allowed for --largest (CUDA only)")
-    p.add_argument(
-        "--official",
-        type=Path,
-        default=None,
-        help="a folder holding the official Fast-HuBERT code as the package fasthubert_official: time it "
-        "(and its ILS variant) against stock HuBERT instead of the plugin",
-    )
-    p.add_argument("--compile", action="store_true", help="add the lever row fast +compile")
-    p.add_argument("--largest-limit", type=int, default=4096, help="stop the --largest search at this many utterances")
-    p.add_argument("--only", default=None, help="comma-separated system names to run (stock is always run)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument(
-        "--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype (fp16: with GradScaler)"
-    )
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--profile", default=None, help="print torch.profiler top ops of this system (first shape) and exit")
-    p.add_argument("--profile-rows", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", default=None, help="write the Markdown report here")
-    args = p.parse_args(argv)
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    log_lines = []
-
-    def log(msg):
-        print(msg, flush=True)
-        log_lines.append(msg)
-
-    torch.manual_seed(args.seed)
-    dictionary = unit_dictionary()
-    official = args.official.resolve() if args.official else None
-    systems = build_systems(
-        dictionary,
-        with_levers=not args.no_levers and official is None,
-        official_dir=official,
-        with_compile=args.compile,
-    )
-    if args.only:
-        keep = {n.strip() for n in args.only.split(",")} | {"stock"}
-        systems = [s for s in systems if s.name in keep]
-    for s in systems:
-        s.model.to(device).train()
-        seed_layerdrop(s.model, 0)
-        s.optimizer = make_optimizer(s.optimizer_name, s.model)
-        s.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-
-    if args.shapes is None:
-        args.shapes = "4x9" if device.type == "cpu" else "4x9,8x15.6"
-    shapes = []
-    for spec in args.shapes.split(","):
-        size, sec = spec.lower().split("x")
-        shapes.append((int(size), float(sec.rstrip("s"))))
-    repeats = [int(r) for r in args.repeats.split(",")]
-    speech_dir = Path(args.speech_dir)
-    batches = [
-        make_batch(speech_dir, args.manifest, n, sec, args.seed + i, dictionary) for i, (n, sec) in enumerate(shapes)
-    ]
-
-    if args.profile:
-        s = next(s for s in systems if s.name == args.profile)
-        print(profile(s, batches[0], device, dtype, args.profile_rows))
-        return
-
-    load_before = os.getloadavg()
-    t_start = time.perf_counter()
-    results = []
-    for i, batch in enumerate(batches):
-        subset = systems if i == 0 else [s for s in systems if s.group == "main"]
-        run_shape(subset, batch, repeats[min(i, len(repeats) - 1)], args.warmup, device, dtype, log)
-        results.append((batch, subset, table(subset, batch, None)))
-        print("\n".join(results[-1][2]), flush=True)
-    largest_rows = []
-    if args.largest:
-        for s in systems:  # only the main systems' weights and optimizer states stay resident
-            if s.group != "main":
-                s.model, s.optimizer = s.model.cpu(), None
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            cap = args.memory_cap_gb * 2**30 / torch.cuda.get_device_properties(device).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(cap, 1.0), torch.cuda.current_device())
-        for s in [s for s in systems if s.group == "main"]:
-            n = largest_batch(
-                s,
-                lambda k: make_batch(speech_dir, args.manifest, k, args.largest, args.seed, dictionary),
-                device,
-                dtype,
-                log,
-                args.largest_limit,
-            )
-            while True:  # the search's allocations can leave memory fragmented: step down 5 % until it runs
-                big = make_batch(speech_dir, args.manifest, n, args.largest, args.seed, dictionary)
-                try:
-                    run_shape([s], big, 3, 1, device, dtype, log)
-                    break
-                except (torch.OutOfMemoryError, RuntimeError) as e:
-                    if not is_oom(e) or n <= 1:
-                        raise
-                    s.optimizer.zero_grad()
-                    torch.cuda.empty_cache() if device.type == "cuda" else None
-                    log(f"  largest {s.name}: {n} did not fit when timed, trying {int(n * 0.95)}")
-                    n = int(n * 0.95)
-            med = statistics.median(s.times)
-            largest_rows.append(
-                f"| {s.name} | {n} x {args.largest:g} s = {big.seconds:,.0f} s | {med:.3f} | "
-                f"{big.seconds / med:,.0f} | {fmt_mem(s.mems)} |"
-            )
-    load_after = os.getloadavg()
-    total = time.perf_counter() - t_start
-
-    cmd = "python benchmarks/train_step_speed.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
-    out = [
+def record_header(args, argv, device, dtype, loads, minutes: float) -> List[str]:
+    (before, after) = loads
+    return [
         "# Training-step speed: fairseq HuBERT Base vs fast_hubert Base",
         "",
-        f"Reproduce: `{cmd.strip()}`",
+        f"Reproduce: `{reproduce('train_step_speed.py', argv)}`",
         "",
         *machine_lines(device),
         f"- device {device.type}, dtype {args.dtype} ({'autocast' if dtype != torch.float32 else 'no autocast'})",
-        f"- load average (1/5/15 min) before: {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, "
-        f"after: {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}; measured part took {total / 60:.1f} min",
+        f"- load average (1/5/15 min) before: {before[0]:.2f}/{before[1]:.2f}/{before[2]:.2f}, "
+        f"after: {after[0]:.2f}/{after[1]:.2f}/{after[2]:.2f}; measured part took {minutes:.1f} min",
         f"- speech: `{args.manifest}`, utterances cropped to the same length (no padding), random unit labels "
         f"(500 units, 50 Hz)",
         "",
     ]
-    for batch, subset, rows in results:
-        n = len(subset[0].times)
+
+
+def record_sections(args, device, results, largest_rows: List[str]) -> List[str]:
+    out = []
+    for batch, n, rows in results:
         out += [
             f"## Batch {batch.name} = {batch.seconds:.1f} s of audio ({n} measured repeats per system, interleaved)",
             "",
@@ -760,7 +717,11 @@ def main(argv=None):
             *largest_rows,
             "",
         ]
-    out += [
+    return out
+
+
+def record_footer(log_lines: List[str]) -> List[str]:
+    return [
         "Step = forward + loss + backward + clip_grad_norm(10) + optimizer step + zero_grad, train mode, recipe "
         "dropouts and layerdrop 0.05 (same layerdrop draws for every system at a given repeat). "
         "`vs stock (median)` = stock median step time / system median step time; `(min)` the same with minima. "
@@ -775,10 +736,91 @@ def main(argv=None):
         "</details>",
         "",
     ]
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text("\n".join(out), encoding="utf-8")
-        print(f"wrote {args.output}")
+
+
+# ----------------------------------------------------------------------------- command line
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = p.add_argument_group("data")
+    data.add_argument("--speech-dir", default=SPEECH_DIR)
+    data.add_argument("--manifest", default="librispeech_train_clean_100.tsv")
+    data.add_argument(
+        "--shapes",
+        default=None,
+        help="comma-separated BATCHxSECONDS; lever rows run on the first shape only "
+        "(default: 4x9 on CPU, where stock HuBERT on 8x15.6 s needs ~25 GB; 4x9,8x15.6 on CUDA)",
+    )
+    data.add_argument("--seed", type=int, default=0)
+    timing = p.add_argument_group("timing")
+    timing.add_argument("--repeats", default="3", help="measured repeats per shape (comma-separated, last one reused)")
+    timing.add_argument("--warmup", type=int, default=1)
+    timing.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    timing.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="autocast dtype (fp16: with GradScaler)")
+    timing.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    systems = p.add_argument_group("systems")
+    systems.add_argument("--no-levers", action="store_true", help="leave out the lever rows (stock +torch_adamw, ...)")
+    systems.add_argument("--compile", action="store_true", help="add the lever row fast +compile")
+    systems.add_argument("--only", default=None, help="comma-separated system names to run (stock is always run)")
+    systems.add_argument(
+        "--official",
+        type=Path,
+        default=None,
+        help="a folder holding the official Fast-HuBERT code as the package fasthubert_official: time it "
+        "(and its ILS variant) against stock HuBERT instead of the plugin",
+    )
+    largest = p.add_argument_group("largest batch")
+    largest.add_argument(
+        "--largest",
+        type=float,
+        default=None,
+        help="also find and time each main system's largest batch of utterances this many seconds long",
+    )
+    largest.add_argument(
+        "--memory-cap-gb", type=float, default=80.0, help="GPU memory allowed for --largest (CUDA only)"
+    )
+    largest.add_argument(
+        "--largest-limit", type=int, default=4096, help="stop the --largest search at this many utterances"
+    )
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--profile", default=None, help="print torch.profiler top ops of this system (first shape) and exit"
+    )
+    out.add_argument("--profile-rows", type=int, default=30)
+    out.add_argument("--output", default=None, help="write the Markdown report here")
+    args = p.parse_args(argv)
+    args.shapes = args.shapes or ("4x9" if args.device == "cpu" else "4x9,8x15.6")
+    return args
+
+
+def write(path: Optional[str], lines: List[str]) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text("\n".join(lines), encoding="utf-8")
+        print(f"wrote {path}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.disable(logging.WARNING)  # fairseq logs every model it builds
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    torch.manual_seed(args.seed)
+    dictionary = unit_dictionary()
+    systems = prepared_systems(args, dictionary, device, dtype)
+    batches = make_batches(args, dictionary)
+    if args.profile:
+        s = next(s for s in systems if s.name == args.profile)
+        print(profile(s, batches[0], device, dtype, args.profile_rows))
+        return
+
+    log = Log()
+    load_before, t_start = os.getloadavg(), time.perf_counter()
+    results = time_shapes(systems, batches, args, device, dtype, log)
+    largest_rows = largest_batches(systems, args, dictionary, device, dtype, log) if args.largest else []
+    minutes = (time.perf_counter() - t_start) / 60
+    header = record_header(args, argv, device, dtype, (load_before, os.getloadavg()), minutes)
+    write(args.output, header + record_sections(args, device, results, largest_rows) + record_footer(log.lines))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The package's folders depend on each other one way, so one utterance can be followed from the
-manifest line to the loss by opening folders in order; and each job has one implementation."""
+manifest line to the loss by opening folders in order; each job has one implementation; and each
+benchmark script stands on its own."""
 
 import ast
 import re
@@ -192,3 +193,69 @@ def test_cmvn_is_read_in_one_place():
     from fast_hubert_plugin.tasks.fast_hubert_pretraining import FastHubertPretrainingTask
 
     assert not {"load_cmvn", "pretrained_cmvn", "model_from_checkpoint"} & set(dir(FastHubertPretrainingTask))
+
+
+# The benchmarks: scripts run as `python benchmarks/X.py`, each on its own; what several share lives in one
+# module that is no benchmark (benchmarks/common.py).
+BENCHMARKS = REPO / "benchmarks"
+BENCHMARK_FILES = sorted(BENCHMARKS.glob("*.py"))
+MAIN_LINES = 40  # a main reads at a glance: parse the arguments, call the named steps
+
+
+def imported_modules(tree: ast.AST):
+    """Every module an import statement names (top-level names; relative imports have none)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module.split(".")[0]
+
+
+def edits_sys_path(tree: ast.AST) -> bool:
+    """sys.path.insert / append / extend anywhere."""
+    return any(
+        isinstance(node, ast.Attribute)
+        and node.attr in ("insert", "append", "extend")
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "path"
+        and isinstance(node.value.value, ast.Name)
+        and node.value.value.id == "sys"
+        for node in ast.walk(tree)
+    )
+
+
+@pytest.mark.parametrize("path", BENCHMARK_FILES, ids=lambda p: p.name)
+def test_no_benchmark_imports_another_or_edits_sys_path(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    scripts = {p.stem for p in BENCHMARK_FILES} - {"common", path.stem}
+    assert not scripts & set(imported_modules(tree)), f"{path.name} imports a benchmark script"
+    assert not edits_sys_path(tree), f"{path.name} edits sys.path (scripts find common.py and the package as is)"
+
+
+@pytest.mark.parametrize("path", BENCHMARK_FILES, ids=lambda p: p.name)
+def test_benchmark_mains_are_short(path):
+    mains = [
+        node
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.FunctionDef) and node.name == "main"
+    ]
+    assert path.stem == "common" or len(mains) == 1, f"{path.name} has no main()"
+    for main in mains:
+        assert main.end_lineno - main.lineno + 1 <= MAIN_LINES, f"{path.name}: main() is longer than {MAIN_LINES} lines"
+
+
+def test_the_benchmark_checks_see_what_they_look_for():
+    tree = ast.parse("import sys\nfrom quality_vs_compute import run_tag\n\ndef f():\n    sys.path.insert(0, 'x')\n")
+    assert "quality_vs_compute" in set(imported_modules(tree)) and edits_sys_path(tree)
+    assert not edits_sys_path(ast.parse("import sys\nprint(sys.path)\n"))
+
+
+@pytest.mark.parametrize(
+    "doc", ["benchmarks/gpu_records.sh", "benchmarks/gpu_runs.sh", "benchmarks/README.md", "README.md", "Makefile"]
+)
+def test_the_benchmark_scripts_named_exist(doc):
+    """Paths benchmarks/X.py and benchmarks/README.md's section titles (`X.py`) name files that exist."""
+    text = (REPO / doc).read_text(encoding="utf-8")
+    named = set(re.findall(r"benchmarks/(\w+\.(?:py|sh))", text)) | set(re.findall(r"^## `(\w+\.py)`", text, re.M))
+    missing = sorted(n for n in named if not (BENCHMARKS / n).is_file())
+    assert named and not missing, f"{doc} names {missing}"

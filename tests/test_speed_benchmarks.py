@@ -8,9 +8,14 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
+import torch
+
 from conftest import BIN, REPO, SPEECH_DIR
 
 BENCH = REPO / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import train_step_speed  # noqa: E402
 
 
 def run(args, timeout=900, **kw):
@@ -51,6 +56,37 @@ def test_train_step_speed_times_both_models_with_the_fbank_inside(tmp_path):
     for row in table_rows(text, "fast "):  # every row timed: a positive median and a ratio to stock
         cells = [c.strip() for c in row.split("|")]
         assert float(cells[3]) > 0 and cells[7].endswith("x")
+
+
+def test_every_system_drops_the_same_blocks_at_a_given_repeat(monkeypatch):
+    """What the record says of layerdrop: fairseq's encoder draws it from numpy, the plugin's from torch; the
+    benchmark lets the plugin draw from numpy too and reseeds numpy right before every system's layers."""
+    from fast_hubert_plugin.models import layer_encoder
+
+    # the benchmark replaces the plugin's draw for its whole process: restored after this test
+    monkeypatch.setattr(layer_encoder, "layerdrop_draw", layer_encoder.layerdrop_draw)
+    dictionary = train_step_speed.unit_dictionary()
+    systems = [train_step_speed.stock_system(dictionary), train_step_speed.fast_system(dictionary, "fast", "")]
+    batch = train_step_speed.make_batch(SPEECH_DIR, "librispeech_train_clean_100.tsv", 1, 1.0, 0, dictionary)
+    ran = {s.name: [] for s in systems}
+    for s in systems:
+        s.model.train()
+        s.model.encoder.layerdrop = 0.5  # drops about half the blocks: a pattern to compare
+        train_step_speed.seed_layerdrop(s)
+        for i, layer in enumerate(s.model.encoder.layers):
+            layer.register_forward_pre_hook(lambda m, inputs, i=i, name=s.name: ran[name].append(i))
+    patterns = []
+    for repeat in range(3):
+        for s in systems:
+            ran[s.name].clear()
+            s.layerdrop_seed = 1000 + repeat
+            np.random.seed(2000 + repeat + len(s.name))  # the systems' other draws differ
+            torch.manual_seed(3000 + repeat + len(s.name))
+            with torch.no_grad():
+                s.criterion(s.model, s.make_sample(batch))
+        assert ran["stock"] == ran["fast"], ran
+        patterns.append(tuple(ran["stock"]))
+    assert len(set(patterns)) > 1 and all(0 < len(p) < 12 for p in patterns), patterns
 
 
 def test_e2e_throughput_and_precision_runs_rehearse_on_the_cpu(tmp_path):
