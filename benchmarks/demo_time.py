@@ -1,31 +1,34 @@
-"""How long `make demo` takes on a Mini LibriSpeech-sized corpus, where the corpus cannot be downloaded.
+"""How long `make demo` takes, and what its report says, on the machine it runs on.
 
-Builds a stand-in for the Mini LibriSpeech cache folder from a transcribed speech folder (the
-project's ``../shared/speech``): ``LibriSpeech/train-clean-5`` holds the so762 training utterances
-repeated until about 5 hours (train-clean-5's size), ``LibriSpeech/dev-clean-2`` the so762 dev
-utterances, in LibriSpeech's layout with ``*.trans.txt`` (audio symlinked, not copied). Then it
-runs the demo from the repository with ``--cache-dir`` pointing there and no other speech folder,
-so the demo takes its Mini LibriSpeech path: manifests from the extracted folders, then every
-stage. Writes the demo's stage timings and the machine into a Markdown record.
+Two ways:
 
-    .venv/bin/python benchmarks/demo_time.py --speech-dir SPEECH_DIR --output benchmarks/results/demo_time_cpu.md
+- as a user runs it (default): the demo from this checkout with its own choice of speech (the
+  project's ``../shared/speech`` beside the repository; or ``--speech-dir``), nothing else given:
 
-Run it from a clone with no ``../shared`` beside it (otherwise the demo would take that folder).
+      .venv/bin/python benchmarks/demo_time.py --output benchmarks/results/demo_time_cpu.md
 
-The download itself (458 MB) is not part of the timing.
+- ``--stand-in``, the Mini LibriSpeech path where the corpus cannot be downloaded: a stand-in for the
+  download cache is built from a transcribed speech folder (``--speech-dir``, so762 manifests):
+  ``LibriSpeech/train-clean-5`` holds the so762 training utterances repeated to about 5 hours
+  (train-clean-5's size), ``LibriSpeech/dev-clean-2`` the so762 dev utterances, in LibriSpeech's
+  layout with ``*.trans.txt`` (audio symlinked); the demo then finds only that cache. Run it from a
+  clone with no ``../shared`` beside it (otherwise the demo would take that folder). The download
+  itself (458 MB) is not timed.
+
+Writes the wall-clock, the demo's stage timings, the machine and its load before the run, and the
+demo's own one-screen report into a Markdown record.
 """
 
 import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import REPO, RESULTS, speech_folder
+from common import REPO, RESULTS, machine, speech_folder
 
 
 def read_tsv(path: Path):
@@ -53,11 +56,20 @@ def write_part(rows, speech: Path, part_dir: Path, copies: int) -> float:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--speech-dir", type=Path, required=True, help="transcribed speech folder (so762 manifests)")
+    p.add_argument(
+        "--speech-dir",
+        type=Path,
+        help="the demo's --speech-dir (default: its own choice); with --stand-in the so762 folder to build it from",
+    )
+    p.add_argument("--stand-in", action="store_true", help="time the Mini LibriSpeech path on a stand-in cache")
     p.add_argument("--work", type=Path, default=REPO / "demo_time_work")
-    p.add_argument("--train-hours", type=float, default=5.0)
-    p.add_argument("--output", type=Path, default=RESULTS / "demo_time_cpu.md")
-    return p.parse_args(argv)
+    p.add_argument("--train-hours", type=float, default=5.0, help="with --stand-in: train-clean-5's size")
+    p.add_argument("--output", type=Path, help="default: results/demo_time[_minilibrispeech]_cpu.md")
+    args = p.parse_args(argv)
+    if args.stand_in and not args.speech_dir:
+        p.error("--stand-in needs --speech-dir (the transcribed so762 folder it is built from)")
+    args.output = args.output or RESULTS / ("demo_time_minilibrispeech_cpu.md" if args.stand_in else "demo_time_cpu.md")
+    return args
 
 
 def build_stand_in(args):
@@ -72,47 +84,56 @@ def build_stand_in(args):
     return copies, train, train_s, dev, dev_s
 
 
-def run_demo(work: Path) -> float:
-    """The demo with this checkout's package first on the path and only the stand-in to find; its minutes."""
+def demo_command(args) -> list:
+    """examples/demo.py as `make demo` runs it; with the stand-in, only its cache to find."""
+    data = ["--cache-dir", str(args.work / "cache")] if args.stand_in else []
+    if args.speech_dir and not args.stand_in:
+        data = ["--speech-dir", str(args.speech_dir)]
+    return [sys.executable, str(REPO / "examples" / "demo.py"), *data, "--work-dir", str(args.work / "demo_output")]
+
+
+def run_demo(cmd: list) -> float:
+    """The demo with this checkout's package first on the path; its minutes."""
     env = {k: v for k, v in os.environ.items() if k != "FAST_HUBERT_SPEECH_DIR"}
     # this checkout's package first: an environment installed (editable) from another clone would
     # otherwise run that clone's code and find the speech folder beside it
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    # the stand-in must be found as the download cache: no speech folder may be given or found
-    cmd = [
-        sys.executable,
-        str(REPO / "examples" / "demo.py"),
-        "--cache-dir",
-        str(work / "cache"),
-        "--work-dir",
-        str(work / "demo_output"),
-    ]
     start = time.time()
     subprocess.run(cmd, check=True, env=env)
     return (time.time() - start) / 60
 
 
-def demo_summary(work: Path) -> str:
-    """The demo's own report, refused unless it took the stand-in; it names no folder of this machine."""
+def demo_summary(args) -> str:
+    """The demo's own report (refused unless a --stand-in run took the stand-in); it names no folder of
+    this machine."""
+    work = args.work
     summary = (work / "demo_output" / "report" / "summary.md").read_text()
-    if f"Data: {(work / 'cache').resolve()}" not in summary:
+    if args.stand_in and f"Data: {(work / 'cache').resolve()}" not in summary:
         sys.exit("the demo did not take the Mini LibriSpeech stand-in (see its report's Data line): not recorded")
-    return summary.replace(str(work.resolve()), "WORK")
+    summary = summary.replace(str(work.resolve()), "WORK").replace(str(REPO.parent.resolve()), "..")
+    return summary.replace(str(REPO.resolve()), ".")
 
 
 def record(args, stand_in, load_before, minutes: float) -> list:
-    copies, train, train_s, dev, dev_s = stand_in
     timings = json.loads((args.work / "demo_output" / "report" / "timings.json").read_text())
+    if stand_in:
+        copies, train, train_s, dev, dev_s = stand_in
+        title, command = "on a Mini LibriSpeech-sized stand-in", "--stand-in --speech-dir SPEECH_DIR"
+        data = [
+            f"- stand-in train-clean-5: so762_train x {copies} = {train_s / 3600:.2f} h "
+            f"({copies * len(train)} utterances); dev-clean-2: so762_dev, {dev_s / 60:.1f} min "
+            f"({len(dev)} utterances; the demo uses at most 300); a clone with no ../shared beside it",
+        ]
+    else:
+        title, command = "as a user runs it", "--speech-dir SPEECH_DIR" if args.speech_dir else ""
+        data = ["- data: the demo's own choice (its report's Data line)"]
     return [
-        "# `make demo` on a Mini LibriSpeech-sized stand-in (CPU)",
+        f"# `make demo` {title} (CPU)",
         "",
-        f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"load average before the run {load_before}",
-        "- command: `python benchmarks/demo_time.py --speech-dir SPEECH_DIR` (a clone with no ../shared beside it)",
-        f"- stand-in train-clean-5: so762_train x {copies} = {train_s / 3600:.2f} h "
-        f"({copies * len(train)} utterances); dev-clean-2: so762_dev, {dev_s / 60:.1f} min "
-        f"({len(dev)} utterances; the demo uses at most 300)",
-        f"- demo wall-clock: **{minutes:.1f} min** (download excluded)",
+        f"- machine: {machine(threads=1)}; load average before the run {tuple(round(x, 2) for x in load_before)}",
+        f"- command: `{f'python benchmarks/demo_time.py {command}'.strip()}` (from a fresh clone, after make setup)",
+        *data,
+        f"- demo wall-clock: **{minutes:.1f} min**" + (" (download excluded)" if stand_in else ""),
         "",
         "| stage | seconds |",
         "|---|---|",
@@ -120,18 +141,20 @@ def record(args, stand_in, load_before, minutes: float) -> list:
         "",
         "## The demo's own report",
         "",
-        demo_summary(args.work),
+        demo_summary(args),
     ]
 
 
 def main(argv=None):
     args = parse_args(argv)
-    shared, so762 = speech_folder().SHARED_SPEECH, speech_folder().LAYOUTS["so762"]
-    if (shared / so762.train).is_file():
-        sys.exit(f"{shared} exists, so the demo would use it: run this from a clone with no ../shared beside it")
-    stand_in = build_stand_in(args)
+    stand_in = None
+    if args.stand_in:
+        shared, so762 = speech_folder().SHARED_SPEECH, speech_folder().LAYOUTS["so762"]
+        if (shared / so762.train).is_file():
+            sys.exit(f"{shared} exists, so the demo would use it: run this from a clone with no ../shared beside it")
+        stand_in = build_stand_in(args)
     load_before = os.getloadavg()
-    minutes = run_demo(args.work)
+    minutes = run_demo(demo_command(args))
     lines = record(args, stand_in, load_before, minutes)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines), encoding="utf-8")
