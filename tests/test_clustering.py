@@ -16,12 +16,12 @@ from fast_hubert_plugin.clustering import report as report_mod
 from fast_hubert_plugin.clustering.feature_shards import ShardPaths, load_split, row_range
 from fast_hubert_plugin.clustering.kmeans import inertia, kmeans_plusplus, train_kmeans
 from fast_hubert_plugin.clustering.metrics import contingency, purity_metrics, usage_stats
-from fast_hubert_plugin.clustering.mfcc import MFCC_DIM, compute_mfcc, compute_mfcc_static
 from fast_hubert_plugin.clustering.phones import PhoneInventory, frame_phones_to_frames, segments_to_frames
 from fast_hubert_plugin.data.labels import check_label_lengths, load_dictionary
 from fast_hubert_plugin.data.manifest import read_manifest
 from fast_hubert_plugin.features.audio import read_audio
 from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames
+from fast_hubert_plugin.features.mfcc import MFCC_DIM, compute_mfcc, compute_mfcc_static
 from fast_hubert_plugin.utils.errors import DataError
 
 from conftest import read_corpus_tsv, save_fairseq_checkpoint, write_manifest

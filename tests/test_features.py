@@ -190,7 +190,7 @@ def test_fbank_matches_kaldi_native_fbank_within_the_documented_tolerance(speech
     the same log-Mel to ~1e-4 on average; only the lowest bins of very quiet frames differ by more."""
     import kaldi_native_fbank as knf
 
-    from fast_hubert_plugin.clustering.mfcc import set_kaldi_defaults
+    from fast_hubert_plugin.features.mfcc import set_kaldi_defaults
 
     rows = read_corpus_tsv("so762_train.tsv")[:4] + read_corpus_tsv("librispeech_train_clean_100.tsv")[:2]
     for r in rows:

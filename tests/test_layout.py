@@ -24,7 +24,7 @@ LAYERS = {
     "clustering": 5,
     "finetuning": 5,
     "export": 5,
-    "probing": 5.5,  # uses clustering's extractors and finetuning's CTC; recipes may run it
+    "probing": 5.5,  # uses finetuning's CTC (not clustering: both build on models/frame_features.py); recipes may run it
     "cli": 6,
     "recipes": 6,
     "__init__": 7,  # the package itself: importing it registers everything
@@ -134,6 +134,13 @@ def test_the_checker_sees_an_upward_import():
         # one decision of the model family: by class for a model, by registered name for a config
         (r"isinstance\([^()]*\b(Fast)?HubertModel\)", "models/family.py", False),
         (r"\bin FAST_HUBERT_NAMES\b", "models/family.py", False),
+        # one frame-feature adapter (input features, a fast_hubert or a stock hubert checkpoint's
+        # layers) for the clustering dump and the probe
+        (r"feature_extractor\.conv_layers", "models/frame_features.py", False),
+        (r"getattr\(cfg\.task, \"normalize\"", "models/frame_features.py", False),
+        (r"requires_grad_\(False\)", "models/frame_features.py", False),
+        (r"\bFeatureExtractor\(", "models/frame_features.py", False),
+        (r"^import kaldi_native_fbank", "features/mfcc.py", False),  # one MFCC
     ],
 )
 def test_one_implementation_per_job(pattern, home, with_export):
@@ -144,6 +151,12 @@ def test_one_implementation_per_job(pattern, home, with_export):
         and re.search(pattern, p.read_text(encoding="utf-8"), re.MULTILINE)
     ]
     assert where == [home], where
+
+
+def test_probing_does_not_reach_into_clustering():
+    """Both build on the frame features of models/frame_features.py; neither imports the other."""
+    edges = folder_graph()
+    assert ("probing", "clustering") not in edges and ("clustering", "probing") not in edges, edges
 
 
 def climbs_out(text: str, depth: int):

@@ -1,4 +1,4 @@
-"""Input features: audio reading, Kaldi-style log-Mel fbank, global CMVN, feature stores."""
+"""Input features: audio reading, Kaldi-style log-Mel fbank, MFCC, global CMVN, SpecAugment."""
 
 from .audio import read_audio
 from .cmvn import GlobalCMVN

@@ -1,7 +1,7 @@
 """Which model a checkpoint holds: this plugin's fbank ``fast_hubert`` (pretrained, or fine-tuned
 inside fairseq's ``hubert_ctc``) or fairseq's stock waveform ``hubert``.
 
-The one place that decides it, for the clustering and probing extractors (built models), the
+The one place that decides it, for the frame features of the clustering and the probe (built models), the
 transformers export (a checkpoint's config, read without building the model) and the task (which
 model config says where the model's CMVN comes from).
 """

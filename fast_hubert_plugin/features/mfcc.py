@@ -12,7 +12,7 @@ a waveform of N samples at 16 kHz gives ``1 + (N - 400) // 160`` frames.
 import kaldi_native_fbank as knf
 import numpy as np
 
-from ..features.kaldi_fbank import SAMPLE_RATE
+from .kaldi_fbank import SAMPLE_RATE
 
 
 def set_kaldi_defaults(opts, num_mel_bins: int, sample_rate: int = SAMPLE_RATE):
