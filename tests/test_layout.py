@@ -141,6 +141,10 @@ def test_the_checker_sees_an_upward_import():
         (r"requires_grad_\(False\)", "models/frame_features.py", False),
         (r"\bFeatureExtractor\(", "models/frame_features.py", False),
         (r"^import kaldi_native_fbank", "features/mfcc.py", False),  # one MFCC
+        # one memory-mapped frame store (training fbank and clustering shards keep their file names)
+        (r"open_memmap\(", "data/feature_store.py", False),
+        (r"mmap_mode=", "data/feature_store.py", False),
+        (r"np\.concatenate\(\[\[0\], np\.cumsum", "data/feature_store.py", False),
     ],
 )
 def test_one_implementation_per_job(pattern, home, with_export):

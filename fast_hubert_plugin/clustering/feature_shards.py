@@ -7,7 +7,8 @@ manifest, contiguous and in manifest order):
 - ``{split}_{R}_{N}.json``: what was dumped (feature kind, dim, frame rate, manifest, rows);
 - ``{split}_{R}_{N}.len``: one line per row, its number of frames.
 
-Each file is written under a temporary name and renamed; the ``.len`` file is written last,
+The frames are one array of ``data/feature_store.py`` (the store the training's precomputed fbank
+uses too). Each file is written under a temporary name and renamed; the ``.len`` file is written last,
 so a shard is finished exactly when its ``.len`` exists. A crash leaves at most a hidden
 ``.{name}.*.tmp.*`` file, never a finished-looking shard.
 """
@@ -16,11 +17,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..utils.atomic import atomic_path, atomic_write_text
+from ..data.feature_store import FrameArray, FrameWriter
+from ..utils.atomic import atomic_write_text
 from ..utils.errors import DataError
 
 
@@ -49,72 +51,37 @@ class ShardPaths:
 class ShardWriter:
     """Writes one shard; use as a context manager, then ``write(row, feats)`` for every row.
 
-    ``lengths`` (frames per row) must be known up front: the ``.npy`` is preallocated with
-    ``np.lib.format.open_memmap`` and filled in place, so a shard never sits in memory.
+    The frames go through :class:`~..data.feature_store.FrameWriter` (preallocated, filled in
+    place); the ``.json`` and then the ``.len`` follow once the ``.npy`` is in place.
     """
 
     def __init__(self, paths: ShardPaths, lengths: List[int], dim: int, meta: Dict):
-        self.paths, self.dim, self.meta = paths, int(dim), dict(meta)
-        self.lengths = np.asarray(lengths, dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        self._ctx = None
-        self._array = None
-        self._written = np.zeros(len(self.lengths), dtype=bool)
+        self.paths, self.meta = paths, dict(meta)
+        self.frames = FrameWriter(paths.npy, lengths, dim)
+        self.lengths = self.frames.lengths
 
     def __enter__(self) -> "ShardWriter":
-        self._ctx = atomic_path(self.paths.npy)
-        tmp = self._ctx.__enter__()
-        self._array = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.float32, shape=(int(self.offsets[-1]), self.dim)
-        )
+        self.frames.__enter__()
         return self
 
     def write(self, row: int, feats: np.ndarray) -> None:
         """Store ``feats`` ``(lengths[row], dim)`` for row ``row`` (0-based within the shard)."""
-        if feats.shape != (self.lengths[row], self.dim):
-            raise ValueError(f"row {row}: expected features {(int(self.lengths[row]), self.dim)}, got {feats.shape}")
-        self._array[self.offsets[row] : self.offsets[row + 1]] = feats
-        self._written[row] = True
+        self.frames.write(row, feats)
 
     def __exit__(self, exc_type, exc, tb):
-        ok = exc_type is None
-        if ok and not self._written.all():
-            missing = int((~self._written).sum())
-            exc = RuntimeError(f"{missing} rows of {self.paths.npy} were never written")
-            ok = False
-        if self._array is not None:
-            self._array.flush()
-            del self._array
-            self._array = None
-        if not ok:
-            self._ctx.__exit__(type(exc), exc, None)
-            if exc_type is None:
-                raise exc
-            return False
-        self._ctx.__exit__(None, None, None)  # renames the .npy into place
-        atomic_write_text(self.paths.meta, json.dumps(self.meta, indent=1, sort_keys=True) + "\n")
-        atomic_write_text(self.paths.len, "".join(f"{n}\n" for n in self.lengths))  # last: marks it finished
+        self.frames.__exit__(exc_type, exc, tb)  # renames the .npy into place, or raises
+        if exc_type is None:
+            atomic_write_text(self.paths.meta, json.dumps(self.meta, indent=1, sort_keys=True) + "\n")
+            atomic_write_text(self.paths.len, "".join(f"{n}\n" for n in self.lengths))  # last: marks it finished
         return False
 
 
-@dataclass
-class Shard:
+class Shard(FrameArray):
     """A finished shard: ``feats`` (frames, dim) memory-mapped, ``lengths`` (rows,), ``meta``."""
 
-    paths: ShardPaths
-    feats: np.ndarray
-    lengths: np.ndarray
-    meta: Dict
-
-    @property
-    def offsets(self) -> np.ndarray:
-        return np.concatenate([[0], np.cumsum(self.lengths)])
-
-    def utterances(self) -> Iterator[np.ndarray]:
-        """Features of each row in order: (frames_i, dim) views of the memory map."""
-        off = self.offsets
-        for i in range(len(self.lengths)):
-            yield self.feats[off[i] : off[i + 1]]
+    def __init__(self, paths: ShardPaths, lengths: np.ndarray, meta: Dict, fix: str):
+        super().__init__(paths.npy, lengths, paths.len, fix)
+        self.paths, self.meta = paths, meta
 
 
 def read_meta(paths: ShardPaths) -> Dict:
@@ -126,14 +93,7 @@ def load_shard(paths: ShardPaths) -> Shard:
     fix = "re-run fast-hubert-dump for this shard (delete the broken files first)"
     if not paths.is_finished():
         raise DataError(paths.len, "feature shard is not finished (no .len/.npy/.json)", fix)
-    lengths = np.loadtxt(paths.len, dtype=np.int64, ndmin=1)
-    feats = np.load(paths.npy, mmap_mode="r")
-    meta = read_meta(paths)
-    if feats.ndim != 2 or feats.shape[0] != lengths.sum():
-        raise DataError(
-            paths.npy, f"array {feats.shape} does not hold the {lengths.sum()} frames listed in {paths.len}", fix
-        )
-    return Shard(paths, feats, lengths, meta)
+    return Shard(paths, np.loadtxt(paths.len, dtype=np.int64, ndmin=1), read_meta(paths), fix)
 
 
 def find_shards(feat_dir, split: str) -> List[ShardPaths]:

@@ -1,14 +1,21 @@
-"""Precomputed fbank stored as one large memory-mappable array per split, with offsets.
+"""Frames of many utterances in one memory-mapped array: every row's frames concatenated in
+manifest order, with the rows' frame counts beside it. A few large files instead of one file per
+utterance: no inode storm, and readers page in only the frames they touch.
 
-``{dir}/{split}.fbank.npy``   (total_frames, 80), float32 or float16, rows concatenated
-``{dir}/{split}.fbank.lengths.npy``   (rows,) int64 frame counts, in manifest order
+:class:`FrameWriter` and :class:`FrameArray` write and read such an array; the two stores built on
+them keep their own file names:
 
-A few large files instead of one file per utterance: no inode storm, and readers page in only
-the frames they touch. Both files are written under temporary names and renamed at the end.
+- precomputed fbank for training (``task.feature_dir``, from ``fast-hubert-store-fbank``):
+  ``{dir}/{split}.fbank.npy`` (total_frames, 80), float32 or float16, and
+  ``{dir}/{split}.fbank.lengths.npy`` (rows,) int64 frame counts (:class:`FbankStore`);
+- the clustering's feature shards (``clustering/feature_shards.py``): ``{split}_{R}_{N}.npy``,
+  with a ``.len`` text file and a ``.json`` of what was dumped.
+
+Every file is written under a temporary name and renamed when complete.
 """
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -16,29 +23,96 @@ from ..utils.atomic import atomic_path
 from ..utils.errors import DataError
 
 
+def frame_offsets(lengths) -> np.ndarray:
+    """Row i's frames are ``feats[offsets[i] : offsets[i + 1]]``."""
+    return np.concatenate([[0], np.cumsum(lengths)])
+
+
+class FrameWriter:
+    """Writes a new ``(sum(lengths), dim)`` ``.npy``; use as a context manager, then
+    ``write(row, feats)`` for every row.
+
+    ``lengths`` (frames per row) must be known up front: the array is preallocated with
+    ``np.lib.format.open_memmap`` and filled in place, so it never sits in memory. It is renamed
+    into place on a clean exit with every row written, else removed.
+    """
+
+    def __init__(self, path, lengths: Sequence[int], dim: int, dtype: str = "float32"):
+        self.path, self.dim, self.dtype = Path(path), int(dim), np.dtype(dtype)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.offsets = frame_offsets(self.lengths)
+        self._ctx = self._array = None
+        self._written = np.zeros(len(self.lengths), dtype=bool)
+
+    def __enter__(self) -> "FrameWriter":
+        self._ctx = atomic_path(self.path)
+        tmp = self._ctx.__enter__()
+        shape = (int(self.offsets[-1]), self.dim)
+        self._array = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=shape)
+        return self
+
+    def write(self, row: int, feats: np.ndarray) -> None:
+        """Store ``feats`` ``(lengths[row], dim)`` for row ``row`` (0-based)."""
+        if feats.shape != (self.lengths[row], self.dim):
+            raise ValueError(f"row {row}: expected features {(int(self.lengths[row]), self.dim)}, got {feats.shape}")
+        self._array[self.offsets[row] : self.offsets[row + 1]] = feats
+        self._written[row] = True
+
+    def __exit__(self, exc_type, exc, tb):
+        unfinished = None
+        if exc_type is None and not self._written.all():
+            unfinished = RuntimeError(f"{int((~self._written).sum())} rows of {self.path} were never written")
+        if self._array is not None:
+            self._array.flush()
+            del self._array
+            self._array = None
+        failure = exc if exc_type is not None else unfinished
+        # renames the .npy into place, or, told of the failure, removes the temporary file
+        self._ctx.__exit__(None if failure is None else type(failure), failure, None)
+        if unfinished is not None:
+            raise unfinished
+        return False
+
+
+class FrameArray:
+    """A finished array: ``feats`` (frames, dim) memory-mapped, ``lengths`` (rows,), ``offsets``."""
+
+    def __init__(self, path, lengths, lengths_path, fix: str):
+        self.path = Path(path)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.offsets = frame_offsets(self.lengths)
+        self.feats = np.load(self.path, mmap_mode="r")
+        if self.feats.ndim != 2 or self.feats.shape[0] != self.offsets[-1]:
+            raise DataError(
+                self.path,
+                f"array {self.feats.shape} does not hold the {self.offsets[-1]} frames listed in {lengths_path}",
+                fix,
+            )
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def utterances(self) -> Iterator[np.ndarray]:
+        """Features of each row in order: (frames_i, dim) views of the memory map."""
+        for i in range(len(self.lengths)):
+            yield self.feats[self.offsets[i] : self.offsets[i + 1]]
+
+
 def store_paths(directory, split: str):
     d = Path(directory)
     return d / f"{split}.fbank.npy", d / f"{split}.fbank.lengths.npy"
 
 
-class FbankStore:
+class FbankStore(FrameArray):
+    """The precomputed fbank of a split, read as float32 rows."""
+
     def __init__(self, directory, split: str):
         feats_path, lengths_path = store_paths(directory, split)
         fix = f"create it with `fast-hubert-store-fbank MANIFEST --output-dir {directory}`"
         for p in (feats_path, lengths_path):
             if not p.is_file():
                 raise DataError(p, "precomputed fbank file not found", fix)
-        self.path = feats_path
-        self.lengths = np.load(lengths_path)
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        self.feats = np.load(feats_path, mmap_mode="r")
-        if self.feats.shape[0] != self.offsets[-1]:
-            raise DataError(
-                feats_path, f"{self.feats.shape[0]} frames but the lengths file sums to {self.offsets[-1]}", fix
-            )
-
-    def __len__(self) -> int:
-        return len(self.lengths)
+        super().__init__(feats_path, np.load(lengths_path), lengths_path, fix)
 
     def __getitem__(self, row: int) -> np.ndarray:
         return np.asarray(self.feats[self.offsets[row] : self.offsets[row + 1]], dtype=np.float32)
@@ -73,15 +147,8 @@ def write_store(
     """Write rows 0..n-1 (``compute_row(i)`` -> (lengths[i], dim)) into a new store."""
     feats_path, lengths_path = store_paths(directory, split)
     lengths = np.asarray(lengths, dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    with atomic_path(feats_path) as tmp_feats, atomic_path(lengths_path) as tmp_lengths:
-        out = np.lib.format.open_memmap(tmp_feats, mode="w+", dtype=np.dtype(dtype), shape=(int(offsets[-1]), dim))
+    with FrameWriter(feats_path, lengths, dim, dtype) as out, atomic_path(lengths_path) as tmp_lengths:
         rows = range(len(lengths)) if progress is None else progress(range(len(lengths)))
         for i in rows:
-            f = compute_row(i)
-            if f.shape != (lengths[i], dim):
-                raise ValueError(f"row {i}: got features {f.shape}, expected {(int(lengths[i]), dim)}")
-            out[offsets[i] : offsets[i + 1]] = f
-        out.flush()
-        del out
+            out.write(i, compute_row(i))
         np.save(tmp_lengths, lengths)
