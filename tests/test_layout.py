@@ -145,6 +145,10 @@ def test_the_checker_sees_an_upward_import():
         (r"open_memmap\(", "data/feature_store.py", False),
         (r"mmap_mode=", "data/feature_store.py", False),
         (r"np\.concatenate\(\[\[0\], np\.cumsum", "data/feature_store.py", False),
+        # one loop computing features of a manifest's rows in worker processes (fbank for the training
+        # store and for CMVN stats, k-means input features)
+        (r"\bPool\(", "data/row_features.py", False),
+        (r"\.imap\(", "data/row_features.py", False),
     ],
 )
 def test_one_implementation_per_job(pattern, home, with_export):

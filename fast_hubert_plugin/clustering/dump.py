@@ -8,7 +8,8 @@ into OUT_DIR, for shard R of N (a contiguous range of manifest rows):
   {split}_{R}_{N}.len   frames per row, one line per row (written last: marks the shard done)
 
 Features: ``mfcc`` (39 = 13 MFCC + delta + delta-delta, 100 Hz; HuBERT iteration 1),
-``fbank`` (80-dim log-Mel, 100 Hz, optionally with --cmvn stats), ``layer`` (output of
+``fbank`` (80-dim log-Mel, 100 Hz, optionally with --cmvn stats; k-means input: fbank precomputed
+for training comes from fast-hubert-store-fbank), ``layer`` (output of
 Transformer block --layer of a fast_hubert or stock fairseq hubert --checkpoint; 25 Hz for
 the 40 ms fast_hubert model, 50 Hz for hubert). Finished shards are skipped when run again
 with the same settings, so an interrupted job is resumed by re-running the same command.
@@ -19,7 +20,6 @@ import argparse
 import logging
 import os
 import time
-from multiprocessing import Pool
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..data.batching import length_batches
 from ..data.manifest import AudioManifest, read_manifest
+from ..data.row_features import row_features
 from ..features.kaldi_fbank import SAMPLE_RATE
 from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
@@ -55,29 +56,6 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-_WORKER = {}
-
-
-def _init_worker(extractor, manifest):
-    _WORKER["extractor"], _WORKER["manifest"] = extractor, manifest
-
-
-def _compute_row(i: int) -> Tuple[int, np.ndarray]:
-    return i, _WORKER["extractor"].compute(_WORKER["manifest"].read_audio(i))
-
-
-def _per_row_features(
-    extractor, manifest: AudioManifest, rows: List[int], workers: int
-) -> Iterator[Tuple[int, np.ndarray]]:
-    if workers > 1:
-        with Pool(workers, initializer=_init_worker, initargs=(extractor, manifest)) as pool:
-            yield from pool.imap(_compute_row, rows, chunksize=4)
-    else:
-        _init_worker(extractor, manifest)
-        for i in rows:
-            yield _compute_row(i)
 
 
 def _layer_features(
@@ -146,7 +124,7 @@ def dump_split(
     if feature == "layer":
         feats_iter = _layer_features(extractor, manifest, rows, batch_seconds)
     else:
-        feats_iter = _per_row_features(extractor, manifest, rows, workers)
+        feats_iter = zip(rows, row_features(extractor.compute, manifest, rows, workers))
     with ShardWriter(paths, lengths, extractor.dim, meta) as writer:
         for i, feats in tqdm(feats_iter, total=len(rows), desc=f"dump {split} {rank}/{nshard}", disable=not progress):
             if feats.shape[0] != lengths[i - start]:
@@ -164,7 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fast-hubert-dump", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("manifest", help="fairseq manifest (.tsv) of the split to dump")
     p.add_argument("out_dir", help="folder for the feature shards (created if missing)")
-    p.add_argument("--feature", required=True, choices=["mfcc", "fbank", "layer"], help="what to dump")
+    p.add_argument(
+        "--feature",
+        required=True,
+        choices=["mfcc", "fbank", "layer"],
+        help="what to dump (fbank for training: fast-hubert-store-fbank)",
+    )
     p.add_argument("--split", help="name used in the shard file names (default: the manifest's file stem)")
     p.add_argument("--cmvn", help="fbank only: CMVN stats (.npz from fast-hubert-cmvn) to normalise with")
     p.add_argument("--checkpoint", help="layer only: fairseq checkpoint (fast_hubert or stock hubert)")

@@ -15,7 +15,7 @@ Every file is written under a temporary name and renamed when complete.
 """
 
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -139,16 +139,17 @@ def write_store(
     directory,
     split: str,
     lengths: Sequence[int],
-    compute_row: Callable[[int], np.ndarray],
+    rows: Union[Callable[[int], np.ndarray], Iterable[np.ndarray]],
     dim: int,
     dtype: str = "float32",
     progress=None,
 ) -> None:
-    """Write rows 0..n-1 (``compute_row(i)`` -> (lengths[i], dim)) into a new store."""
+    """Write rows 0..n-1 ((lengths[i], dim) each: ``rows(i)``, or the arrays ``rows`` yields in
+    order) into a new store; ``progress`` may wrap the rows' iterator (e.g. tqdm)."""
     feats_path, lengths_path = store_paths(directory, split)
     lengths = np.asarray(lengths, dtype=np.int64)
+    frames = map(rows, range(len(lengths))) if callable(rows) else iter(rows)
     with FrameWriter(feats_path, lengths, dim, dtype) as out, atomic_path(lengths_path) as tmp_lengths:
-        rows = range(len(lengths)) if progress is None else progress(range(len(lengths)))
-        for i in rows:
-            out.write(i, compute_row(i))
+        for i, feats in enumerate(frames if progress is None else progress(frames)):
+            out.write(i, feats)
         np.save(tmp_lengths, lengths)
