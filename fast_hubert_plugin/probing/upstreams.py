@@ -7,9 +7,7 @@ padding enters any frame. Here: which ``--upstream`` names which source, and its
 """
 
 import os
-from typing import Dict, List
-
-import torch
+from typing import Dict
 
 from ..models.frame_features import INPUT_FEATURES, InputFeatures, load_model_features
 from ..utils.errors import DataError
@@ -48,7 +46,3 @@ def describe(upstream) -> Dict:
         "dim": upstream.dim,
         "frame_rate": upstream.frame_rate,
     }
-
-
-def upstream_parameters(upstream) -> List[torch.nn.Parameter]:
-    return [] if upstream.model is None else list(upstream.model.parameters())
