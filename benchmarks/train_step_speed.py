@@ -280,7 +280,7 @@ def fast_system(
 
     draw_layerdrop_from_numpy()
     cfg = FastHubertConfig(**FAST_MODEL, supervised_layers="[4]" if ils else "[]")
-    model = FastHubertModel(cfg, dictionaries=[dictionary], cmvn=None)
+    model = FastHubertModel(cfg, dictionaries=[dictionary])
     if cudnn_posconv:
         model.encoder.pos_conv_as_matmul = False
     if compile_layers:  # dynamic shapes: crops vary from batch to batch in training
