@@ -58,7 +58,7 @@ def reproduce(script: str, argv: Optional[Sequence[str]]) -> str:
     return f"python benchmarks/{script} {' '.join(args)}".strip()
 
 
-def machine(threads: int = 1) -> str:
+def machine(threads: Optional[int] = 1) -> str:
     """The CPU with its family and model, and the kernels torch picks: a virtualised "AMD EPYC" hides its
     generation, and a probe's last digit can differ between generations (other SIMD kernels)."""
     import torch
@@ -70,8 +70,8 @@ def machine(threads: int = 1) -> str:
         f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
         f"torch kernels {torch.backends.cpu.get_cpu_capability()})"
     )
-    per_run = f"{threads} thread{'s' if threads > 1 else ''} per run"
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({per_run}), Python {platform.python_version()}"
+    per_run = f" ({threads} thread{'s' if threads > 1 else ''} per run)" if threads else ""
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}{per_run}, Python {platform.python_version()}"
 
 
 # ----------------------------------------------------------------------------- speed benchmarks' data

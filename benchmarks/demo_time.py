@@ -110,7 +110,9 @@ def demo_summary(args) -> str:
     summary = (work / "demo_output" / "report" / "summary.md").read_text()
     if args.stand_in and f"Data: {(work / 'cache').resolve()}" not in summary:
         sys.exit("the demo did not take the Mini LibriSpeech stand-in (see its report's Data line): not recorded")
-    summary = summary.replace(str(work.resolve()), "WORK").replace(str(REPO.parent.resolve()), "..")
+    shared = speech_folder().SHARED_SPEECH
+    summary = summary.replace(str(work.resolve()), "WORK").replace(str(shared.resolve()), "../shared/speech")
+    summary = summary.replace(str(REPO.parent.resolve()), "..")
     return summary.replace(str(REPO.resolve()), ".")
 
 
@@ -126,11 +128,11 @@ def record(args, stand_in, load_before, minutes: float) -> list:
         ]
     else:
         title, command = "as a user runs it", "--speech-dir SPEECH_DIR" if args.speech_dir else ""
-        data = ["- data: the demo's own choice (its report's Data line)"]
+        data = ["- data: the demo's own choice (its report's Data line); threads: the demo's (its budget)"]
     return [
         f"# `make demo` {title} (CPU)",
         "",
-        f"- machine: {machine(threads=1)}; load average before the run {tuple(round(x, 2) for x in load_before)}",
+        f"- machine: {machine(threads=None)}; load average before the run {tuple(round(x, 2) for x in load_before)}",
         f"- command: `{f'python benchmarks/demo_time.py {command}'.strip()}` (from a fresh clone, after make setup)",
         *data,
         f"- demo wall-clock: **{minutes:.1f} min**" + (" (download excluded)" if stand_in else ""),

@@ -156,9 +156,11 @@ def test_an_undeclared_key_is_refused_like_on_the_command_line():
 
 
 def quoted_numbers(text: str):
-    """Speed-ups (6.65x, 12x), seconds (6.14 s, 41.6-46.3 s) and percentages quoted in a text."""
-    ranges = re.findall(r"(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\s*(?:x|s)\b", text)
-    return set(re.findall(r"(\d+(?:\.\d+)?)\s*(?:x|%|s)\b", text)) | {v for pair in ranges for v in pair}
+    """Speed-ups (6.65x, 12x), seconds and minutes (6.14 s, 41.6-46.3 s, 14.7 min) and percentages
+    (58.8 %) quoted in a text."""
+    ranges = re.findall(r"(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\s*(?:x\b|s\b|min\b|%)", text)
+    single = re.findall(r"(\d+(?:\.\d+)?)\s*(?:x\b|%|s\b|min\b)", text)
+    return set(single) | {v for pair in ranges for v in pair}
 
 
 @pytest.mark.parametrize(
@@ -166,6 +168,8 @@ def quoted_numbers(text: str):
     [
         ("README.md", "## Results", "GPU numbers", "benchmarks/results/train_step_cpu.md"),
         ("fast_hubert_plugin/clustering/README.md", "k-means with FAISS", "\n- ", "benchmarks/results/kmeans_cpu.md"),
+        ("README.md", "**What the demo runs.**", "Every stage shows", "benchmarks/results/demo_time_cpu.md"),
+        ("README.md", "What the demo shows:", "## Layout", "benchmarks/results/demo_time_cpu.md"),
     ],
 )
 def test_documented_numbers_are_the_recorded_ones(doc, section, end, record):
@@ -183,6 +187,7 @@ def test_documented_numbers_are_the_recorded_ones(doc, section, end, record):
             "recipe_sweep_cpu.md",
             "recipe_sweep_budget15_cpu.md",
             "stock_control_cpu.md",
+            "demo_time_cpu.md",
         )
     )
     recorded = set(re.findall(r"\d+(?:\.\d+)?", records))
