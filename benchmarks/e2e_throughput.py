@@ -7,7 +7,7 @@ listed ``--repeat`` times so that one epoch outlasts the run (no loader restarts
 500-unit labels at 50 Hz (the cost does not depend on their values) and the CMVN of that audio.
 Every utterance is then cropped to the configs' 15.62 s and both systems batch 5 per update
 (max_tokens 87.5 s), so audio per update = sentences per update x 15.62 s. Throughput is measured
-from fairseq's own train_inner log records (``wall``, ``bsz``) between the first record after
+from fairseq's own train_inner log records (``ups``, ``bsz``) between the first record after
 ``--skip`` updates and the last one, so start-up and the first updates are excluded.
 
     python benchmarks/e2e_throughput.py --speech-dir SPEECH --manifest librispeech_train_clean_100.tsv \\
@@ -70,13 +70,19 @@ def hydra_train(
 
 
 def throughput(records, skip: int, crop_s: float):
-    """(audio-s/s, updates/s, sentences per update, updates measured) between the records after ``skip``."""
+    """(audio-s/s, updates/s, sentences per update, updates measured) between the records after ``skip``.
+
+    Time comes from each record's ``ups`` (updates over the seconds since the previous record, 2
+    decimals): fairseq rounds ``wall`` to whole seconds, too coarse for short or fast runs."""
     recs = [r for r in records if int(r["num_updates"]) >= skip]
     if len(recs) < 2:
         return None
-    first, last = recs[0], recs[-1]
-    updates = int(last["num_updates"]) - int(first["num_updates"])
-    seconds = float(last["wall"]) - float(first["wall"])
+    steps = [int(b["num_updates"]) - int(a["num_updates"]) for a, b in zip(recs, recs[1:])]
+    rates = [float(r["ups"]) for r in recs[1:]]
+    if min(rates) <= 0:
+        return None
+    updates = sum(steps)
+    seconds = sum(n / ups for n, ups in zip(steps, rates))
     bsz = float(np.mean([float(r["bsz"]) for r in recs[1:]]))
     return updates * bsz * crop_s / seconds, updates / seconds, bsz, updates
 
@@ -309,7 +315,7 @@ class Benchmark:
             "",
             f"- machine: {device}; {os.cpu_count()} CPU cores; Python {platform.python_version()}, torch {torch.__version__}",
             f"- {args.workers} data-loader processes, one GPU (distributed_world_size=1, update_freq [1]), "
-            f"{args.updates} updates, measured from update {args.skip} on (fairseq's train_inner `wall` and `bsz`)",
+            f"{args.updates} updates, measured from update {args.skip} on (fairseq's train_inner `ups` and `bsz`)",
             f"- audio per update = sentences per update x {self.crop_s:g} s (every utterance is longer than the crop)",
             "",
             "| run | what | exit | wall (s) | audio-s/s | updates/s | utterances/update | vs stock |",

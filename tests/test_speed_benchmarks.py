@@ -15,6 +15,7 @@ from conftest import BIN, REPO, SPEECH_DIR
 
 BENCH = REPO / "benchmarks"
 sys.path.insert(0, str(BENCH))
+import e2e_throughput  # noqa: E402
 import train_step_speed  # noqa: E402
 
 
@@ -122,6 +123,20 @@ def test_e2e_throughput_and_precision_runs_rehearse_on_the_cpu(tmp_path):
     for name in ("pretrain common.bf16=true", "fine-tune common.bf16=true", "pretrain common.bf16=true + ILS"):
         cells = [c.strip() for c in rows[name].split("|")]
         assert cells[2] == "0" and cells[3] != "-", rows[name]  # ran, and logged finite losses
+
+
+def test_e2e_throughput_times_intervals_from_ups_not_whole_second_wall():
+    # fairseq rounds `wall` to whole seconds: three records in one second once divided by zero
+    records = [
+        {"num_updates": "2", "wall": "3", "ups": "9.5", "bsz": "5"},
+        {"num_updates": "4", "wall": "3", "ups": "4.0", "bsz": "5"},
+        {"num_updates": "6", "wall": "3", "ups": "2.0", "bsz": "3"},
+    ]
+    audio_s, ups, bsz, updates = e2e_throughput.throughput(records, skip=2, crop_s=10.0)
+    assert updates == 4 and bsz == 4.0
+    assert ups == 4 / (2 / 4.0 + 2 / 2.0)  # the first record's interval lies before the skip
+    assert audio_s == 4 * 4.0 * 10.0 / 1.5
+    assert e2e_throughput.throughput(records[:1], skip=2, crop_s=10.0) is None
 
 
 def test_loader_and_cpu_speed_benchmarks_write_their_records(tmp_path):
