@@ -16,6 +16,7 @@ LAYERS = {
     "config": 0,  # the shipped Hydra configs and the function that finds them
     "utils": 0,
     "features": 1,
+    "fairseq_patches": 1,  # what registering changes in fairseq (registration.py applies it)
     "data": 2,
     "models": 3,
     "criterions": 3,
@@ -27,7 +28,7 @@ LAYERS = {
     "probing": 5.5,  # uses finetuning's CTC (not clustering: both build on models/frame_features.py); recipes may run it
     "cli": 6,
     "recipes": 6,
-    "__init__": 7,  # the package itself: importing it registers everything
+    "__init__": 7,  # the package itself and registration.py: registering imports everything
 }
 
 
@@ -165,6 +166,57 @@ def test_probing_does_not_reach_into_clustering():
     """Both build on the frame features of models/frame_features.py; neither imports the other."""
     edges = folder_graph()
     assert ("probing", "clustering") not in edges and ("clustering", "probing") not in edges, edges
+
+
+def fairseq_imports_at_module_level(text: str):
+    """Line numbers of the module-level statements of ``text`` that import fairseq (or fairseq_cli)."""
+    lines = []
+    for node in ast.parse(text).body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        names += [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        if any(n.split(".")[0] in ("fairseq", "fairseq_cli") for n in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def fairseq_is_imported_first(init_text: str) -> bool:
+    """Whether a package's ``__init__`` imports fairseq before it imports any module of its own."""
+    for node in ast.parse(init_text).body:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            return False
+        if fairseq_imports_at_module_level(ast.unparse(node)):
+            return True
+    return False
+
+
+FAIRSEQ_FREE = ("config", "utils", "features")  # and the package's own __init__ / registration
+
+
+def test_fairseq_loads_before_the_modules_that_use_it():
+    """Importing fairseq registers the plugin once the plugin is loaded (registration.py), and
+    registering imports the task, model and criterion modules. A module that imported fairseq itself
+    would be half-initialised then; so each folder whose modules import fairseq imports it in its
+    ``__init__`` before any of its modules, and the light folders import none."""
+    wrong = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        lines = fairseq_imports_at_module_level(path.read_text(encoding="utf-8"))
+        if not lines or path.name == "__init__.py" and len(rel.parts) == 2:
+            continue
+        folder = rel.parts[0] if len(rel.parts) > 1 else "__init__"
+        if folder in FAIRSEQ_FREE or folder == "__init__":
+            wrong[str(rel)] = f"imports fairseq at line {lines[0]} in a folder that must not"
+        elif not fairseq_is_imported_first((PACKAGE / folder / "__init__.py").read_text(encoding="utf-8")):
+            wrong[str(rel)] = f"{folder}/__init__.py does not import fairseq before its modules"
+    assert not wrong, wrong
+
+
+def test_the_fairseq_checker_sees_a_late_import():
+    assert fairseq_is_imported_first('"""Doc."""\n\nimport fairseq  # noqa\n\nfrom .a import b\n')
+    assert not fairseq_is_imported_first("from . import a\nimport fairseq\n")
+    assert not fairseq_is_imported_first("from .a import b\n")
+    assert fairseq_imports_at_module_level("import os\nfrom fairseq.data import Dictionary\n") == [2]
+    assert fairseq_imports_at_module_level("def f():\n    import fairseq\n") == []
 
 
 def climbs_out(text: str, depth: int):

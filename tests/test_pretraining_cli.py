@@ -72,7 +72,7 @@ def test_checkpoint_needs_the_allowlist_on_recent_torch(pretrained_tiny):
     )
     assert "LOADED" in ours.stdout, ours.stderr[-2000:]
     unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(ckpt))
-    from fast_hubert_plugin.utils.checkpoint_safety import FAIRSEQ_CHECKPOINT_GLOBALS
+    from fast_hubert_plugin.fairseq_patches.checkpoint_safety import FAIRSEQ_CHECKPOINT_GLOBALS
 
     allowed = {f"{t.__module__}.{t.__qualname__}" for t in FAIRSEQ_CHECKPOINT_GLOBALS}
     assert set(unsafe) <= allowed, unsafe

@@ -38,3 +38,4 @@ def hide_unloadable_torchaudio() -> None:
 
 
 hide_unloadable_torchaudio()  # before any module of this package imports the rest of transformers
+import fairseq  # noqa: E402, F401  (before this package's modules: its import registers the plugin, registration.py)

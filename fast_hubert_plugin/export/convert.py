@@ -69,7 +69,7 @@ def load_fairseq_state(path: str) -> dict:
     from fairseq import checkpoint_utils
     from omegaconf import DictConfig, OmegaConf
 
-    from ..utils.checkpoint_safety import allow_fairseq_checkpoints
+    from ..fairseq_patches.checkpoint_safety import allow_fairseq_checkpoints
 
     allow_fairseq_checkpoints()  # the types fairseq checkpoints hold, on torch >= 2.6
     state = checkpoint_utils.load_checkpoint_to_cpu(str(path))

@@ -11,3 +11,5 @@ What fine-tuning needs at training time lives below this folder: ``models/hubert
 ``models/layer_features.py`` (the layer-feature API); none of this folder is imported when
 fairseq loads the plugin.
 """
+
+import fairseq  # noqa: F401  (before this package's modules: its import registers the plugin, registration.py)

@@ -1,2 +1,4 @@
+import fairseq  # noqa: F401  (before this package's modules: its import registers the plugin, registration.py)
+
 from . import official_names  # noqa: F401
 from .fast_hubert_pretraining import FastHubertPretrainingConfig, FastHubertPretrainingTask  # noqa: F401

@@ -12,7 +12,7 @@ import shutil
 
 from fairseq.file_io import PathManager
 
-from .atomic import atomic_path
+from ..utils.atomic import atomic_path
 
 _original_copy = PathManager.copy
 
