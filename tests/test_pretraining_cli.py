@@ -64,13 +64,15 @@ def test_checkpoint_needs_the_allowlist_on_recent_torch(pretrained_tiny):
     plain = subprocess.run([sys.executable, "-c", code.format(imp=""), str(ckpt)], capture_output=True, text=True)
     if tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 6):
         assert plain.returncode != 0 and "Dictionary" in plain.stderr
-    ours = subprocess.run(
-        [sys.executable, "-c", code.format(imp="import fast_hubert_plugin"), str(ckpt)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert "LOADED" in ours.stdout, ours.stderr[-2000:]
+    # The plugin registers (allowlist included) when fairseq is loaded, or when asked to without it.
+    for imp in (
+        "import fast_hubert_plugin; import fairseq",
+        "import fast_hubert_plugin; fast_hubert_plugin.register()",
+    ):
+        ours = subprocess.run(
+            [sys.executable, "-c", code.format(imp=imp), str(ckpt)], capture_output=True, text=True, cwd=REPO
+        )
+        assert "LOADED" in ours.stdout, (imp, ours.stderr[-2000:])
     unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(ckpt))
     from fast_hubert_plugin.fairseq_patches.checkpoint_safety import FAIRSEQ_CHECKPOINT_GLOBALS
 

@@ -83,3 +83,16 @@ def test_a_module_that_uses_fairseq_imported_first_registers_everything():
     """Its folder imports fairseq before the module, so registering never meets it half-initialised."""
     for module in ("data.fbank_dataset", "criterions.fast_hubert_criterion", "fairseq_patches.checkpoint_copy"):
         registered_as_expected(run_python(f"import fast_hubert_plugin.{module}\n" + REPORT, str(CHECKPOINT)))
+
+
+def test_register_on_request_lets_a_plain_torch_load_read_a_fairseq_checkpoint():
+    code = "import sys, torch\n{}\ntorch.load(sys.argv[1], map_location='cpu')\nprint('LOADED')"
+    refused = subprocess.run(
+        [sys.executable, "-c", code.format("import fast_hubert_plugin"), str(CHECKPOINT)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert refused.returncode != 0 and "fairseq.data.dictionary.Dictionary" in refused.stderr  # nothing patched yet
+    out = run_python(code.format("import fast_hubert_plugin\nfast_hubert_plugin.register()"), str(CHECKPOINT))
+    assert out.strip().endswith("LOADED"), out
