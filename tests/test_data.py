@@ -201,6 +201,27 @@ def test_one_reader_of_label_lines_names_file_and_fix(tmp_path):
     assert read_label_lines(path, 3, "train.tsv") == ["A |", "B |", "C |"]
 
 
+def test_windows_line_endings_and_non_utf8_labels_fail_with_the_line(tmp_path):
+    path = tmp_path / "train.km"
+    path.write_bytes(b"1 2\n3 4\r\n5 6\r\n")
+    with pytest.raises(DataError, match=r"train.km: line 2 ends with a carriage return .*Fix: convert .*sed"):
+        read_label_lines(path, 3, "train.tsv")
+    path.write_bytes(b"A |\nB \xff|\n")
+    with pytest.raises(DataError, match=r"train.km: line 2 is not UTF-8 text"):
+        read_label_lines(path, 2, "train.tsv")
+    path.write_bytes(b"A |\n\nC |")  # an empty line counts; the last line needs no newline
+    assert read_label_lines(path, 3, "train.tsv") == ["A |", "", "C |"]
+
+
+def test_windows_line_endings_fail_at_load_instead_of_shifting_every_label(data):
+    """fairseq reads each label line by byte offsets counted in text mode ("\\r\\n" = 1 character):
+    without the check, line k would start k-1 bytes early and its units would be silently wrong."""
+    km = data / "train.km"
+    km.write_bytes(km.read_bytes().replace(b"\n", b"\r\n"))
+    with pytest.raises(DataError, match=r"train.km: line 1 ends with a carriage return"):
+        make_task(data).load_dataset("train")
+
+
 def test_missing_audio_fails_at_load_with_manifest_line(data):
     rewrite_line(data / "train.tsv", 4, "so762/train/nope.flac\t32000")
     with pytest.raises(DataError, match=r"nope.flac: audio file not found \(listed in manifest .*train.tsv, line 4\)"):

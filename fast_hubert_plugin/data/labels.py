@@ -47,8 +47,25 @@ def read_label_lines(
     path = str(path)
     if not os.path.isfile(path):
         raise DataError(path, f"{what} not found", missing_fix)
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    with open(path, "rb") as f:
+        data = f.read()
+    # fairseq reads a label line by its byte offsets, counted over lines read in text mode, where
+    # "\r\n" is one character: with Windows line endings every line after the first is misread.
+    if b"\r" in data:
+        line = data[: data.index(b"\r")].count(b"\n") + 1
+        raise DataError(
+            path,
+            f"line {line} ends with a carriage return (Windows line endings)",
+            f"convert the file to '\\n' line endings, e.g. sed -i 's/\\r$//' {path}",
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(path, f"line {line} is not UTF-8 text", "write the labels as UTF-8") from None
+    lines = text.split("\n")
+    if lines[-1] == "":  # the last line's newline
+        lines.pop()
     if len(lines) != num_rows:
         raise DataError(path, f"{len(lines)} lines but the manifest {manifest_path} has {num_rows} rows", mismatch_fix)
     return lines
