@@ -1,6 +1,7 @@
 """Manifests, label files and the fbank dataset: bad input fails early, naming file and line."""
 
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -78,7 +79,8 @@ def test_dataset_batches_fbank_and_aligned_labels(data):
     assert len(ds) == sum(1 for n in m.num_samples if 1 + (n - 400) // 160 >= 150)
     item = ds[0]
     wav = read_audio(m.audio_path(ds.rows[0]))
-    np.testing.assert_array_equal(item["source"].numpy(), wav)  # waveforms: the model computes the fbank
+    assert item["source"].dtype == torch.int16  # 16-bit PCM: see the next test
+    np.testing.assert_array_equal(item["source"].numpy() / 32768.0, wav)  # waveforms: the model computes the fbank
     batch = ds.collater([ds[i] for i in range(4)])
     src = batch["net_input"]["source"]
     size = min(min(num_fbank_frames(len(ds[i]["source"])) for i in range(4)), 600)
@@ -119,6 +121,31 @@ def test_padded_waveform_batches_give_frame_masks(data):
         assert not pad[i, :n].any() and pad[i, n:].all()
         # the model's frame mask from the sample mask: each utterance's own frame count
         assert int(num_fbank_frames((~pad[i]).sum())) == min(frames[i], size)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_fairseq_half_precision_batch_cast_leaves_the_waveforms_exact(data, precision):
+    """Under common.fp16 / common.bf16 fairseq's trainer casts every float32 tensor of a batch before
+    the model sees it; a float waveform then lost most of its bits (log-Mel of quiet bins off by up to
+    ~2 in bf16). The batch's int16 samples pass unchanged, so the model's fbank is fp32's."""
+    from fairseq.trainer import Trainer
+
+    from fast_hubert_plugin.features.kaldi_fbank import kaldi_fbank
+
+    task = make_task(data)
+    task.load_dataset("train")
+    ds = task.datasets["train"]
+    batch = ds.collater([ds[i] for i in range(3)])
+    trainer = SimpleNamespace(
+        cfg=SimpleNamespace(common=SimpleNamespace(fp16=precision == "fp16", bf16=precision == "bf16"))
+    )
+    cast = Trainer._fp_convert_sample(trainer, batch)  # fairseq's own cast, as its trainer calls it
+    assert torch.equal(cast["net_input"]["source"], batch["net_input"]["source"])
+    fbank = kaldi_fbank(batch["net_input"]["source"])
+    assert torch.equal(kaldi_fbank(cast["net_input"]["source"]), fbank)
+    lossy = batch["net_input"]["source"] / 32768.0  # what a float32 batch would have become
+    lossy = lossy.half() if precision == "fp16" else lossy.bfloat16()
+    assert float((kaldi_fbank(lossy) - fbank).abs().max()) > 0.1  # the damage the integers avoid
 
 
 def test_label_line_count_mismatch(data):

@@ -220,3 +220,17 @@ def test_batched_fbank_equals_each_utterance_alone_in_float32_and_float64(speech
         n = num_fbank_frames(len(w))
         np.testing.assert_allclose(f32[i, :n].numpy(), compute_fbank(w.numpy()), atol=1e-4, rtol=0)
         assert float((f32[i, :n].double() - f64[i, :n]).abs().mean()) < 1e-5
+
+
+def test_16_bit_pcm_input_gives_the_fbank_of_the_float_waveform_exactly(speech_root):
+    """Training batches carry int16 samples (data/fbank_dataset.py get_audio): for 16-bit audio they
+    are the float waveform exactly, so the fbank is the same to the bit."""
+    from fast_hubert_plugin.features.kaldi_fbank import kaldi_fbank, to_pcm16
+
+    for r in read_corpus_tsv("so762_dev.tsv")[:2] + read_corpus_tsv("librispeech_train_clean_100.tsv")[:1]:
+        wav = read_audio(speech_root / r["path"])
+        pcm = to_pcm16(wav)
+        assert pcm.dtype == np.int16
+        np.testing.assert_array_equal(pcm / 32768.0, wav)  # the files are 16-bit: nothing rounded
+        assert torch.equal(kaldi_fbank(torch.from_numpy(pcm)[None]), kaldi_fbank(torch.from_numpy(wav)[None]))
+    assert to_pcm16(np.array([1.0, -1.0, 1.5, 0.25 / 32768], dtype=np.float32)).tolist() == [32767, -32768, 32767, 0]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from fairseq.data import Dictionary
 
 from fast_hubert_plugin.criterions.fast_hubert_criterion import FastHubertCriterion
+from fast_hubert_plugin.features.kaldi_fbank import to_pcm16
 from fast_hubert_plugin.models import fast_hubert as fast_hubert_module
 from fast_hubert_plugin.models import layer_encoder
 from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel, label_stride
@@ -377,7 +378,9 @@ def test_bf16_pretraining_step_matches_fp32(mode):
         grads = {k: p.grad for k, p in model.named_parameters()}
     else:
         model = model.bfloat16()
-        bf16 = {"source": wave.bfloat16(), "padding_mask": None, "rng_keys": torch.tensor([11, 12])}
+        # common.bf16: fairseq casts the batch's float32 tensors; the dataset's int16 samples stay exact
+        pcm = torch.from_numpy(to_pcm16(wave.numpy()))
+        bf16 = {"source": pcm, "padding_mask": None, "rng_keys": torch.tensor([11, 12])}
         loss, n, _ = crit(model, dict(sample, net_input=bf16))
         loss.backward()
         grads = {k: p.grad.float() for k, p in model.named_parameters()}

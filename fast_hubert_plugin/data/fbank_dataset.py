@@ -10,9 +10,9 @@ One utterance from the manifest line to the batch (model/loss: models/fast_huber
    per manifest row) is checked now: line count, every unit in ``dict.{label}.txt``, and, for frame
    labels, a length of ``duration * label_rate`` (data/labels.py); errors name the file and line. Only
    each line's byte offsets are kept (fairseq's ``load_label_offset``).
-2. ``dataset[i]``: ``{"id": i, "source": waveform (N,) float32 at 16 kHz or, with a precomputed store,
-   fbank (T, 80), "label_list": [unit ids (L,) int32 per label set]}``; units become dictionary ids
-   through ``LabelEncoderStrict``.
+2. ``dataset[i]``: ``{"id": i, "source": waveform (N,) int16 (16-bit PCM, see ``get_audio``) at
+   16 kHz or, with a precomputed store, fbank (T, 80) float32, "label_list": [unit ids (L,) int32 per
+   label set]}``; units become dictionary ids through ``LabelEncoderStrict``.
 3. ``collater``: every utterance is cut to one size in fbank frames, ``min(shortest, max_sample_size)``
    (``pad_audio``: ``min(longest, max_sample_size)``, shorter ones zero-padded). A longer one is cropped
    at a start that is a multiple of ``CROP_MULTIPLE`` frames, drawn from its key
@@ -47,7 +47,13 @@ from fairseq.data import FairseqDataset, data_utils
 from fairseq.data.audio.hubert_dataset import load_label_offset
 from fairseq.data.dictionary import Dictionary
 
-from ..features.kaldi_fbank import FBANK_FRAME_RATE, FRAME_SHIFT_SAMPLES, num_fbank_frames, num_fbank_samples
+from ..features.kaldi_fbank import (
+    FBANK_FRAME_RATE,
+    FRAME_SHIFT_SAMPLES,
+    num_fbank_frames,
+    num_fbank_samples,
+    to_pcm16,
+)
 from ..utils.errors import DataError
 from .feature_store import FbankStore
 from .labels import check_label_lengths, check_units_in_dictionary, read_label_lines
@@ -235,8 +241,14 @@ class FbankHubertDataset(FairseqDataset):
         return len(source) if source.dim() == 2 else num_fbank_frames(len(source))
 
     def get_audio(self, index: int) -> torch.Tensor:
-        """Waveform (N,) float32 of kept utterance ``index``, or its precomputed fbank (frames, 80) when
-        the dataset reads a store; the fbank of waveforms and the CMVN are computed in the model."""
+        """Waveform (N,) int16 (16-bit PCM) of kept utterance ``index``, or its precomputed fbank
+        (frames, 80) float32 when the dataset reads a store; the fbank of waveforms and the CMVN are
+        computed in the model.
+
+        Integer samples because fairseq's trainer casts every float32 tensor of a batch to float16
+        / bfloat16 under ``common.fp16`` / ``common.bf16`` before the model sees it: a bf16 waveform
+        keeps 8 bits of each sample, which moves the log-Mel values of quiet bins by up to ~2. int16
+        is what 16-bit audio holds, exactly, in half the bytes of float32."""
         row = self.rows[index]
         if self.feature_store is not None:
             feats = self.feature_store[row]
@@ -251,7 +263,7 @@ class FbankHubertDataset(FairseqDataset):
                 f"{kind} has NaN/inf values ({where})",
                 "check the audio for corrupt samples and drop or re-encode it",
             )
-        return torch.from_numpy(feats)
+        return torch.from_numpy(feats if self.feature_store is not None else to_pcm16(feats))
 
     def crop_start(self, size: int, target_size: int, key: int) -> int:
         """First frame of a window of ``target_size`` of ``size`` frames: a multiple of CROP_MULTIPLE

@@ -98,10 +98,17 @@ def _window_and_mel_banks(num_bins: int, device: torch.device, dtype: torch.dtyp
     return _CONSTANTS[key]
 
 
+def to_pcm16(waveform: np.ndarray) -> np.ndarray:
+    """A float waveform in [-1, 1] as 16-bit PCM (int16, the scale Kaldi reads), rounded and clipped:
+    exact for audio stored as 16-bit PCM (LibriSpeech's FLAC, most WAV)."""
+    return np.clip(np.rint(waveform * INT16_SCALE), -INT16_SCALE, INT16_SCALE - 1).astype(np.int16)
+
+
 def kaldi_fbank(
     waveforms: torch.Tensor, num_bins: int = NUM_MEL_BINS, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """(B, N) waveforms in [-1, 1] at 16 kHz -> (B, num_fbank_frames(N), num_bins) log-Mel fbank.
+    """(B, N) waveforms at 16 kHz, 16-bit PCM (int16) or floats in [-1, 1] -> (B, num_fbank_frames(N),
+    num_bins) log-Mel fbank; the same values for the same 16-bit audio either way.
 
     Computed on the waveforms' device in ``dtype`` (float32 for training, float64 for the export's
     reference precision) with autocast off, whatever the input dtype. In a zero-padded batch the
@@ -113,7 +120,7 @@ def kaldi_fbank(
         return waveforms.new_zeros(waveforms.size(0), 0, num_bins, dtype=dtype)
     window, mel_banks = _window_and_mel_banks(num_bins, waveforms.device, dtype)
     with torch.autocast(waveforms.device.type, enabled=False):
-        x = waveforms.to(dtype) * INT16_SCALE
+        x = waveforms.to(dtype) if waveforms.dtype == torch.int16 else waveforms.to(dtype) * INT16_SCALE
         frames = x.unfold(1, FRAME_LENGTH_SAMPLES, FRAME_SHIFT_SAMPLES)  # B x F x 400 (a view)
         frames = frames - frames.mean(dim=-1, keepdim=True)
         prev = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
@@ -123,9 +130,11 @@ def kaldi_fbank(
 
 
 def compute_fbank(waveform, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = NUM_MEL_BINS) -> np.ndarray:
-    """Log-Mel fbank of one float waveform in [-1, 1] on the CPU: (frames, num_mel_bins) float32 numpy."""
+    """Log-Mel fbank of one waveform (float in [-1, 1], or int16 PCM) on the CPU: (frames, num_mel_bins)
+    float32 numpy."""
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"the Fast-HuBERT fbank is defined at {SAMPLE_RATE} Hz, got {sample_rate}")
-    wav = torch.as_tensor(np.asarray(waveform, dtype=np.float32)).reshape(1, -1)
+    waveform = np.asarray(waveform)
+    wav = torch.as_tensor(waveform if waveform.dtype == np.int16 else waveform.astype(np.float32)).reshape(1, -1)
     with torch.no_grad():
         return kaldi_fbank(wav, num_mel_bins)[0].numpy()

@@ -4,7 +4,8 @@ One utterance through the model (shapes for the default 40 ms Base; data/fbank_d
 how the dataset turned a manifest line into the batch this starts from):
 
 1. Input. ``net_input["source"]``: (B, N) 16 kHz waveforms cut on the 10 ms fbank grid (the training
-   batches), or (B, T, 80) fbank from a precomputed store; ``padding_mask`` (B, N) / (B, T), True on
+   batches: int16 PCM, which fairseq's fp16/bf16 batch cast leaves exact; float in [-1, 1] works too),
+   or (B, T, 80) fbank from a precomputed store; ``padding_mask`` (B, N) / (B, T), True on
    padding, or None; ``rng_keys`` (B,) one int64 key per utterance. ``target_list``: one (B, L) tensor
    of unit ids per label set, at ``label_rate`` (50 Hz k-means labels: L = T / 2).
 2. Front-end (ours). Kaldi log-Mel fbank (B, T, 80) at 100 Hz, computed on the model's device
@@ -393,9 +394,9 @@ class FastHubertModel(BaseFairseqModel):
         """One batch through the model; T' = ceil(T / 2^n) frames for n subsampler convs (25 Hz for Base).
 
         Args:
-            source: (B, N) 16 kHz waveforms (training batches; the fbank is computed here) or (B, T, F)
-                raw fbank at 100 Hz (precomputed store, probes, decoding).
-            target_list: one (B, L) int64 tensor of unit ids per label set, at ``label_rate``.
+            source: (B, N) 16 kHz waveforms, int16 PCM (training batches) or float in [-1, 1] (the
+                fbank is computed here), or (B, T, F) raw fbank at 100 Hz (precomputed store, probes, decoding).
+            target_list: one (B, L) int32/int64 tensor of unit ids per label set, at ``label_rate``.
             padding_mask: (B, N) or (B, T) bool, True on padding, or None when nothing is padded.
             output_layer: 1-based block whose output ``features_only`` returns (default: the last).
             rng_keys: (B,) int64, one key per utterance (the dataset's ``net_input["rng_keys"]``) from
