@@ -185,6 +185,21 @@ def test_feature_store_round_trip_and_validation(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.fbank.lengths.npy", "train.fbank.npy"]
 
 
+def test_a_pickled_store_is_its_path_and_maps_the_file_again(tmp_path):
+    """Loader workers started by spawn / forkserver receive the dataset pickled: not the frames."""
+    import pickle
+
+    feats = [np.random.default_rng(i).standard_normal((300 + i, 80)).astype(np.float32) for i in range(20)]
+    write_store(tmp_path, "train", [len(f) for f in feats], feats, dim=80)
+    store = FbankStore(tmp_path, "train")
+    blob = pickle.dumps(store)
+    assert len(blob) < 10_000 < sum(f.nbytes for f in feats)
+    copy = pickle.loads(blob)
+    assert isinstance(copy.feats, np.memmap) and copy.path == store.path
+    for i in (0, 7, 19):
+        np.testing.assert_array_equal(copy[i], feats[i])
+
+
 def test_fbank_matches_kaldi_native_fbank_within_the_documented_tolerance(speech_root):
     """kaldi-native-fbank is the reference of the torch fbank (features/kaldi_fbank.py docstring):
     the same log-Mel to ~1e-4 on average; only the lowest bins of very quiet frames differ by more."""

@@ -92,6 +92,16 @@ class FrameArray:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    # A memory map pickles by value: each loader worker started by spawn or forkserver (macOS, Python
+    # >= 3.14) would get a copy of the whole array. Pickled, the array is its path; unpickled, the
+    # file is mapped again and a worker pages in only the frames it reads.
+    def __getstate__(self):
+        return dict(self.__dict__, feats=None)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.feats = np.load(self.path, mmap_mode="r")
+
     def utterances(self) -> Iterator[np.ndarray]:
         """Features of each row in order: (frames_i, dim) views of the memory map."""
         for i in range(len(self.lengths)):
