@@ -2,6 +2,7 @@
 as written (Hydra refuses an override of a key that no YAML declares unless it has a leading +)."""
 
 import dataclasses
+import math
 import os
 import re
 import shlex
@@ -251,3 +252,15 @@ def test_every_recipe_system_composes():
         ft = ["task.data=/ft", "task.label_dir=/ft", "model.w2v_path=/ckpt.pt", *finetune_fast_start(system)]
         cfg = composed(config_dir("finetuning"), system.finetuning_config, ft)
         assert cfg["dataset"]["max_tokens"] == 20 * system.size_rate  # 20 s of audio per batch for each
+
+
+def test_shipped_pretraining_configs_keep_utterances_long_enough_to_mask():
+    from omegaconf import OmegaConf
+
+    from fast_hubert_plugin.models.fast_hubert import fewest_maskable_frames
+
+    for path in sorted(config_dir("pretraining").glob("fast_hubert_*.yaml")):
+        cfg = OmegaConf.load(path)
+        factor = 2 ** len(str(cfg.model.conv_kernel_sizes).split(","))
+        shortest = math.ceil(cfg.task.min_sample_size / factor)  # model frames of the shortest kept utterance
+        assert shortest >= fewest_maskable_frames(cfg.model.mask_prob, cfg.model.mask_length), path.name

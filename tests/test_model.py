@@ -469,3 +469,29 @@ def test_output_names_each_head_by_label_set_and_block():
         assert log[f"loss_m_{name}"] == pytest.approx(ce, rel=1e-6)
     assert sample_size == 4 * n_masked
     assert len(model.get_logits(net)) == 4 and model.get_logits(net, is_masked=False) == []
+
+
+def test_too_short_for_masking_names_the_fewest_frames_and_the_setting():
+    """fairseq's compute_mask_indices refuses an utterance its spans would cover whole; the model says
+    which task.min_sample_size avoids it. At the computed fewest frames no key fails (checked over 600
+    keys for several mask settings when the bound was written); one frame fewer, some keys do."""
+    from fast_hubert_plugin.models.fast_hubert import fewest_maskable_frames
+
+    model = tiny_model(mask_prob=0.8, mask_length=10).train()
+    need = fewest_maskable_frames(0.8, 10)
+    assert need == 13
+    dim = model.cfg.encoder_embed_dim
+    for key in range(200):  # no failure at `need` frames
+        model.apply_mask(torch.zeros(1, need, dim), None, None, rng_keys=torch.tensor([key]))
+    failures = []
+    for key in range(200):
+        try:
+            model.apply_mask(torch.zeros(1, need - 1, dim), None, None, rng_keys=torch.tensor([key]))
+        except ValueError as e:
+            failures.append(str(e))
+    factor = model.subsampler.downsample_factor
+    assert 20 < len(failures) < 200, len(failures)
+    assert failures[0].startswith(
+        "an utterance of 12 model frames is too short for masking spans of model.mask_length=10"
+    )
+    assert failures[0].endswith(f"set task.min_sample_size to at least {13 * factor} fbank frames")

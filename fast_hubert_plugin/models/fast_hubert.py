@@ -149,6 +149,19 @@ def parse_int_list(text: str, name: str) -> List[int]:
     return list(values)
 
 
+MIN_MASKS = 2  # spans per utterance at the least (fairseq's HubertModel)
+
+
+def fewest_maskable_frames(mask_prob: float, mask_length: int, min_masks: int = MIN_MASKS) -> int:
+    """The fewest model frames an utterance needs so that fairseq's span masking (static spans, overlap
+    allowed) never fails: more span starts to choose from than spans, at most ``floor(p T / L) + 1``
+    of them (at least ``min_masks``); shorter ones can end fully masked, which fairseq refuses."""
+    frames = mask_length + 1
+    while frames - mask_length <= max(min_masks, int(mask_prob * frames / mask_length) + 1):
+        frames += 1
+    return frames
+
+
 def label_stride(label_rate: float, frame_rate: float) -> int:
     """How many labels per model frame: labels at 50 Hz with 25 Hz frames -> every 2nd label."""
     ratio = label_rate / frame_rate
@@ -350,18 +363,31 @@ class FastHubertModel(BaseFairseqModel):
         mask_indices = None
         if c.mask_prob > 0:
             keyed = {} if rng_keys is None else {"seed": MASK_RNG_STREAM, "epoch": 0, "indices": rng_keys}
-            mask = compute_mask_indices(
-                (B, T),
-                padding_mask,
-                c.mask_prob,
-                c.mask_length,
-                c.mask_selection,
-                c.mask_other,
-                min_masks=2,
-                no_overlap=c.no_mask_overlap,
-                min_space=c.mask_min_space,
-                **keyed,
-            )
+            try:
+                mask = compute_mask_indices(
+                    (B, T),
+                    padding_mask,
+                    c.mask_prob,
+                    c.mask_length,
+                    c.mask_selection,
+                    c.mask_other,
+                    min_masks=MIN_MASKS,
+                    no_overlap=c.no_mask_overlap,
+                    min_space=c.mask_min_space,
+                    **keyed,
+                )
+            except ValueError as e:  # e.g. "the entire sequence is masked": an utterance too short
+                shortest = T if padding_mask is None else int((~padding_mask).sum(dim=1).min())
+                need = fewest_maskable_frames(c.mask_prob, c.mask_length)
+                if shortest >= need:
+                    raise
+                factor = self.subsampler.downsample_factor
+                raise ValueError(
+                    f"an utterance of {shortest} model frames is too short for masking spans of "
+                    f"model.mask_length={c.mask_length} with model.mask_prob={c.mask_prob:g} (fairseq's "
+                    f"compute_mask_indices: {e}). Keep utterances of at least {need} model frames: set "
+                    f"task.min_sample_size to at least {need * factor} fbank frames"
+                ) from None
             mask_indices = torch.from_numpy(mask).to(x.device)
             # mask_emb cast to x's dtype: under autocast x is bf16/fp16 and mask_emb fp32
             x = torch.where(mask_indices.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
