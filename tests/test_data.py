@@ -148,6 +148,12 @@ def test_fairseq_half_precision_batch_cast_leaves_the_waveforms_exact(data, prec
     assert float((kaldi_fbank(lossy) - fbank).abs().max()) > 0.1  # the damage the integers avoid
 
 
+def test_a_sample_rate_the_fbank_is_not_defined_for_fails_at_task_setup(data):
+    with pytest.raises(ValueError, match=r"task.sample_rate=8000: .* 16000 Hz audio. Resample"):
+        make_task(data, sample_rate=8000)
+    assert make_task(data, sample_rate=100).audio_sample_rate == 16000  # the official configs' spelling
+
+
 def test_label_line_count_mismatch(data):
     lines = (data / "train.km").read_text().splitlines()
     (data / "train.km").write_text("\n".join(lines[:-1]) + "\n")

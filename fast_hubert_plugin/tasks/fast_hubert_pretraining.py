@@ -24,6 +24,7 @@ from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPret
 from ..data.fbank_dataset import FbankHubertDataset
 from ..data.feature_store import FbankStore
 from ..data.labels import DEFAULT_LENGTH_TOLERANCE_S, load_dictionary
+from ..features.kaldi_fbank import FBANK_FRAME_RATE, SAMPLE_RATE
 from ..models.cmvn import configured_stats_path, with_stats_path
 from ..models.family import is_fast_hubert_config, wrapped_model
 from ..models.hubert_ctc import keep_pretrained_config, set_pretrained_cmvn, set_spec_augment
@@ -89,10 +90,20 @@ SPEC_AUG_KEYS = ("spec_aug_freq_masks", "spec_aug_freq_width", "spec_aug_time_ma
 class FastHubertPretrainingTask(HubertPretrainingTask):
     cfg: FastHubertPretrainingConfig
 
+    def __init__(self, cfg: FastHubertPretrainingConfig):
+        super().__init__(cfg)
+        _ = self.audio_sample_rate  # a sample rate the fbank is not defined for fails here, at setup
+
     @property
     def audio_sample_rate(self) -> int:
-        # The official Fast-HuBERT configs set sample_rate: 100 (their fbank frame rate).
-        return 16000 if self.cfg.sample_rate == 100 else self.cfg.sample_rate
+        """16000: the model's fbank is defined on 16 kHz audio. The official Fast-HuBERT configs set
+        sample_rate: 100 (their fbank frame rate), which means the same."""
+        if self.cfg.sample_rate not in (SAMPLE_RATE, FBANK_FRAME_RATE):
+            raise ValueError(
+                f"task.sample_rate={self.cfg.sample_rate}: the fast_hubert fbank is defined on {SAMPLE_RATE} Hz "
+                f"audio. Resample the audio to {SAMPLE_RATE} Hz and set task.sample_rate={SAMPLE_RATE}"
+            )
+        return SAMPLE_RATE
 
     def dict_paths(self) -> List[str]:
         return [os.path.join(self.get_label_dir(), f"dict.{label}.txt") for label in self.cfg.labels]
