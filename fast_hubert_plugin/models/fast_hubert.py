@@ -357,7 +357,12 @@ class FastHubertModel(BaseFairseqModel):
 
         With ``rng_keys`` each row's time spans are drawn from its own key, so a batch is masked the
         same way in any process and after a restart; without them (and for channel masks, as in
-        fairseq's ``hubert_ctc``) from numpy's global random state, as fairseq's ``HubertModel``."""
+        fairseq's ``hubert_ctc``) from numpy's global random state, as fairseq's ``HubertModel``.
+        What fairseq's function does with the keys: row i's generator is seeded with
+        ``hash((MASK_RNG_STREAM, 0, key_i)) % 10**6`` (a million distinct mask draws), and every row is
+        then thinned at random to the batch's smallest masked count with the last row's generator, so a
+        row's mask depends on the keys of its whole batch (and on nothing else). An utterance shorter
+        than ``fewest_maskable_frames`` can end fully masked, which fairseq refuses (error below)."""
         B, T, C = x.shape
         c = self.cfg
         mask_indices = None
@@ -496,7 +501,9 @@ class FastHubertModel(BaseFairseqModel):
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(B, T', D) output of block ``output_layer`` (1-based, default the last; with ``ret_conv``
         the unmasked Transformer input instead) and its padding mask (B, T') or None: the call
-        fairseq's ``hubert_ctc`` (``HubertEncoder``) makes, with HuBERT's signature."""
+        fairseq's ``hubert_ctc`` (``HubertEncoder``) makes, with HuBERT's signature. As in fairseq's
+        encoder, the final LayerNorm of a ``layer_norm_first`` model is applied only without
+        ``output_layer``: the output of a named block, the last included, is not normalised."""
         res = self.forward(source, padding_mask=padding_mask, mask=mask, features_only=True, output_layer=output_layer)
         return res["features"] if ret_conv else res["x"], res["padding_mask"]
 

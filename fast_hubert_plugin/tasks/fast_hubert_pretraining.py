@@ -6,6 +6,13 @@ All sizes (``max_sample_size``, ``min_sample_size``, ``max_keep_size`` and the t
 
 Fine-tuning mode (``fine_tuning: true``, ``labels: [ltr]``) serves fairseq's ``hubert_ctc``.
 
+What comes from fairseq's ``HubertPretrainingTask`` (its constructor runs): the dictionaries, loaded
+lazily by ``load_dictionaries`` through fairseq's task state (``self.state``, saved in checkpoints as
+``task_state``), ``get_label_dir`` (``label_dir``, else ``data``) and ``filter_indices_by_size``,
+which drops nothing: the dataset itself keeps utterances within ``min_sample_size`` and
+``max_keep_size``. fairseq's ``normalize`` and ``enable_padding`` keys are not used (the fbank gets
+global CMVN in the model; ``pad_audio`` pads).
+
 CMVN: ``task.cmvn_stats_path`` is the key users set. :meth:`FastHubertPretrainingTask.build_model`
 builds a fast_hubert model from a copy of its config whose ``cmvn_stats_path`` names the stats file
 for a new model (the model config's own, else the task's) and none for a model restored from a
@@ -157,7 +164,8 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
         self.state.merge_state_dict({"dictionaries": [None] * len(paths)})
 
     def get_batch_iterator(self, dataset, *args, seed: int = 1, **kwargs):
-        # The trainer passes common.seed here: it keys the dataset's crops and the model's masks.
+        # The trainer passes common.seed here (common.seed + epoch with
+        # dataset.update_ordered_indices_seed): it keys the dataset's crops and the model's masks.
         if hasattr(dataset, "set_seed"):
             dataset.set_seed(seed)
         return super().get_batch_iterator(dataset, *args, seed=seed, **kwargs)
