@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 
 from fast_hubert_plugin.export.cli import export
-from fast_hubert_plugin.features.kaldi_fbank import compute_fbank
+from fast_hubert_plugin.features.kaldi_fbank import compute_fbank, float32_log_mel_tolerance
 
 from conftest import cli, read_corpus_tsv
 
@@ -192,7 +192,7 @@ def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(
     pretrained, exported_pretrained, speech_root, tmp_path
 ):
     """Every hidden state equals fairseq's (fp32, <= 1e-4), a padded batch equals each utterance alone,
-    and the exported fbank equals the training fbank (kaldi-native-fbank) within 1e-3."""
+    and the exported fbank equals the training fbank within float32 rounding (features/kaldi_fbank.py)."""
     rows = read_corpus_tsv("librispeech_train_clean_100.tsv")[:3] + read_corpus_tsv("so762_dev.tsv")[:3]
     wavs = load_wavs(speech_root, rows)
     model, _ = fairseq_model(pretrained)
@@ -257,17 +257,14 @@ def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(
     got = np.load(tmp_path / "outputs.npz")
     assert got["fe_frames"].tolist() == [f.shape[0] for f in raw]
     assert got["fe_mask"].sum(1).tolist() == [f.shape[0] for f in raw]
-    # The fbank: kaldi-native-fbank computes in float32, the exported extractor in float64. Where pre-emphasis
-    # leaves almost no energy (the lowest mel bins of quiet frames) float32 rounding alone moves the log by up
-    # to ~0.03 (float32 vs float64 of the same torch code differ as much); everywhere else they agree to 1e-3.
+    # The fbank: the training fbank is float32, the exported extractor float64; they differ by float32
+    # rounding alone, within the bound stated beside the fbank (wide only in bins far below their frame's
+    # energy), and CMVN scales that bound by each bin's inverse std.
+    bounds = [float32_log_mel_tolerance(w, f) for w, f in zip(wavs, raw)]
     diffs = np.concatenate([np.abs(got[f"fe_raw{i}"] - raw[i]) for i in range(len(raw))])
-    assert float(diffs[:, 12:].max()) <= 1e-3, float(diffs[:, 12:].max())
-    assert float((diffs > 1e-3).mean()) <= 1e-3 and float(diffs.max()) <= 0.05, (
-        float((diffs > 1e-3).mean()),
-        float(diffs.max()),
-    )
-    for i in range(len(raw)):  # CMVN with the checkpoint's statistics, as the model applied it in training
-        assert np.abs(got[f"fe_norm{i}"] - normed[i]).max() <= 0.05
+    for i, bound in enumerate(bounds):
+        assert (np.abs(got[f"fe_raw{i}"] - raw[i]) <= bound).all(), i
+        assert (np.abs(got[f"fe_norm{i}"] - normed[i]) <= bound * model.cmvn_inv_std.numpy() + 1e-6).all(), i
     for i, ref in enumerate(reference):
         assert ref.shape[0] == 5  # layer 0 (Transformer input) + 4 blocks
         for kind in ("alone", "padded"):
@@ -282,7 +279,8 @@ def test_exported_model_equals_fairseq_on_real_speech_without_fairseq(
         )
     print(
         f"fbank: max |diff| {diffs.max():.1e}, bins 12..79 {diffs[:, 12:].max():.1e}, "
-        f"share over 1e-3 {(diffs > 1e-3).mean():.1e}"
+        f"share over 1e-3 {(diffs > 1e-3).mean():.1e}, largest share of the float32 bound "
+        f"{max(float((np.abs(got[f'fe_raw{i}'] - raw[i]) / b).max()) for i, b in enumerate(bounds)):.2f}"
     )
 
 

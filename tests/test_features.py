@@ -200,23 +200,58 @@ def test_a_pickled_store_is_its_path_and_maps_the_file_again(tmp_path):
         np.testing.assert_array_equal(copy[i], feats[i])
 
 
-def test_fbank_matches_kaldi_native_fbank_within_the_documented_tolerance(speech_root):
-    """kaldi-native-fbank is the reference of the torch fbank (features/kaldi_fbank.py docstring):
-    the same log-Mel to ~1e-4 on average; only the lowest bins of very quiet frames differ by more."""
+def kaldi_native_fbank(wav: np.ndarray) -> np.ndarray:
     import kaldi_native_fbank as knf
 
     from fast_hubert_plugin.features.mfcc import set_kaldi_defaults
 
-    rows = read_corpus_tsv("so762_train.tsv")[:4] + read_corpus_tsv("librispeech_train_clean_100.tsv")[:2]
-    for r in rows:
-        wav = read_audio(speech_root / r["path"])
-        ref = knf.OnlineFbank(set_kaldi_defaults(knf.FbankOptions(), 80))
-        ref.accept_waveform(16000, wav * 32768.0)
-        ref.input_finished()
-        ref = np.stack([ref.get_frame(i) for i in range(ref.num_frames_ready)])
-        diff = np.abs(compute_fbank(wav) - ref)
-        assert diff.shape == (num_fbank_frames(len(wav)), 80)
-        assert diff.max() < 0.05 and np.quantile(diff, 0.999) < 2e-3 and diff.mean() < 2e-5, (r["path"], diff.max())
+    ref = knf.OnlineFbank(set_kaldi_defaults(knf.FbankOptions(), 80))
+    ref.accept_waveform(16000, wav * 32768.0)
+    ref.input_finished()
+    return np.stack([ref.get_frame(i) for i in range(ref.num_frames_ready)])
+
+
+FBANK_REFERENCE_ROWS = [("so762_train.tsv", 4), ("librispeech_train_clean_100.tsv", 2), ("so762_dev.tsv", 2)]
+
+
+def fbank_reference_audio(speech_root):
+    rows = [r for name, n in FBANK_REFERENCE_ROWS for r in read_corpus_tsv(name)[:n]]
+    return [(r["path"], read_audio(speech_root / r["path"])) for r in rows]
+
+
+def test_fbank_matches_kaldi_native_fbank_within_float32_rounding(speech_root):
+    """kaldi-native-fbank is the reference of the torch fbank: every value within the float32 bound
+    stated beside the fbank (features/kaldi_fbank.py), which is wide only where a bin sits far below
+    its frame's energy."""
+    from fast_hubert_plugin.features.kaldi_fbank import float32_log_mel_tolerance
+
+    for path, wav in fbank_reference_audio(speech_root):
+        ref = kaldi_native_fbank(wav)
+        ours = compute_fbank(wav)
+        assert ours.shape == ref.shape == (num_fbank_frames(len(wav)), 80)
+        excess = np.abs(ours - ref) - float32_log_mel_tolerance(wav, ref)
+        assert excess.max() <= 0, (path, np.unravel_index(excess.argmax(), excess.shape))
+
+
+@pytest.mark.parametrize("mistake", ["hamming window", "pre-emphasis 0.95", "mel bank from 0 Hz"])
+def test_the_float32_bound_still_catches_a_wrong_fbank(speech_root, monkeypatch, mistake):
+    """The bound is tight enough that each Kaldi setting matters: a fbank with one of them wrong
+    leaves it on most values of every utterance (97-99.6 % measured; asserted: half)."""
+    from fast_hubert_plugin.features import kaldi_fbank as fb
+
+    window, banks = fb.povey_window(), fb.kaldi_mel_banks()
+    if mistake == "hamming window":
+        window = torch.hamming_window(fb.FRAME_LENGTH_SAMPLES, periodic=False, dtype=torch.float64)
+    elif mistake == "pre-emphasis 0.95":
+        monkeypatch.setattr(fb, "PREEMPHASIS", 0.95)
+    elif mistake == "mel bank from 0 Hz":
+        banks = fb.kaldi_mel_banks(low_freq=0.0)
+    monkeypatch.setattr(fb, "_CONSTANTS", {(80, "cpu", torch.float32): (window.float(), banks.float())})
+    for path, wav in fbank_reference_audio(speech_root)[:3]:
+        ref = kaldi_native_fbank(wav)
+        bound = fb.float32_log_mel_tolerance(wav, ref)
+        wrong = fb.compute_fbank(wav)
+        assert (np.abs(wrong - ref) > bound).mean() > 0.5, (path, mistake)
 
 
 def test_batched_fbank_equals_each_utterance_alone_in_float32_and_float64(speech_root):

@@ -8,10 +8,17 @@ no dither, snip_edges, 512-point power spectrum, 80 mel bins over 20 Hz..Nyquist
 ignored), log with a float-epsilon floor, the waveform scaled to the int16 range. A waveform of N
 samples at 16 kHz gives ``1 + (N - 400) // 160`` frames.
 
-kaldi-native-fbank (float32) is the reference in the tests, with this tolerance on the log-Mel
-values (order 10) of real speech: mean |diff| < 2e-5, 99.9 % of values within 2e-3, all within 0.05
-(the largest differences sit in the lowest mel bins of very quiet frames, where float32 rounding of
-a tiny power moves its log).
+kaldi-native-fbank (float32) is the reference in the tests, value by value, within what float32
+rounding allows (``float32_log_mel_tolerance``): two float32 fbanks of the same audio may differ by
+``eps * (A + B * sqrt(R))``, eps the float32 machine epsilon and R = 512 * (energy of the frame's
+int16-scale samples) / (the bin's mel energy). Why: DC removal and pre-emphasis subtract nearly equal
+samples, so each implementation carries an absolute error of about eps * |x| per sample; over the
+512-point FFT its power in one bin, relative to the bin's own, is eps^2 * R, which moves the log by about
+eps * sqrt(R) (B = 2: five times the largest measured, 0.38 eps * sqrt(R), both implementations' errors added). A bin far below
+its frame's energy (the lowest mel bins of near-silent frames: R up to 1e14 in the test speech) may
+therefore differ by 0.03; a well-conditioned bin only by the pipeline's own float32 rounding (frame
+sums, the FFT, the mel sums: at most 1,120 eps where R < 1e6 in the test speech; A = 8192 eps, 1e-3).
+A wrong window, pre-emphasis or mel bank moves well-conditioned bins by far more (tests/test_features.py).
 """
 
 import math
@@ -28,6 +35,8 @@ FFT_SIZE = 512
 INT16_SCALE = 32768.0
 PREEMPHASIS = 0.97
 LOG_FLOOR = float(np.finfo(np.float32).eps)
+FLOAT32_PIPELINE_ULPS = 8192  # A of float32_log_mel_tolerance, in units of float32's eps
+FLOAT32_LEAK_FACTOR = 2.0  # B of float32_log_mel_tolerance
 
 
 def num_fbank_frames(num_samples):
@@ -127,6 +136,17 @@ def kaldi_fbank(
         spec = torch.fft.rfft((frames - PREEMPHASIS * prev) * window, n=FFT_SIZE)  # B x F x 257
         power = spec.real.square() + spec.imag.square()
         return torch.matmul(power, mel_banks).clamp(min=LOG_FLOOR).log()
+
+
+def float32_log_mel_tolerance(waveform, log_mel: np.ndarray) -> np.ndarray:
+    """Per-value bound (frames, bins) on the difference between two float32 Kaldi fbanks of one 16 kHz
+    waveform (float in [-1, 1] or int16 PCM) whose log-Mel values are ``log_mel`` (module docstring)."""
+    waveform = np.asarray(waveform)
+    samples = waveform.astype(np.float64) * (1.0 if waveform.dtype == np.int16 else INT16_SCALE)
+    frames = np.lib.stride_tricks.sliding_window_view(samples, FRAME_LENGTH_SAMPLES)[::FRAME_SHIFT_SAMPLES]
+    frame_energy = np.square(frames).sum(axis=1, keepdims=True)[: len(log_mel)]
+    conditioning = FFT_SIZE * frame_energy / np.exp(np.asarray(log_mel, dtype=np.float64))
+    return LOG_FLOOR * (FLOAT32_PIPELINE_ULPS + FLOAT32_LEAK_FACTOR * np.sqrt(conditioning))
 
 
 def compute_fbank(waveform, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = NUM_MEL_BINS) -> np.ndarray:
