@@ -112,17 +112,37 @@ def test_readme_commands_compose_as_written(doc):
                 assert str(OmegaConf.select(cfg, key)) == value, override
 
 
+def test_a_checkout_reads_the_repositorys_config_folders(tmp_path):
+    """The repository's config/ is the one copy of the YAML files: the package holds none, and from a
+    checkout (editable install, or the checkout on PYTHONPATH) config_dir and python -m
+    fast_hubert_plugin.config name the repository's folders, from any working directory."""
+    assert not list((REPO / "fast_hubert_plugin").rglob("*.yaml"))
+    assert {kind: config_dir(kind) for kind in KINDS} == {kind: REPO / "config" / kind for kind in KINDS}
+    assert {p.parent.parent for p in CONFIGS} == {REPO / "config"} and len(CONFIGS) >= 10
+    for env in ({}, {"PYTHONPATH": str(REPO)}):
+        printed = subprocess.run(
+            [sys.executable, "-m", "fast_hubert_plugin.config", "finetuning"],
+            cwd=tmp_path,
+            env=dict(os.environ, **env),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert printed == f"{REPO / 'config' / 'finetuning'}\n"
+    with pytest.raises(ValueError, match="'training'"):
+        config_dir("training")
+
+
 def test_an_installed_wheel_carries_the_configs_the_docs_name(tmp_path):
     """A non-editable install stands alone: the wheel built from this checkout holds every YAML of the
-    package's config folders, and the package unpacked from it, with no repository on the path, finds
-    them inside itself (in Python and with python -m fast_hubert_plugin.config)."""
+    repository's config/ inside the package, and the package unpacked from it, with no repository on
+    the path, finds them inside itself (in Python and with python -m fast_hubert_plugin.config)."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("setup.py", "README.md"):
         shutil.copy(REPO / name, src)
-    shutil.copytree(
-        REPO / "fast_hubert_plugin", src / "fast_hubert_plugin", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for name in ("fast_hubert_plugin", "config"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
     subprocess.run([*build, "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True, text=True)
     (wheel,) = (tmp_path / "dist").glob("fast_hubert-*.whl")
@@ -143,6 +163,7 @@ def test_an_installed_wheel_carries_the_configs_the_docs_name(tmp_path):
     )
     assert Path(package).parent == site / "fast_hubert_plugin"
     installed = dict(zip(KINDS, map(Path, folders)))
+    assert installed == {kind: site / "fast_hubert_plugin" / "config" / kind for kind in KINDS}
     assert run("-m", "fast_hubert_plugin.config", "pretraining") == [str(installed["pretraining"])]
     assert run("-m", "fast_hubert_plugin.config", "user-dir") == [str(Path(package).parent)]
     for doc in DOCS:
