@@ -96,7 +96,7 @@ DOCS = ("README.md", "fast_hubert_plugin/clustering/README.md", "fast_hubert_plu
 def test_readme_names_the_base_configs():
     commands = readme_hydra_commands(REPO / "README.md")
     names = {name for _, name, _ in commands}
-    assert {"fast_hubert_base_librispeech", "base_10h"} <= names, names
+    assert {"fast_hubert_base_librispeech", "fast_hubert_base_librispeech_1gpu", "base_10h"} <= names, names
     assert any("task.feature_dir=/data/fbank" in o for *_, o in commands)
 
 
@@ -280,8 +280,90 @@ def test_shipped_pretraining_configs_keep_utterances_long_enough_to_mask():
 
     from fast_hubert_plugin.models.fast_hubert import fewest_maskable_frames
 
+    checked = []
     for path in sorted(config_dir("pretraining").glob("fast_hubert_*.yaml")):
         cfg = OmegaConf.load(path)
         factor = 2 ** len(str(cfg.model.conv_kernel_sizes).split(","))
         shortest = math.ceil(cfg.task.min_sample_size / factor)  # model frames of the shortest kept utterance
         assert shortest >= fewest_maskable_frames(cfg.model.mask_prob, cfg.model.mask_length), path.name
+        checked.append(path.stem)
+    assert {"fast_hubert_base_librispeech", "fast_hubert_base_librispeech_1gpu", "fast_hubert_base_ils"} <= set(checked)
+
+
+# Seconds of audio per update of every shipped config (a new config must be listed here): HuBERT-Base's
+# 2,800 s for the Base family, on 32 GPUs (stock's recipe), 8 GPUs or 1 GPU.
+SECONDS_PER_UPDATE = {
+    "pretraining/fast_hubert_base_librispeech": 2800,
+    "pretraining/fast_hubert_base_ils": 2800,
+    "pretraining/fast_hubert_base_librispeech_1gpu": 2800,
+    "pretraining/hubert_base_librispeech": 2800,
+    "pretraining/hubert_base_librispeech_1gpu": 2800,
+    "pretraining/fast_hubert_tiny_cpu": 36,
+    "pretraining/hubert_tiny_cpu": 36,
+    "finetuning/base_1h": 200,
+    "finetuning/base_10h": 200,
+    "finetuning/base_100h": 200,
+    "finetuning/tiny_cpu": 40,
+    "finetuning/hubert_tiny_cpu": 40,
+}
+GPUS = {"fast_hubert_base_librispeech": 8, "fast_hubert_base_ils": 8, "hubert_base_librispeech": 32}
+
+
+def composed_as_shipped(path: Path) -> dict:
+    """The config fairseq-hydra-train composes from ``path`` with placeholders for its ??? keys."""
+    raw = OmegaConf.load(path)
+    placeholders = {"task.labels": '["km"]', "model.label_rate": "50"}
+    missing = [f"{s}.{k}" for s in ("task", "model") for k in raw[s] if OmegaConf.is_missing(raw[s], k)]
+    return composed(path.parent, path.stem, [f"{k}={placeholders.get(k, '/data')}" for k in missing])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_total_batch_per_update(path):
+    """dataset.max_tokens x distributed_world_size x update_freq, as fairseq-hydra-train composes it, in fbank
+    frames (100 per second) or, for fairseq's own task, 16 kHz samples. The world size is written in every
+    YAML: fairseq's default is the number of GPUs of the machine, which would change the batch."""
+    cfg = composed_as_shipped(path)
+    per_second = 16000 if cfg["task"]["_name"] == "hubert_pretraining" else 100
+    world = cfg["distributed_training"]["distributed_world_size"]
+    (update_freq,) = cfg["optimization"]["update_freq"]
+    seconds = cfg["dataset"]["max_tokens"] * world * update_freq / per_second
+    assert seconds == SECONDS_PER_UPDATE[f"{path.parent.name}/{path.stem}"], (world, update_freq, seconds)
+    assert "distributed_world_size" in OmegaConf.load(path).distributed_training
+    assert world == (
+        1 if path.stem.endswith(("_1gpu", "_cpu")) or path.parent.name == "finetuning" else GPUS[path.stem]
+    )
+    if path.parent.name == "pretraining":  # a micro-batch holds at least one longest crop
+        assert cfg["dataset"]["max_tokens"] >= cfg["task"]["max_sample_size"]
+
+
+def flat(cfg, prefix="") -> dict:
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differences(name_a: str, name_b: str) -> dict:
+    a, b = (
+        flat(OmegaConf.to_container(OmegaConf.load(config_dir("pretraining") / f"{n}.yaml"))) for n in (name_a, name_b)
+    )
+    return {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+
+
+def test_one_gpu_configs_are_the_base_configs_but_batch_precision_and_loader():
+    """The 1-GPU configs change only what one GPU needs: the batch split (same total), the world size,
+    bf16 (the largest-batch record's dtype, the same for both systems compared), fast_hubert's loader."""
+    batch = {"dataset.max_tokens", "optimization.update_freq", "distributed_training.distributed_world_size"}
+    batch |= {"distributed_training.nprocs_per_node", "common.fp16", "common.bf16"}
+    ours = differences("fast_hubert_base_librispeech", "fast_hubert_base_librispeech_1gpu")
+    assert set(ours) == batch | {"dataset.num_workers"}, ours
+    stock = differences("hubert_base_librispeech", "hubert_base_librispeech_1gpu")
+    assert set(stock) == batch | {"distributed_training.distributed_port"}, stock
+    assert ours["common.bf16"] == stock["common.bf16"] == (None, True)
+    assert ours["common.fp16"] == stock["common.fp16"] == (True, False)
+    assert differences("fast_hubert_base_librispeech", "fast_hubert_base_ils") == {
+        "model.supervised_layers": ("[]", "[4]")
+    }
