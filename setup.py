@@ -56,6 +56,8 @@ setup(
             "fast-hubert-decode=fast_hubert_plugin.finetuning.decode:main",
             "fast-hubert-export=fast_hubert_plugin.export.cli:main",
             "fast-hubert-probe=fast_hubert_plugin.probing.probe:main",
+            # fairseq-hydra-train with the plugin registered first (torchrun without GPUs)
+            "fast-hubert-hydra-train=fast_hubert_plugin.hydra_train:main",
         ]
     },
 )

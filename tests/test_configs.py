@@ -37,6 +37,7 @@ SHELL_VARS = {
     "FEATS": "/data/fbank",
     "MASTER": "localhost",
     "R": "0",
+    "NODE_RANK": "1",
 }
 
 
@@ -45,15 +46,17 @@ def plugin_keys(ours, fairseq_base):
 
 
 def readme_hydra_commands(readme: Path):
-    """(config folder, config_name, overrides) of every fairseq-hydra-train command in a bash block."""
+    """(config folder, config_name, overrides) of every fairseq-hydra-train (or fast-hubert-hydra-train,
+    the same with the plugin registered first) command in a bash block."""
     text = readme.read_text(encoding="utf-8")
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\$\(which (fairseq|fast-hubert)-hydra-train\)", "fairseq-hydra-train", line)
+            line = line.replace("fast-hubert-hydra-train", "fairseq-hydra-train")
             if "fairseq-hydra-train" not in line:
                 continue
             line = re.sub(r"#.*$", "", line)
-            line = line.replace("$(which fairseq-hydra-train)", "fairseq-hydra-train")
             # the package's config folders, as the shell would print them
             line = re.sub(r"\$\(python -m fast_hubert_plugin\.config (\w+)\)", lambda m: str(config_dir(m[1])), line)
             line = re.sub(r"\$(\w+)", lambda m: SHELL_VARS[m[1]], line)
@@ -307,6 +310,7 @@ SECONDS_PER_UPDATE = {
     "finetuning/hubert_tiny_cpu": 40,
 }
 GPUS = {"fast_hubert_base_librispeech": 8, "fast_hubert_base_ils": 8, "hubert_base_librispeech": 32}
+GPUS_8 = "fast_hubert_base_librispeech"  # the multi-GPU config the README and examples/slurm_pretrain.sh launch
 
 
 def composed_as_shipped(path: Path) -> dict:
@@ -367,3 +371,54 @@ def test_one_gpu_configs_are_the_base_configs_but_batch_precision_and_loader():
     assert differences("fast_hubert_base_librispeech", "fast_hubert_base_ils") == {
         "model.supervised_layers": ("[]", "[4]")
     }
+
+
+def test_slurm_example_starts_one_torchrun_per_node(tmp_path):
+    """examples/slurm_pretrain.sh under a stand-in SLURM (srun runs its command once per node, scontrol
+    lists the nodes) with a torchrun that records its arguments: each node's torchrun gets its node rank,
+    the first node as master and the GPUs per node, and starts a command that composes with the 8-GPU
+    config's 2,800 s per update over the job's 2 x 4 GPUs, the user's overrides last."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    scripts = {
+        "scontrol": 'printf "gpu-a\\ngpu-b\\n"\n',
+        "srun": 'while [[ $1 == --* ]]; do shift; done\nfor n in 0 1; do SLURM_NODEID=$n "$@" & pids+=($!); done\n'
+        'for p in "${pids[@]}"; do wait "$p" || exit 1; done\n',
+        "torchrun": 'printf "%s\\n" "$@" > "$RECORDS/node$SLURM_NODEID.txt"\n',
+    }
+    for name, body in scripts.items():
+        (stubs / name).write_text("#!/usr/bin/env bash\n" + body)
+        (stubs / name).chmod(0o755)
+    (tmp_path / "data").mkdir()
+    env = dict(
+        os.environ,
+        PATH=f"{stubs}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        RECORDS=str(tmp_path),
+        SLURM_JOB_NODELIST="gpu-[a-b]",
+        SLURM_NNODES="2",
+        SLURM_GPUS_ON_NODE="4",
+    )
+    script = REPO / "examples" / "slurm_pretrain.sh"
+    proc = subprocess.run(
+        ["bash", str(script), "data", "data", "model.label_rate=100"], cwd=tmp_path, env=env, capture_output=True
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    for node in (0, 1):
+        args = (tmp_path / f"node{node}.txt").read_text().splitlines()
+        launcher = ["--nnodes", "2", "--node_rank", str(node), "--nproc_per_node", "4"]
+        assert args[:10] == launcher + ["--master_addr", "gpu-a", "--master_port", "29500"], args
+        assert Path(args[10]).name == "fast-hubert-hydra-train"
+        words = args[11:]
+        folder, name = Path(words[1]), words[3]
+        assert (words[0], words[2], folder, name) == (
+            "--config-dir",
+            "--config-name",
+            config_dir("pretraining"),
+            GPUS_8,
+        )
+        overrides = words[4:]
+        assert f"hydra.run.dir={tmp_path / 'outputs' / GPUS_8}" in overrides
+        cfg = composed(folder, name, [o for o in overrides if not o.startswith("hydra.")])
+        assert cfg["task"]["data"] == str(tmp_path / "data") and cfg["model"]["label_rate"] == 100
+        frames = 2 * 4 * cfg["dataset"]["max_tokens"] * cfg["optimization"]["update_freq"][0]
+        assert frames == 100 * SECONDS_PER_UPDATE[f"pretraining/{GPUS_8}"]
