@@ -6,6 +6,8 @@ the ranges below are what the code needs.
 
 from setuptools import find_packages, setup
 
+CONFIG_PACKAGES = ["fast_hubert_plugin.config.pretraining", "fast_hubert_plugin.config.finetuning"]
+
 setup(
     name="fast-hubert",
     version="0.1.0",
@@ -14,9 +16,11 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["fast_hubert_plugin", "fast_hubert_plugin.*"]),
-    # the Hydra configs travel with the package (fast_hubert_plugin.config_dir finds them)
-    package_data={"fast_hubert_plugin.config": ["pretraining/*.yaml", "finetuning/*.yaml"]},
+    packages=find_packages(include=["fast_hubert_plugin", "fast_hubert_plugin.*"]) + CONFIG_PACKAGES,
+    # The repository's config/ is the one copy of the Hydra configs; a built package carries it as
+    # fast_hubert_plugin/config/{pretraining,finetuning}/ (fast_hubert_plugin.config_dir finds either).
+    package_dir={package: f"config/{package.rsplit('.', 1)[1]}" for package in CONFIG_PACKAGES},
+    package_data={package: ["*.yaml"] for package in CONFIG_PACKAGES},
     install_requires=[
         "torch>=2.1",
         "numpy>=1.24",
@@ -52,6 +56,8 @@ setup(
             "fast-hubert-decode=fast_hubert_plugin.finetuning.decode:main",
             "fast-hubert-export=fast_hubert_plugin.export.cli:main",
             "fast-hubert-probe=fast_hubert_plugin.probing.probe:main",
+            # fairseq-hydra-train with the plugin registered first (torchrun without GPUs)
+            "fast-hubert-hydra-train=fast_hubert_plugin.hydra_train:main",
         ]
     },
 )

@@ -255,7 +255,7 @@ def report_header(args, ws, costs, seconds) -> list:
         + (" --overrides " + " ".join(args.overrides) + f" --recipe-name {args.recipe_name}" if args.overrides else "")
         + (f" --stop-after-minutes {args.stop_after_minutes:g}" if args.stop_after_minutes is not None else "")
         + "`",
-        "Recipe: the tiny config `fast_hubert_plugin/config/pretraining/fast_hubert_tiny_cpu.yaml`"
+        "Recipe: the tiny config `config/pretraining/fast_hubert_tiny_cpu.yaml`"
         + (
             f", with {', '.join(f'`{o}`' for o in args.overrides)} for fast_hubert and fast_hubert + ILS "
             "(`recipe_sweep_cpu.md`); stock HuBERT keeps the tiny defaults."

@@ -97,7 +97,7 @@ STOCK_MODEL = dict(
     untie_final_proj=True,
     activation_dropout=0.0,
 )
-# fast_hubert_plugin/config/pretraining/fast_hubert_base_librispeech.yaml (model section)
+# config/pretraining/fast_hubert_base_librispeech.yaml (model section)
 FAST_MODEL = dict(
     label_rate=LABEL_RATE,
     conv_kernel_sizes="5,5",

@@ -33,9 +33,11 @@ def register() -> None:
 
             from .fairseq_patches.checkpoint_copy import make_checkpoint_copies_atomic
             from .fairseq_patches.checkpoint_safety import allow_fairseq_checkpoints
+            from .fairseq_patches.torchrun_on_cpu import allow_torchrun_on_cpu
 
             allow_fairseq_checkpoints()
             make_checkpoint_copies_atomic()
+            allow_torchrun_on_cpu()
             from . import criterions, models, optim, tasks  # noqa: F401  (their decorators register)
     except BaseException:
         _registered = False

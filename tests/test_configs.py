@@ -37,6 +37,7 @@ SHELL_VARS = {
     "FEATS": "/data/fbank",
     "MASTER": "localhost",
     "R": "0",
+    "NODE_RANK": "1",
 }
 
 
@@ -45,15 +46,17 @@ def plugin_keys(ours, fairseq_base):
 
 
 def readme_hydra_commands(readme: Path):
-    """(config folder, config_name, overrides) of every fairseq-hydra-train command in a bash block."""
+    """(config folder, config_name, overrides) of every fairseq-hydra-train (or fast-hubert-hydra-train,
+    the same with the plugin registered first) command in a bash block."""
     text = readme.read_text(encoding="utf-8")
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\$\(which (fairseq|fast-hubert)-hydra-train\)", "fairseq-hydra-train", line)
+            line = line.replace("fast-hubert-hydra-train", "fairseq-hydra-train")
             if "fairseq-hydra-train" not in line:
                 continue
             line = re.sub(r"#.*$", "", line)
-            line = line.replace("$(which fairseq-hydra-train)", "fairseq-hydra-train")
             # the package's config folders, as the shell would print them
             line = re.sub(r"\$\(python -m fast_hubert_plugin\.config (\w+)\)", lambda m: str(config_dir(m[1])), line)
             line = re.sub(r"\$(\w+)", lambda m: SHELL_VARS[m[1]], line)
@@ -96,7 +99,7 @@ DOCS = ("README.md", "fast_hubert_plugin/clustering/README.md", "fast_hubert_plu
 def test_readme_names_the_base_configs():
     commands = readme_hydra_commands(REPO / "README.md")
     names = {name for _, name, _ in commands}
-    assert {"fast_hubert_base_librispeech", "base_10h"} <= names, names
+    assert {"fast_hubert_base_librispeech", "fast_hubert_base_librispeech_1gpu", "base_10h"} <= names, names
     assert any("task.feature_dir=/data/fbank" in o for *_, o in commands)
 
 
@@ -112,17 +115,37 @@ def test_readme_commands_compose_as_written(doc):
                 assert str(OmegaConf.select(cfg, key)) == value, override
 
 
+def test_a_checkout_reads_the_repositorys_config_folders(tmp_path):
+    """The repository's config/ is the one copy of the YAML files: the package holds none, and from a
+    checkout (editable install, or the checkout on PYTHONPATH) config_dir and python -m
+    fast_hubert_plugin.config name the repository's folders, from any working directory."""
+    assert not list((REPO / "fast_hubert_plugin").rglob("*.yaml"))
+    assert {kind: config_dir(kind) for kind in KINDS} == {kind: REPO / "config" / kind for kind in KINDS}
+    assert {p.parent.parent for p in CONFIGS} == {REPO / "config"} and len(CONFIGS) >= 10
+    for env in ({}, {"PYTHONPATH": str(REPO)}):
+        printed = subprocess.run(
+            [sys.executable, "-m", "fast_hubert_plugin.config", "finetuning"],
+            cwd=tmp_path,
+            env=dict(os.environ, **env),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert printed == f"{REPO / 'config' / 'finetuning'}\n"
+    with pytest.raises(ValueError, match="'training'"):
+        config_dir("training")
+
+
 def test_an_installed_wheel_carries_the_configs_the_docs_name(tmp_path):
     """A non-editable install stands alone: the wheel built from this checkout holds every YAML of the
-    package's config folders, and the package unpacked from it, with no repository on the path, finds
-    them inside itself (in Python and with python -m fast_hubert_plugin.config)."""
+    repository's config/ inside the package, and the package unpacked from it, with no repository on
+    the path, finds them inside itself (in Python and with python -m fast_hubert_plugin.config)."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("setup.py", "README.md"):
         shutil.copy(REPO / name, src)
-    shutil.copytree(
-        REPO / "fast_hubert_plugin", src / "fast_hubert_plugin", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for name in ("fast_hubert_plugin", "config"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
     subprocess.run([*build, "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True, text=True)
     (wheel,) = (tmp_path / "dist").glob("fast_hubert-*.whl")
@@ -143,6 +166,7 @@ def test_an_installed_wheel_carries_the_configs_the_docs_name(tmp_path):
     )
     assert Path(package).parent == site / "fast_hubert_plugin"
     installed = dict(zip(KINDS, map(Path, folders)))
+    assert installed == {kind: site / "fast_hubert_plugin" / "config" / kind for kind in KINDS}
     assert run("-m", "fast_hubert_plugin.config", "pretraining") == [str(installed["pretraining"])]
     assert run("-m", "fast_hubert_plugin.config", "user-dir") == [str(Path(package).parent)]
     for doc in DOCS:
@@ -259,8 +283,142 @@ def test_shipped_pretraining_configs_keep_utterances_long_enough_to_mask():
 
     from fast_hubert_plugin.models.fast_hubert import fewest_maskable_frames
 
+    checked = []
     for path in sorted(config_dir("pretraining").glob("fast_hubert_*.yaml")):
         cfg = OmegaConf.load(path)
         factor = 2 ** len(str(cfg.model.conv_kernel_sizes).split(","))
         shortest = math.ceil(cfg.task.min_sample_size / factor)  # model frames of the shortest kept utterance
         assert shortest >= fewest_maskable_frames(cfg.model.mask_prob, cfg.model.mask_length), path.name
+        checked.append(path.stem)
+    assert {"fast_hubert_base_librispeech", "fast_hubert_base_librispeech_1gpu", "fast_hubert_base_ils"} <= set(checked)
+
+
+# Seconds of audio per update of every shipped config (a new config must be listed here): HuBERT-Base's
+# 2,800 s for the Base family, on 32 GPUs (stock's recipe), 8 GPUs or 1 GPU.
+SECONDS_PER_UPDATE = {
+    "pretraining/fast_hubert_base_librispeech": 2800,
+    "pretraining/fast_hubert_base_ils": 2800,
+    "pretraining/fast_hubert_base_librispeech_1gpu": 2800,
+    "pretraining/hubert_base_librispeech": 2800,
+    "pretraining/hubert_base_librispeech_1gpu": 2800,
+    "pretraining/fast_hubert_tiny_cpu": 36,
+    "pretraining/hubert_tiny_cpu": 36,
+    "finetuning/base_1h": 200,
+    "finetuning/base_10h": 200,
+    "finetuning/base_100h": 200,
+    "finetuning/tiny_cpu": 40,
+    "finetuning/hubert_tiny_cpu": 40,
+}
+GPUS = {"fast_hubert_base_librispeech": 8, "fast_hubert_base_ils": 8, "hubert_base_librispeech": 32}
+GPUS_8 = "fast_hubert_base_librispeech"  # the multi-GPU config the README and examples/slurm_pretrain.sh launch
+
+
+def composed_as_shipped(path: Path) -> dict:
+    """The config fairseq-hydra-train composes from ``path`` with placeholders for its ??? keys."""
+    raw = OmegaConf.load(path)
+    placeholders = {"task.labels": '["km"]', "model.label_rate": "50"}
+    missing = [f"{s}.{k}" for s in ("task", "model") for k in raw[s] if OmegaConf.is_missing(raw[s], k)]
+    return composed(path.parent, path.stem, [f"{k}={placeholders.get(k, '/data')}" for k in missing])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_total_batch_per_update(path):
+    """dataset.max_tokens x distributed_world_size x update_freq, as fairseq-hydra-train composes it, in fbank
+    frames (100 per second) or, for fairseq's own task, 16 kHz samples. The world size is written in every
+    YAML: fairseq's default is the number of GPUs of the machine, which would change the batch."""
+    cfg = composed_as_shipped(path)
+    per_second = 16000 if cfg["task"]["_name"] == "hubert_pretraining" else 100
+    world = cfg["distributed_training"]["distributed_world_size"]
+    (update_freq,) = cfg["optimization"]["update_freq"]
+    seconds = cfg["dataset"]["max_tokens"] * world * update_freq / per_second
+    assert seconds == SECONDS_PER_UPDATE[f"{path.parent.name}/{path.stem}"], (world, update_freq, seconds)
+    assert "distributed_world_size" in OmegaConf.load(path).distributed_training
+    assert world == (
+        1 if path.stem.endswith(("_1gpu", "_cpu")) or path.parent.name == "finetuning" else GPUS[path.stem]
+    )
+    if path.parent.name == "pretraining":  # a micro-batch holds at least one longest crop
+        assert cfg["dataset"]["max_tokens"] >= cfg["task"]["max_sample_size"]
+
+
+def flat(cfg, prefix="") -> dict:
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differences(name_a: str, name_b: str) -> dict:
+    a, b = (
+        flat(OmegaConf.to_container(OmegaConf.load(config_dir("pretraining") / f"{n}.yaml"))) for n in (name_a, name_b)
+    )
+    return {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+
+
+def test_one_gpu_configs_are_the_base_configs_but_batch_precision_and_loader():
+    """The 1-GPU configs change only what one GPU needs: the batch split (same total), the world size,
+    bf16 (the largest-batch record's dtype, the same for both systems compared), fast_hubert's loader."""
+    batch = {"dataset.max_tokens", "optimization.update_freq", "distributed_training.distributed_world_size"}
+    batch |= {"distributed_training.nprocs_per_node", "common.fp16", "common.bf16"}
+    ours = differences("fast_hubert_base_librispeech", "fast_hubert_base_librispeech_1gpu")
+    assert set(ours) == batch | {"dataset.num_workers"}, ours
+    stock = differences("hubert_base_librispeech", "hubert_base_librispeech_1gpu")
+    assert set(stock) == batch | {"distributed_training.distributed_port"}, stock
+    assert ours["common.bf16"] == stock["common.bf16"] == (None, True)
+    assert ours["common.fp16"] == stock["common.fp16"] == (True, False)
+    assert differences("fast_hubert_base_librispeech", "fast_hubert_base_ils") == {
+        "model.supervised_layers": ("[]", "[4]")
+    }
+
+
+def test_slurm_example_starts_one_torchrun_per_node(tmp_path):
+    """examples/slurm_pretrain.sh under a stand-in SLURM (srun runs its command once per node, scontrol
+    lists the nodes) with a torchrun that records its arguments: each node's torchrun gets its node rank,
+    the first node as master and the GPUs per node, and starts a command that composes with the 8-GPU
+    config's 2,800 s per update over the job's 2 x 4 GPUs, the user's overrides last."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    scripts = {
+        "scontrol": 'printf "gpu-a\\ngpu-b\\n"\n',
+        "srun": 'while [[ $1 == --* ]]; do shift; done\nfor n in 0 1; do SLURM_NODEID=$n "$@" & pids+=($!); done\n'
+        'for p in "${pids[@]}"; do wait "$p" || exit 1; done\n',
+        "torchrun": 'printf "%s\\n" "$@" > "$RECORDS/node$SLURM_NODEID.txt"\n',
+    }
+    for name, body in scripts.items():
+        (stubs / name).write_text("#!/usr/bin/env bash\n" + body)
+        (stubs / name).chmod(0o755)
+    (tmp_path / "data").mkdir()
+    env = dict(
+        os.environ,
+        PATH=f"{stubs}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        RECORDS=str(tmp_path),
+        SLURM_JOB_NODELIST="gpu-[a-b]",
+        SLURM_NNODES="2",
+        SLURM_GPUS_ON_NODE="4",
+    )
+    script = REPO / "examples" / "slurm_pretrain.sh"
+    proc = subprocess.run(
+        ["bash", str(script), "data", "data", "model.label_rate=100"], cwd=tmp_path, env=env, capture_output=True
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    for node in (0, 1):
+        args = (tmp_path / f"node{node}.txt").read_text().splitlines()
+        launcher = ["--nnodes", "2", "--node_rank", str(node), "--nproc_per_node", "4"]
+        assert args[:10] == launcher + ["--master_addr", "gpu-a", "--master_port", "29500"], args
+        assert Path(args[10]).name == "fast-hubert-hydra-train"
+        words = args[11:]
+        folder, name = Path(words[1]), words[3]
+        assert (words[0], words[2], folder, name) == (
+            "--config-dir",
+            "--config-name",
+            config_dir("pretraining"),
+            GPUS_8,
+        )
+        overrides = words[4:]
+        assert f"hydra.run.dir={tmp_path / 'outputs' / GPUS_8}" in overrides
+        cfg = composed(folder, name, [o for o in overrides if not o.startswith("hydra.")])
+        assert cfg["task"]["data"] == str(tmp_path / "data") and cfg["model"]["label_rate"] == 100
+        frames = 2 * 4 * cfg["dataset"]["max_tokens"] * cfg["optimization"]["update_freq"][0]
+        assert frames == 100 * SECONDS_PER_UPDATE[f"pretraining/{GPUS_8}"]

@@ -1,6 +1,7 @@
 """Distributed training and exact resume on a CPU: summable logs, 2 ranks over gloo through
-`fairseq-hydra-train`, torch DDP with find_unused_parameters=False, and a run killed with SIGKILL
-that continues with the losses of an uninterrupted run."""
+`fairseq-hydra-train` (started by hand, and as two torchrun "nodes"), torch DDP with
+find_unused_parameters=False, and a run killed with SIGKILL that continues with the losses of an
+uninterrupted run."""
 
 import json
 import os
@@ -26,9 +27,9 @@ from conftest import train_log_records
 PROBE = Path(__file__).resolve().parent / "rank_probe"
 
 
-def hydra_command(run_dir: Path, overrides, user_dir: Path = PROBE):
+def hydra_command(run_dir: Path, overrides, user_dir: Path = PROBE, entry_point: str = "fairseq-hydra-train"):
     return [
-        str(Path(sys.executable).parent / "fairseq-hydra-train"),
+        str(Path(sys.executable).parent / entry_point),
         "--config-dir",
         str(config_dir("pretraining")),
         "--config-name",
@@ -249,39 +250,30 @@ def test_two_ranks_over_gloo_match_one_rank_with_update_freq_2(pretraining_data,
     check_two_ranks_match_one(tmp_path / "probe", outs[0], one_rank_update_freq_2)
 
 
-def test_torchrun_launch_on_cpu(pretraining_data, tmp_path, one_rank_update_freq_2):
-    """The README's torchrun form: fairseq's own torchrun detection divides by the CUDA device count,
-    so the rank comes from torchrun's environment through the config (env://, ${oc.env:RANK})."""
-    torchrun = Path(sys.executable).parent / "torchrun"
-    (tmp_path / "run").mkdir()
-    overrides = (
-        probe_overrides(pretraining_data, tmp_path / "probe", UPDATES + 1, UPDATES)
-        + GLOO
-        + [
-            "distributed_training.distributed_init_method=env://",
-            "distributed_training.distributed_rank=${oc.env:RANK}",
-            "distributed_training.device_id=${oc.env:LOCAL_RANK}",
-        ]
-    )
-    cmd = [
-        str(torchrun),
-        "--nnodes",
-        "1",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        *hydra_command(tmp_path / "run", overrides),
-    ]
-    proc = subprocess.run(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=tmp_path, timeout=600
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    assert "distributed init (rank 0): env://" in proc.stdout and "distributed init (rank 1): env://" in proc.stdout
-    assert (tmp_path / "run" / "checkpoints" / "checkpoint_last.pt").is_file()
-    check_two_ranks_match_one(tmp_path / "probe", proc.stdout, one_rank_update_freq_2)
+def test_two_torchrun_nodes_of_one_process_train_together(pretraining_data, tmp_path, one_rank_update_freq_2):
+    """The README's multi-node launch on one machine: two torchrun launchers (--nnodes 2, one process each,
+    the same master address and port), each starting fast-hubert-hydra-train, whose ranks come from fairseq's
+    own torchrun detection (the plugin's patch gives device 0 without GPUs); gloo on the CPU."""
+    port, procs = free_port(), []
+    for node in (0, 1):
+        (tmp_path / f"node{node}").mkdir()
+        overrides = probe_overrides(pretraining_data, tmp_path / "probe", UPDATES + 1, UPDATES) + GLOO
+        launcher = [str(Path(sys.executable).parent / "torchrun"), "--nnodes", "2", "--nproc-per-node", "1"]
+        launcher += ["--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", str(port)]
+        cmd = hydra_command(tmp_path / f"node{node}", overrides, entry_point="fast-hubert-hydra-train")
+        procs.append(
+            subprocess.Popen(
+                launcher + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=tmp_path
+            )
+        )
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    for node, (p, out) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0, f"node {node}:\n{out[-4000:]}"
+        assert f"distributed init (rank {node}): env://" in out  # torchrun's environment, read by fairseq
+    # one checkpoint, written by rank 0 on node 0
+    assert (tmp_path / "node0" / "checkpoints" / "checkpoint_last.pt").is_file()
+    assert not list((tmp_path / "node1").rglob("*.pt"))
+    check_two_ranks_match_one(tmp_path / "probe", outs[0], one_rank_update_freq_2)
 
 
 # ---- 2. torch DDP (c10d, gloo) with find_unused_parameters=False ------------------------------------

@@ -227,10 +227,15 @@ def climbs_out(text: str, depth: int):
     return found + [m[0] for m in chains if m[1].count(".parent") - 1 > depth]
 
 
+# The one way out of the package: config_dir's fallback to a checkout's config/ when the package carries
+# no copy of the configs (a built package does; test_configs.py checks both).
+CHECKOUT_CONFIGS = {"config/__init__.py": ["parents[2]"]}
+
+
 def test_the_package_stands_alone():
     """An installed package finds what it needs inside itself: no path leaves the package folder
-    (the repository's configs, examples, benchmarks), and the project's speech folder beside the
-    repository is named by the demo and the benchmarks only, not here."""
+    (the repository's examples, benchmarks; its configs only as the checkout's fallback), and the
+    project's speech folder beside the repository is named by the demo and the benchmarks only, not here."""
     wrong = {}
     for path in sorted(PACKAGE.rglob("*")):
         if path.suffix not in (".py", ".md", ".yaml"):
@@ -238,7 +243,7 @@ def test_the_package_stands_alone():
         text, rel = path.read_text(encoding="utf-8"), path.relative_to(PACKAGE)
         found = climbs_out(text, len(rel.parts) - 1) if path.suffix == ".py" else []
         found += re.findall(r"shared/speech|\"shared\"|\"config\"\s*/|\bREPO\b", text)
-        if found:
+        if found != CHECKOUT_CONFIGS.get(rel.as_posix(), []):
             wrong[str(rel)] = found
     assert not wrong, wrong
 

@@ -18,6 +18,7 @@ from fairseq.models import MODEL_REGISTRY
 from fairseq.optim import OPTIMIZER_REGISTRY
 from fairseq.tasks import TASK_REGISTRY
 from fairseq import utils
+from fairseq.distributed import utils as distributed_utils
 from argparse import Namespace
 from fast_hubert_plugin.config import user_dir
 utils.import_user_module(Namespace(user_dir=str(user_dir())))  # what fairseq does for common.user_dir
@@ -29,6 +30,7 @@ print(json.dumps({
     "criterion": "fast_hubert" in CRITERION_REGISTRY,
     "optimizer": "torch_adamw" in OPTIMIZER_REGISTRY,
     "atomic_copy": PathManager.copy.__name__ == "atomic_copy",
+    "torchrun_on_cpu": distributed_utils._infer_torch_distributed_launch_init.__name__ == "infer_torchrun_init",
     "checkpoint_keys": sorted(ckpt)[:2],
     "root_logger": [root.level, len(root.handlers)],
     "fairseq_loader": type(sys.modules["fairseq"].__loader__).__name__,
@@ -56,7 +58,7 @@ def test_features_and_config_import_without_fairseq_or_patches():
 def registered_as_expected(out: str, plugin_first: bool = True):
     got = json.loads(out.strip().splitlines()[-1])
     assert got["task"] and got["model"] and got["criterion"] and got["optimizer"], got
-    assert got["atomic_copy"], got
+    assert got["atomic_copy"] and got["torchrun_on_cpu"], got
     assert got["checkpoint_keys"] == ["args", "cfg"], got  # fairseq's checkpoint loaded weights-only
     if (
         plugin_first
