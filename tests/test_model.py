@@ -14,7 +14,8 @@ from fast_hubert_plugin.models import fast_hubert as fast_hubert_module
 from fast_hubert_plugin.models import layer_encoder
 from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel, label_stride
 from fast_hubert_plugin.models.official_names import OfficialFastHubertConfig, OfficialFastHubertModel
-from fast_hubert_plugin.models.subsampler import FbankSubsampler, subsampled_lengths
+from fast_hubert_plugin.models.subsampler import FbankSubsampler
+from fast_hubert_plugin.utils.masks import subsampled_lengths
 
 
 def units(n=20) -> Dictionary:
@@ -475,7 +476,7 @@ def test_too_short_for_masking_names_the_fewest_frames_and_the_setting():
     """fairseq's compute_mask_indices refuses an utterance its spans would cover whole; the model says
     which task.min_sample_size avoids it. At the computed fewest frames no key fails (checked over 600
     keys for several mask settings when the bound was written); one frame fewer, some keys do."""
-    from fast_hubert_plugin.models.fast_hubert import fewest_maskable_frames
+    from fast_hubert_plugin.data.span_masks import fewest_maskable_frames
 
     model = tiny_model(mask_prob=0.8, mask_length=10).train()
     need = fewest_maskable_frames(0.8, 10)

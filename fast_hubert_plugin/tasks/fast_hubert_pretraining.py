@@ -18,6 +18,11 @@ builds a fast_hubert model from a copy of its config whose ``cmvn_stats_path`` n
 for a new model (the model config's own, else the task's) and none for a model restored from a
 checkpoint, whose buffers come with the checkpoint's tensors. ``FastHubertModel.build_model`` reads
 the file it names (models/cmvn.py).
+
+Masks: once it has built a fast_hubert pretraining model, ``build_model`` hands the model's
+``span_masking()`` (its frame geometry and masking settings) to the datasets already loaded (fairseq
+loads the valid splits first) and ``load_dataset`` to the later ones (the train split): their
+collaters then draw the span masks in the loader workers (data/span_masks.py).
 """
 
 import logging
@@ -100,6 +105,7 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
     def __init__(self, cfg: FastHubertPretrainingConfig):
         super().__init__(cfg)
         _ = self.audio_sample_rate  # a sample rate the fbank is not defined for fails here, at setup
+        self.span_masking = None  # the model's, once built: its datasets then draw the masks
 
     @property
     def audio_sample_rate(self) -> int:
@@ -125,6 +131,12 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
         if is_fast_hubert_config(cfg):  # where its CMVN comes from: the stats file, or the checkpoint
             cfg = with_stats_path(cfg, None if from_checkpoint else self.new_model_stats_path(cfg))
         model = super().build_model(cfg, from_checkpoint)
+        if is_fast_hubert_config(cfg) and not self.cfg.fine_tuning and model.label_heads is not None:
+            # fairseq loads the valid splits before it builds the model, the train split after
+            self.span_masking = model.span_masking()
+            for dataset in self.datasets.values():
+                if isinstance(dataset, FbankHubertDataset):
+                    dataset.set_span_masking(self.span_masking)
         if wrapped_model(model) is not None:  # hubert_ctc around fast_hubert
             keep_pretrained_config(cfg, model)
             if getattr(cfg, "no_pretrained_weights", False) and not from_checkpoint:
@@ -192,4 +204,5 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
             feature_store=store,
             label_length_tolerance_s=self.cfg.label_length_tolerance,
             check_audio_files=self.cfg.check_audio_files,
+            span_masking=self.span_masking,
         )
