@@ -323,3 +323,49 @@ def test_label_encoder_equals_fairseqs_encode_line(data):
         letters.add_symbol(symbol)
     spelled = fbank_dataset.LabelEncoderStrict(letters)
     assert spelled.table is None and spelled("A B |").tolist() == [letters.index(s) for s in "AB|"]
+
+
+def test_loader_workers_run_one_intra_op_thread(data):
+    """The workers of fairseq's batch iterator collate with one torch thread whatever the training
+    process uses: torch's worker loop sets it (fairseq's EpochBatchIterator passes no worker_init_fn, so
+    there is no hook of ours to do it). Were that to change, loader workers would take every core."""
+    import os
+
+    task = make_task(data)
+    task.load_dataset("train")
+    ds = task.datasets["train"]
+    collate = ds.collater
+
+    def collater(samples):
+        batch = collate(samples)
+        batch["threads"], batch["pid"] = torch.get_num_threads(), os.getpid()
+        return batch
+
+    ds.collater = collater
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        itr = task.get_batch_iterator(ds, max_tokens=2400, num_workers=1, disable_iterator_cache=True)
+        batch = next(iter(itr.next_epoch_itr(shuffle=False)))
+        assert batch["pid"] != os.getpid() and batch["threads"] == 1 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("on_cuda,omp,want", [(True, None, 1), (True, "2", 2), (False, None, 2)])
+def test_training_on_cuda_keeps_one_cpu_thread_unless_omp_num_threads_says(data, monkeypatch, on_cuda, omp, want):
+    """fairseq's trainer calls begin_epoch with the model on its device. A process training on CUDA drops
+    to one intra-op thread (as torchrun sets it); OMP_NUM_THREADS, when set, wins; CPU training keeps all."""
+    task = make_task(data)
+    model = SimpleNamespace(parameters=lambda: iter([SimpleNamespace(is_cuda=on_cuda)]))
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        task.begin_epoch(1, model)
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(threads)

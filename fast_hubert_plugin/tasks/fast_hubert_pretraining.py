@@ -30,6 +30,7 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+import torch
 from fairseq.tasks import register_task
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPretrainingTask
 
@@ -174,6 +175,19 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
             return
         logger.info(f"pretraining dictionaries {paths} not found: building the model without label heads")
         self.state.merge_state_dict({"dictionaries": [None] * len(paths)})
+
+    def begin_epoch(self, epoch, model):
+        """fairseq calls this with the model on its device: a training process whose model is on CUDA
+        keeps one intra-op CPU thread unless OMP_NUM_THREADS says otherwise, as torchrun sets it. It has
+        no CPU arithmetic to share out, and idle-spinning OpenMP threads of every rank starve the threads
+        that launch the GPU work (fairseq#3342: GPUs at 30 % with the CPUs at 100 %)."""
+        super().begin_epoch(epoch, model)
+        on_cuda = any(p.is_cuda for p in model.parameters())
+        if on_cuda and "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() != 1:
+            logger.info(
+                f"training on CUDA: 1 intra-op CPU thread instead of {torch.get_num_threads()} (OMP_NUM_THREADS)"
+            )
+            torch.set_num_threads(1)
 
     def get_batch_iterator(self, dataset, *args, seed: int = 1, **kwargs):
         # The trainer passes common.seed here (common.seed + epoch with
