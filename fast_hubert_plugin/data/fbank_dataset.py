@@ -15,8 +15,9 @@ One utterance from the manifest line to the batch (model/loss: models/fast_huber
    label set]}``; units become dictionary ids through ``LabelEncoderStrict``.
 3. ``collater`` (in a loader worker): every utterance is cut to one size in fbank frames,
    ``min(shortest, max_sample_size)`` (``pad_audio``: ``min(longest, max_sample_size)``, shorter ones
-   zero-padded). A longer one is cropped at a start that is a multiple of ``CROP_MULTIPLE`` frames,
-   drawn from its key ``rng_key(i)`` = f(seed, epoch, i); a waveform is cut at ``start * 160`` samples to
+   zero-padded), rounded to a multiple of ``crop_size_multiple`` when that is above 1
+   (``batch_size_frames``). A longer one is cropped at a start that is a multiple of ``CROP_MULTIPLE``
+   frames, drawn from its key ``rng_key(i)`` = f(seed, epoch, i); a waveform is cut at ``start * 160`` samples to
    ``(size - 1) * 160 + 400`` samples, so the model's fbank of the crop is the crop of its fbank. Frame
    labels are cut at ``start * label_rate / 100`` to ``size * label_rate / 100`` (without padding, to
    what every utterance has) and padded with the dictionary's pad; sequence labels
@@ -115,7 +116,13 @@ class FbankHubertDataset(FairseqDataset):
         label_length_tolerance_s: float = 0.1,
         check_audio_files: bool = True,
         span_masking: Optional[SpanMasking] = None,
+        crop_size_multiple: int = 1,
     ):
+        if crop_size_multiple != 1 and (crop_size_multiple <= 0 or crop_size_multiple % CROP_MULTIPLE):
+            raise ValueError(
+                f"task.crop_size_multiple={crop_size_multiple}: use 1 (crops of any length) or a multiple of "
+                f"{CROP_MULTIPLE} fbank frames (whole model frames and labels), e.g. 200 for 2 s steps"
+            )
         manifest = read_manifest(manifest_path)
         if check_audio_files and feature_store is None:
             manifest.check_files_exist()
@@ -149,6 +156,7 @@ class FbankHubertDataset(FairseqDataset):
         self.pad_audio = pad_audio
         self.single_target = single_target
         self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
+        self.crop_size_multiple = crop_size_multiple
         self.span_masking = span_masking
         self.num_labels = len(label_paths)
         self.label_rates = [float(r) for r in label_rates]
@@ -225,7 +233,7 @@ class FbankHubertDataset(FairseqDataset):
             return {}
         keys = [self.rng_key(s["id"]) for s in samples]
         frames = [self.num_frames(s["source"]) for s in samples]
-        size = min(max(frames) if self.pad_audio else min(frames), self.max_sample_size)
+        size = self.batch_size_frames(frames)
         source, padding_mask, starts = self.collater_audio([s["source"] for s in samples], size, keys)
         targets, lengths, ntokens = [], [], []
         for i, (rate, pad) in enumerate(zip(self.label_rates, self.pad_list)):
@@ -249,6 +257,19 @@ class FbankHubertDataset(FairseqDataset):
         else:
             batch.update(target_lengths_list=lengths, ntokens_list=ntokens, target_list=targets)
         return batch
+
+    def batch_size_frames(self, frames: Sequence[int]) -> int:
+        """fbank frames every utterance of a batch is cut to: ``min(shortest, max_sample_size)``
+        (``pad_audio``: ``min(longest, max_sample_size)``). With ``crop_size_multiple`` m > 1 the size is
+        rounded down to a multiple of m (``pad_audio``: up, at most ``max_sample_size``), so batches
+        come in a few shapes (static shapes for compiled code); a shortest utterance under m frames
+        keeps its own size."""
+        m = self.crop_size_multiple
+        if self.pad_audio:
+            size = min(max(frames), self.max_sample_size)
+            return min(-(-size // m) * m, self.max_sample_size)
+        size = min(min(frames), self.max_sample_size)
+        return size // m * m if size >= m else size
 
     @staticmethod
     def num_frames(source: torch.Tensor) -> int:

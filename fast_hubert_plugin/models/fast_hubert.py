@@ -139,6 +139,14 @@ class FastHubertConfig(HubertConfig):
     spec_aug_time_width: int = field(
         default=40, metadata={"help": "fine-tuning SpecAugment: time masks are < this many fbank frames"}
     )
+    compile_encoder: bool = field(
+        default=False,
+        metadata={
+            "help": "compile each Transformer block with torch.compile(dynamic=True) when the model is built "
+            "(parameter names and checkpoints unchanged; the first steps of each new shape compile). Fewer "
+            "shapes compile less: task.crop_size_multiple buckets the crop lengths"
+        },
+    )
 
 
 def parse_int_list(text: str, name: str) -> List[int]:
@@ -198,6 +206,8 @@ class FastHubertModel(BaseFairseqModel):
         # An attribute, not read from cfg at each step: a built model's front-end can be frozen in place.
         self.feature_grad_mult = cfg.feature_grad_mult
         self.encoder = LayerOutputEncoder(cfg)
+        if cfg.compile_encoder:
+            self.compile_blocks()
 
         num_layers = cfg.encoder_layers
         extra = parse_int_list(cfg.supervised_layers, "supervised_layers")
@@ -218,6 +228,13 @@ class FastHubertModel(BaseFairseqModel):
         for key, default in _COSINE_LOSS_KEYS.items():
             if getattr(cfg, key, default) != default:
                 logger.warning(f"model.{key}={getattr(cfg, key)} has no effect: Fast-HuBERT uses a linear CE head")
+
+    def compile_blocks(self, **options) -> None:
+        """torch.compile each Transformer block in place (``nn.Module.compile``: parameter names, and so
+        checkpoints, stay the same) with dynamic shapes, as the batch size and crop length vary; layerdrop
+        stays a Python choice between compiled blocks. ``options`` go to torch.compile (e.g. ``backend``)."""
+        for layer in self.encoder.layers:
+            layer.compile(dynamic=True, **options)
 
     @property
     def mask_prob(self) -> float:

@@ -69,6 +69,14 @@ class FastHubertPretrainingConfig(HubertPretrainingConfig):
     check_audio_files: bool = field(
         default=True, metadata={"help": "check at start-up that every audio file of the manifest exists"}
     )
+    crop_size_multiple: int = field(
+        default=1,
+        metadata={
+            "help": "round each batch's crop length down (pad_audio: up) to a multiple of this many fbank "
+            "frames, so that batches come in a few shapes (for model.compile_encoder); 1 keeps every length. "
+            "A multiple of 8, e.g. 200 for 2 s steps"
+        },
+    )
     persistent_workers: bool = field(
         default=False,
         metadata={
@@ -219,4 +227,5 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
             label_length_tolerance_s=self.cfg.label_length_tolerance,
             check_audio_files=self.cfg.check_audio_files,
             span_masking=self.span_masking,
+            crop_size_multiple=self.cfg.crop_size_multiple,
         )
