@@ -281,7 +281,7 @@ def test_every_recipe_system_composes():
 def test_shipped_pretraining_configs_keep_utterances_long_enough_to_mask():
     from omegaconf import OmegaConf
 
-    from fast_hubert_plugin.models.fast_hubert import fewest_maskable_frames
+    from fast_hubert_plugin.data.span_masks import fewest_maskable_frames
 
     checked = []
     for path in sorted(config_dir("pretraining").glob("fast_hubert_*.yaml")):

@@ -323,3 +323,93 @@ def test_label_encoder_equals_fairseqs_encode_line(data):
         letters.add_symbol(symbol)
     spelled = fbank_dataset.LabelEncoderStrict(letters)
     assert spelled.table is None and spelled("A B |").tolist() == [letters.index(s) for s in "AB|"]
+
+
+def test_loader_workers_run_one_intra_op_thread(data):
+    """The workers of fairseq's batch iterator collate with one torch thread whatever the training
+    process uses: torch's worker loop sets it (fairseq's EpochBatchIterator passes no worker_init_fn, so
+    there is no hook of ours to do it). Were that to change, loader workers would take every core."""
+    import os
+
+    task = make_task(data)
+    task.load_dataset("train")
+    ds = task.datasets["train"]
+    collate = ds.collater
+
+    def collater(samples):
+        batch = collate(samples)
+        batch["threads"], batch["pid"] = torch.get_num_threads(), os.getpid()
+        return batch
+
+    ds.collater = collater
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        itr = task.get_batch_iterator(ds, max_tokens=2400, num_workers=1, disable_iterator_cache=True)
+        batch = next(iter(itr.next_epoch_itr(shuffle=False)))
+        assert batch["pid"] != os.getpid() and batch["threads"] == 1 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("on_cuda,omp,want", [(True, None, 1), (True, "2", 2), (False, None, 2)])
+def test_training_on_cuda_keeps_one_cpu_thread_unless_omp_num_threads_says(data, monkeypatch, on_cuda, omp, want):
+    """fairseq's trainer calls begin_epoch with the model on its device. A process training on CUDA drops
+    to one intra-op thread (as torchrun sets it); OMP_NUM_THREADS, when set, wins; CPU training keeps all."""
+    task = make_task(data)
+    model = SimpleNamespace(parameters=lambda: iter([SimpleNamespace(is_cuda=on_cuda)]))
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        task.begin_epoch(1, model)
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_crop_size_multiple_buckets_crops_and_keeps_labels_aligned(data):
+    """task.crop_size_multiple=200: every batch is 2, 4 or 6 s (600 = max_sample_size) long, or shorter
+    than 2 s when its shortest utterance is; its labels are those of the crop's own frames."""
+    task = make_task(data, crop_size_multiple=200)
+    task.load_dataset("train")
+    ds = task.datasets["train"]
+    sizes = set()
+    for first in range(0, len(ds) - 3, 3):
+        rows = [first, first + 1, first + 2]
+        batch = ds.collater([ds[i] for i in rows])
+        size = num_fbank_frames(batch["net_input"]["source"].shape[1])
+        shortest = min(min(int(ds.sizes[i]) for i in rows), 600)
+        assert size == (shortest // 200 * 200 if shortest >= 200 else shortest)
+        assert batch["target_list"][0].shape[1] == size // 2
+        sizes.add(size)
+    assert {200, 400, 600} & sizes and all(s in (200, 400, 600) or s < 200 for s in sizes)
+    # a cropped utterance keeps the labels of its frames
+    item = max(range(len(ds)), key=lambda i: ds.sizes[i])
+    b = ds.collater([ds[item]])
+    full, crop = ds[item]["source"], b["net_input"]["source"][0]
+    start = next(s for s in range(0, len(full) - len(crop) + 1, 160) if torch.equal(full[s : s + len(crop)], crop))
+    frame = start // 160
+    assert num_fbank_frames(len(crop)) == 600 and frame % 8 == 0
+    assert torch.equal(b["target_list"][0][0], ds.get_label(item, 0)[frame // 2 : frame // 2 + 300])
+
+
+def test_crop_size_multiple_pads_up_to_a_bucket_with_pad_audio(data):
+    task = make_task(data, crop_size_multiple=200, pad_audio=True)
+    task.load_dataset("train")
+    ds = task.datasets["train"]
+    shortest = min(range(len(ds)), key=lambda i: ds.sizes[i])
+    batch = ds.collater([ds[shortest]])
+    frames = int(ds.sizes[shortest])
+    size = num_fbank_frames(batch["net_input"]["source"].shape[1])
+    assert size == min(-(-frames // 200) * 200, 600) and size >= frames
+    pad = batch["net_input"]["padding_mask"]
+    assert pad is not None and int(num_fbank_frames((~pad[0]).sum())) == min(frames, size)
+
+
+def test_crop_size_multiple_must_keep_whole_model_frames(data):
+    with pytest.raises(ValueError, match=r"task.crop_size_multiple=100: use 1 .* or a multiple of 8 fbank frames"):
+        make_task(data, crop_size_multiple=100).load_dataset("train")

@@ -96,6 +96,9 @@ def test_logging_outputs_are_summable_and_give_the_same_metrics():
         }
         logs.append(crit(model, sample)[2])
     assert FastHubertCriterion.logging_outputs_can_be_summed()
+    # losses and correct counts stay detached tensors (nothing waits for the device); counts are sizes
+    assert torch.is_tensor(logs[0]["loss"]) and not logs[0]["loss"].requires_grad
+    assert torch.is_tensor(logs[0]["correct_m_L4"]) and isinstance(logs[0]["count_m_L4"], int)
     # what fairseq's fast stat sync hands to reduce_metrics: one dict of sums
     summed = {k: sum(log[k] for log in logs) for k in logs[0]}
 
@@ -108,7 +111,7 @@ def test_logging_outputs_are_summable_and_give_the_same_metrics():
     assert set(per_batch) == set(one) >= {"loss", "loss_m_L2", "loss_m_L4", "loss_u_L4", "acc_m_L4"}
     for key in per_batch:
         assert one[key] == pytest.approx(per_batch[key], abs=1e-9), key
-    by_hand = sum(log["loss"] for log in logs) / sum(log["sample_size"] for log in logs) / np.log(2)
+    by_hand = float(sum(log["loss"] for log in logs)) / sum(log["sample_size"] for log in logs) / np.log(2)
     assert per_batch["loss"] == pytest.approx(by_hand, abs=1e-3) and by_hand > 0
 
 

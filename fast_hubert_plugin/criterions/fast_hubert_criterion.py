@@ -10,6 +10,11 @@ The model returns a ``FastHubertOutput`` (models/fast_hubert.py): one ``HeadOutp
 set, supervised block) with the ``logits`` and ``targets`` of its masked and of its unmasked frames
 (None where not computed). The criterion reads those fields by name; the model does the frame
 selection, the label picking and ``logit_temp``, the criterion only the cross-entropy and the logs.
+
+Nothing here waits for the device: losses and correct counts are logged as detached 0-dim tensors
+(as fairseq's own criterions log ``loss.data``), frame counts and ``sample_size`` are tensor sizes,
+known on the host. fairseq reads the values when it reduces the logs (its summed fast path
+all-reduces them as they are; ``metrics`` turns them into numbers when it prints).
 """
 
 import math
@@ -67,21 +72,22 @@ class FastHubertCriterion(FairseqCriterion):
                 logits, targets = predictions
                 ce = F.cross_entropy(logits.float(), targets, reduction="sum")
                 name = head_name(net_output, head)
-                logging_output[f"loss_{kind}_{name}"] = ce.detach().item()
+                logging_output[f"loss_{kind}_{name}"] = ce.detach()
                 with torch.no_grad():
-                    logging_output[f"correct_{kind}_{name}"] = (logits.argmax(-1) == targets).sum().item()
-                    logging_output[f"count_{kind}_{name}"] = targets.numel()
+                    logging_output[f"correct_{kind}_{name}"] = (logits.argmax(-1) == targets).sum()
+                logging_output[f"count_{kind}_{name}"] = targets.numel()  # a size: known on the host
                 if weight > 0:
                     loss = loss + weight * ce
                     sample_size += targets.numel()
         if not torch.is_tensor(loss):
             raise RuntimeError("no loss term: every head was skipped (check pred_*_weight and skip_masked/skip_nomask)")
         for key in self.log_keys:
-            if getattr(net_output, key, None) is not None:
-                logging_output[key] = float(getattr(net_output, key))
+            value = getattr(net_output, key, None)
+            if value is not None:
+                logging_output[key] = value.detach() if torch.is_tensor(value) else float(value)
         logging_output.update(
             {
-                "loss": loss.item() if reduce else loss.detach(),
+                "loss": loss.detach(),
                 "ntokens": sample_size,
                 "nsentences": sample["id"].numel(),
                 "sample_size": sample_size,

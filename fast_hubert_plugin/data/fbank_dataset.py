@@ -13,23 +13,30 @@ One utterance from the manifest line to the batch (model/loss: models/fast_huber
 2. ``dataset[i]``: ``{"id": i, "source": waveform (N,) int16 (16-bit PCM, see ``get_audio``) at
    16 kHz or, with a precomputed store, fbank (T, 80) float32, "label_list": [unit ids (L,) int32 per
    label set]}``; units become dictionary ids through ``LabelEncoderStrict``.
-3. ``collater``: every utterance is cut to one size in fbank frames, ``min(shortest, max_sample_size)``
-   (``pad_audio``: ``min(longest, max_sample_size)``, shorter ones zero-padded). A longer one is cropped
-   at a start that is a multiple of ``CROP_MULTIPLE`` frames, drawn from its key
-   ``rng_key(i)`` = f(seed, epoch, i); a waveform is cut at ``start * 160`` samples to
+3. ``collater`` (in a loader worker): every utterance is cut to one size in fbank frames,
+   ``min(shortest, max_sample_size)`` (``pad_audio``: ``min(longest, max_sample_size)``, shorter ones
+   zero-padded), rounded to a multiple of ``crop_size_multiple`` when that is above 1
+   (``batch_size_frames``). A longer one is cropped at a start that is a multiple of ``CROP_MULTIPLE``
+   frames, drawn from its key ``rng_key(i)`` = f(seed, epoch, i); a waveform is cut at ``start * 160`` samples to
    ``(size - 1) * 160 + 400`` samples, so the model's fbank of the crop is the crop of its fbank. Frame
    labels are cut at ``start * label_rate / 100`` to ``size * label_rate / 100`` (without padding, to
    what every utterance has) and padded with the dictionary's pad; sequence labels
    (``label_rate`` -1, CTC letters) are kept whole. fairseq's ``collate_tokens`` pads them.
+4. Masks (pretraining, once the task has built the model and handed over its ``span_masking``): the
+   model's span masks are drawn here from the utterance keys (data/span_masks.py), over the model frames
+   the batch will have (T'' = ceil(size / 2^n), trimmed to the labels as the model trims them), with
+   the flat indices of the masked and unmasked frames, so the training step does no host work for them.
 
 The batch: ``{"id": (B,), "net_input": {"source": (B, N) or (B, T, 80), "padding_mask": (B, N) / (B, T)
-bool, True on padding, or None when nothing is padded, "rng_keys": (B,) int64}, "target_list": [(B, L)],
-"target_lengths_list", "ntokens_list"}`` (``target``, ``target_lengths``, ``ntokens`` with
-``single_target``). The model computes fbank and CMVN itself and draws its masks from ``rng_keys``.
+bool, True on padding, or None when nothing is padded, "rng_keys": (B,) int64, and with the model's
+masks "time_mask": (B, T'') bool, "masked_frames": (M,) and "unmasked_frames": (U,) int64},
+"target_list": [(B, L)], "target_lengths_list", "ntokens_list"}`` (``target``, ``target_lengths``,
+``ntokens`` with ``single_target``). The model computes fbank and CMVN itself.
 
 Randomness is keyed, not global: each utterance of a batch gets a key drawn from (seed, epoch,
-utterance index); its crop comes from that key, and the model draws its mask from it too. A run
-restarted from a checkpoint, or split over several processes, sees the same crops and masks. Only the
+utterance index); its crop and its mask come from that key (a batch without masks, e.g. before the
+model is built, is masked by the model from the same keys, the same way). A run restarted from a
+checkpoint, or split over several processes or loader workers, sees the same crops and masks. Only the
 order of utterances (``ordered_indices``) uses numpy's global state, which fairseq seeds per epoch.
 
 Composed of fairseq's ``FairseqDataset`` (the interface its batching and iterators call),
@@ -58,6 +65,7 @@ from ..utils.errors import DataError
 from .feature_store import FbankStore
 from .labels import check_label_lengths, check_units_in_dictionary, read_label_lines
 from .manifest import read_manifest
+from .span_masks import SpanMasking
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +115,14 @@ class FbankHubertDataset(FairseqDataset):
         feature_store: Optional[FbankStore] = None,
         label_length_tolerance_s: float = 0.1,
         check_audio_files: bool = True,
+        span_masking: Optional[SpanMasking] = None,
+        crop_size_multiple: int = 1,
     ):
+        if crop_size_multiple != 1 and (crop_size_multiple <= 0 or crop_size_multiple % CROP_MULTIPLE):
+            raise ValueError(
+                f"task.crop_size_multiple={crop_size_multiple}: use 1 (crops of any length) or a multiple of "
+                f"{CROP_MULTIPLE} fbank frames (whole model frames and labels), e.g. 200 for 2 s steps"
+            )
         manifest = read_manifest(manifest_path)
         if check_audio_files and feature_store is None:
             manifest.check_files_exist()
@@ -141,6 +156,8 @@ class FbankHubertDataset(FairseqDataset):
         self.pad_audio = pad_audio
         self.single_target = single_target
         self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
+        self.crop_size_multiple = crop_size_multiple
+        self.span_masking = span_masking
         self.num_labels = len(label_paths)
         self.label_rates = [float(r) for r in label_rates]
         self.pad_list = [d.pad() for d in dictionaries]
@@ -171,6 +188,10 @@ class FbankHubertDataset(FairseqDataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def set_span_masking(self, span_masking: Optional[SpanMasking]) -> None:
+        """Draw the model's span masks in ``collater`` (the task calls this once the model is built)."""
+        self.span_masking = span_masking
 
     def rng_key(self, index: int) -> int:
         """A 63-bit key for utterance ``index`` in this epoch: the same in every process and after a restart."""
@@ -212,7 +233,7 @@ class FbankHubertDataset(FairseqDataset):
             return {}
         keys = [self.rng_key(s["id"]) for s in samples]
         frames = [self.num_frames(s["source"]) for s in samples]
-        size = min(max(frames) if self.pad_audio else min(frames), self.max_sample_size)
+        size = self.batch_size_frames(frames)
         source, padding_mask, starts = self.collater_audio([s["source"] for s in samples], size, keys)
         targets, lengths, ntokens = [], [], []
         for i, (rate, pad) in enumerate(zip(self.label_rates, self.pad_list)):
@@ -220,20 +241,35 @@ class FbankHubertDataset(FairseqDataset):
             targets.append(t)
             lengths.append(n)
             ntokens.append(count)
-        batch = {
-            "id": torch.LongTensor([s["id"] for s in samples]),
-            # No padding mask when nothing is padded: the model then needs no mask and no device sync.
-            "net_input": {
-                "source": source,
-                "padding_mask": padding_mask if padding_mask.any() else None,
-                "rng_keys": torch.tensor(keys, dtype=torch.long),
-            },
+        rng_keys = torch.tensor(keys, dtype=torch.long)
+        net_input = {
+            "source": source,
+            # No padding mask when nothing is padded: the model then applies none.
+            "padding_mask": padding_mask if padding_mask.any() else None,
+            "rng_keys": rng_keys,
         }
+        if self.span_masking is not None:  # the model's masks, drawn here in the loader worker
+            audio = [min(f, size) for f in frames]
+            net_input.update(self.span_masking.batch_masks(audio, size, [t.size(1) for t in targets], rng_keys))
+        batch = {"id": torch.LongTensor([s["id"] for s in samples]), "net_input": net_input}
         if self.single_target:
             batch.update(target_lengths=lengths[0], ntokens=ntokens[0], target=targets[0])
         else:
             batch.update(target_lengths_list=lengths, ntokens_list=ntokens, target_list=targets)
         return batch
+
+    def batch_size_frames(self, frames: Sequence[int]) -> int:
+        """fbank frames every utterance of a batch is cut to: ``min(shortest, max_sample_size)``
+        (``pad_audio``: ``min(longest, max_sample_size)``). With ``crop_size_multiple`` m > 1 the size is
+        rounded down to a multiple of m (``pad_audio``: up, at most ``max_sample_size``), so batches
+        come in a few shapes (static shapes for compiled code); a shortest utterance under m frames
+        keeps its own size."""
+        m = self.crop_size_multiple
+        if self.pad_audio:
+            size = min(max(frames), self.max_sample_size)
+            return min(-(-size // m) * m, self.max_sample_size)
+        size = min(min(frames), self.max_sample_size)
+        return size // m * m if size >= m else size
 
     @staticmethod
     def num_frames(source: torch.Tensor) -> int:

@@ -6,8 +6,10 @@ how the dataset turned a manifest line into the batch this starts from):
 1. Input. ``net_input["source"]``: (B, N) 16 kHz waveforms cut on the 10 ms fbank grid (the training
    batches: int16 PCM, which fairseq's fp16/bf16 batch cast leaves exact; float in [-1, 1] works too),
    or (B, T, 80) fbank from a precomputed store; ``padding_mask`` (B, N) / (B, T), True on
-   padding, or None; ``rng_keys`` (B,) one int64 key per utterance. ``target_list``: one (B, L) tensor
-   of unit ids per label set, at ``label_rate`` (50 Hz k-means labels: L = T / 2).
+   padding, or None; ``rng_keys`` (B,) one int64 key per utterance; the loader's span mask
+   ``time_mask`` (B, T'') with the flat indices ``masked_frames`` / ``unmasked_frames`` of the frames
+   the loss scores. ``target_list``: one (B, L) tensor of unit ids per label set, at ``label_rate``
+   (50 Hz k-means labels: L = T / 2).
 2. Front-end (ours). Kaldi log-Mel fbank (B, T, 80) at 100 Hz, computed on the model's device
    (features/kaldi_fbank.py); global CMVN from the buffers ``cmvn_mean`` / ``cmvn_inv_std``
    (models/cmvn.py); ``FbankSubsampler`` (fairseq's speech_to_text ``Conv1dSubsampler``: 2 x
@@ -17,20 +19,23 @@ how the dataset turned a manifest line into the batch this starts from):
    the shorter of frames and labels.
 4. LayerNorm(512) -> Linear(512, 768) -> dropout: the Transformer input (layer 0 of the
    layer-feature convention; ``features``).
-5. Masking (``apply_mask``), fairseq's ``compute_mask_indices``: each row gets
-   ``int(mask_prob * T' / mask_length + u)`` (u uniform in [0, 1), at least 2) span starts, each
-   masking ``mask_length`` frames (spans may overlap), drawn from the row's ``rng_keys`` key; rows
-   are then thinned at random to the same number of masked frames. Masked frames take ``mask_emb``.
-   Channel masking (``mask_channel_prob``, fine-tuning) zeroes spans of channels.
+5. Masking (``apply_mask``): masked frames take ``mask_emb``. The mask is fairseq's
+   ``compute_mask_indices`` (data/span_masks.py): each row gets ``int(mask_prob * T' / mask_length + u)``
+   (u uniform in [0, 1), at least 2) span starts, each masking ``mask_length`` frames (spans may
+   overlap), drawn from the row's ``rng_keys`` key; rows are then thinned at random to the same number
+   of masked frames. Training batches bring it, drawn in the loader workers; other batches are masked
+   here, on the host, by the same function from the same keys. Channel masking (``mask_channel_prob``,
+   fine-tuning) zeroes spans of channels.
 6. Transformer: fairseq's wav2vec 2.0 ``TransformerEncoder`` (``LayerOutputEncoder`` only records
    chosen block outputs): padded frames zeroed, a grouped Conv1d positional embedding (kernel
    ``conv_pos``, weight-normed, GELU) added, LayerNorm (post-LN layout), dropout, then 12 blocks of
    self-attention + feed-forward (768 -> 3072 -> 768), each followed by its LayerNorm; layerdrop
    skips whole blocks in training.
 7. Heads: for each label set and each supervised block (the last, plus ``supervised_layers`` for
-   ILS), a Linear(768, #units) on the frames the loss uses (masked, and unmasked when asked),
-   divided by ``logit_temp``. The criterion (criterions/fast_hubert_criterion.py) sums their
-   cross-entropy against the targets of those frames.
+   ILS), a Linear(768, #units) on the frames the loss uses (masked, and unmasked when asked), picked by
+   the index tensors ``masked_frames`` / ``unmasked_frames`` (their length is known on the host, so
+   nothing waits for the device, unlike ``hidden[mask]``), divided by ``logit_temp``. The criterion
+   (criterions/fast_hubert_criterion.py) sums their cross-entropy against the targets of those frames.
 """
 
 import ast
@@ -46,6 +51,7 @@ from fairseq.models import BaseFairseqModel, register_model
 from fairseq.models.hubert.hubert import HubertConfig
 from fairseq.modules import GradMultiply, LayerNorm
 
+from ..data.span_masks import MIN_MASKS, SpanMasking, scored_frames
 from ..features.kaldi_fbank import FBANK_FRAME_RATE, kaldi_fbank, num_fbank_frames
 from ..features.spec_augment import spec_augment
 from ..utils.masks import lengths_to_padding_mask
@@ -55,8 +61,6 @@ from .subsampler import FbankSubsampler
 
 logger = logging.getLogger(__name__)
 
-# Each utterance's mask is drawn from hash((MASK_RNG_STREAM, 0, key)); its crop from the key itself.
-MASK_RNG_STREAM = 7
 # Keys of the cosine-similarity loss of stock HuBERT that a linear CE head has no use for.
 _COSINE_LOSS_KEYS = {"final_dim": 0, "untie_final_proj": False, "target_glu": False}
 
@@ -135,6 +139,14 @@ class FastHubertConfig(HubertConfig):
     spec_aug_time_width: int = field(
         default=40, metadata={"help": "fine-tuning SpecAugment: time masks are < this many fbank frames"}
     )
+    compile_encoder: bool = field(
+        default=False,
+        metadata={
+            "help": "compile each Transformer block with torch.compile(dynamic=True) when the model is built "
+            "(parameter names and checkpoints unchanged; the first steps of each new shape compile). Fewer "
+            "shapes compile less: task.crop_size_multiple buckets the crop lengths"
+        },
+    )
 
 
 def parse_int_list(text: str, name: str) -> List[int]:
@@ -147,19 +159,6 @@ def parse_int_list(text: str, name: str) -> List[int]:
     if not all(isinstance(v, int) for v in values):
         raise ValueError(f"{name}={text!r} is not a list of integers, e.g. '[4,12]'")
     return list(values)
-
-
-MIN_MASKS = 2  # spans per utterance at the least (fairseq's HubertModel)
-
-
-def fewest_maskable_frames(mask_prob: float, mask_length: int, min_masks: int = MIN_MASKS) -> int:
-    """The fewest model frames an utterance needs so that fairseq's span masking (static spans, overlap
-    allowed) never fails: more span starts to choose from than spans, at most ``floor(p T / L) + 1``
-    of them (at least ``min_masks``); shorter ones can end fully masked, which fairseq refuses."""
-    frames = mask_length + 1
-    while frames - mask_length <= max(min_masks, int(mask_prob * frames / mask_length) + 1):
-        frames += 1
-    return frames
 
 
 def label_stride(label_rate: float, frame_rate: float) -> int:
@@ -207,6 +206,8 @@ class FastHubertModel(BaseFairseqModel):
         # An attribute, not read from cfg at each step: a built model's front-end can be frozen in place.
         self.feature_grad_mult = cfg.feature_grad_mult
         self.encoder = LayerOutputEncoder(cfg)
+        if cfg.compile_encoder:
+            self.compile_blocks()
 
         num_layers = cfg.encoder_layers
         extra = parse_int_list(cfg.supervised_layers, "supervised_layers")
@@ -227,6 +228,13 @@ class FastHubertModel(BaseFairseqModel):
         for key, default in _COSINE_LOSS_KEYS.items():
             if getattr(cfg, key, default) != default:
                 logger.warning(f"model.{key}={getattr(cfg, key)} has no effect: Fast-HuBERT uses a linear CE head")
+
+    def compile_blocks(self, **options) -> None:
+        """torch.compile each Transformer block in place (``nn.Module.compile``: parameter names, and so
+        checkpoints, stay the same) with dynamic shapes, as the batch size and crop length vary; layerdrop
+        stays a Python choice between compiled blocks. ``options`` go to torch.compile (e.g. ``backend``)."""
+        for layer in self.encoder.layers:
+            layer.compile(dynamic=True, **options)
 
     @property
     def mask_prob(self) -> float:
@@ -278,19 +286,27 @@ class FastHubertModel(BaseFairseqModel):
         return feats, padding_mask
 
     def forward_features(
-        self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None, augment: bool = False
+        self,
+        source: torch.Tensor,
+        padding_mask: Optional[torch.Tensor] = None,
+        augment: bool = False,
+        drop_unpadded: bool = True,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """source: (B, N) waveform at 16 kHz or (B, T, F) raw fbank; padding_mask: (B, N) or (B, T)
         bool, True on padding, or None.
 
         Returns subsampled features (B, T', fbank_encoder_dim) and their padding mask (B, T'),
-        derived from the input lengths (exact for every T), or None when nothing is padded.
+        derived from the input lengths (exact for every T), or None when nothing is padded. Finding
+        that an all-False mask pads nothing reads it on the host (a device synchronisation):
+        ``drop_unpadded=False`` skips that for masks known to pad something (the dataset's batches).
         """
         if source.dim() == 2:
             source, padding_mask = self.fbank_from_waveform(source, padding_mask)
         lengths = None
         x = (source - self.cmvn_mean) * self.cmvn_inv_std
-        if padding_mask is not None and padding_mask.any():
+        if padding_mask is not None and drop_unpadded and not padding_mask.any():
+            padding_mask = None  # attention without a padding mask can take the fastest kernels
+        if padding_mask is not None:
             lengths = (~padding_mask).sum(dim=1)
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         if augment:
@@ -344,58 +360,56 @@ class FastHubertModel(BaseFairseqModel):
         padding_mask = None if padding_mask is None else padding_mask[:, :n]
         return features, [t[:, :n] for t in target_list], padding_mask
 
+    def span_masking(self) -> SpanMasking:
+        """This model's frame geometry and masking settings: what the dataset needs to draw its masks in
+        the loader workers (the task hands it over in build_model; data/span_masks.py)."""
+        c = self.cfg
+        return SpanMasking(
+            subsampling_convs=self.subsampler.n_layers,
+            label_stride=self.label_stride or 1,
+            mask_prob=c.mask_prob,
+            mask_length=c.mask_length,
+            mask_selection=c.mask_selection,
+            mask_other=c.mask_other,
+            min_masks=MIN_MASKS,
+            no_overlap=c.no_mask_overlap,
+            min_space=c.mask_min_space,
+        )
+
     def apply_mask(
         self,
         x: torch.Tensor,
         padding_mask: Optional[torch.Tensor],
         target_list,
         rng_keys: Optional[torch.Tensor] = None,
+        time_mask: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """HuBERT's span masking of x (B, T', D) with fairseq's ``compute_mask_indices``: masked frames
-        become ``mask_emb``, masked channels 0. Returns (x, time mask (B, T') bool or None); x is a
-        new tensor in x's dtype (so it works under autocast, where x is bf16/fp16 and mask_emb fp32).
+        """HuBERT's span masking of x (B, T', D): masked frames become ``mask_emb``, masked channels 0.
+        Returns (x, time mask (B, T') bool or None); x is a new tensor in x's dtype (so it works under
+        autocast, where x is bf16/fp16 and mask_emb fp32).
 
-        With ``rng_keys`` each row's time spans are drawn from its own key, so a batch is masked the
-        same way in any process and after a restart; without them (and for channel masks, as in
-        fairseq's ``hubert_ctc``) from numpy's global random state, as fairseq's ``HubertModel``.
-        What fairseq's function does with the keys: row i's generator is seeded with
-        ``hash((MASK_RNG_STREAM, 0, key_i)) % 10**6`` (a million distinct mask draws), and every row is
-        then thinned at random to the batch's smallest masked count with the last row's generator, so a
-        row's mask depends on the keys of its whole batch (and on nothing else). An utterance shorter
-        than ``fewest_maskable_frames`` can end fully masked, which fairseq refuses (error below)."""
+        ``time_mask`` (B, T'), a training batch's mask drawn by the loader, is applied as it is: no host
+        work, no device synchronisation. Without it the mask is drawn here, on the host, by the same
+        function (``SpanMasking.draw``: fairseq's ``compute_mask_indices``, data/span_masks.py) and
+        copied to x's device: from ``rng_keys`` when given, which gives the mask the loader draws for
+        those keys (in any process and after a restart), otherwise from a fresh unseeded generator, as
+        fairseq's ``HubertModel``. With keys a row's mask depends on the keys of its whole batch: rows
+        are thinned to the batch's smallest masked count with the last row's generator. Channel masks
+        (``mask_channel_prob``, fine-tuning) are drawn as in fairseq's ``hubert_ctc``."""
         B, T, C = x.shape
         c = self.cfg
-        mask_indices = None
-        if c.mask_prob > 0:
-            keyed = {} if rng_keys is None else {"seed": MASK_RNG_STREAM, "epoch": 0, "indices": rng_keys}
-            try:
-                mask = compute_mask_indices(
-                    (B, T),
-                    padding_mask,
-                    c.mask_prob,
-                    c.mask_length,
-                    c.mask_selection,
-                    c.mask_other,
-                    min_masks=MIN_MASKS,
-                    no_overlap=c.no_mask_overlap,
-                    min_space=c.mask_min_space,
-                    **keyed,
-                )
-            except ValueError as e:  # e.g. "the entire sequence is masked": an utterance too short
-                shortest = T if padding_mask is None else int((~padding_mask).sum(dim=1).min())
-                need = fewest_maskable_frames(c.mask_prob, c.mask_length)
-                if shortest >= need:
-                    raise
-                factor = self.subsampler.downsample_factor
+        if time_mask is None and c.mask_prob > 0:
+            host_padding = None if padding_mask is None else padding_mask.cpu()
+            keys = None if rng_keys is None else rng_keys.cpu()
+            time_mask = self.span_masking().draw((B, T), host_padding, keys).to(x.device)
+        if time_mask is not None:
+            if time_mask.shape != (B, T):
                 raise ValueError(
-                    f"an utterance of {shortest} model frames is too short for masking spans of "
-                    f"model.mask_length={c.mask_length} with model.mask_prob={c.mask_prob:g} (fairseq's "
-                    f"compute_mask_indices: {e}). Keep utterances of at least {need} model frames: set "
-                    f"task.min_sample_size to at least {need * factor} fbank frames"
-                ) from None
-            mask_indices = torch.from_numpy(mask).to(x.device)
+                    f"the batch's time_mask is {tuple(time_mask.shape)} but the model has {B} x {T} frames: the "
+                    "dataset drew it for another model; hand the model's span_masking() to the dataset"
+                )
             # mask_emb cast to x's dtype: under autocast x is bf16/fp16 and mask_emb fp32
-            x = torch.where(mask_indices.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
+            x = torch.where(time_mask.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
         if c.mask_channel_prob > 0:
             channels = compute_mask_indices(
                 (B, C),
@@ -408,7 +422,17 @@ class FastHubertModel(BaseFairseqModel):
                 min_space=c.mask_channel_min_space,
             )
             x = x.masked_fill(torch.from_numpy(channels).to(x.device).unsqueeze(1), 0.0)
-        return x, mask_indices
+        return x, time_mask
+
+    @staticmethod
+    def frames_to_score(
+        time_mask: Optional[torch.Tensor], padding_mask: Optional[torch.Tensor], shape: torch.Size, device
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Flat indices into (B * T') of the masked and of the unmasked frames that are not padding, for a
+        batch that did not bring them (``scored_frames`` on the host, then copied to ``device``)."""
+        host_mask = torch.zeros(shape, dtype=torch.bool) if time_mask is None else time_mask.cpu()
+        host_padding = None if padding_mask is None else padding_mask.cpu()
+        return tuple(frames.to(device) for frames in scored_frames(host_mask, host_padding))
 
     def forward(
         self,
@@ -421,6 +445,9 @@ class FastHubertModel(BaseFairseqModel):
         compute_masked: bool = True,
         compute_unmasked: bool = False,
         rng_keys: Optional[torch.Tensor] = None,
+        time_mask: Optional[torch.Tensor] = None,
+        masked_frames: Optional[torch.Tensor] = None,
+        unmasked_frames: Optional[torch.Tensor] = None,
     ) -> Union[FastHubertOutput, Dict[str, Optional[torch.Tensor]]]:
         """One batch through the model; T' = ceil(T / 2^n) frames for n subsampler convs (25 Hz for Base).
 
@@ -431,14 +458,19 @@ class FastHubertModel(BaseFairseqModel):
             padding_mask: (B, N) or (B, T) bool, True on padding, or None when nothing is padded.
             output_layer: 1-based block whose output ``features_only`` returns (default: the last).
             rng_keys: (B,) int64, one key per utterance (the dataset's ``net_input["rng_keys"]``) from
-                which its mask is drawn; without them masks come from numpy's global random state.
+                which its mask is drawn when the batch brings no ``time_mask``.
+            time_mask, masked_frames, unmasked_frames: the mask the loader drew (data/span_masks.py):
+                (B, T') bool over the frames after ``forward_targets``, and the flat indices into
+                (B * T') of the masked and unmasked frames that are not padding, (M,) and (U,) int64.
+                With them a training step makes no host work and no device synchronisation; without
+                them the mask and indices are made here, on the host, from ``rng_keys``.
 
         Returns (``features_only``): ``x`` (B, T', D), ``padding_mask`` (B, T') or None, ``features``
         (B, T', D) the unmasked Transformer input. Otherwise, for the loss, a ``FastHubertOutput``:
         one ``HeadOutput`` per (label set, supervised block), label set major, with the logits
-        (frames, units) and targets (frames,) of its masked and unmasked frames, the time mask and
-        the padding mask (B, T'). Logits are computed only for the frames the loss uses: masked
-        frames, and unmasked ones only when ``compute_unmasked``.
+        (frames, units) and targets (frames,) of its masked and unmasked frames (row-major order), the
+        time mask and the padding mask (B, T'). Logits are computed only for the frames the loss uses:
+        masked frames, and unmasked ones only when ``compute_unmasked``.
 
         Fine-tuning (``features_only`` with ``mask``, in training) augments with exactly one of:
         SpecAugment on the fbank when ``spec_aug_*`` asks for masks (as the official Fast-HuBERT),
@@ -447,15 +479,17 @@ class FastHubertModel(BaseFairseqModel):
         augment = features_only and mask and self.training and self.spec_augment_enabled
         if augment:
             mask = False  # SpecAugment replaces HuBERT's masking: the two are never stacked
-        features, padding_mask = self.forward_features(source, padding_mask, augment=augment)
+        # The loader's batches (those with its time_mask) never carry an all-False padding mask.
+        features, padding_mask = self.forward_features(source, padding_mask, augment, drop_unpadded=time_mask is None)
         if target_list is not None:
             features, target_list, padding_mask = self.forward_targets(features, target_list, padding_mask)
         features = self.project_features(features)
+        loader_drawn = mask and time_mask is not None and masked_frames is not None and unmasked_frames is not None
         if mask:
-            keyed = {} if rng_keys is None else {"rng_keys": rng_keys}
-            x, mask_indices = self.apply_mask(features, padding_mask, target_list, **keyed)
+            given = {k: v for k, v in (("rng_keys", rng_keys), ("time_mask", time_mask)) if v is not None}
+            x, time_mask = self.apply_mask(features, padding_mask, target_list, **given)
         else:
-            x, mask_indices = features, None
+            x, time_mask = features, None
 
         if features_only:
             layer = None if output_layer is None else output_layer - 1
@@ -469,15 +503,19 @@ class FastHubertModel(BaseFairseqModel):
             last = self.supervised_layers[-1]
             layer_outputs[last] = self.encoder.layer_norm(layer_outputs[last])
 
-        valid = None if padding_mask is None else ~padding_mask
-        if mask_indices is None:
-            mask_indices = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
-        masked = unmasked = None
-        if compute_masked and not self.cfg.skip_masked:
-            masked = mask_indices if valid is None else mask_indices & valid
-        if compute_unmasked and not self.cfg.skip_nomask:
-            unmasked = ~mask_indices if valid is None else ~mask_indices & valid
-
+        if not loader_drawn:
+            masked_frames, unmasked_frames = self.frames_to_score(time_mask, padding_mask, x.shape[:2], x.device)
+        if time_mask is None:
+            time_mask = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+        # Frames picked by (row, column) index tensors of host-known length: no hidden[mask], no sync.
+        T = x.size(1)
+        picked = [
+            (torch.div(frames, T, rounding_mode="floor"), frames % T) if wanted else None
+            for frames, wanted in (
+                (masked_frames, compute_masked and not self.cfg.skip_masked),
+                (unmasked_frames, compute_unmasked and not self.cfg.skip_nomask),
+            )
+        ]
         heads = []
         for ti, t in enumerate(target_list):
             for li, layer in enumerate(self.supervised_layers):
@@ -486,10 +524,10 @@ class FastHubertModel(BaseFairseqModel):
                     None
                     if frames is None
                     else HeadPredictions(head(hidden[frames]) / self.cfg.logit_temp, t[frames].long())
-                    for frames in (masked, unmasked)
+                    for frames in picked
                 ]
                 heads.append(HeadOutput(ti, layer, *scored))
-        return FastHubertOutput(heads, mask_indices, padding_mask, len(target_list))
+        return FastHubertOutput(heads, time_mask, padding_mask, len(target_list))
 
     def extract_features(
         self,

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from fairseq.models.wav2vec.utils import pad_to_multiple
 from fairseq.models.wav2vec.wav2vec2 import TransformerEncoder
-from fairseq.utils import index_put
 
 from .positional_conv import positional_conv
 
@@ -44,8 +43,8 @@ class LayerOutputEncoder(TransformerEncoder):
         Returns x (B, T, C) after ``tgt_layer`` (or the last block) and a dict mapping each
         1-based block index in ``return_layers`` to its output (B, T, C).
         """
-        if padding_mask is not None:
-            x = index_put(x, padding_mask, 0)
+        if padding_mask is not None:  # fairseq's index_put(x, padding_mask, 0), without boolean indexing
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0)
         as_matmul = x.is_cuda if self.pos_conv_as_matmul is None else self.pos_conv_as_matmul
         x = x + positional_conv(self.pos_conv, x.transpose(1, 2), as_matmul).transpose(1, 2)
         if not self.layer_norm_first:

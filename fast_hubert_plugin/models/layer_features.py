@@ -25,9 +25,9 @@ import torch
 from ..data.batching import pad_features
 from ..features.audio import read_audio
 from ..features.kaldi_fbank import FBANK_FRAME_RATE, SAMPLE_RATE, check_at_least_one_frame, compute_fbank
+from ..utils.masks import subsampled_lengths
 from .checkpoints import load_checkpoint
 from .family import fast_hubert_of
-from .subsampler import subsampled_lengths
 
 Layers = Union[int, str, Iterable[int]]
 Audio = Union[str, Path, np.ndarray, torch.Tensor]

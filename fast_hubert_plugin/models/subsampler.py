@@ -11,15 +11,7 @@ import torch
 import torch.nn.functional as F
 from fairseq.models.speech_to_text.modules.convolution import Conv1dSubsampler
 
-from ..utils.masks import lengths_to_padding_mask
-
-
-def subsampled_lengths(lengths: torch.Tensor, num_layers: int) -> torch.Tensor:
-    """Output lengths of ``num_layers`` stride-2 convs with padding k//2 (odd k): ceil(T/2) each."""
-    out = lengths
-    for _ in range(num_layers):
-        out = torch.div(out + 1, 2, rounding_mode="floor")
-    return out
+from ..utils.masks import lengths_to_padding_mask, subsampled_lengths
 
 
 class FbankSubsampler(Conv1dSubsampler):

@@ -18,6 +18,11 @@ builds a fast_hubert model from a copy of its config whose ``cmvn_stats_path`` n
 for a new model (the model config's own, else the task's) and none for a model restored from a
 checkpoint, whose buffers come with the checkpoint's tensors. ``FastHubertModel.build_model`` reads
 the file it names (models/cmvn.py).
+
+Masks: once it has built a fast_hubert pretraining model, ``build_model`` hands the model's
+``span_masking()`` (its frame geometry and masking settings) to the datasets already loaded (fairseq
+loads the valid splits first) and ``load_dataset`` to the later ones (the train split): their
+collaters then draw the span masks in the loader workers (data/span_masks.py).
 """
 
 import logging
@@ -25,6 +30,7 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+import torch
 from fairseq.tasks import register_task
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPretrainingTask
 
@@ -63,6 +69,14 @@ class FastHubertPretrainingConfig(HubertPretrainingConfig):
     check_audio_files: bool = field(
         default=True, metadata={"help": "check at start-up that every audio file of the manifest exists"}
     )
+    crop_size_multiple: int = field(
+        default=1,
+        metadata={
+            "help": "round each batch's crop length down (pad_audio: up) to a multiple of this many fbank "
+            "frames, so that batches come in a few shapes (for model.compile_encoder); 1 keeps every length. "
+            "A multiple of 8, e.g. 200 for 2 s steps"
+        },
+    )
     persistent_workers: bool = field(
         default=False,
         metadata={
@@ -100,6 +114,7 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
     def __init__(self, cfg: FastHubertPretrainingConfig):
         super().__init__(cfg)
         _ = self.audio_sample_rate  # a sample rate the fbank is not defined for fails here, at setup
+        self.span_masking = None  # the model's, once built: its datasets then draw the masks
 
     @property
     def audio_sample_rate(self) -> int:
@@ -125,6 +140,12 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
         if is_fast_hubert_config(cfg):  # where its CMVN comes from: the stats file, or the checkpoint
             cfg = with_stats_path(cfg, None if from_checkpoint else self.new_model_stats_path(cfg))
         model = super().build_model(cfg, from_checkpoint)
+        if is_fast_hubert_config(cfg) and not self.cfg.fine_tuning and model.label_heads is not None:
+            # fairseq loads the valid splits before it builds the model, the train split after
+            self.span_masking = model.span_masking()
+            for dataset in self.datasets.values():
+                if isinstance(dataset, FbankHubertDataset):
+                    dataset.set_span_masking(self.span_masking)
         if wrapped_model(model) is not None:  # hubert_ctc around fast_hubert
             keep_pretrained_config(cfg, model)
             if getattr(cfg, "no_pretrained_weights", False) and not from_checkpoint:
@@ -163,6 +184,19 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
         logger.info(f"pretraining dictionaries {paths} not found: building the model without label heads")
         self.state.merge_state_dict({"dictionaries": [None] * len(paths)})
 
+    def begin_epoch(self, epoch, model):
+        """fairseq calls this with the model on its device: a training process whose model is on CUDA
+        keeps one intra-op CPU thread unless OMP_NUM_THREADS says otherwise, as torchrun sets it. It has
+        no CPU arithmetic to share out, and idle-spinning OpenMP threads of every rank starve the threads
+        that launch the GPU work (fairseq#3342: GPUs at 30 % with the CPUs at 100 %)."""
+        super().begin_epoch(epoch, model)
+        on_cuda = any(p.is_cuda for p in model.parameters())
+        if on_cuda and "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() != 1:
+            logger.info(
+                f"training on CUDA: 1 intra-op CPU thread instead of {torch.get_num_threads()} (OMP_NUM_THREADS)"
+            )
+            torch.set_num_threads(1)
+
     def get_batch_iterator(self, dataset, *args, seed: int = 1, **kwargs):
         # The trainer passes common.seed here (common.seed + epoch with
         # dataset.update_ordered_indices_seed): it keys the dataset's crops and the model's masks.
@@ -192,4 +226,6 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
             feature_store=store,
             label_length_tolerance_s=self.cfg.label_length_tolerance,
             check_audio_files=self.cfg.check_audio_files,
+            span_masking=self.span_masking,
+            crop_size_multiple=self.cfg.crop_size_multiple,
         )
