@@ -74,6 +74,29 @@ def machine(threads: Optional[int] = 1) -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}{per_run}, Python {platform.python_version()}"
 
 
+# ----------------------------------------------------------------------------- the official code
+# The official Fast-HuBERT code (github yanghaha0908/FastHuBERT, MIT; fetched, never committed) is a fairseq
+# user dir: the benchmarks that run it take a folder OFFICIAL holding it as OFFICIAL/fasthubert_official.
+OFFICIAL_PACKAGE = "fasthubert_official"
+
+
+def import_official(official_dir: Path) -> None:
+    """Imports the package ``fasthubert_official`` from its folder in ``official_dir`` (its import registers
+    its task, model and criterion names: never in a process where the plugin registered its own)."""
+    if OFFICIAL_PACKAGE in sys.modules:
+        return
+    init = Path(official_dir) / OFFICIAL_PACKAGE / "__init__.py"
+    if not init.is_file():
+        raise SystemExit(
+            f"{init} not found: put the official Fast-HuBERT checkout (github yanghaha0908/FastHuBERT) in "
+            f"{Path(official_dir) / OFFICIAL_PACKAGE}"
+        )
+    spec = importlib.util.spec_from_file_location(OFFICIAL_PACKAGE, init, submodule_search_locations=[str(init.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[OFFICIAL_PACKAGE] = module
+    spec.loader.exec_module(module)
+
+
 # ----------------------------------------------------------------------------- speed benchmarks' data
 def speech_rows(speech_dir: Path, manifests: Sequence[str], min_seconds: float) -> List[Dict[str, str]]:
     """The rows (id, path, num_samples, ...) of speech-folder manifests, utterances of at least ``min_seconds``."""

@@ -69,7 +69,7 @@ from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
 from omegaconf import OmegaConf
 
-from common import SPEECH_DIR, Log, reproduce, speech_rows
+from common import SPEECH_DIR, Log, import_official, reproduce, speech_rows
 
 # The plugin is imported only where a fast_hubert system is built: with --official the process must not
 # import it (the official code registers the same fairseq names as the plugin's official aliases).
@@ -292,20 +292,6 @@ def fast_system(
         return waveform_sample(b, padding_mask=None, rng_keys=torch.arange(b.wave.size(0), dtype=torch.long))
 
     return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
-
-
-def import_official(official_dir: Path) -> None:
-    """Imports the package ``fasthubert_official`` from its folder in ``official_dir`` (its import registers
-    its task, model and criterion names)."""
-    if "fasthubert_official" in sys.modules:
-        return
-    init = official_dir / "fasthubert_official" / "__init__.py"
-    spec = importlib.util.spec_from_file_location(
-        "fasthubert_official", init, submodule_search_locations=[str(init.parent)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fasthubert_official"] = module
-    spec.loader.exec_module(module)
 
 
 def official_system(dictionary: Dictionary, official_dir: Path, name: str, ils: bool) -> System:
