@@ -74,6 +74,67 @@ def machine(threads: Optional[int] = 1) -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}{per_run}, Python {platform.python_version()}"
 
 
+# ----------------------------------------------------------------------------- the official code
+# The official Fast-HuBERT code (github yanghaha0908/FastHuBERT, MIT; fetched, never committed) is a fairseq
+# user dir: the benchmarks that run it take a folder OFFICIAL holding it as OFFICIAL/fasthubert_official.
+OFFICIAL_PACKAGE = "fasthubert_official"
+
+# The model section of fairseq's examples/hubert/config/pretrain/hubert_base_librispeech.yaml, label_rate
+# (???) set to 50 Hz; the official Base YAML (config/pretrain/fasthubert_base_lirbispeech.yaml) copies it and
+# adds its subsampler's kernels.
+HUBERT_BASE_MODEL = dict(
+    label_rate=50,
+    skip_masked=False,
+    skip_nomask=False,
+    mask_prob=0.80,
+    extractor_mode="default",
+    conv_feature_layers="[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2",
+    final_dim=256,
+    encoder_layerdrop=0.05,
+    dropout_input=0.1,
+    dropout_features=0.1,
+    dropout=0.1,
+    attention_dropout=0.1,
+    feature_grad_mult=0.1,
+    untie_final_proj=True,
+    activation_dropout=0.0,
+)
+OFFICIAL_BASE_MODEL = dict(HUBERT_BASE_MODEL, conv_kernel_sizes="5,5")
+
+
+def import_official(official_dir: Path) -> None:
+    """Imports the package ``fasthubert_official`` from its folder in ``official_dir`` (its import registers
+    its task, model and criterion names: never in a process where the plugin registered its own)."""
+    if OFFICIAL_PACKAGE in sys.modules:
+        return
+    init = Path(official_dir) / OFFICIAL_PACKAGE / "__init__.py"
+    if not init.is_file():
+        raise SystemExit(
+            f"{init} not found: put the official Fast-HuBERT checkout (github yanghaha0908/FastHuBERT) in "
+            f"{Path(official_dir) / OFFICIAL_PACKAGE}"
+        )
+    spec = importlib.util.spec_from_file_location(OFFICIAL_PACKAGE, init, submodule_search_locations=[str(init.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[OFFICIAL_PACKAGE] = module
+    spec.loader.exec_module(module)
+
+
+def unit_dictionary(num_units: int = 500):
+    """A fairseq Dictionary of ``num_units`` unit ids (after its 4 special symbols)."""
+    from fairseq.data.dictionary import Dictionary
+
+    d = Dictionary()
+    for i in range(num_units):
+        d.add_symbol(str(i))
+    return d
+
+
+class DummyTask:
+    """What a criterion built outside a task needs: FairseqCriterion.__init__ reads only target_dictionary."""
+
+    target_dictionary = None
+
+
 # ----------------------------------------------------------------------------- speed benchmarks' data
 def speech_rows(speech_dir: Path, manifests: Sequence[str], min_seconds: float) -> List[Dict[str, str]]:
     """The rows (id, path, num_samples, ...) of speech-folder manifests, utterances of at least ``min_seconds``."""

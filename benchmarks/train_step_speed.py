@@ -69,7 +69,17 @@ from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
 from omegaconf import OmegaConf
 
-from common import SPEECH_DIR, Log, reproduce, speech_rows
+from common import (
+    HUBERT_BASE_MODEL,
+    OFFICIAL_BASE_MODEL,
+    SPEECH_DIR,
+    DummyTask,
+    Log,
+    import_official,
+    reproduce,
+    speech_rows,
+    unit_dictionary,
+)
 
 # The plugin is imported only where a fast_hubert system is built: with --official the process must not
 # import it (the official code registers the same fairseq names as the plugin's official aliases).
@@ -79,24 +89,7 @@ LABEL_RATE = 50
 NUM_UNITS = 500
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# examples/hubert/config/pretrain/hubert_base_librispeech.yaml (model section)
-STOCK_MODEL = dict(
-    label_rate=LABEL_RATE,
-    skip_masked=False,
-    skip_nomask=False,
-    mask_prob=0.80,
-    extractor_mode="default",
-    conv_feature_layers="[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2",
-    final_dim=256,
-    encoder_layerdrop=0.05,
-    dropout_input=0.1,
-    dropout_features=0.1,
-    dropout=0.1,
-    attention_dropout=0.1,
-    feature_grad_mult=0.1,
-    untie_final_proj=True,
-    activation_dropout=0.0,
-)
+STOCK_MODEL = HUBERT_BASE_MODEL  # fairseq's hubert_base_librispeech.yaml (model section)
 # config/pretraining/fast_hubert_base_librispeech.yaml (model section)
 FAST_MODEL = dict(
     label_rate=LABEL_RATE,
@@ -112,10 +105,8 @@ FAST_MODEL = dict(
     activation_dropout=0.0,
     feature_grad_mult=1.0,
 )
-# The official code's model section (config/pretrain/fasthubert_base_lirbispeech.yaml): HuBERT's, plus the subsampler.
-OFFICIAL_MODEL = dict(
-    STOCK_MODEL, conv_kernel_sizes="5,5", conv_channels=1024, fbank_encoder_dim=512, input_feat_per_channel=80
-)
+# The official code's Base model section (HuBERT's, plus the subsampler), its subsampler sizes written out.
+OFFICIAL_MODEL = dict(OFFICIAL_BASE_MODEL, conv_channels=1024, fbank_encoder_dim=512, input_feat_per_channel=80)
 # The recipes' optimizer settings (both Base configs); fairseq's adam is decoupled weight decay, as AdamW.
 ADAM = dict(adam_betas="(0.9, 0.98)", adam_eps=1e-6, weight_decay=0.01, lr=[5e-4])
 
@@ -175,19 +166,6 @@ def make_batches(args, dictionary: Dictionary) -> List[Batch]:
             )
         )
     return batches
-
-
-def unit_dictionary() -> Dictionary:
-    d = Dictionary()
-    for i in range(NUM_UNITS):
-        d.add_symbol(str(i))
-    return d
-
-
-class DummyTask:
-    """FairseqCriterion.__init__ only reads task.target_dictionary."""
-
-    target_dictionary = None
 
 
 # ----------------------------------------------------------------------------- systems
@@ -292,20 +270,6 @@ def fast_system(
         return waveform_sample(b, padding_mask=None, rng_keys=torch.arange(b.wave.size(0), dtype=torch.long))
 
     return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
-
-
-def import_official(official_dir: Path) -> None:
-    """Imports the package ``fasthubert_official`` from its folder in ``official_dir`` (its import registers
-    its task, model and criterion names)."""
-    if "fasthubert_official" in sys.modules:
-        return
-    init = official_dir / "fasthubert_official" / "__init__.py"
-    spec = importlib.util.spec_from_file_location(
-        "fasthubert_official", init, submodule_search_locations=[str(init.parent)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fasthubert_official"] = module
-    spec.loader.exec_module(module)
 
 
 def official_system(dictionary: Dictionary, official_dir: Path, name: str, ils: bool) -> System:
@@ -806,7 +770,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     torch.manual_seed(args.seed)
-    dictionary = unit_dictionary()
+    dictionary = unit_dictionary(NUM_UNITS)
     systems = prepared_systems(args, dictionary, device, dtype)
     batches = make_batches(args, dictionary)
     if args.profile:

@@ -1,14 +1,20 @@
-"""Model ``fasthubert``: the official Fast-HuBERT code's name and keys, so its YAMLs run here.
+"""Model ``fasthubert``: the official Fast-HuBERT code's name, keys and parameter names.
 
 ``ils: true`` with ``predict_layers`` (0-based blocks, default [3,11]) maps to our 1-based
 ``supervised_layers``; ``freq_mask_*`` / ``time_mask_*`` map to fine-tuning SpecAugment.
+:func:`to_official_names` / :func:`from_official_names` rename a state dict between our model and the
+official ``FastHubertModel`` (benchmarks/official_equivalence.py loads the same weights into both).
 """
 
 import logging
+import re
 from dataclasses import dataclass, field
+from typing import Dict, Mapping
 
+import torch
 from fairseq.models import register_model
 
+from .cmvn import CMVN_BUFFERS
 from .fast_hubert import FastHubertConfig, FastHubertModel, parse_int_list
 
 logger = logging.getLogger(__name__)
@@ -40,3 +46,66 @@ class OfficialFastHubertModel(FastHubertModel):
         cfg.spec_aug_freq_masks, cfg.spec_aug_freq_width = cfg.freq_mask_N, cfg.freq_mask_F
         cfg.spec_aug_time_masks, cfg.spec_aug_time_width = cfg.time_mask_N, cfg.time_mask_T
         super().__init__(cfg, dictionaries)
+
+
+# The official model subclasses fairseq's HubertModel: its subsampler is ``subsample``, its heads
+# ``final_proj`` (one Linear, or with ILS a Sequential with one Linear per predict_layers entry), and it
+# keeps HubertModel's ``label_embs_concat``, which its CE loss never reads. Everything else (layer_norm,
+# post_extract_proj, mask_emb, encoder.*) has the same name in both. Its CMVN is applied by its dataset.
+OFFICIAL_UNUSED = ("label_embs_concat",)
+_RENAMES = (("subsampler.", "subsample."),)
+
+
+def _official_head_prefix(index: int, ils: bool) -> str:
+    return f"final_proj.{index}." if ils else "final_proj."
+
+
+def _check_heads(model_cfg) -> bool:
+    """Whether the official model has ILS heads; refuses configs whose heads do not map one to one."""
+    ils = bool(getattr(model_cfg, "ils", False))
+    if ils:
+        layers = parse_int_list(model_cfg.predict_layers, "predict_layers")
+        if layers != sorted(set(layers)) or layers[-1] != model_cfg.encoder_layers - 1:
+            raise ValueError(
+                f"predict_layers={model_cfg.predict_layers}: only ascending 0-based blocks ending with the last "
+                f"({model_cfg.encoder_layers - 1}) map to our heads (the last block is always supervised here)"
+            )
+    return ils
+
+
+def to_official_names(state_dict: Mapping[str, torch.Tensor], model_cfg) -> Dict[str, torch.Tensor]:
+    """Our model's state dict (one label set) under the official model's parameter names, for the
+    official config ``model_cfg`` (its ``ils``, ``predict_layers``, ``encoder_layers``); the CMVN
+    buffers, which the official model does not hold, are left out."""
+    ils = _check_heads(model_cfg)
+    out = {}
+    for name, value in state_dict.items():
+        if name in CMVN_BUFFERS:
+            continue
+        head = re.match(r"label_heads\.(\d+)\.", name)
+        if head:
+            name = _official_head_prefix(int(head.group(1)), ils) + name[head.end() :]
+        for ours, official in _RENAMES:
+            if name.startswith(ours):
+                name = official + name[len(ours) :]
+        out[name] = value
+    return out
+
+
+def from_official_names(state_dict: Mapping[str, torch.Tensor], model_cfg) -> Dict[str, torch.Tensor]:
+    """The inverse of :func:`to_official_names`: an official model's state dict under our names, without
+    ``label_embs_concat`` (HubertModel's, unused by the CE loss) and without CMVN buffers (add them
+    with ``set_cmvn``: the official statistics live in its ``global_cmvn.npy``)."""
+    ils = _check_heads(model_cfg)
+    out = {}
+    for name, value in state_dict.items():
+        if name in OFFICIAL_UNUSED:
+            continue
+        head = re.match(r"final_proj\.(\d+)\." if ils else r"final_proj\.", name)
+        if head:
+            name = f"label_heads.{head.group(1) if ils else 0}." + name[head.end() :]
+        for ours, official in _RENAMES:
+            if name.startswith(official):
+                name = ours + name[len(official) :]
+        out[name] = value
+    return out
