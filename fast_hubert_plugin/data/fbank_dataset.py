@@ -107,8 +107,9 @@ class FbankHubertDataset(FairseqDataset):
         feature_store: Optional[FbankStore] = None,
         label_length_tolerance_s: float = 0.1,
         check_audio_files: bool = True,
+        resample_audio: bool = True,
     ):
-        manifest = read_manifest(manifest_path)
+        manifest = read_manifest(manifest_path, resample=resample_audio)
         if check_audio_files and feature_store is None:
             manifest.check_files_exist()
         all_frames = [num_fbank_frames(n) for n in manifest.num_samples]

@@ -63,6 +63,13 @@ class FastHubertPretrainingConfig(HubertPretrainingConfig):
     check_audio_files: bool = field(
         default=True, metadata={"help": "check at start-up that every audio file of the manifest exists"}
     )
+    resample_audio: bool = field(
+        default=True,
+        metadata={
+            "help": "audio that is not 16 kHz mono is down-mixed and resampled (soxr) when read; false refuses "
+            "it. Manifests count samples at 16 kHz either way (fast-hubert-prepare-ctc writes them)"
+        },
+    )
     persistent_workers: bool = field(
         default=False,
         metadata={
@@ -192,4 +199,5 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
             feature_store=store,
             label_length_tolerance_s=self.cfg.label_length_tolerance,
             check_audio_files=self.cfg.check_audio_files,
+            resample_audio=self.cfg.resample_audio,
         )
