@@ -2,9 +2,8 @@
 
 Reads a tab-separated file with a header line naming at least the columns ``path`` (audio,
 relative to the TSV's folder or absolute) and ``text`` (the transcript), optionally
-``num_samples`` (checked against the audio; read from the audio header when absent; samples at
-16 kHz, see below). Other
-columns (``id``, ``speaker``...) are ignored. Writes, into --output-dir:
+``num_samples`` (samples at 16 kHz, see below; checked against the audio; read from the audio
+header when absent). Other columns (``id``, ``speaker``...) are ignored. Writes, into --output-dir:
 
   {split}.tsv    fairseq manifest: the audio files' common folder, then path<TAB>num_samples
   {split}.ltr    letters separated by spaces, '|' ending every word ("H I | T H E R E |"),
