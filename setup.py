@@ -28,6 +28,7 @@ setup(
         "hydra-core>=1.3,<1.4",
         "omegaconf>=2.3,<2.4",
         "soundfile>=0.12",
+        "soxr>=0.5",
         "kaldi-native-fbank>=1.20",
         "tqdm>=4.60",
         "tensorboardX>=2.6",

@@ -115,8 +115,7 @@ WHY = {
     "distributed_training.distributed_world_size": "ours states the GPUs the batch was sized for (8 x 350 s, "
     "or 1 GPU x 1,400 s x update_freq 2 = HuBERT-Base's 2,800 s per update); the official YAML says 1 and "
     "its paper 8 V100",
-    "distributed_training.nprocs_per_node": "the GPUs per node the config is sized for (8, or 1 for the 1-GPU "
-    "configs)",
+    "distributed_training.nprocs_per_node": "the GPUs per node the config is sized for (8, or 1 for the 1-GPU configs)",
     "distributed_training.find_unused_parameters": "the official model keeps HubertModel's `label_embs_concat`, "
     "which gets no gradient (benchmarks/results/official_equivalence_cpu.md); ours has none",
     "criterion._name": "our criterion's name (`fasthubert` is registered too); fine-tuning: fairseq's letter "

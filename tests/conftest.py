@@ -28,6 +28,7 @@ END_TO_END_MODULES = {
     "test_interruptions",
     "test_distributed",
     "test_clustering_e2e",
+    "test_resampling_e2e",
     "test_export",
     "test_pretraining_cli",
     "test_corpus_download",

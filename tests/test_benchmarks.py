@@ -402,3 +402,38 @@ def test_runs_that_decide_the_targets_come_first():
         ("fast_hubert_ils", 7.5, 2),
     ]
     assert sorted(order) == sorted(runs)
+
+
+def test_loss_ranges_records_the_curve_of_each_seed(quality_run):
+    tmp, _ = quality_run
+    out = tmp / "loss_ranges.md"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "loss_ranges.py"), "--speech-dir", str(SPEECH_DIR)]
+    cmd += ["--work-dir", str(tmp / "work"), "--output", str(out), "--updates", "20", "--seeds", "1", "2"]
+    proc = subprocess.run(cmd + ["--clusters", "8"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = out.read_text()
+    assert "K=8 at 50 Hz (chance level log2(8) = 3.00 bits)" in record and "seeds 1, 2" in record
+    rows = [line.split(" | ") for line in record.splitlines() if line.startswith(("| 10 |", "| 20 |", "| held out"))]
+    assert [r[0] for r in rows] == ["| 10", "| 20", "| held out, after 20"]
+    for row in rows:  # loss in bits, then two accuracies; a range when the seeds differ
+        loss, *accs = [[float(v) for v in cell.strip(" |").split("-")] for cell in row[1:]]
+        assert all(0 < v < 40 for v in loss) and all(0 <= v <= 1 for acc in accs for v in acc)
+
+
+def test_loss_ranges_table_gives_each_cell_the_range_over_seeds():
+    import loss_ranges
+
+    runs = [
+        {
+            "curve": {10: {"loss": 9.5, "acc_m_L2": 0.1, "acc_m_L4": 0.2}},
+            "valid": dict(loss=5.0, acc_m_L2=0.3, acc_m_L4=0.4),
+        },
+        {
+            "curve": {10: {"loss": 9.0, "acc_m_L2": 0.1, "acc_m_L4": 0.25}},
+            "valid": dict(loss=5.5, acc_m_L2=0.3, acc_m_L4=0.5),
+        },
+    ]
+    assert loss_ranges.table(runs, 10)[2:] == [
+        "| 10 | 9.000-9.500 | 0.100 | 0.200-0.250 |",
+        "| held out, after 10 | 5.000-5.500 | 0.300 | 0.400-0.500 |",
+    ]

@@ -422,3 +422,50 @@ def test_slurm_example_starts_one_torchrun_per_node(tmp_path):
         assert cfg["task"]["data"] == str(tmp_path / "data") and cfg["model"]["label_rate"] == 100
         frames = 2 * 4 * cfg["dataset"]["max_tokens"] * cfg["optimization"]["update_freq"][0]
         assert frames == 100 * SECONDS_PER_UPDATE[f"pretraining/{GPUS_8}"]
+
+
+MISBEHAVES_RECORDS = (
+    "loss_ranges_cpu.md",
+    "recipe_sweep_cpu.md",
+    "recipe_sweep_budget15_cpu.md",
+    "e2e_throughput_gpu.md",
+)
+
+
+def figures(text: str):
+    """The numbers of a text that are quantities: issue numbers (fairseq#5534), names with digits (fp16,
+    log2, acc_m_L2) and file names are left out."""
+    body = re.sub(r"#\d+|\b[\w.]*[A-Za-z_][\w.]*\d[\w.]*\b|\b\w+\.md\b", " ", text)
+    return set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?:e-\d+)?", body))
+
+
+def misbehaves_section() -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("## When training misbehaves")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_when_training_misbehaves_quotes_only_recorded_or_computed_numbers():
+    """Every number in the README's "When training misbehaves" (losses, accuracies, settings, CERs) is printed
+    in one of the records it cites, or computed here from the code the tests check (the masking minimum,
+    chance levels). Issue numbers, names with digits (fp16, log2, acc_m_L2) and file names do not count."""
+    from fast_hubert_plugin.data.span_masks import fewest_maskable_frames
+
+    section = misbehaves_section()
+    for record in MISBEHAVES_RECORDS:
+        assert f"benchmarks/results/{record}" in section, record
+    quoted = figures(section)
+    records = "".join((REPO / "benchmarks/results" / name).read_text(encoding="utf-8") for name in MISBEHAVES_RECORDS)
+    recorded = set(re.findall(r"\d+(?:\.\d+)?(?:e-\d+)?", records))
+    decimals = [v for v in recorded if "." in v and "e" not in v]
+    recorded |= {f"{float(v):.1f}" for v in decimals} | {f"{float(v):.2f}" for v in decimals}  # rounded as quoted
+    frames = fewest_maskable_frames(0.8, 10)  # Fast-HuBERT's masking: p 0.8, spans of 10 model frames
+    computed = {str(frames), str(4 * frames), f"{4 * frames / 100:.2f}", f"{math.log2(500):.2f}", "500"}
+    assert quoted and not quoted - recorded - computed, sorted(quoted - recorded - computed)
+
+
+def test_the_misbehaves_check_sees_an_unrecorded_number():
+    body = re.sub(
+        r"#\d+|\b[\w.]*[A-Za-z_][\w.]*\d[\w.]*\b|\b\w+\.md\b", " ", "loss 7.123 bits, fp16, fairseq#5534, acc_m_L4 0.5"
+    )
+    assert set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?:e-\d+)?", body)) == {"7.123", "0.5"}

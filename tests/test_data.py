@@ -11,7 +11,7 @@ from fast_hubert_plugin.data import fbank_dataset
 from fast_hubert_plugin.data.labels import check_symbols_in_dictionary, read_label_lines
 from fast_hubert_plugin.data.manifest import read_manifest
 from fast_hubert_plugin.features import compute_fbank, read_audio
-from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames, num_fbank_samples
+from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames, num_fbank_samples, to_pcm16
 from fast_hubert_plugin.tasks.fast_hubert_pretraining import FastHubertPretrainingConfig, FastHubertPretrainingTask
 from fast_hubert_plugin.utils.errors import DataError
 
@@ -271,6 +271,64 @@ def test_manifest_size_must_match_the_audio(data):
     task.load_dataset("train")
     with pytest.raises(DataError, match=r"samples but manifest .*train.tsv, line 2 says"):
         task.datasets["train"].get_audio(task.datasets["train"].rows.index(0))
+
+
+def resampled_copy(data, row: int, rate: int, channels: int = 1):
+    """Row ``row`` (0-based) of train.tsv rewritten to a copy of its audio at ``rate`` Hz with ``channels``
+    channels; returns (path, the file's own frame count, the original 16 kHz waveform)."""
+    import soundfile as sf
+    import soxr
+
+    m = read_manifest(data / "train.tsv")
+    wav = read_audio(m.audio_path(row))
+    resampled = soxr.resample(wav, 16000, rate) if rate != 16000 else wav
+    path = data / f"row{row}_{rate}.flac"
+    sf.write(path, np.stack([resampled] * channels, axis=1), rate, subtype="PCM_16")
+    return path, len(resampled), wav
+
+
+def test_a_resampled_file_lines_up_with_its_labels(data):
+    """A 44.1 kHz stereo copy of an utterance in place of the original: the manifest counts its samples
+    at 16 kHz, which gives the dataset's size, passes the label-length check with the original's labels,
+    and is the length of the waveform the loader hands out and crops."""
+    from fast_hubert_plugin.features.audio import resampled_length
+
+    path, frames, _ = resampled_copy(data, 0, 44100, channels=2)
+    count = resampled_length(frames, 44100)
+    original = read_manifest(data / "train.tsv").num_samples[0]
+    assert abs(count - original) <= 2  # the same duration, to the resampler's rounding
+    rewrite_line(data / "train.tsv", 2, f"{path}\t{count}")
+    task = make_task(data)
+    task.load_dataset("train")
+    ds = task.datasets["train"]
+    k = ds.rows.index(0)
+    assert ds.sizes[k] == num_fbank_frames(count)
+    source = ds.get_audio(k)
+    assert source.dtype == torch.int16 and len(source) == count
+    batch = ds.collater([ds[k], ds[ds.rows.index(1)]])
+    size = min(ds.sizes[k], ds.sizes[ds.rows.index(1)], 600)
+    assert batch["net_input"]["source"].shape == (2, num_fbank_samples(size))
+    assert batch["target_list"][0].shape[1] == size // 2  # 50 Hz labels of the crop
+
+    # fairseq's wav2vec_manifest writes the file's own frame count: refused with what it is and the fix
+    rewrite_line(data / "train.tsv", 2, f"{path}\t{frames}")
+    task = make_task(data, label_length_tolerance=100.0)  # past the label check, which would refuse it too
+    task.load_dataset("train")
+    with pytest.raises(DataError, match=r"own frame count at 44100 Hz .* count samples at 16000 Hz.*--no-text"):
+        task.datasets["train"].get_audio(task.datasets["train"].rows.index(0))
+
+
+def test_resampling_can_be_refused(data):
+    path, frames, original = resampled_copy(data, 0, 16000, channels=2)
+    rewrite_line(data / "train.tsv", 2, f"{path}\t{frames}")
+    task = make_task(data, resample_audio=False)
+    task.load_dataset("train")
+    with pytest.raises(DataError, match=r"2 channels \(listed in manifest .*train.tsv, line 2\), expected mono"):
+        task.datasets["train"].get_audio(task.datasets["train"].rows.index(0))
+    task = make_task(data)  # by default it is down-mixed: the channels' mean, the original samples
+    task.load_dataset("train")
+    ds = task.datasets["train"]
+    torch.testing.assert_close(ds.get_audio(ds.rows.index(0)), torch.from_numpy(to_pcm16(original)))
 
 
 def test_nan_features_are_refused(data, monkeypatch):

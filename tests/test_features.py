@@ -6,7 +6,7 @@ import torch
 
 from fast_hubert_plugin.data.feature_store import FbankStore, write_store
 from fast_hubert_plugin.features import GlobalCMVN, compute_fbank, num_fbank_frames, read_audio
-from fast_hubert_plugin.features.audio import audio_num_samples, check_audio_exists
+from fast_hubert_plugin.features.audio import audio_format, audio_num_samples, check_audio_exists, resampled_length
 from fast_hubert_plugin.features.cmvn import CMVNAccumulator
 from fast_hubert_plugin.features.kaldi_fbank import check_at_least_one_frame
 from fast_hubert_plugin.features.spec_augment import spec_augment
@@ -112,7 +112,7 @@ def test_read_audio_errors(tmp_path):
 
     sf.write(tmp_path / "8k.wav", np.zeros(800, dtype=np.float32), 8000)
     with pytest.raises(DataError, match="8000 Hz.*expected 16000"):
-        read_audio(tmp_path / "8k.wav")
+        read_audio(tmp_path / "8k.wav", resample=False)
 
 
 def test_one_audio_check_names_file_where_and_fix(tmp_path):
@@ -132,12 +132,67 @@ def test_one_audio_check_names_file_where_and_fix(tmp_path):
     ):
         audio_num_samples(tmp_path / "junk.wav", where=where)
     sf.write(tmp_path / "8k.wav", np.zeros(800, dtype=np.float32), 8000)
-    with pytest.raises(DataError, match=r"8k.wav: sample rate 8000 Hz, expected 16000 Hz. Fix: resample"):
-        audio_num_samples(tmp_path / "8k.wav")
+    with pytest.raises(DataError, match=r"8k.wav: sample rate 8000 Hz, expected 16000 Hz. Fix: resample .*allow"):
+        audio_num_samples(tmp_path / "8k.wav", resample=False)
+    sf.write(tmp_path / "stereo.wav", np.zeros((800, 2), dtype=np.float32), 16000)
+    with pytest.raises(DataError, match=r"stereo.wav: 2 channels, expected mono. Fix: down-mix"):
+        audio_num_samples(tmp_path / "stereo.wav", resample=False)
     wav = (np.arange(1234, dtype=np.float32) % 7) / 10
     sf.write(tmp_path / "ok.flac", wav, 16000, subtype="PCM_16")
     assert audio_num_samples(tmp_path / "ok.flac") == len(read_audio(tmp_path / "ok.flac")) == 1234
     assert np.allclose(read_audio(tmp_path / "ok.flac"), sf.read(tmp_path / "ok.flac", dtype="float32")[0])
+
+
+def test_resampled_length_is_what_soxr_returns():
+    """The manifest's 16 kHz sample count is computed from the header: it must be libsoxr's length."""
+    import soxr
+
+    rng = np.random.default_rng(0)
+    for rate in (8000, 11025, 22050, 24000, 32000, 44100, 48000, 96000, 15999):
+        for frames in [1, 2, 159, 399, 400, 401, *rng.integers(1, 300_000, 40).tolist()]:
+            got = len(soxr.resample(np.zeros(frames, np.float32), rate, 16000))
+            assert resampled_length(frames, rate) == got, (rate, frames)
+    assert resampled_length(132300, 44100) == 48000 and resampled_length(12345, 16000) == 12345
+
+
+def sine(rate: int, seconds: float, hz: float = 440.0) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * hz * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_other_rates_and_channels_are_read_as_16k_mono(tmp_path, rate):
+    """A 440 Hz tone at any rate reads as the same tone at 16 kHz (away from the edges, where the
+    resampler's filter starts), with the length the header announces; stereo is the channels' mean."""
+    import soundfile as sf
+
+    path = tmp_path / f"tone_{rate}.wav"
+    sf.write(path, np.stack([sine(rate, 1.3), 0.5 * sine(rate, 1.3)], axis=1), rate, subtype="FLOAT")
+    fmt = audio_format(path)
+    assert (fmt.sample_rate, fmt.channels, fmt.frames) == (rate, 2, int(rate * 1.3))
+    wav = read_audio(path)
+    assert wav.dtype == np.float32 and wav.ndim == 1
+    assert len(wav) == audio_num_samples(path) == fmt.num_samples() == resampled_length(int(rate * 1.3), rate)
+    want = 0.75 * sine(16000, 1.3)[: len(wav)]
+    # libsoxr HQ: ~1e-4 relative error in the pass band; 0.05 s kept off each end
+    np.testing.assert_allclose(wav[800:-800], want[800:-800], atol=2e-3)
+
+
+def test_a_conversion_is_logged_once_per_format(tmp_path, caplog):
+    import logging
+
+    import soundfile as sf
+
+    from fast_hubert_plugin.features import audio
+
+    audio._LOGGED_FORMATS.clear()
+    for i in range(3):
+        sf.write(tmp_path / f"a{i}.wav", sine(22050, 0.5), 22050)
+    sf.write(tmp_path / "b.wav", sine(16000, 0.5), 16000)
+    with caplog.at_level(logging.INFO, logger="fast_hubert.audio"):
+        for name in ("a0.wav", "a1.wav", "b.wav", "a2.wav"):
+            read_audio(tmp_path / name)
+    lines = [r.getMessage() for r in caplog.records if r.name == "fast_hubert.audio"]
+    assert len(lines) == 1 and "a0.wav: 22050 Hz, 1 channel, converted on load to 16000 Hz mono" in lines[0]
 
 
 def test_spec_augment_masks_inside_lengths_only():

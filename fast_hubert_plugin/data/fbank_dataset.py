@@ -115,6 +115,7 @@ class FbankHubertDataset(FairseqDataset):
         feature_store: Optional[FbankStore] = None,
         label_length_tolerance_s: float = 0.1,
         check_audio_files: bool = True,
+        resample_audio: bool = True,
         span_masking: Optional[SpanMasking] = None,
         crop_size_multiple: int = 1,
     ):
@@ -123,7 +124,7 @@ class FbankHubertDataset(FairseqDataset):
                 f"task.crop_size_multiple={crop_size_multiple}: use 1 (crops of any length) or a multiple of "
                 f"{CROP_MULTIPLE} fbank frames (whole model frames and labels), e.g. 200 for 2 s steps"
             )
-        manifest = read_manifest(manifest_path)
+        manifest = read_manifest(manifest_path, resample=resample_audio)
         if check_audio_files and feature_store is None:
             manifest.check_files_exist()
         all_frames = [num_fbank_frames(n) for n in manifest.num_samples]

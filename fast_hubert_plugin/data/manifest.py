@@ -1,6 +1,8 @@
 """fairseq audio manifests: first line the audio root, then ``relative/path<TAB>num_samples``.
 
 Loaded once, validated row by row, with errors that name the line (1-based, as an editor shows).
+``num_samples`` counts samples of the 16 kHz mono waveform a row's file is read as (features/audio.py:
+for a 44.1 kHz file, round(frames * 16000 / 44100)); fbank frames, label lengths and crops derive from it.
 """
 
 import os
@@ -9,7 +11,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ..features.audio import check_audio_exists, read_audio
+from ..features.audio import audio_format, check_audio_exists, read_audio
 from ..features.kaldi_fbank import check_at_least_one_frame
 from ..utils.errors import DataError
 
@@ -22,6 +24,7 @@ class AudioManifest:
     root: str
     names: List[str]
     num_samples: List[int]
+    resample: bool = True  # convert files that are not 16 kHz mono on load; False refuses them
 
     def __len__(self) -> int:
         return len(self.names)
@@ -37,15 +40,24 @@ class AudioManifest:
         return f"manifest {self.path}, line {self.line_of(i)}"
 
     def read_audio(self, i: int, sample_rate: int = 16000) -> np.ndarray:
-        """Waveform of row ``i`` (float32 in [-1, 1]); its length must be the row's ``num_samples``
-        (label lengths and feature offsets are computed from it)."""
+        """Mono waveform (N,) of row ``i`` at ``sample_rate`` (float32 in [-1, 1]); N must be the row's
+        ``num_samples`` (label lengths and feature offsets are computed from it)."""
         path = self.audio_path(i)
-        wav = read_audio(path, sample_rate, where=self.where(i))
+        wav = read_audio(path, sample_rate, where=self.where(i), resample=self.resample)
         if len(wav) != self.num_samples[i]:
+            fmt = audio_format(path, sample_rate, resample=self.resample)
+            native = fmt.is_converted(sample_rate) and fmt.frames == self.num_samples[i]
             raise DataError(
                 path,
-                f"{len(wav)} samples but {self.where(i)} says {self.num_samples[i]}",
-                "regenerate the manifest from the audio: its sizes must match for labels to line up",
+                f"{len(wav)} samples but {self.where(i)} says {self.num_samples[i]}"
+                + (
+                    f", the file's own frame count at {fmt.sample_rate} Hz (as fairseq's wav2vec_manifest "
+                    f"writes): this project's manifests count samples at {sample_rate} Hz after resampling"
+                    if native
+                    else ""
+                ),
+                "regenerate the manifest from the audio (fast-hubert-prepare-ctc --no-text): its sizes "
+                "must match for labels to line up",
             )
         return wav
 
@@ -62,7 +74,8 @@ class AudioManifest:
             check_audio_exists(self.audio_path(i), self.where(i))
 
 
-def read_manifest(path) -> AudioManifest:
+def read_manifest(path, resample: bool = True) -> AudioManifest:
+    """``resample``: rows whose audio is not 16 kHz mono are converted when read (else refused)."""
     path = str(path)
     if not os.path.isfile(path):
         raise DataError(path, "manifest not found", "check task.data (the folder holding {split}.tsv)")
@@ -95,4 +108,4 @@ def read_manifest(path) -> AudioManifest:
         sizes.append(size)
     if not names:
         raise DataError(path, "manifest has no utterances", MANIFEST_FIX)
-    return AudioManifest(path=path, root=root, names=names, num_samples=sizes)
+    return AudioManifest(path=path, root=root, names=names, num_samples=sizes, resample=resample)

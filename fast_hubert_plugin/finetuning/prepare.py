@@ -2,8 +2,8 @@
 
 Reads a tab-separated file with a header line naming at least the columns ``path`` (audio,
 relative to the TSV's folder or absolute) and ``text`` (the transcript), optionally
-``num_samples`` (checked against the audio; read from the audio header when absent). Other
-columns (``id``, ``speaker``...) are ignored. Writes, into --output-dir:
+``num_samples`` (samples at 16 kHz, see below; checked against the audio; read from the audio
+header when absent). Other columns (``id``, ``speaker``...) are ignored. Writes, into --output-dir:
 
   {split}.tsv    fairseq manifest: the audio files' common folder, then path<TAB>num_samples
   {split}.ltr    letters separated by spaces, '|' ending every word ("H I | T H E R E |"),
@@ -12,8 +12,14 @@ columns (``id``, ``speaker``...) are ignored. Writes, into --output-dir:
   dict.ltr.txt   letter dictionary (fairseq format, 'letter count' lines), built from this split
                  when --write-dict is given or no dict.ltr.txt exists yet; --dict-from copies one
 
+Audio at any sample rate and channel count is accepted: it is down-mixed and resampled to 16 kHz
+mono whenever it is read (features/audio.py), and ``num_samples`` in the manifest counts samples
+*after* that conversion (a 3 s file at 44.1 kHz: 48000, not fairseq's 132300), the size every later
+stage computes fbank frames, label lengths and crops from. One line says how many files will be
+converted; --no-resample refuses them instead.
+
 Transcripts are taken as they are (only runs of spaces collapse): normalise case and
-punctuation before. Every row is checked: audio present, readable, 16 kHz, non-empty, same
+punctuation before. Every row is checked: audio present, readable, convertible, non-empty, same
 length as ``num_samples``; text not empty; letters all in the dictionary when the dictionary was
 not built from this split (a dev/test split). Errors name the TSV file and line. Every output is
 written atomically. With --no-text only the manifest is written (pretraining audio).
@@ -28,13 +34,13 @@ import logging
 import os
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
 from ..data.labels import check_symbols_in_dictionary, dictionary_symbols, load_dictionary
-from ..features.audio import audio_num_samples
+from ..features.audio import AudioFormat, audio_format
 from ..features.kaldi_fbank import SAMPLE_RATE, check_at_least_one_frame
 from ..utils.atomic import atomic_path, atomic_write_text
 from ..utils.cli import HelpFormatter, console_script
@@ -50,16 +56,18 @@ DICT_NAME = "dict.ltr.txt"
 class Row:
     line: int  # 1-based line in the input TSV
     audio: str  # absolute path
-    num_samples: int
+    num_samples: int  # at 16 kHz, after any resampling
     words: List[str]
+    format: AudioFormat = field(default=None, compare=False)  # the file's own rate, channels and frames
 
 
 def text_to_words(text: str) -> List[str]:
     return text.split()
 
 
-def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = True) -> List[Row]:
-    """Rows of the input TSV, each checked against its audio file."""
+def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = True, resample: bool = True) -> List[Row]:
+    """Rows of the input TSV, each checked against its audio file (``resample``: audio that is not
+    16 kHz mono is accepted, else refused)."""
     path = str(path)
     if not os.path.isfile(path):
         raise DataError(path, "input TSV not found", "pass a tab-separated file with a 'path' and a 'text' column")
@@ -98,7 +106,8 @@ def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = Tru
         if not rel:
             raise DataError(path, "empty path", "give every row an audio file", line=n)
         audio = os.path.normpath(os.path.join(root, rel))
-        num_samples = check_audio(audio, path, n)
+        fmt = check_audio(audio, path, n, resample)
+        num_samples = fmt.num_samples()
         if "num_samples" in col and items[col["num_samples"]].strip():
             try:
                 declared = int(items[col["num_samples"]])
@@ -110,10 +119,11 @@ def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = Tru
                     line=n,
                 ) from None
             if declared != num_samples:
+                native = f" (its {fmt.frames} frames at {fmt.sample_rate} Hz)" if fmt.is_converted() else ""
                 raise DataError(
                     path,
-                    f"num_samples says {declared} but {audio} has {num_samples} samples",
-                    "fix the column or drop it (it is then read from the audio)",
+                    f"num_samples says {declared} but {audio} has {num_samples} samples at 16 kHz{native}",
+                    "fix the column (samples at 16 kHz after resampling) or drop it (it is then read from the audio)",
                     line=n,
                 )
         words = text_to_words(items[col["text"]]) if need_text else []
@@ -128,22 +138,36 @@ def read_transcribed_tsv(path: str, need_text: bool = True, progress: bool = Tru
                 "remove it from the text",
                 line=n,
             )
-        rows.append(Row(line=n, audio=audio, num_samples=num_samples, words=words))
+        rows.append(Row(line=n, audio=audio, num_samples=num_samples, words=words, format=fmt))
     if not rows:
         raise DataError(path, "no rows after the header", "add one line per utterance")
+    log_conversions(rows, path)
     return rows
 
 
-def check_audio(audio: str, tsv: str, line: int) -> int:
-    """Number of samples of ``audio`` (read from its header); DataError naming the TSV line if unusable."""
+def check_audio(audio: str, tsv: str, line: int, resample: bool = True) -> AudioFormat:
+    """The header of ``audio``; DataError naming the TSV line if unusable."""
     try:
-        num_samples = audio_num_samples(audio, SAMPLE_RATE)
-        check_at_least_one_frame(num_samples, audio)
+        fmt = audio_format(audio, SAMPLE_RATE, resample=resample)
+        check_at_least_one_frame(fmt.num_samples(), audio)
     except DataError as e:  # the row of the TSV is what to fix
         raise DataError(tsv, f"{e.problem}: {audio}", e.fix, line=line) from None
     except ValueError as e:
         raise DataError(tsv, str(e), "drop the row", line=line) from None
-    return num_samples
+    return fmt
+
+
+def log_conversions(rows: List[Row], tsv: str) -> None:
+    """One line for the whole TSV: how many files are converted on load, by format."""
+    formats = Counter((r.format.sample_rate, r.format.channels) for r in rows if r.format.is_converted())
+    if formats:
+        by_format = "; ".join(
+            f"{n} at {AudioFormat(rate, channels, 0).describe()}" for (rate, channels), n in sorted(formats.items())
+        )
+        logger.info(
+            f"{tsv}: {sum(formats.values())} of {len(rows)} files are not 16 kHz mono ({by_format}): they are "
+            "down-mixed and resampled to 16 kHz on load, and the manifest counts their samples at 16 kHz"
+        )
 
 
 def manifest_text(rows: List[Row]) -> str:
@@ -191,9 +215,10 @@ def prepare_split(
     write_dict: bool = False,
     dict_from: Optional[str] = None,
     progress: bool = True,
+    resample: bool = True,
 ) -> Dict[str, str]:
     """Write {split}.tsv (+ .ltr, .wrd and dict.ltr.txt with text). Returns {kind: path written}."""
-    rows = read_transcribed_tsv(tsv, need_text=need_text, progress=progress)
+    rows = read_transcribed_tsv(tsv, need_text=need_text, progress=progress, resample=resample)
     os.makedirs(output_dir, exist_ok=True)
     written = {}
     dict_path = os.path.join(output_dir, DICT_NAME)
@@ -243,6 +268,11 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--dict-from", metavar="DICT", help=f"use this existing {DICT_NAME} (copied into --output-dir)")
     parser.add_argument("--no-text", action="store_true", help="write the manifest only (audio without transcripts)")
+    parser.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="refuse audio that is not 16 kHz mono (by default it is down-mixed and resampled on load)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.write_dict and args.dict_from:
@@ -255,6 +285,7 @@ def main(argv=None) -> None:
         write_dict=args.write_dict,
         dict_from=args.dict_from,
         progress=not args.quiet,
+        resample=not args.no_resample,
     )
     with open(written["manifest"], encoding="utf-8") as f:
         n = sum(1 for _ in f) - 1

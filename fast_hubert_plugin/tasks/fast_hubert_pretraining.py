@@ -23,6 +23,9 @@ Masks: once it has built a fast_hubert pretraining model, ``build_model`` hands 
 ``span_masking()`` (its frame geometry and masking settings) to the datasets already loaded (fairseq
 loads the valid splits first) and ``load_dataset`` to the later ones (the train split): their
 collaters then draw the span masks in the loader workers (data/span_masks.py).
+
+Continued pretraining: with ``init_from_checkpoint`` a new model takes its encoder, CMVN buffers
+included, from a pretrained checkpoint and keeps its freshly built label heads (models/warm_start.py).
 """
 
 import logging
@@ -41,6 +44,7 @@ from ..features.kaldi_fbank import FBANK_FRAME_RATE, SAMPLE_RATE
 from ..models.cmvn import configured_stats_path, with_stats_path
 from ..models.family import is_fast_hubert_config, wrapped_model
 from ..models.hubert_ctc import keep_pretrained_config, set_pretrained_cmvn, set_spec_augment
+from ..models.warm_start import init_from_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +79,21 @@ class FastHubertPretrainingConfig(HubertPretrainingConfig):
             "help": "round each batch's crop length down (pad_audio: up) to a multiple of this many fbank "
             "frames, so that batches come in a few shapes (for model.compile_encoder); 1 keeps every length. "
             "A multiple of 8, e.g. 200 for 2 s steps"
+        },
+    )
+    init_from_checkpoint: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "continued pretraining: a new model takes every tensor but the label heads (CMVN included) "
+            "from this fast_hubert checkpoint; heads new for task.labels' dictionaries; optimizer, lr schedule, "
+            "data iterator and meters start afresh; a restarted run resumes from its own checkpoint_last.pt"
+        },
+    )
+    resample_audio: bool = field(
+        default=True,
+        metadata={
+            "help": "audio that is not 16 kHz mono is down-mixed and resampled (soxr) when read; false refuses "
+            "it. Manifests count samples at 16 kHz either way (fast-hubert-prepare-ctc writes them)"
         },
     )
     persistent_workers: bool = field(
@@ -137,8 +156,10 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
     def build_model(self, cfg, from_checkpoint: bool = False):
         if from_checkpoint:
             self.skip_missing_pretraining_dictionaries()
-        if is_fast_hubert_config(cfg):  # where its CMVN comes from: the stats file, or the checkpoint
-            cfg = with_stats_path(cfg, None if from_checkpoint else self.new_model_stats_path(cfg))
+        warm_start = self.warm_start_checkpoint(cfg, from_checkpoint)
+        if is_fast_hubert_config(cfg):  # where its CMVN comes from: the stats file, or a checkpoint
+            new_stats = None if from_checkpoint or warm_start else self.new_model_stats_path(cfg)
+            cfg = with_stats_path(cfg, new_stats)
         model = super().build_model(cfg, from_checkpoint)
         if is_fast_hubert_config(cfg) and not self.cfg.fine_tuning and model.label_heads is not None:
             # fairseq loads the valid splits before it builds the model, the train split after
@@ -146,6 +167,8 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
             for dataset in self.datasets.values():
                 if isinstance(dataset, FbankHubertDataset):
                     dataset.set_span_masking(self.span_masking)
+        if warm_start:
+            init_from_checkpoint(model, warm_start)
         if wrapped_model(model) is not None:  # hubert_ctc around fast_hubert
             keep_pretrained_config(cfg, model)
             if getattr(cfg, "no_pretrained_weights", False) and not from_checkpoint:
@@ -162,6 +185,19 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
                     "task.spec_aug_time_masks=0 to use HuBERT's masking instead"
                 )
         return model
+
+    def warm_start_checkpoint(self, model_cfg, from_checkpoint: bool) -> Optional[str]:
+        """``init_from_checkpoint`` when a new fast_hubert model is built for pretraining, else None (a
+        model restored from a checkpoint, whose saved config may still name the file, has its own tensors)."""
+        path = self.cfg.init_from_checkpoint
+        if not path or from_checkpoint:
+            return None
+        if self.cfg.fine_tuning or not is_fast_hubert_config(model_cfg):
+            raise ValueError(
+                "task.init_from_checkpoint starts fast_hubert pretraining from a checkpoint; fine-tuning "
+                "starts from model.w2v_path: unset task.init_from_checkpoint"
+            )
+        return path
 
     def new_model_stats_path(self, model_cfg) -> str:
         """The CMVN stats file a new fast_hubert model is built with: the one its config names, else
@@ -228,4 +264,5 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
             check_audio_files=self.cfg.check_audio_files,
             span_masking=self.span_masking,
             crop_size_multiple=self.cfg.crop_size_multiple,
+            resample_audio=self.cfg.resample_audio,
         )

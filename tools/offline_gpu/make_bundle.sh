@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a bundle that lets the project run on an offline GPU machine whose python3 (3.12) already holds
 # CUDA torch, numpy, scikit-learn, matplotlib, tqdm, sacrebleu, transformers, but NOT fairseq, hydra,
-# omegaconf, soundfile/cffi, kaldi-native-fbank, editdistance or faiss.
+# omegaconf, soundfile/cffi, kaldi-native-fbank, soxr, editdistance or faiss.
 # Usage (from the project's root, after `make setup`):  tools/offline_gpu/make_bundle.sh [BUNDLE_DIR]
 # BUNDLE_DIR (default .gpu_bundle) must be git-ignored (add it to .git/info/exclude) and carried to the
 # GPU machine; there, `source BUNDLE_DIR/env.sh` makes `import fairseq, fast_hubert_plugin` and
@@ -23,6 +23,6 @@ cp "$HERE/data_utils_fast.py" "$B/site/fairseq/data/"                     # stan
 # compiled dependencies: wheels for the GPU machine's Python
 pip download -q --no-deps --only-binary=:all: --python-version "$PYV" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$B/whl" \
-  cffi==2.1.1 kaldi-native-fbank==1.23.0 editdistance==0.8.1 bitarray==3.12.3
+  cffi==2.1.1 kaldi-native-fbank==1.23.0 soxr==1.1.0 editdistance==0.8.1 bitarray==3.12.3
 cp "$HERE/env.sh" "$B/env.sh"
 du -sh "$B"
