@@ -26,7 +26,7 @@ from ..data.manifest import read_manifest
 from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
 from .feature_shards import load_split
-from .units import UnitLabeller, label_step, load_centroids, write_label_files
+from .units import UnitLabeller, add_search_arguments, describe_labels, label_step, load_centroids, write_label_files
 
 logger = logging.getLogger("fast_hubert.clustering")
 
@@ -96,22 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("split", help="split to label (e.g. train, valid)")
     p.add_argument("centroids", help="centroids (.npy) from fast-hubert-learn-kmeans")
     p.add_argument("label_dir", help="folder for {split}.{label} and dict.{label}.txt (task.label_dir)")
-    p.add_argument("--label", default="km", help="label file extension (task.labels), default km")
-    p.add_argument(
-        "--label-rate",
-        type=float,
-        default=None,
-        help="labels per second (model.label_rate); must divide the feature rate; default: the feature "
-        "rate. Fast-HuBERT and HuBERT pretraining use 50",
-    )
     p.add_argument("--manifest", default=None, help="the split's manifest (default: the one recorded when dumping)")
-    p.add_argument("--batch-size", type=int, default=100000, help="frames per FAISS search (default: %(default)s)")
-    p.add_argument(
-        "--gpu",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="search on the GPU (default: when FAISS sees one)",
-    )
+    add_search_arguments(p)
     return p
 
 
@@ -129,11 +115,7 @@ def main(argv=None):
         gpu=args.gpu,
         batch_size=args.batch_size,
     )
-    print(
-        f"wrote {s['label_path']} ({s['rows']} rows, {s['labels']} labels at {s['label_rate']:g} Hz) and "
-        f"{s['dict_path']} ({s['n_clusters']} units, {s['used_clusters']} used); "
-        f"mean squared distance {s['mean_sq_dist']:.4f}"
-    )
+    print(describe_labels(s))
     return s
 
 

@@ -26,8 +26,8 @@ Next step: fast-hubert-learn-kmeans.
 import argparse
 import logging
 import math
-import os
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -37,8 +37,8 @@ from tqdm import tqdm
 from ..data.manifest import read_manifest
 from ..models.frame_features import Chunking
 from ..utils.cli import HelpFormatter, console_script
-from .extractors import add_source_arguments, build_extractor, check_row_frames, source_options, source_settings
-from .feature_shards import ShardPaths, ShardWriter, check_same_request, read_meta, row_range
+from .extractors import FeatureSource, add_source_arguments, build_extractor, check_row_frames, source_options
+from .feature_shards import ShardPaths, ShardWriter, check_same_request, read_meta, row_range, shard_request
 
 logger = logging.getLogger("fast_hubert.clustering")
 
@@ -88,14 +88,10 @@ def dump_split(
         chosen = sampled_rows(len(manifest), sample_fraction, sample_seed)
         keep &= set(chosen.tolist())
         sample = {"fraction": sample_fraction, "seed": sample_seed, "rows": len(chosen)}
+    source = FeatureSource(feature, cmvn, checkpoint, layer, device, batch_seconds, chunking, workers)
     request = {
-        **source_settings(feature, cmvn, checkpoint, layer, chunking),
-        "manifest": os.path.abspath(manifest_path),
-        "manifest_rows": len(manifest),
-        "rows": [start, end],
-        "rank": rank,
-        "nshard": nshard,
-        "split": split,
+        **source.settings(),
+        **shard_request(manifest_path, len(manifest), split, rank, nshard),
         "dtype": dtype,
         "sample": sample,
     }
@@ -104,15 +100,7 @@ def dump_split(
         check_same_request(paths.meta, meta, request, LEGACY_DEFAULTS)
         return dict(meta, skipped=True)
 
-    extractor = build_extractor(
-        feature,
-        cmvn=cmvn,
-        checkpoint=checkpoint,
-        layer=layer,
-        device=device,
-        batch_seconds=batch_seconds,
-        chunking=chunking,
-    )
+    extractor = build_extractor(source)
     rows = sorted(keep)
     lengths = [extractor.num_frames(manifest.num_samples[i]) if i in keep else 0 for i in range(start, end)]
     meta = dict(extractor.describe(), **request)
@@ -155,11 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
 @console_script("fast-hubert-dump")
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    source = source_options(args)
+    source, shard = source_options(args)
     meta = dump_split(
         args.manifest,
         args.out_dir,
-        **source,
+        **{f.name: getattr(source, f.name) for f in fields(source)},
+        **shard,
         dtype=args.dtype,
         sample_fraction=args.sample_fraction,
         sample_seed=args.sample_seed,

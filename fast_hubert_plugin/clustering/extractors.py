@@ -12,6 +12,7 @@ the on-the-fly labelling read their frames from it.
 import argparse
 import logging
 import os
+from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -106,35 +107,42 @@ class LayerExtractor:
             yield from zip(batch_rows, self.extract([manifest.read_audio(i) for i in batch_rows]))
 
 
-def build_extractor(
-    feature: str,
-    cmvn: Optional[str] = None,
-    checkpoint: Optional[str] = None,
-    layer: Optional[int] = None,
-    device: str = "cpu",
-    batch_seconds: float = 100.0,
-    chunking: Chunking = Chunking(),
-):
-    if feature in ("mfcc", "fbank"):
-        return InputExtractor(feature, cmvn if feature == "fbank" else None)
-    if feature == "layer":
-        if checkpoint is None or layer is None:
+@dataclass(frozen=True)
+class FeatureSource:
+    """Which frame features, and how a model computes them: the same for fast-hubert-dump and
+    fast-hubert-label, so that labels computed on the fly are those of a dump."""
+
+    feature: str  # mfcc, fbank or layer
+    cmvn: Optional[str] = None  # fbank: CMVN stats to normalise with
+    checkpoint: Optional[str] = None  # layer: the model
+    layer: Optional[int] = None
+    device: str = "cpu"
+    batch_seconds: float = 100.0  # layer: padded audio per forward pass
+    chunking: Chunking = Chunking()  # layer: long utterances in pieces
+    workers: int = 1  # mfcc/fbank: processes
+
+    def settings(self) -> Dict:
+        """What decides the features' values, as recorded in a dump's or a labelling's ``.json``."""
+        is_layer = self.feature == "layer"
+        return {
+            "feature": self.feature,
+            "cmvn": os.path.abspath(self.cmvn) if self.cmvn and self.feature == "fbank" else None,
+            "checkpoint": os.path.abspath(self.checkpoint) if self.checkpoint and is_layer else None,
+            "layer": self.layer if is_layer else None,
+            "chunk_seconds": self.chunking.seconds if is_layer else None,
+            "chunk_context_seconds": self.chunking.context_seconds if is_layer else None,
+        }
+
+
+def build_extractor(source: FeatureSource):
+    """The extractor of ``source``: loads the checkpoint of a layer."""
+    if source.feature in ("mfcc", "fbank"):
+        return InputExtractor(source.feature, source.cmvn if source.feature == "fbank" else None)
+    if source.feature == "layer":
+        if source.checkpoint is None or source.layer is None:
             raise SystemExit("--feature layer needs --checkpoint CKPT and --layer L")
-        return LayerExtractor(checkpoint, layer, device, batch_seconds, chunking)
-    raise SystemExit(f"unknown --feature {feature!r}: choose mfcc, fbank or layer")
-
-
-def source_settings(feature: str, cmvn=None, checkpoint=None, layer=None, chunking: Chunking = Chunking()) -> Dict:
-    """What decides the features' values, as recorded in a dump's or a labelling's ``.json``."""
-    is_layer = feature == "layer"
-    return {
-        "feature": feature,
-        "cmvn": os.path.abspath(cmvn) if cmvn and feature == "fbank" else None,
-        "checkpoint": os.path.abspath(checkpoint) if checkpoint and is_layer else None,
-        "layer": layer if is_layer else None,
-        "chunk_seconds": chunking.seconds if is_layer else None,
-        "chunk_context_seconds": chunking.context_seconds if is_layer else None,
-    }
+        return LayerExtractor(source.checkpoint, source.layer, source.device, source.batch_seconds, source.chunking)
+    raise SystemExit(f"unknown --feature {source.feature!r}: choose mfcc, fbank or layer")
 
 
 def check_row_frames(manifest: AudioManifest, row: int, feats: np.ndarray, expected: int) -> None:
@@ -195,8 +203,8 @@ def add_source_arguments(p: argparse.ArgumentParser, verb: str) -> None:
     )
 
 
-def source_options(args: argparse.Namespace) -> Dict:
-    """The keyword arguments of dump_split / label_split that :func:`add_source_arguments` gives, checked."""
+def source_options(args: argparse.Namespace) -> Tuple[FeatureSource, Dict]:
+    """The features and the shard (``split``, ``nshard``, ``rank``) :func:`add_source_arguments` gives, checked."""
     if not 0 <= args.rank < args.nshard:
         raise SystemExit(f"--rank must be in [0, {args.nshard}), got {args.rank}")
     if args.feature != "fbank" and args.cmvn:
@@ -209,16 +217,14 @@ def source_options(args: argparse.Namespace) -> Dict:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    return {
-        "feature": args.feature,
-        "split": args.split,
-        "nshard": args.nshard,
-        "rank": args.rank,
-        "cmvn": args.cmvn,
-        "checkpoint": args.checkpoint,
-        "layer": args.layer,
-        "device": args.device,
-        "batch_seconds": args.batch_seconds,
-        "chunking": Chunking(args.chunk_seconds, args.chunk_context_seconds),
-        "workers": args.workers,
-    }
+    source = FeatureSource(
+        args.feature,
+        args.cmvn,
+        args.checkpoint,
+        args.layer,
+        args.device,
+        args.batch_seconds,
+        Chunking(args.chunk_seconds, args.chunk_context_seconds),
+        args.workers,
+    )
+    return source, {"split": args.split, "nshard": args.nshard, "rank": args.rank}

@@ -34,6 +34,19 @@ def row_range(num_rows: int, rank: int, nshard: int) -> Tuple[int, int]:
     return num_rows * rank // nshard, num_rows * (rank + 1) // nshard
 
 
+def shard_request(manifest_path, num_rows: int, split: str, rank: int, nshard: int) -> Dict:
+    """Which rows of which manifest a shard holds, as its ``.json`` records them."""
+    start, end = row_range(num_rows, rank, nshard)
+    return {
+        "manifest": os.path.abspath(manifest_path),
+        "manifest_rows": num_rows,
+        "rows": [start, end],
+        "rank": rank,
+        "nshard": nshard,
+        "split": split,
+    }
+
+
 @dataclass(frozen=True)
 class ShardPaths:
     npy: Path

@@ -32,13 +32,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.manifest import AudioManifest, read_manifest
-from ..models.frame_features import Chunking
 from ..utils.atomic import atomic_write_text
 from ..utils.cli import HelpFormatter, console_script
 from ..utils.errors import DataError
-from .extractors import add_source_arguments, build_extractor, check_row_frames, source_options, source_settings
-from .feature_shards import check_same_request, row_range
-from .units import UnitLabeller, label_step, load_centroids, write_label_files
+from .extractors import FeatureSource, add_source_arguments, build_extractor, check_row_frames, source_options
+from .feature_shards import check_same_request, row_range, shard_request
+from .units import UnitLabeller, add_search_arguments, describe_labels, label_step, load_centroids, write_label_files
 
 logger = logging.getLogger("fast_hubert.clustering")
 
@@ -81,17 +80,10 @@ def label_split(
     manifest_path,
     centroids_path,
     label_dir,
-    feature: str,
+    source: FeatureSource,
     split: Optional[str] = None,
     nshard: int = 1,
     rank: int = 0,
-    cmvn: Optional[str] = None,
-    checkpoint: Optional[str] = None,
-    layer: Optional[int] = None,
-    device: str = "cpu",
-    batch_seconds: float = 100.0,
-    chunking: Chunking = Chunking(),
-    workers: int = 1,
     label: str = "km",
     label_rate: Optional[float] = None,
     gpu: Optional[bool] = None,
@@ -108,29 +100,24 @@ def label_split(
     start, end = row_range(len(manifest), rank, nshard)
     lines_path, meta_path = part_paths(label_dir, split, rank, nshard, label)
     request = {
-        **source_settings(feature, cmvn, checkpoint, layer, chunking),
+        **source.settings(),
         "centroids": os.path.abspath(centroids_path),
         "centroids_sha1": file_sha1(centroids_path) if os.path.isfile(centroids_path) else None,
         "label_rate": label_rate,
-        "manifest": os.path.abspath(manifest_path),
-        "manifest_rows": len(manifest),
-        "rows": [start, end],
-        "rank": rank,
-        "nshard": nshard,
-        "split": split,
+        **shard_request(manifest_path, len(manifest), split, rank, nshard),
     }
     finished = nshard > 1 and meta_path.is_file() and lines_path.is_file()
     if finished and not overwrite:
         check_same_request(meta_path, json.loads(meta_path.read_text(encoding="utf-8")), request)
         return dict(merge_shards(manifest, label_dir, split, nshard, label), skipped=True)
 
-    extractor = build_extractor(feature, cmvn, checkpoint, layer, device, batch_seconds, chunking)
-    centroids = load_centroids(centroids_path, extractor.dim, checkpoint or f"{feature} features")
+    extractor = build_extractor(source)
+    centroids = load_centroids(centroids_path, extractor.dim, source.checkpoint or f"{source.feature} features")
     step = label_step(extractor.frame_rate, label_rate, centroids_path)
     labeller = UnitLabeller(centroids, step, gpu, batch_size)
     t0 = time.time()
     bar = {"desc": f"label {split} {rank}/{nshard}", "disable": not progress}
-    lines = label_rows(extractor, labeller, manifest, list(range(start, end)), workers, bar)
+    lines = label_rows(extractor, labeller, manifest, list(range(start, end)), source.workers, bar)
     seconds = round(time.time() - t0, 2)
     rate = extractor.frame_rate / step
     if nshard == 1:
@@ -190,21 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("centroids", help="centroids (.npy) from fast-hubert-learn-kmeans")
     p.add_argument("label_dir", help="folder for {split}.{label} and dict.{label}.txt (task.label_dir)")
     add_source_arguments(p, "label")
-    p.add_argument("--label", default="km", help="label file extension (task.labels), default km")
-    p.add_argument(
-        "--label-rate",
-        type=float,
-        default=None,
-        help="labels per second (model.label_rate); must divide the feature rate; default: the feature "
-        "rate. Fast-HuBERT and HuBERT pretraining use 50",
-    )
-    p.add_argument("--batch-size", type=int, default=100000, help="frames per FAISS search (default: %(default)s)")
-    p.add_argument(
-        "--gpu",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="search on the GPU (default: when FAISS sees one)",
-    )
+    add_search_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="relabel the shard even if it is finished")
     return p
 
@@ -212,11 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
 @console_script("fast-hubert-label")
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    source, shard_rows = source_options(args)
     s = label_split(
         args.manifest,
         args.centroids,
         args.label_dir,
-        **source_options(args),
+        source,
+        **shard_rows,
         label=args.label,
         label_rate=args.label_rate,
         gpu=args.gpu,
@@ -227,11 +202,7 @@ def main(argv=None):
     if not s["merged"]:
         print(f"{shard}waiting for shards {s['waiting_for']} before writing the split's labels")
     else:
-        print(
-            f"{shard if args.nshard > 1 else ''}wrote {s['label_path']} ({s['rows']} rows, {s['labels']} labels at "
-            f"{s['label_rate']:g} Hz) and {s['dict_path']} ({s['n_clusters']} units, {s['used_clusters']} used); "
-            f"mean squared distance {s['mean_sq_dist']:.4f}"
-        )
+        print(f"{shard if args.nshard > 1 else ''}{describe_labels(s)}")
     return s
 
 

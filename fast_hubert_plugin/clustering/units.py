@@ -6,6 +6,7 @@ the label rate) and write ``{split}.{label}`` + ``dict.{label}.txt`` with :func:
 after the checks the pretraining task runs at start-up.
 """
 
+import argparse
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -122,3 +123,31 @@ def write_label_files(
         "n_clusters": len(counts),
         "used_clusters": int((counts > 0).sum()),
     }
+
+
+def add_search_arguments(p: argparse.ArgumentParser) -> None:
+    """--label, --label-rate, --batch-size, --gpu: how frames become label files, for both labelling commands."""
+    p.add_argument("--label", default="km", help="label file extension (task.labels), default km")
+    p.add_argument(
+        "--label-rate",
+        type=float,
+        default=None,
+        help="labels per second (model.label_rate); must divide the feature rate; default: the feature "
+        "rate. Fast-HuBERT and HuBERT pretraining use 50",
+    )
+    p.add_argument("--batch-size", type=int, default=100000, help="frames per FAISS search (default: %(default)s)")
+    p.add_argument(
+        "--gpu",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="search on the GPU (default: when FAISS sees one)",
+    )
+
+
+def describe_labels(s: dict) -> str:
+    """One line on the label files a summary of :func:`write_label_files` (with ``mean_sq_dist``) describes."""
+    return (
+        f"wrote {s['label_path']} ({s['rows']} rows, {s['labels']} labels at {s['label_rate']:g} Hz) and "
+        f"{s['dict_path']} ({s['n_clusters']} units, {s['used_clusters']} used); "
+        f"mean squared distance {s['mean_sq_dist']:.4f}"
+    )
