@@ -101,6 +101,13 @@ def test_a_sampled_dump_keeps_the_same_utterances_however_sharded(manifest16, tm
         dump_mod.main([m, str(tmp_path / "x"), "--feature", "mfcc", "--sample-fraction", "0"])
 
 
+def test_label_help_explains_its_files(capsys):
+    with pytest.raises(SystemExit) as e:
+        label_mod.main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and all(w in out for w in ["{split}_{R}_{N}.{label}.json", "--nshard", "dict.{label}.txt"])
+
+
 # ---------------------------------------------------------------- shards of the labelling: resume, refuse, merge
 
 
