@@ -52,6 +52,7 @@ setup(
             "fast-hubert-dump=fast_hubert_plugin.clustering.dump:main",
             "fast-hubert-learn-kmeans=fast_hubert_plugin.clustering.learn:main",
             "fast-hubert-apply-kmeans=fast_hubert_plugin.clustering.apply:main",
+            "fast-hubert-label=fast_hubert_plugin.clustering.label:main",
             "fast-hubert-cluster-report=fast_hubert_plugin.clustering.report:main",
             "fast-hubert-prepare-ctc=fast_hubert_plugin.finetuning.prepare:main",
             "fast-hubert-decode=fast_hubert_plugin.finetuning.decode:main",

@@ -21,6 +21,10 @@ def bad_inputs(tmp: Path):
         "fast-hubert-dump": ([bad_manifest, tmp / "feats", "--feature", "mfcc"], f"{bad_manifest}, line 2"),
         "fast-hubert-learn-kmeans": ([tmp / "nofeats", "train", tmp / "km.npy", "--n-clusters", "10"], tmp / "nofeats"),
         "fast-hubert-apply-kmeans": ([tmp / "nofeats", "train", tmp / "km.npy", tmp / "labels"], tmp / "nofeats"),
+        "fast-hubert-label": (
+            [bad_manifest, tmp / "km.npy", tmp / "labels", "--feature", "mfcc"],
+            f"{bad_manifest}, line 2",
+        ),
         "fast-hubert-cluster-report": ([tmp / "missing.km", tmp / "report", "--label-rate", "50"], tmp / "missing.km"),
         "fast-hubert-prepare-ctc": (
             [tmp / "missing.tsv", "--split", "train", "--output-dir", tmp / "ft"],

@@ -180,6 +180,9 @@ def test_an_undeclared_key_is_refused_like_on_the_command_line():
         compose_like_fairseq(config_dir("pretraining"), "fast_hubert_tiny_cpu", ["task.not_a_key=1"])
 
 
+CLUSTERING_README = "fast_hubert_plugin/clustering/README.md"
+
+
 def quoted_numbers(text: str):
     """Speed-ups (6.65x, 12x), seconds and minutes (6.14 s, 41.6-46.3 s, 14.7 min) and percentages
     (58.8 %) quoted in a text."""
@@ -195,6 +198,9 @@ def quoted_numbers(text: str):
         ("fast_hubert_plugin/clustering/README.md", "k-means with FAISS", "\n- ", "benchmarks/results/kmeans_cpu.md"),
         ("README.md", "**What the demo runs.**", "Every stage shows", "benchmarks/results/demo_time_cpu.md"),
         ("README.md", "What the demo shows:", "## Layout", "benchmarks/results/demo_time_cpu.md"),
+        ("README.md", "## Clustering", "## Fine-tuning and decoding", "benchmarks/results/labels_at_scale_cpu.md"),
+        (CLUSTERING_README, "### Large corpora", "### Iteration 1", "benchmarks/results/labels_at_scale_cpu.md"),
+        (CLUSTERING_README, "### Long recordings", "### Files", "benchmarks/results/long_recording_cpu.md"),
     ],
 )
 def test_documented_numbers_are_the_recorded_ones(doc, section, end, record):
@@ -213,6 +219,9 @@ def test_documented_numbers_are_the_recorded_ones(doc, section, end, record):
             "recipe_sweep_budget15_cpu.md",
             "stock_control_cpu.md",
             "demo_time_cpu.md",
+            "labels_at_scale_cpu.md",
+            "dump_float16_cpu.md",
+            "long_recording_cpu.md",
         )
     )
     recorded = set(re.findall(r"\d+(?:\.\d+)?", records))

@@ -117,6 +117,7 @@ def test_dump_killed_midway_leaves_nothing_finished_and_reruns(pipeline, manifes
 KILLED_DURING_APPLY = r"""
 import os, signal, sys
 from fast_hubert_plugin.clustering import apply as apply_mod
+from fast_hubert_plugin.clustering import units  # writes the label files of apply-kmeans and label
 from fast_hubert_plugin.utils.atomic import atomic_path
 
 def write_half_then_die(path, text):
@@ -124,7 +125,7 @@ def write_half_then_die(path, text):
         tmp.write_text(text[: len(text) // 2])
         os.kill(os.getpid(), signal.SIGKILL)
 
-apply_mod.atomic_write_text = write_half_then_die
+units.atomic_write_text = write_half_then_die
 apply_mod.main(sys.argv[1:])
 """
 

@@ -3,7 +3,8 @@
 A split dumped in N shards gives, per rank R (rows ``row_range(num_rows, R, N)`` of the
 manifest, contiguous and in manifest order):
 
-- ``{split}_{R}_{N}.npy``: float32 ``(frames, dim)``, the frames of every row concatenated;
+- ``{split}_{R}_{N}.npy``: float32 or float16 ``(frames, dim)``, the frames of every row concatenated
+  (a sampled dump: 0 frames for the rows left out);
 - ``{split}_{R}_{N}.json``: what was dumped (feature kind, dim, frame rate, manifest, rows);
 - ``{split}_{R}_{N}.len``: one line per row, its number of frames.
 
@@ -17,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -31,6 +32,19 @@ def row_range(num_rows: int, rank: int, nshard: int) -> Tuple[int, int]:
     if nshard < 1 or not 0 <= rank < nshard:
         raise ValueError(f"need 0 <= rank < nshard, got rank={rank} nshard={nshard}")
     return num_rows * rank // nshard, num_rows * (rank + 1) // nshard
+
+
+def shard_request(manifest_path, num_rows: int, split: str, rank: int, nshard: int) -> Dict:
+    """Which rows of which manifest a shard holds, as its ``.json`` records them."""
+    start, end = row_range(num_rows, rank, nshard)
+    return {
+        "manifest": os.path.abspath(manifest_path),
+        "manifest_rows": num_rows,
+        "rows": [start, end],
+        "rank": rank,
+        "nshard": nshard,
+        "split": split,
+    }
 
 
 @dataclass(frozen=True)
@@ -55,9 +69,9 @@ class ShardWriter:
     place); the ``.json`` and then the ``.len`` follow once the ``.npy`` is in place.
     """
 
-    def __init__(self, paths: ShardPaths, lengths: List[int], dim: int, meta: Dict):
+    def __init__(self, paths: ShardPaths, lengths: List[int], dim: int, meta: Dict, dtype: str = "float32"):
         self.paths, self.meta = paths, dict(meta)
-        self.frames = FrameWriter(paths.npy, lengths, dim)
+        self.frames = FrameWriter(paths.npy, lengths, dim, dtype)
         self.lengths = self.frames.lengths
 
     def __enter__(self) -> "ShardWriter":
@@ -130,7 +144,7 @@ def find_shards(feat_dir, split: str) -> List[ShardPaths]:
 def load_split(feat_dir, split: str) -> List[Shard]:
     """Every shard of a split, checked to be consistent (same feature, dim, frame rate, manifest)."""
     shards = [load_shard(p) for p in find_shards(feat_dir, split)]
-    keys = ("feature", "dim", "frame_rate", "manifest_rows")
+    keys = ("feature", "dim", "frame_rate", "manifest_rows", "sample")
     first = {k: shards[0].meta.get(k) for k in keys}
     for s in shards[1:]:
         other = {k: s.meta.get(k) for k in keys}
@@ -148,6 +162,20 @@ def load_split(feat_dir, split: str) -> List[Shard]:
             "re-dump the split",
         )
     return shards
+
+
+def check_same_request(meta_path, meta: Dict, request: Dict, legacy: Optional[Dict] = None) -> None:
+    """A finished output is reused only when made with the settings ``request`` now asks for (a key its
+    ``meta`` lacks, written before the key existed, counts as ``legacy``'s value); else DataError."""
+    legacy = legacy or {}
+    old = {k: meta.get(k, legacy.get(k)) for k in request}
+    if old != request:
+        diff = {k: (old[k], request[k]) for k in request if old[k] != request[k]}
+        raise DataError(
+            meta_path,
+            f"a finished output with other settings is in the way (old, new): {diff}",
+            "use another output folder, delete it, or pass --overwrite",
+        )
 
 
 def same_settings(a: Dict, b: Dict) -> bool:

@@ -39,20 +39,64 @@ def make_index(centroids: np.ndarray, gpu: bool = False) -> "faiss.Index":
     return index
 
 
-def assign(x: np.ndarray, index: "faiss.Index", batch_size: int = 100000) -> Tuple[np.ndarray, np.ndarray]:
-    """Nearest centroid of each frame: labels (n,) int64 and squared distances (n,) float32."""
-    n = x.shape[0]
-    labels = np.empty(n, dtype=np.int64)
-    dists = np.empty(n, dtype=np.float32)
-    for s in range(0, n, batch_size):
-        d, i = index.search(np.ascontiguousarray(x[s : s + batch_size], dtype=np.float32), 1)
-        labels[s : s + batch_size], dists[s : s + batch_size] = i[:, 0], d[:, 0]
-    return labels, np.maximum(dists, 0)
+# FAISS's float32 distance ||x||^2 + ||c||^2 - 2 x.c is off by at most (dim + 2) x unit roundoff x
+# (||x|| + ||c||)^2 (the error bound of a dot product of dim terms, plus the norms). A frame whose two best
+# distances are within 4 such bounds is settled in float64: one not re-checked has a true gap of more
+# than 2 bounds, so every search (any batch, BLAS or device) and the float64 one agree on its unit.
+UNIT_ROUNDOFF_F32 = 2.0**-24
+RECHECK_ROWS = 4096  # frames settled in float64 at a time: (4096, k) float64 distances
+
+
+class CentroidIndex:
+    """Nearest centroid of frames, the same unit for a frame whatever the batch, the BLAS or the device.
+
+    FAISS finds the two nearest centroids; a frame whose two distances are closer than float32 rounding
+    can tell apart (the bound above) is settled in float64 over every centroid, the lowest unit winning a
+    tie. So a frame's unit depends only on its values and the centroids (up to float64 rounding): labels
+    from a dump, labels computed on the fly, sharded or not, are the same.
+
+    centroids: (k, dim); ``assign(x)`` with frames x (n, dim) -> units (n,) int64, squared distances (n,) float32.
+    """
+
+    def __init__(self, centroids: np.ndarray, gpu: bool = False):
+        self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        self.index = make_index(self.centroids, gpu)
+        self._c64 = self.centroids.astype(np.float64)
+        self._c_sq = np.einsum("ij,ij->i", self._c64, self._c64)
+        self._max_c_norm = float(np.sqrt(self._c_sq.max()))
+        self._tie_factor = 4 * (self.centroids.shape[1] + 2) * UNIT_ROUNDOFF_F32
+        self.rechecked = 0  # frames settled in float64 so far
+
+    def assign(self, x: np.ndarray, batch_size: int = 100000) -> Tuple[np.ndarray, np.ndarray]:
+        n = x.shape[0]
+        labels = np.empty(n, dtype=np.int64)
+        dists = np.empty(n, dtype=np.float32)
+        for s in range(0, n, batch_size):
+            labels[s : s + batch_size], dists[s : s + batch_size] = self._assign(x[s : s + batch_size])
+        return labels, dists
+
+    def _assign(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        k = min(2, self.centroids.shape[0])
+        d, i = self.index.search(x, k)
+        labels, dists = i[:, 0].copy(), np.maximum(d[:, 0], 0)
+        if k < 2 or not x.shape[0]:
+            return labels, dists
+        x_norm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+        near = np.nonzero(d[:, 1] - d[:, 0] <= self._tie_factor * (x_norm + self._max_c_norm) ** 2)[0]
+        for a in range(0, len(near), RECHECK_ROWS):
+            rows = near[a : a + RECHECK_ROWS]
+            x64 = x[rows].astype(np.float64)
+            exact = np.einsum("ij,ij->i", x64, x64)[:, None] + self._c_sq[None] - 2 * x64 @ self._c64.T  # (m, k)
+            labels[rows] = np.argmin(exact, axis=1)  # the first of equal minima: the lowest unit
+            dists[rows] = np.maximum(exact[np.arange(len(rows)), labels[rows]], 0)
+        self.rechecked += len(near)
+        return labels, dists
 
 
 def inertia(x: np.ndarray, centroids: np.ndarray, gpu: bool = False) -> float:
     """Sum over frames of the squared distance to the nearest centroid (float64 sum)."""
-    _, d = assign(x, make_index(centroids, gpu))
+    _, d = CentroidIndex(centroids, gpu).assign(x)
     return float(d.astype(np.float64).sum())
 
 

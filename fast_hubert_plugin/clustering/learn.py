@@ -1,7 +1,8 @@
 """fast-hubert-learn-kmeans: k-means centroids from a random sample of dumped feature frames.
 
 Reads the feature shards of one split written by fast-hubert-dump (FEAT_DIR/{split}_{R}_{N}.npy,
-.len, .json; all N shards must be finished), draws a uniform random sample of frames
+.len, .json; all N shards must be finished; float32 or float16; a dump made with --sample-fraction
+holds only its sample of the utterances, the way to learn on a corpus too large to dump), draws a uniform random sample of frames
 (--percent and/or --max-frames), runs FAISS k-means (k-means++ seeding, --niter Lloyd
 iterations on at most --max-points-per-centroid frames per cluster, best of --nredo runs; on
 the GPU when FAISS sees one) and writes the centroids as a float32 (n_clusters, dim) .npy file,

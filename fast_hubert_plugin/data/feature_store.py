@@ -22,6 +22,8 @@ import numpy as np
 from ..utils.atomic import atomic_path
 from ..utils.errors import DataError
 
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
 
 def frame_offsets(lengths) -> np.ndarray:
     """Row i's frames are ``feats[offsets[i] : offsets[i + 1]]``."""
@@ -55,6 +57,12 @@ class FrameWriter:
         """Store ``feats`` ``(lengths[row], dim)`` for row ``row`` (0-based)."""
         if feats.shape != (self.lengths[row], self.dim):
             raise ValueError(f"row {row}: expected features {(int(self.lengths[row]), self.dim)}, got {feats.shape}")
+        if self.dtype == np.float16 and feats.size and np.abs(feats).max() > FLOAT16_MAX:
+            raise DataError(
+                self.path,
+                f"row {row} has values up to {np.abs(feats).max():.4g}, beyond float16's range ({FLOAT16_MAX:g})",
+                "store these features as float32",
+            )
         self._array[self.offsets[row] : self.offsets[row + 1]] = feats
         self._written[row] = True
 

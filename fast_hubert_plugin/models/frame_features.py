@@ -22,10 +22,18 @@ input features), ``num_frames(num_samples)`` (known before extraction, so that s
 preallocated), ``layer_batch(wavs, layer)`` (a list of ``(frames, dim)`` float32 arrays) and
 ``layers(wav)`` (``(num_layers + 1, frames, dim)`` float32 tensor). A model runs in eval mode under
 ``torch.inference_mode`` with ``requires_grad`` off on every parameter: nothing of it is trained.
+
+Long recordings: ``layer_batch`` runs an utterance longer than ``Chunking.seconds`` in pieces
+(:class:`Chunking`), as fairseq's ``dump_hubert_feature.py`` does with ``max_chunk``, so memory and the
+attention's quadratic cost stay those of one piece. The input features of a piece are exactly those of
+the whole (the fbank is computed whole, the waveform pieces overlap by the CNN's receptive field);
+what changes is the model's context: a frame near a piece's edge sees ``context_seconds`` of audio
+beyond it instead of the whole recording.
 """
 
 import math
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -37,6 +45,28 @@ from .family import FAST_HUBERT, HUBERT, model_family
 from .layer_features import FeatureExtractor
 
 INPUT_FEATURES = ("fbank", "mfcc")
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """How a model runs an utterance longer than ``seconds``: in pieces whose ``seconds`` of core frames
+    are kept, each run with up to ``context_seconds`` more on either side (computed, then dropped).
+    fairseq's ``dump_hubert_feature.py``: 100 s pieces (``max_chunk`` 1,600,000 samples), no context."""
+
+    seconds: float = 100.0
+    context_seconds: float = 5.0
+
+    def windows(self, total: int, frame_rate: float) -> Iterator[Tuple[int, int, int, int]]:
+        """(first, n, left, right) in model frames: frames first..first+n-1 are kept from a piece that
+        starts ``left`` frames before them and ends ``right`` frames after; (0, total, 0, 0) if it fits."""
+        core = max(1, int(self.seconds * frame_rate))
+        context = max(0, int(round(self.context_seconds * frame_rate)))
+        if total <= core:
+            yield 0, total, 0, 0
+            return
+        for first in range(0, total, core):
+            n = min(core, total - first)
+            yield first, n, min(context, first), min(context, total - first - n)
 
 
 class InputFeatures:
@@ -61,7 +91,8 @@ class InputFeatures:
         """(frames, dim) float32 features of one waveform."""
         return self._compute(wav)
 
-    def layer_batch(self, wavs: Sequence[np.ndarray], layer: int = 0) -> List[np.ndarray]:
+    def layer_batch(self, wavs: Sequence[np.ndarray], layer: int = 0, chunking: Optional[Chunking] = None):
+        """The features of each waveform (no model: nothing to chunk; the fbank bounds its own memory)."""
         return [self.compute(wav) for wav in wavs]
 
     def layers(self, wav: np.ndarray) -> torch.Tensor:
@@ -83,9 +114,23 @@ class FastHubertFeatures:
     def num_frames(self, num_samples: int) -> int:
         return self.extractor.num_frames(num_fbank_frames(num_samples))
 
-    def layer_batch(self, wavs: Sequence[np.ndarray], layer: int) -> List[np.ndarray]:
+    def layer_batch(self, wavs: Sequence[np.ndarray], layer: int, chunking: Chunking = Chunking()) -> List[np.ndarray]:
+        """Utterances that fit one piece run as one padded batch; longer ones piece by piece."""
         fbanks = [torch.from_numpy(compute_fbank(w)) for w in wavs]
-        return [f[layer].numpy() for f in self.extractor.extract_batch(fbanks, [layer])]
+        pieces = [list(chunking.windows(self.extractor.num_frames(f.shape[0]), self.frame_rate)) for f in fbanks]
+        whole = [i for i, p in enumerate(pieces) if len(p) == 1]
+        out: List[Optional[np.ndarray]] = [None] * len(wavs)
+        if whole:
+            for i, f in zip(whole, self.extractor.extract_batch([fbanks[i] for i in whole], [layer])):
+                out[i] = f[layer].numpy()
+        step = self.extractor.subsampling  # fbank frames per model frame
+        for i in (i for i, p in enumerate(pieces) if len(p) > 1):
+            parts = []
+            for first, n, left, right in pieces[i]:
+                piece = fbanks[i][(first - left) * step : (first + n + right) * step]
+                parts.append(self.extractor.extract_batch([piece], [layer])[0][layer][left : left + n].numpy())
+            out[i] = np.concatenate(parts)
+        return out
 
     def layers(self, wav: np.ndarray) -> torch.Tensor:
         out = self.extractor.extract(wav, layers="all")
@@ -105,7 +150,12 @@ class HubertFeatures:
         self.num_layers = len(model.encoder.layers)
         self.dim = int(model.encoder.embedding_dim)
         self.strides = hubert_conv_strides(model)
-        self.frame_rate = SAMPLE_RATE / math.prod(s for _, s in self.strides)
+        self.stride = math.prod(s for _, s in self.strides)  # samples per frame
+        self.frame_rate = SAMPLE_RATE / self.stride
+        # samples one frame sees: the first kernel, plus (kernel - 1) x the stride before each later conv
+        self.receptive_field = self.strides[0][0] + sum(
+            (k - 1) * math.prod(s for _, s in self.strides[:i]) for i, (k, _) in enumerate(self.strides) if i
+        )
 
     def num_frames(self, num_samples: int) -> int:
         n = num_samples
@@ -119,13 +169,21 @@ class HubertFeatures:
         return torch.nn.functional.layer_norm(x, x.shape) if self.normalize else x
 
     @torch.inference_mode()
-    def layer_batch(self, wavs: Sequence[np.ndarray], layer: int) -> List[np.ndarray]:
+    def layer_batch(self, wavs: Sequence[np.ndarray], layer: int, chunking: Chunking = Chunking()) -> List[np.ndarray]:
+        """One utterance at a time; a long one in waveform pieces that overlap by the receptive field, as
+        whole frames (fairseq's 1,600,000-sample pieces drop the frame that straddles each cut). The first
+        conv block's group norm then sees one piece: a piece's frames differ from the whole's everywhere."""
         out = []
         for wav in wavs:
-            feats, _ = self.model.extract_features(
-                source=self.waveform(wav), padding_mask=None, mask=False, output_layer=layer
-            )
-            out.append(feats[0].float().cpu().numpy())
+            x = self.waveform(wav)  # normalised whole, as fairseq does before cutting
+            total, parts = self.num_frames(x.shape[1]), []
+            for first, n, left, right in chunking.windows(total, self.frame_rate):
+                last = first + n + right  # the piece's frames end before this one
+                end = x.shape[1] if last == total else (last - 1) * self.stride + self.receptive_field
+                piece = x[:, (first - left) * self.stride : end]
+                feats, _ = self.model.extract_features(source=piece, padding_mask=None, mask=False, output_layer=layer)
+                parts.append(feats[0, left : left + n].float().cpu().numpy())
+            out.append(np.concatenate(parts))
         return out
 
     @torch.inference_mode()
