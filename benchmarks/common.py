@@ -14,6 +14,7 @@ without it (the official Fast-HuBERT code registers fairseq names that the plugi
 import importlib.util
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,7 @@ class Log:
 def reproduce(script: str, argv: Optional[Sequence[str]]) -> str:
     """The command that made a record: ``python benchmarks/SCRIPT`` with ``argv`` (default sys.argv's)."""
     args = argv if argv is not None else sys.argv[1:]
-    return f"python benchmarks/{script} {' '.join(args)}".strip()
+    return f"python benchmarks/{script} {' '.join(shlex.quote(a) for a in args)}".strip()
 
 
 def machine(threads: Optional[int] = 1) -> str:

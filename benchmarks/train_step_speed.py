@@ -53,10 +53,11 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MethodType, ModuleType
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import fairseq
 import numpy as np
@@ -181,8 +182,11 @@ class System:
     optimizer: Optional[object] = None
     scaler: Optional[torch.amp.GradScaler] = None  # fp16 only
     layerdrop_seed: int = 0  # numpy's seed right before the Transformer layers
+    # (batch, the criterion's sample size) -> the analytic StepFlops of one of the batch's utterances
+    analytic: Optional[Callable[[Batch, int], object]] = None
     times: List[float] = field(default_factory=list)
     mems: List[float] = field(default_factory=list)
+    flops: Dict[str, Tuple[float, int]] = field(default_factory=dict)  # batch name -> (counted, sample size)
 
 
 def make_optimizer(name: str, model: torch.nn.Module):
@@ -231,7 +235,12 @@ def stock_system(
     def sample(b: Batch):
         return waveform_sample(b, padding_mask=torch.zeros(b.wave.shape, dtype=torch.bool))
 
-    return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
+    def analytic(b: Batch, sample_size: int):
+        from fast_hubert_plugin.utils.flops import hubert_step_flops
+
+        return hubert_step_flops(cfg, b.wave.size(1), label_frames=b.labels.size(1))
+
+    return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group, analytic=analytic)
 
 
 def draw_layerdrop_from_numpy() -> None:
@@ -269,7 +278,15 @@ def fast_system(
     def sample(b: Batch):  # waveforms: the fbank is computed inside the step, as in training
         return waveform_sample(b, padding_mask=None, rng_keys=torch.arange(b.wave.size(0), dtype=torch.long))
 
-    return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group)
+    def analytic(b: Batch, sample_size: int):
+        """sample_size: the criterion's, masked frames x supervised blocks over the batch."""
+        from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames
+        from fast_hubert_plugin.utils.flops import fast_hubert_step_flops
+
+        rows = b.wave.size(0) * len(model.supervised_layers)
+        return fast_hubert_step_flops(cfg, num_fbank_frames(b.wave.size(1)), len(dictionary), sample_size / rows)
+
+    return System(name, what, model, crit, sample, optimizer_name=optimizer, group=group, analytic=analytic)
 
 
 def official_system(dictionary: Dictionary, official_dir: Path, name: str, ils: bool) -> System:
@@ -498,7 +515,10 @@ def time_shapes(systems: List[System], batches: List[Batch], args, device, dtype
         subset = systems if i == 0 else [s for s in systems if s.group == "main"]
         n = repeats[min(i, len(repeats) - 1)]
         run_shape(subset, batch, n, args.warmup, device, dtype, log)
-        results.append((batch, n, table(subset, batch, None)))
+        if args.peak_tflops:
+            for s in subset:
+                count_step_flops(s, batch, device)
+        results.append((batch, n, table(subset, batch, None, args.peak_tflops)))
         print("\n".join(results[-1][2]), flush=True)
     return results
 
@@ -515,6 +535,116 @@ def profile(system: System, batch: Batch, device, dtype, rows: int) -> str:
         train_step(system, sample, device, dtype)
     key = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=rows)
+
+
+# ----------------------------------------------------------------------------- FLOPs and synchronisation
+def forward_backward(s: System, sample: dict, device, dtype) -> int:
+    """The model's forward and backward and the criterion (no clipping or optimizer); the sample size."""
+    amp = dtype in (torch.bfloat16, torch.float16)
+    with torch.autocast(device.type, dtype=dtype, enabled=amp):
+        loss, sample_size, _ = s.criterion(s.model, sample)
+    (loss / sample_size).backward()
+    return sample_size
+
+
+def count_step_flops(s: System, batch: Batch, device) -> Tuple[float, int]:
+    """(FLOPs, the criterion's sample size) of the step's forward, loss and backward on ``batch``, counted by
+    torch (``count_flops``: matrix products) with every block run (layerdrop 0: MFU counts the whole model)
+    and without autocast (the count does not depend on the dtype). Counted once per batch."""
+    from fast_hubert_plugin.utils.flops import count_flops
+
+    if batch.name not in s.flops:
+        sample = to_device(s.make_sample(batch), device)
+        encoder, out = s.model.encoder, {}
+        layerdrop, encoder.layerdrop = encoder.layerdrop, 0.0
+        try:
+            total, _ = count_flops(lambda: out.update(size=int(forward_backward(s, sample, device, torch.float32))))
+        finally:
+            encoder.layerdrop = layerdrop
+            s.optimizer.zero_grad()
+        s.flops[batch.name] = (total, out["size"])
+    return s.flops[batch.name]
+
+
+def flops_rows(systems: List[System], batches: List[Batch], device) -> List[str]:
+    """The FLOPs section: counted and analytic FLOPs of a step, per audio-second, for the main systems; then
+    where the analytic FLOPs of the last batch go."""
+    main = [s for s in systems if s.group == "main"]
+    out = [
+        "| batch | system | counted GFLOP per step | analytic GFLOP per step | counted / analytic | "
+        "GFLOP per audio-second | vs stock |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for batch in batches:
+        per_second = {}
+        for s in main:
+            counted, sample_size = count_step_flops(s, batch, device)
+            analytic = batch.wave.size(0) * s.analytic(batch, sample_size).step if s.analytic else float("nan")
+            per_second[s.name] = counted / batch.seconds
+            ratio = per_second[s.name] / per_second["stock"]
+            out.append(
+                f"| {batch.name} | {s.name} | {counted / 1e9:,.1f} | {analytic / 1e9:,.1f} | {counted / analytic:.4f} | "
+                f"{per_second[s.name] / 1e9:,.2f} | {ratio:.3f} |"
+            )
+    return out + [""] + parts_rows([s for s in main if s.analytic], batches[-1], device)
+
+
+def parts_rows(systems: List[System], batch: Batch, device) -> List[str]:
+    """Analytic GFLOP per audio-second of each part of the step, forward and forward + backward."""
+    parts = {s.name: s.analytic(batch, count_step_flops(s, batch, device)[1]).parts for s in systems}
+    names = list(dict.fromkeys(name for p in parts.values() for name in p))
+    seconds = batch.seconds / batch.wave.size(0)  # the analytic counts are per utterance
+    out = [
+        f"Where they go ({batch.name}, analytic; GFLOP per audio-second, forward / forward + backward):",
+        "",
+        "| part | " + " | ".join(s.name for s in systems) + " |",
+        "|---|" + "---:|" * len(systems),
+    ]
+    for name in names:
+        cells = [
+            f"{parts[s.name][name][0] / seconds / 1e9:.3f} / {parts[s.name][name][1] / seconds / 1e9:.3f}"
+            if name in parts[s.name]
+            else "-"
+            for s in systems
+        ]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
+
+
+def sync_check(s: System, batch: Batch, device, dtype) -> str:
+    """Whether the model's forward and backward and the criterion run without a device-to-host
+    synchronisation: on CUDA under ``torch.cuda.set_sync_debug_mode("error")``, where a synchronising call
+    raises ('pass', or 'fail:' the call and where it was made). A CPU has no device to synchronise with:
+    the same step runs unchecked."""
+    sample = to_device(s.make_sample(batch), device)
+    forward_backward(s, sample, device, dtype)  # first-call allocations and lazy set-up are not the steady state
+    s.optimizer.zero_grad()
+    if device.type != "cuda":
+        forward_backward(s, sample, device, dtype)
+        s.optimizer.zero_grad()
+        return "not checked (CPU: no device to synchronise with; the same step ran)"
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        forward_backward(s, sample, device, dtype)
+        result = "pass"
+    except RuntimeError as e:
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if "site-packages/torch" not in f.filename]
+        where = "; ".join(f"{Path(f.filename).name}:{f.lineno} {f.line}" for f in frames[-2:])
+        result = f"fail: {str(e).splitlines()[0]} (at {where})"
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+        s.optimizer.zero_grad()
+    return result
+
+
+def sync_rows(systems: List[System], batch: Batch, device, dtype, log) -> List[str]:
+    out = ["| system | forward, criterion and backward without a device-to-host synchronisation |", "|---|---|"]
+    for s in [s for s in systems if s.group == "main"]:
+        result = sync_check(s, batch, device, dtype)
+        log(f"sync check {s.name}: {result}")
+        out.append(f"| {s.name} | {result} |")
+    return out
 
 
 # ----------------------------------------------------------------------------- largest batch
@@ -620,14 +750,17 @@ def fmt_mem(values: List[float]) -> str:
     return "n/a" if math.isnan(v) else f"{v / 2**20:,.0f}"
 
 
-def table(systems: List[System], batch: Batch, group: Optional[str]) -> List[str]:
+def table(systems: List[System], batch: Batch, group: Optional[str], peak_tflops: Optional[float] = None) -> List[str]:
+    """The shape's rows; with ``peak_tflops`` (the chip's measured matrix-product peak) each system's MFU at its
+    median, min and max step time (counted FLOPs of the step / step time / peak)."""
     stock = next(s for s in systems if s.name == "stock")
     stock_med, stock_min = statistics.median(stock.times), min(stock.times)
     stock_mem = max(stock.mems)
+    mfu_head = " MFU (median, at min-max step) |" if peak_tflops else ""
     out = [
         "| system | what | step median (s) | step min (s) | step max (s) | audio-s/s (median) | vs stock (median) | "
-        "vs stock (min) | peak step memory (MiB) | memory vs stock | params (M) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "vs stock (min) | peak step memory (MiB) | memory vs stock | params (M) |" + mfu_head,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if peak_tflops else ""),
     ]
     for s in systems:
         if group is not None and s.group != group and s.name != "stock":
@@ -635,9 +768,14 @@ def table(systems: List[System], batch: Batch, group: Optional[str]) -> List[str
         med, mn, mx = statistics.median(s.times), min(s.times), max(s.times)
         params = sum(p.numel() for p in s.model.parameters()) / 1e6
         mem_ratio = max(s.mems) / stock_mem if stock_mem > 0 else float("nan")
+        mfu = ""
+        if peak_tflops:
+            flops = s.flops[batch.name][0] / peak_tflops / 1e12
+            mfu = f" {flops / med:.1%} ({flops / mx:.1%}-{flops / mn:.1%}) |"
         out.append(
             f"| {s.name} | {s.what} | {med:.4f} | {mn:.4f} | {mx:.4f} | {batch.seconds / med:,.0f} | "
             f"{stock_med / med:.2f}x | {stock_min / mn:.2f}x | {fmt_mem(s.mems)} | {mem_ratio:.2f} | {params:.1f} |"
+            + mfu
         )
     return out
 
@@ -645,7 +783,7 @@ def table(systems: List[System], batch: Batch, group: Optional[str]) -> List[str
 def record_header(args, argv, device, dtype, loads, minutes: float) -> List[str]:
     (before, after) = loads
     return [
-        "# Training-step speed: fairseq HuBERT Base vs fast_hubert Base",
+        f"# Training-step {'FLOPs' if args.no_timing else 'speed'}: fairseq HuBERT Base vs fast_hubert Base",
         "",
         f"Reproduce: `{reproduce('train_step_speed.py', argv)}`",
         "",
@@ -684,13 +822,47 @@ def record_sections(args, device, results, largest_rows: List[str]) -> List[str]
     return out
 
 
-def record_footer(log_lines: List[str]) -> List[str]:
-    return [
+def check_sections(args, systems: List[System], batches: List[Batch], device, dtype, log) -> List[str]:
+    """The --flops and --sync-check sections."""
+    out = []
+    if args.flops:
+        rows = flops_rows(systems, batches, device)
+        print("\n".join(rows), flush=True)
+        out += [
+            "## FLOPs of a training step (forward + backward; matrix products)",
+            "",
+            "Counted by torch's `FlopCounterMode` (`count_flops` in `fast_hubert_plugin/utils/flops.py`: attention on "
+            "its math path, grouped convolutions' weight gradients counted once) with every block run (layerdrop 0) "
+            "and no autocast; analytic: the formula of that module. Per audio-second at these crop lengths: "
+            "attention grows with the crop.",
+            "",
+            *rows,
+            "",
+        ]
+    if args.sync_check:
+        out += [
+            f"## Device-to-host synchronisation in forward, criterion and backward ({batches[0].name}, {args.dtype})",
+            "",
+            'On CUDA the step runs under `torch.cuda.set_sync_debug_mode("error")` after one warm-up step: a call '
+            "that waits for the device raises.",
+            "",
+            *sync_rows(systems, batches[0], device, dtype, log),
+            "",
+        ]
+    return out
+
+
+def record_footer(log_lines: List[str], timed: bool) -> List[str]:
+    timing = [
         "Step = forward + loss + backward + clip_grad_norm(10) + optimizer step + zero_grad, train mode, recipe "
         "dropouts and layerdrop 0.05 (same layerdrop draws for every system at a given repeat). "
         "`vs stock (median)` = stock median step time / system median step time; `(min)` the same with minima. "
         "Peak step memory: see the module docstring (CPU: peak RSS increase over the RSS before the step).",
         "",
+    ]
+    if not log_lines:
+        return timing if timed else []
+    return (timing if timed else []) + [
         "<details><summary>log</summary>",
         "",
         "```",
@@ -750,6 +922,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--profile", default=None, help="print torch.profiler top ops of this system (first shape) and exit"
     )
     out.add_argument("--profile-rows", type=int, default=30)
+    out.add_argument("--flops", action="store_true", help="count the main systems' FLOPs per step on every shape")
+    out.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="the chip's measured matrix-product peak (benchmarks/matmul_peak.py): adds each system's MFU",
+    )
+    out.add_argument(
+        "--sync-check", action="store_true", help="check the main systems' steps for device-to-host synchronisation"
+    )
+    out.add_argument("--no-timing", action="store_true", help="only the --flops / --sync-check sections")
     out.add_argument("--output", default=None, help="write the Markdown report here")
     args = p.parse_args(argv)
     args.shapes = args.shapes or ("4x9" if args.device == "cpu" else "4x9,8x15.6")
@@ -780,11 +963,13 @@ def main(argv=None):
 
     log = Log()
     load_before, t_start = os.getloadavg(), time.perf_counter()
-    results = time_shapes(systems, batches, args, device, dtype, log)
+    results = [] if args.no_timing else time_shapes(systems, batches, args, device, dtype, log)
+    checks = check_sections(args, systems, batches, device, dtype, log)
     largest_rows = largest_batches(systems, args, dictionary, device, dtype, log) if args.largest else []
     minutes = (time.perf_counter() - t_start) / 60
     header = record_header(args, argv, device, dtype, (load_before, os.getloadavg()), minutes)
-    write(args.output, header + record_sections(args, device, results, largest_rows) + record_footer(log.lines))
+    sections = record_sections(args, device, results, largest_rows) + checks
+    write(args.output, header + sections + record_footer(log.lines, timed=not args.no_timing))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import BIN, REPO, SPEECH_DIR
@@ -46,17 +47,29 @@ def test_train_step_speed_times_both_models_with_the_fbank_inside(tmp_path):
             "0",
             "--threads",
             "1",
+            "--flops",
+            "--peak-tflops",
+            "0.1",
+            "--sync-check",
             "--output",
             str(out),
         ]
     )
     text = out.read_text()
     assert "fast_hubert's Kaldi fbank is computed on the device inside its step" in text
-    names = [row.split("|")[1].strip() for row in text.splitlines() if re.match(r"\| (stock|fast)", row)]
+    timed, flops = text.split("## FLOPs")
+    names = [row.split("|")[1].strip() for row in timed.splitlines() if re.match(r"\| (stock|fast)", row)]
     assert names == ["stock", "fast", "fast_ils", "stock +torch_adamw", "fast fairseq-adam", "fast cudnn-posconv"]
-    for row in table_rows(text, "fast "):  # every row timed: a positive median and a ratio to stock
+    for row in table_rows(timed, "fast "):  # every row timed: a positive median, a ratio to stock, an MFU
         cells = [c.strip() for c in row.split("|")]
-        assert float(cells[3]) > 0 and cells[7].endswith("x")
+        assert float(cells[3]) > 0 and cells[7].endswith("x") and cells[12].endswith(")") and "%" in cells[12]
+    per_second = {}
+    for row in table_rows(flops, "1x1s"):  # counted = analytic; fast_hubert needs about a third of stock's
+        cells = [c.strip() for c in row.split("|")]
+        assert abs(float(cells[5]) - 1) < 0.01, row
+        per_second[cells[2]] = float(cells[6])
+    assert list(per_second) == ["stock", "fast", "fast_ils"] and 0.2 < per_second["fast"] / per_second["stock"] < 0.5
+    assert len(re.findall(r"\| not checked \(CPU", text)) == 3  # the sync check ran each main system's step
 
 
 def test_every_system_drops_the_same_blocks_at_a_given_repeat(monkeypatch):
@@ -111,6 +124,8 @@ def test_e2e_throughput_and_precision_runs_rehearse_on_the_cpu(tmp_path):
             "3",
             "--precision-updates",
             "4",
+            "--peak-tflops",
+            "0.05",
             "--output",
             str(out),
         ]
@@ -120,6 +135,9 @@ def test_e2e_throughput_and_precision_runs_rehearse_on_the_cpu(tmp_path):
     for name in ("stock", "fast", "fast fairseq-adam"):
         cells = [c.strip() for c in rows[name].split("|")]
         assert cells[3] == "0" and float(cells[5].replace(",", "")) > 0, rows[name]
+        rate, hours = float(cells[5].replace(",", "")), float(cells[9].replace(",", ""))
+        assert hours == pytest.approx(400_000 * 2_800 / rate / 3600, rel=0.01)  # the iteration at that rate
+        assert float(cells[10]) > 0 and cells[11].endswith("%")  # FLOPs per audio-second and MFU
     for name in ("pretrain common.bf16=true", "fine-tune common.bf16=true", "pretrain common.bf16=true + ILS"):
         cells = [c.strip() for c in rows[name].split("|")]
         assert cells[2] == "0" and cells[3] != "-", rows[name]  # ran, and logged finite losses
@@ -140,6 +158,8 @@ def test_e2e_throughput_times_intervals_from_ups_not_whole_second_wall():
 
 
 def test_loader_and_cpu_speed_benchmarks_write_their_records(tmp_path):
+    other = tmp_path / "other" / "fast_hubert_plugin"
+    shutil.copytree(REPO / "fast_hubert_plugin", other, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path / "loader.md"
     run(
         [
@@ -149,18 +169,27 @@ def test_loader_and_cpu_speed_benchmarks_write_their_records(tmp_path):
             str(SPEECH_DIR),
             "--workers",
             "1",
+            "--max-tokens",
+            "20000",
             "--batches",
-            "3",
+            "2",
+            "--warmup",
+            "1",
             "--repeats",
             "1",
+            "--other",
+            str(other),
+            "--other-label",
+            "a copy",
             "--output",
             str(out),
         ]
     )
-    (row,) = table_rows(out.read_text(), "1 ")
-    assert float(row.split("|")[2].replace(",", "")) > 0
-    other = tmp_path / "other" / "fast_hubert_plugin"
-    shutil.copytree(REPO / "fast_hubert_plugin", other, ignore=shutil.ignore_patterns("__pycache__"))
+    text = out.read_text()
+    rows = [row.split("|") for row in table_rows(text, "") if not row.startswith("| variant")]
+    rates = {cells[1].strip(): float(cells[3].replace(",", "")) for cells in rows}
+    assert set(rates) == {"batch-reads", "item-reads", "other: a copy", "decode-only"}, rates
+    assert min(rates.values()) > 0 and "200.0 s batches" in text
     out = tmp_path / "cpu.md"
     run(
         [
@@ -190,7 +219,7 @@ def test_gpu_script_rehearses_its_parts_on_the_cpu(tmp_path):
     shim.mkdir()
     (shim / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (shim / "python3").chmod(0o755)
-    env = dict(os.environ, PATH=f"{shim}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}", PARTS="profile")
+    env = dict(os.environ, PATH=f"{shim}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}", PARTS="peak,loader,profile")
     proc = subprocess.run(
         ["bash", str(BENCH / "gpu_records.sh"), str(tmp_path / "out"), str(SPEECH_DIR), "cpu"],
         capture_output=True,
@@ -201,3 +230,6 @@ def test_gpu_script_rehearses_its_parts_on_the_cpu(tmp_path):
     )
     assert proc.returncode == 0 and "profile: exit 0" in proc.stdout, (proc.stdout, proc.stderr[-2000:])
     assert "Self CPU time total" in (tmp_path / "out" / "profile_fast.txt").read_text()
+    # the measured peak reaches the other parts (their MFU), and the loader part wrote its record
+    peak = re.search(r"^peak: ([0-9.]+) TFLOP/s$", proc.stdout, re.M)
+    assert peak and float(peak.group(1)) > 0 and "| batch-reads | 1 |" in proc.stdout, proc.stdout

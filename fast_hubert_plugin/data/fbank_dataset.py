@@ -94,6 +94,16 @@ class LabelEncoderStrict:
         return torch.from_numpy(self.table[np.array(line.split(), dtype=np.int64)])
 
 
+def batch_tensor(shape: Tuple[int, ...], dtype: torch.dtype, zeroed: bool) -> torch.Tensor:
+    """An uninitialised (or ``zeroed``) batch tensor; in a data-loader worker, in shared memory, as torch's
+    default_collate makes it: the batch then reaches the training process without another copy."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.zeros(shape, dtype=dtype) if zeroed else torch.empty(shape, dtype=dtype)
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(int(np.prod(shape)))
+    out = torch.empty(0, dtype=dtype).set_(storage).view(shape)
+    return out.zero_() if zeroed else out
+
+
 class FbankHubertDataset(FairseqDataset):
     """Sizes (``sizes``, ``size``, ``num_tokens``, ``max_sample_size``, the keep limits) are fbank frames."""
 
@@ -205,6 +215,22 @@ class FbankHubertDataset(FairseqDataset):
     def __getitem__(self, index: int):
         return {"id": index, "source": self.get_audio(index), "label_list": self.get_labels(index)}
 
+    def __getitems__(self, indices: Sequence[int]) -> List[dict]:
+        """The items of one batch (torch's DataLoader fetcher calls this with a batch's indices): the batch's
+        size and each item's crop follow from the manifest sizes and keys, so a waveform is read only as
+        far as its crop (``get_audio_span``). Each item carries ``crop_start``, the frame its source starts
+        at; the collater then makes the batch that ``collater([self[i] for i in indices])`` makes."""
+        if self.feature_store is not None:
+            return [self[i] for i in indices]
+        size = self.batch_size_frames([int(self.sizes[i]) for i in indices])
+        items = []
+        for index in indices:
+            frames = int(self.sizes[index])
+            start = self.crop_start(frames, size, self.rng_key(index))
+            source = self.get_audio_span(index, start, size if frames >= size else None)  # None: whole, padded
+            items.append({"id": index, "source": source, "label_list": self.get_labels(index), "crop_start": start})
+        return items
+
     def size(self, index: int) -> int:
         """fbank frames the utterance contributes to a batch (crops are at most ``max_sample_size``)."""
         return int(self.sizes[index]) if self.pad_audio else min(int(self.sizes[index]), self.max_sample_size)
@@ -236,6 +262,7 @@ class FbankHubertDataset(FairseqDataset):
         frames = [self.num_frames(s["source"]) for s in samples]
         size = self.batch_size_frames(frames)
         source, padding_mask, starts = self.collater_audio([s["source"] for s in samples], size, keys)
+        starts = [s.get("crop_start", 0) + start for s, start in zip(samples, starts)]  # read cropped: __getitems__
         targets, lengths, ntokens = [], [], []
         for i, (rate, pad) in enumerate(zip(self.label_rates, self.pad_list)):
             t, n, count = self.collater_label([s["label_list"][i] for s in samples], size, starts, rate, pad)
@@ -245,8 +272,7 @@ class FbankHubertDataset(FairseqDataset):
         rng_keys = torch.tensor(keys, dtype=torch.long)
         net_input = {
             "source": source,
-            # No padding mask when nothing is padded: the model then applies none.
-            "padding_mask": padding_mask if padding_mask.any() else None,
+            "padding_mask": padding_mask,  # None when nothing is padded: the model then applies none
             "rng_keys": rng_keys,
         }
         if self.span_masking is not None:  # the model's masks, drawn here in the loader worker
@@ -302,6 +328,18 @@ class FbankHubertDataset(FairseqDataset):
             )
         return torch.from_numpy(feats if self.feature_store is not None else to_pcm16(feats))
 
+    def get_audio_span(self, index: int, first: int, frames: Optional[int]) -> torch.Tensor:
+        """The samples of fbank frames [first, first + frames) (``frames`` None: to the end) of kept
+        utterance ``index``, int16: those of ``get_audio(index)``, decoded only as far as the span for a
+        mono 16-bit file."""
+        row = self.rows[index]
+        start = first * FRAME_SHIFT_SAMPLES
+        count = self.manifest.num_samples[row] - start if frames is None else num_fbank_samples(frames)
+        span = self.manifest.read_pcm16_span(row, start, count, self.audio_sample_rate)
+        if span is None:  # not mono 16-bit: converted from the float waveform as get_audio does
+            return self.get_audio(index)[start : start + count]
+        return torch.from_numpy(span)
+
     def crop_start(self, size: int, target_size: int, key: int) -> int:
         """First frame of a window of ``target_size`` of ``size`` frames: a multiple of CROP_MULTIPLE
         drawn from ``key`` (0 without random_crop)."""
@@ -313,17 +351,18 @@ class FbankHubertDataset(FairseqDataset):
 
     def collater_audio(self, audios: List[torch.Tensor], size: int, keys: Sequence[int]):
         """``size`` fbank frames of each item, cropped or zero-padded: waveforms (B, N) with N the samples
-        of ``size`` frames, or fbank (B, size, 80); the padding mask (B, N) or (B, size); crop starts
-        in frames."""
+        of ``size`` frames, or fbank (B, size, 80); the padding mask (B, N) or (B, size), None when
+        nothing is padded (the model then needs no mask and no device sync); crop starts in frames."""
         waveform = audios[0].dim() == 1
         length = num_fbank_samples(size) if waveform else size
-        collated = audios[0].new_zeros((len(audios), length) + tuple(audios[0].shape[1:]))
-        padding_mask = torch.zeros(len(audios), length, dtype=torch.bool)
+        padded = [i for i, item in enumerate(audios) if self.num_frames(item) < size]
+        assert self.pad_audio or not padded
+        collated = batch_tensor((len(audios), length) + tuple(audios[0].shape[1:]), audios[0].dtype, bool(padded))
+        padding_mask = torch.zeros(len(audios), length, dtype=torch.bool) if padded else None
         starts = [0] * len(audios)
         for i, (item, key) in enumerate(zip(audios, keys)):
             frames = self.num_frames(item)
             if frames < size:
-                assert self.pad_audio
                 collated[i, : len(item)] = item
                 padding_mask[i, len(item) :] = True
                 continue

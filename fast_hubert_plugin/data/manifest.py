@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ..features.audio import audio_format, check_audio_exists, read_audio
+from ..features.audio import SOUNDFILE_ERRORS, audio_format, check_audio_exists, open_audio, read_audio, unreadable
 from ..features.kaldi_fbank import check_at_least_one_frame
 from ..utils.errors import DataError
 
@@ -45,21 +45,48 @@ class AudioManifest:
         path = self.audio_path(i)
         wav = read_audio(path, sample_rate, where=self.where(i), resample=self.resample)
         if len(wav) != self.num_samples[i]:
-            fmt = audio_format(path, sample_rate, resample=self.resample)
-            native = fmt.is_converted(sample_rate) and fmt.frames == self.num_samples[i]
-            raise DataError(
-                path,
-                f"{len(wav)} samples but {self.where(i)} says {self.num_samples[i]}"
-                + (
-                    f", the file's own frame count at {fmt.sample_rate} Hz (as fairseq's wav2vec_manifest "
-                    f"writes): this project's manifests count samples at {sample_rate} Hz after resampling"
-                    if native
-                    else ""
-                ),
-                "regenerate the manifest from the audio (fast-hubert-prepare-ctc --no-text): its sizes "
-                "must match for labels to line up",
-            )
+            raise self.wrong_length(i, len(wav), sample_rate)
         return wav
+
+    def wrong_length(self, i: int, samples: int, sample_rate: int = 16000) -> DataError:
+        """The error for row ``i`` whose audio has ``samples`` samples at ``sample_rate``, not the manifest's
+        count; it says so when the manifest holds the file's own frame count at another rate."""
+        path = self.audio_path(i)
+        fmt = audio_format(path, sample_rate, resample=self.resample)
+        native = fmt.is_converted(sample_rate) and fmt.frames == self.num_samples[i]
+        return DataError(
+            path,
+            f"{samples} samples but {self.where(i)} says {self.num_samples[i]}"
+            + (
+                f", the file's own frame count at {fmt.sample_rate} Hz (as fairseq's wav2vec_manifest "
+                f"writes): this project's manifests count samples at {sample_rate} Hz after resampling"
+                if native
+                else ""
+            ),
+            "regenerate the manifest from the audio (fast-hubert-prepare-ctc --no-text): its sizes "
+            "must match for labels to line up",
+        )
+
+    def read_pcm16_span(self, i: int, start: int, count: int, sample_rate: int = 16000) -> Optional[np.ndarray]:
+        """Samples [start, start + count) of row ``i`` as 16-bit PCM (int16), decoded from ``start`` only as
+        far as ``count`` (a FLAC or WAV seek: a training crop costs its own length, not the utterance's), or
+        None when the file is not mono 16-bit PCM at ``sample_rate`` (its conversion to int16 is ``to_pcm16`` of the float
+        waveform, which the caller then reads whole). For a mono 16-bit file the samples are those of
+        ``to_pcm16(read_audio(i))[start : start + count]``: 16-bit PCM as stored."""
+        path = self.audio_path(i)
+        with open_audio(path, sample_rate, self.where(i), resample=self.resample) as f:
+            if f.channels != 1 or f.subtype != "PCM_16" or f.samplerate != sample_rate:
+                return None  # converted on load (down-mixed, resampled) or not 16-bit: read whole
+            if f.frames != self.num_samples[i]:
+                raise self.wrong_length(i, f.frames, sample_rate)
+            try:
+                f.seek(start)
+                out = f.read(count, dtype="int16")
+            except SOUNDFILE_ERRORS as e:  # a header that opens but data that does not decode
+                raise unreadable(path, self.where(i), e) from None
+        if len(out) != count:
+            raise self.wrong_length(i, start + len(out), sample_rate)
+        return out
 
     def check_at_least_one_frame(self, rows: Optional[Sequence[int]] = None) -> None:
         """Every row (or each of ``rows``) is long enough for a fbank frame."""
