@@ -35,6 +35,7 @@ def bad_inputs(tmp: Path):
             tmp / "missing.pt",
         ),
         "fast-hubert-export": ([tmp / "missing.pt", tmp / "exported"], tmp / "missing.pt"),
+        "fast-hubert-hydra-train": (["--config-dir", tmp, "--config-name", "missing"], tmp / "missing.yaml"),
         "fast-hubert-probe": (
             ["--upstream", "fbank", "--data", tmp, "--output-dir", tmp / "probe"],
             tmp / "dict.ltr.txt",
