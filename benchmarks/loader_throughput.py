@@ -130,7 +130,7 @@ def decode_rate(task, max_tokens: int, warmup: int, batches: int, seed: int) -> 
     picked = list(itr.epoch_batch_sampler)[warmup : warmup + batches]
     t0, samples = time.perf_counter(), 0
     for indices in picked:
-        size = ds.batch_frames([int(ds.sizes[i]) for i in indices])
+        size = ds.batch_size_frames([int(ds.sizes[i]) for i in indices])
         for i in indices:
             frames = int(ds.sizes[i])
             samples += len(

@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ..features.audio import SOUNDFILE_ERRORS, audio_format, check_audio_exists, open_audio, read_audio, unreadable
+from ..features.audio import audio_format, check_audio_exists, read_audio, read_pcm16_span
 from ..features.kaldi_fbank import check_at_least_one_frame
 from ..utils.errors import DataError
 
@@ -68,22 +68,15 @@ class AudioManifest:
         )
 
     def read_pcm16_span(self, i: int, start: int, count: int, sample_rate: int = 16000) -> Optional[np.ndarray]:
-        """Samples [start, start + count) of row ``i`` as 16-bit PCM (int16), decoded from ``start`` only as
-        far as ``count`` (a FLAC or WAV seek: a training crop costs its own length, not the utterance's), or
-        None when the file is not mono 16-bit PCM at ``sample_rate`` (its conversion to int16 is ``to_pcm16`` of the float
-        waveform, which the caller then reads whole). For a mono 16-bit file the samples are those of
-        ``to_pcm16(read_audio(i))[start : start + count]``: 16-bit PCM as stored."""
-        path = self.audio_path(i)
-        with open_audio(path, sample_rate, self.where(i), resample=self.resample) as f:
-            if f.channels != 1 or f.subtype != "PCM_16" or f.samplerate != sample_rate:
-                return None  # converted on load (down-mixed, resampled) or not 16-bit: read whole
-            if f.frames != self.num_samples[i]:
-                raise self.wrong_length(i, f.frames, sample_rate)
-            try:
-                f.seek(start)
-                out = f.read(count, dtype="int16")
-            except SOUNDFILE_ERRORS as e:  # a header that opens but data that does not decode
-                raise unreadable(path, self.where(i), e) from None
+        """Samples [start, start + count) of row ``i`` as 16-bit PCM (int16), decoded only that far, or None
+        when the file is not mono 16-bit PCM at ``sample_rate`` (the caller then reads it whole and converts
+        it). They are ``to_pcm16(self.read_audio(i))[start : start + count]``: 16-bit PCM as stored."""
+        span = read_pcm16_span(self.audio_path(i), start, count, sample_rate, self.where(i), self.resample)
+        if span is None:
+            return None
+        frames, out = span
+        if frames != self.num_samples[i]:
+            raise self.wrong_length(i, frames, sample_rate)
         if len(out) != count:
             raise self.wrong_length(i, start + len(out), sample_rate)
         return out

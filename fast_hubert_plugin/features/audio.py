@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -117,6 +117,24 @@ def open_audio(path, sample_rate: int = SAMPLE_RATE, where: str = "", resample: 
     with f:
         check_convertible(path, header_format(f), sample_rate, where, resample)
         yield f
+
+
+def read_pcm16_span(
+    path, start: int, count: int, sample_rate: int = SAMPLE_RATE, where: str = "", resample: bool = True
+) -> Optional[Tuple[int, np.ndarray]]:
+    """(the file's samples, samples [start, start + count) as int16) of a mono 16-bit PCM file at
+    ``sample_rate``, decoded from ``start`` only as far as ``count`` (a FLAC or WAV seek: a training crop
+    costs its own length, not the utterance's); None for any other file, which ``read_audio`` converts
+    (down-mix, resampling, other sample formats). Fewer than ``count`` samples come back when the file
+    ends first."""
+    with open_audio(path, sample_rate, where, resample) as f:
+        if f.channels != 1 or f.subtype != "PCM_16" or f.samplerate != sample_rate:
+            return None
+        try:
+            f.seek(start)
+            return int(f.frames), f.read(count, dtype="int16")
+        except SOUNDFILE_ERRORS as e:  # a header that opens but data that does not decode
+            raise unreadable(path, where, e) from None
 
 
 def header_format(f: sf.SoundFile) -> AudioFormat:
