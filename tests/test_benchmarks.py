@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,8 @@ from conftest import REPO, SPEECH_DIR
 sys.path.insert(0, str(REPO / "benchmarks"))
 import label_alignment  # noqa: E402
 import quality_vs_compute  # noqa: E402
+
+import common  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -402,3 +405,26 @@ def test_runs_that_decide_the_targets_come_first():
         ("fast_hubert_ils", 7.5, 2),
     ]
     assert sorted(order) == sorted(runs)
+
+
+def test_calibration_times_an_update_by_the_clock_it_is_given(monkeypatch):
+    """seconds_per_update: (long run - short run) / their update difference, in CPU or wall-clock seconds, and
+    a clear stop when start-up noise hides the updates."""
+    from types import SimpleNamespace
+
+    from fast_hubert_plugin.recipes import two_iterations
+
+    runs = {1: (30.0, 6.0), 61: (36.0, 7.2)}  # updates -> (wall, CPU) seconds
+
+    def pretrain(work, name, system, data, labels, rate, updates, **kwargs):
+        wall, cpu = runs[updates]
+        return two_iterations.PretrainingRun("ckpt", updates, wall, cpu, "log")
+
+    monkeypatch.setattr(two_iterations, "pretrain", pretrain)
+    ws = SimpleNamespace(work=Path("work"), pretrain_data=Path("data"), iteration1_labels=Path("it1"), device="cuda")
+    system = two_iterations.SYSTEMS["fast_hubert"]
+    assert common.seconds_per_update(ws, system, (1, 61), clock="wall") == pytest.approx(0.1)
+    assert common.seconds_per_update(ws, system, (1, 61), clock="cpu") == pytest.approx(0.02)
+    runs[61] = (29.0, 7.2)  # the longer run was faster: no cost can be read
+    with pytest.raises(SystemExit, match="could not measure the cost of an update"):
+        common.seconds_per_update(ws, system, (1, 61), clock="wall")
