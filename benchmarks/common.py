@@ -12,6 +12,7 @@ without it (the official Fast-HuBERT code registers fairseq names that the plugi
 """
 
 import importlib.util
+import math
 import os
 import platform
 import shlex
@@ -175,6 +176,20 @@ def write_random_unit_data(
 
 
 # ----------------------------------------------------------------------------- quality benchmarks
+def spread(values) -> float:
+    """max - min of a cell's values (0 for one value): the seeds' spread a difference has to beat."""
+    return (max(values) - min(values)) if len(values) > 1 else 0.0
+
+
+def verdict(met: bool, *values: float) -> str:
+    """A target's verdict; "not assessed" when one of the numbers it compares was not run (NaN)."""
+    return (
+        "not assessed (a run it needs was not run)"
+        if any(math.isnan(v) for v in values)
+        else ("met" if met else "not met")
+    )
+
+
 CALIBRATION_UPDATES = {"fast_hubert": (2, 42), "fast_hubert_ils": (2, 42), "hubert": (2, 10)}
 BASELINES = ("fbank", "mfcc", "init")
 
@@ -187,13 +202,16 @@ def add_workspace_args(parser) -> None:
     parser.add_argument("--work-dir", type=Path, default=QUALITY_WORK_DIR)
 
 
-def workspace(work_dir: Path, speech_dir: Optional[Path], clusters: int = 100, threads: int = 2):
-    """The shared workspace, prepared up to the iteration-1 (MFCC) units (stages done before are reused)."""
+def workspace(
+    work_dir: Path, speech_dir: Optional[Path], clusters: int = 100, threads: int = 2, device: Optional[str] = None
+):
+    """The shared workspace, prepared up to the iteration-1 (MFCC) units (stages done before are reused);
+    ``device`` ("cpu", "cuda") is where its trainings, dumps and probes run (None: each tool's choice)."""
     from fast_hubert_plugin.recipes.two_iterations import Workspace
 
     speech = speech_folder()
     corpus = speech.load_speech(speech.resolve_speech_dir(speech_dir))
-    return Workspace(work_dir, corpus, clusters=clusters, threads=threads).prepare().iteration1_units()
+    return Workspace(work_dir, corpus, clusters=clusters, threads=threads, device=device).prepare().iteration1_units()
 
 
 def recipe_label(recipe_name: str, overrides) -> str:
@@ -212,9 +230,11 @@ def run_tag(system: str, recipe_name: str, budget: float, seed: int) -> str:
     return f"{recipe_prefix(system, recipe_name)}_b{budget:g}_s{seed}"
 
 
-def cpu_seconds_per_update(ws, system, updates=None, overrides=(), label: str = "") -> float:
-    """(CPU of a longer run - CPU of a 2-update run) / the update difference: start-up cancels.
-    ``overrides`` (a tuned recipe, named ``label``) are trained with, since batch and model size set the cost."""
+def seconds_per_update(ws, system, updates=None, overrides=(), label: str = "", clock: str = "cpu") -> float:
+    """(seconds of a longer run - seconds of a 2-update run) / the update difference: start-up cancels.
+    ``clock``: "cpu" counts the user + system time of the training process (the CPU benchmarks), "wall" its
+    wall-clock (a GPU's time: run the calibrations one at a time). ``overrides`` (a tuned recipe or a model
+    size, named ``label``) are trained with, since batch and model size set the cost."""
     from fast_hubert_plugin.recipes.two_iterations import ITERATION1_LABEL_RATE, pretrain
 
     short, long = updates or CALIBRATION_UPDATES[system.name]
@@ -231,10 +251,12 @@ def cpu_seconds_per_update(ws, system, updates=None, overrides=(), label: str = 
             threads=1,
             progress=False,
             quiet=True,
+            device=ws.device,
         )
         for n in (short, long)
     ]
-    cost = (runs[1].cpu_s - runs[0].cpu_s) / (long - short)
+    seconds = [{"cpu": run.cpu_s, "wall": run.wall_s}[clock] for run in runs]
+    cost = (seconds[1] - seconds[0]) / (long - short)
     if cost <= 0:  # start-up noise larger than the updates' cost
         sys.exit(
             f"{system.name}: the calibration runs ({short} and {long} updates) could not measure the cost of an "
@@ -243,22 +265,31 @@ def cpu_seconds_per_update(ws, system, updates=None, overrides=(), label: str = 
     return cost
 
 
-def baseline_probe(ws, name: str, probe_updates: int, threads: int = 1):
-    """(title, probe dev CER) of a no-pretraining baseline of BASELINES: an input feature, or
-    fast_hubert's initial weights."""
-    from fast_hubert_plugin.recipes.two_iterations import ITERATION1_LABEL_RATE, SYSTEMS, probe, untrained
+def baseline_upstream(ws, name: str, overrides=(), label: str = ""):
+    """(title, probe name, upstream) of a no-pretraining baseline of BASELINES: an input feature, or
+    fast_hubert's initial weights (built with ``overrides``, a model size named ``label``)."""
+    from fast_hubert_plugin.recipes.two_iterations import ITERATION1_LABEL_RATE, SYSTEMS, untrained
 
     if name in ("fbank", "mfcc"):
-        return name, probe(ws, name, name, probe_updates, threads=threads)["cer"]
+        return name, name, name
+    run_name = f"{recipe_prefix('fast_hubert', label)}_init"
     run = untrained(
         ws.work / "runs",
-        "fast_hubert_init",
+        run_name,
         SYSTEMS["fast_hubert"],
         ws.pretrain_data,
         ws.iteration1_labels,
         ITERATION1_LABEL_RATE,
         quiet=True,
+        device=ws.device,
+        extra=overrides,
     )
-    return "fast_hubert, never pretrained", probe(
-        ws, "fast_hubert_init", run.checkpoint, probe_updates, threads=threads
-    )["cer"]
+    return "fast_hubert, never pretrained", run_name, run.checkpoint
+
+
+def baseline_probe(ws, name: str, probe_updates: int, threads: int = 1):
+    """(title, probe dev CER) of a no-pretraining baseline of BASELINES."""
+    from fast_hubert_plugin.recipes.two_iterations import probe
+
+    title, probe_name, upstream = baseline_upstream(ws, name)
+    return title, probe(ws, probe_name, upstream, probe_updates, threads=threads)["cer"]

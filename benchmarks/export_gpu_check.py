@@ -6,7 +6,10 @@ utterances of a manifest: on the CPU in fp32 (the reference), on CUDA in fp32 an
 autocast. Reports the largest absolute difference of the fbank (also against kaldi-native-fbank, the
 training fbank), of every hidden state, and the time per batch.
 
-    python benchmarks/export_gpu_check.py CHECKPOINT EXPORT_DIR AUDIO_DIR   (AUDIO_DIR/speed.tsv)
+    python benchmarks/export_gpu_check.py CHECKPOINT EXPORT_DIR MANIFEST
+
+MANIFEST: a speech-folder manifest (``path`` column, relative to its folder), e.g. SPEECH_DIR/so762_dev.tsv.
+``quality_vs_gpu_time.py`` runs it on the fast_hubert model it pretrains.
 """
 
 import argparse
@@ -42,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a fast_hubert checkpoint")
     p.add_argument("export_dir", help="where fast-hubert-export writes the transformers folder")
-    p.add_argument("audio_dir", help="a speech folder holding speed.tsv (its first 16 utterances are used)")
+    p.add_argument("manifest", help="a speech-folder manifest (its first 16 utterances are used)")
     return p.parse_args(argv)
 
 
@@ -57,10 +60,10 @@ def exported(checkpoint, export_dir):
     return fe, AutoModel.from_pretrained(export_dir, trust_remote_code=True).eval()
 
 
-def utterances(audio_dir) -> list:
-    with open(Path(audio_dir) / "speed.tsv") as f:
+def utterances(manifest) -> list:
+    with open(manifest, encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))[:16]
-    return [sf.read(Path(audio_dir) / r["path"], dtype="float32")[0] for r in rows]
+    return [sf.read(Path(manifest).parent / r["path"], dtype="float32")[0] for r in rows]
 
 
 def feature_rows(fe, wavs, ref_in, cuda_in) -> None:
@@ -113,7 +116,7 @@ def timing_line(fe, wavs, gpu, inputs) -> None:
 def main(argv=None):
     args = parse_args(argv)
     fe, model = exported(args.checkpoint, args.export_dir)
-    wavs = utterances(args.audio_dir)
+    wavs = utterances(args.manifest)
     gpu_name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu (dry run)"
     print(f"# Exported fast_hubert on {gpu_name}\n")
     print(

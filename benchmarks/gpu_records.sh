@@ -14,8 +14,8 @@
 #   e2e1gpu   fairseq-hydra-train on one GPU at 2,800 s per update: fast_hubert's 1-GPU config against stock
 #             HuBERT's (its largest per-GPU batch, update_freq making 2,800 s), 4 loader processes: audio-s/s
 #             with the spread of the log intervals, GPU-hours for 400k updates, MFU       (e2e_throughput.py)
-#             The configs: FAST_1GPU / STOCK_1GPU in the package's pretraining configs; where one is not there
-#             yet, the Base config with 2,800 s per update as overrides (stock: 350 s per step x update_freq 8).
+#             The configs: FAST_1GPU / STOCK_1GPU of config/pretraining (fast_hubert: 1,400 s x update_freq 2;
+#             stock: 350 s x update_freq 8).
 # Other parts (PARTS=...; the earlier records, each run apart within the device budget):
 #   levers    the train step at 4 x 9, 8 x 11 and 16 x 9 s with the lever rows              (train_step_speed.py)
 #   largest   each system's largest batch of 9 s utterances within 80 GiB, timed           (train_step_speed.py)
@@ -27,7 +27,11 @@
 #   demo      (about 10 minutes) the demo with its GPU budget on a transcribed speech folder DEMO_SPEECH
 #             (speechocean762 layout, see examples/demo.py); its report/results.json is the record that every
 #             later demo run shows (commit it as benchmarks/results/demo_gpu.json)
-# Usage: [PARTS=peak,step,loader,e2e1gpu] benchmarks/gpu_records.sh OUT SPEECH_DIR [cpu]
+#   quality   (about 6 minutes) quality at equal GPU time: fast_hubert vs stock HuBERT, both iterations, 1 GPU-minute
+#             of pretraining each, every model + fbank + MFCC probed with 3 seeds, and the exported model on CUDA
+#             vs CPU, on DEMO_SPEECH (the project's speech copied by tools/offline_gpu/pack_speech.py); commit
+#             OUT/quality_vs_gpu_time_cuda.{md,json} and export_gpu_check_cuda.md   (quality_vs_gpu_time.py)
+# Usage: [PARTS=peak,step,loader,e2e1gpu|demo|quality|...] benchmarks/gpu_records.sh OUT SPEECH_DIR [cpu]
 #   OUT: where the records go; SPEECH_DIR: a speech folder (speech-folder manifests, see benchmarks/README.md)
 #   holding librispeech_train_clean_100.tsv; "cpu": the rehearsal (tiny shapes and runs, no GPU needed).
 set -uo pipefail
@@ -95,6 +99,7 @@ run e2e 270 e2e.log python3 benchmarks/e2e_throughput.py --speech-dir "$SPEECH" 
   "${MFU[@]}" --output "$OUT/e2e_throughput_${MODE}.md"
 run demo 660 demo.log python3 examples/demo.py --device "$MODE" --speech-dir "$DEMO_SPEECH" --work-dir "$WORK/demo" \
   "${DEMO[@]}"
+run quality 540 quality.log python3 benchmarks/quality_vs_gpu_time.py "$OUT" "$DEMO_SPEECH" "$MODE" --work-dir "$WORK/quality"
 if [[ ",$PARTS," == *",demo,"* && -f "$WORK/demo/report/results.json" ]]; then
   cp "$WORK/demo/report/results.json" "$OUT/demo_${MODE}.json"
   cp "$WORK/demo/report/summary.md" "$OUT/demo_${MODE}_summary.md"

@@ -34,16 +34,14 @@ from common import (
     RESULTS,
     add_workspace_args,
     baseline_probe,
-    cpu_seconds_per_update,
     machine,
     recipe_label,
     run_tag,
+    seconds_per_update,
+    spread,
+    verdict,
     workspace,
 )
-
-
-def spread(values):
-    return (max(values) - min(values)) if len(values) > 1 else 0.0
 
 
 def plot(rows, baselines, out: Path):
@@ -130,7 +128,7 @@ def measure_costs(ws, systems, args) -> dict:
     """Each system's CPU seconds per update, calibrated with the overrides it trains with."""
 
     def cost(s):
-        return cpu_seconds_per_update(ws, s, args.calibration_updates, overrides_of(args, s), label_of(args, s))
+        return seconds_per_update(ws, s, args.calibration_updates, overrides_of(args, s), label_of(args, s))
 
     with ThreadPoolExecutor(args.jobs) as pool:
         costs = dict(zip(args.systems, pool.map(cost, systems)))
@@ -360,14 +358,6 @@ def write_report(args, ws, costs, rows, baselines, seconds):
         json.dumps(dict(costs=costs, rows=rows, baselines=baselines, budgets=args.budgets), indent=1)
     )
     print("\n".join(lines))
-
-
-def verdict(met: bool, *values: float) -> str:
-    return (
-        "not assessed (a run it needs was not run)"
-        if any(math.isnan(v) for v in values)
-        else ("met" if met else "not met")
-    )
 
 
 def targets(rows, baselines, budgets, largest) -> str:

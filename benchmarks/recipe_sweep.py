@@ -33,7 +33,7 @@ from pathlib import Path
 
 from fast_hubert_plugin.recipes.two_iterations import SYSTEMS, PretrainingRun, Recipe, probe
 
-from common import RESULTS, add_workspace_args, cpu_seconds_per_update, machine, recipe_label, run_tag, workspace
+from common import RESULTS, add_workspace_args, machine, recipe_label, run_tag, seconds_per_update, workspace
 
 # name -> (overrides, why it is a candidate)
 CANDIDATES = {
@@ -145,9 +145,7 @@ class Sweep:
 
     def cost(self, name: str) -> float:
         args = self.args
-        return cpu_seconds_per_update(
-            self.ws, self.system, args.calibration_updates, CANDIDATES[name][0], self.label(name)
-        )
+        return seconds_per_update(self.ws, self.system, args.calibration_updates, CANDIDATES[name][0], self.label(name))
 
     def recipe(self, name: str, seed: int, iteration2=None) -> Recipe:
         """A candidate's recipe; with ``iteration2`` (a name of ITERATION2_CANDIDATES) its iteration 2 is that one:

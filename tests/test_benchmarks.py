@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,9 @@ from conftest import REPO, SPEECH_DIR
 sys.path.insert(0, str(REPO / "benchmarks"))
 import label_alignment  # noqa: E402
 import quality_vs_compute  # noqa: E402
+import quality_vs_gpu_time  # noqa: E402
+
+import common  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -347,43 +351,6 @@ def test_stock_control_trains_both_systems_here_and_resumes(tmp_path):
     assert out.read_text() == record and [c.stat().st_mtime_ns for c in checkpoints] == stamps
 
 
-def test_stock_control_packs_checkpoints_and_probes_them_like_the_benchmark(
-    pretrained, tiny_hubert_checkpoint, tmp_path
-):
-    import stock_control
-    import torch
-
-    gpu_out = tmp_path / "gpu_out"
-    gpu_out.mkdir()
-    for name, ckpt in (("fast_hubert", pretrained), ("hubert", tiny_hubert_checkpoint)):
-        stock_control.pack(ckpt, gpu_out, name)
-        assert torch.load(gpu_out / f"{name}_meta.pt", weights_only=False)["last_optimizer_state"] is None
-        rebuilt = torch.load(stock_control.rebuild(gpu_out, name, tmp_path / f"{name}.pt"), weights_only=False)
-        original = torch.load(ckpt, weights_only=False)["model"]
-        assert rebuilt["model"].keys() == original.keys()
-        for k, v in original.items():  # fp16 on the way back, fp32 again for probing
-            assert rebuilt["model"][k].dtype == v.dtype
-            assert torch.allclose(rebuilt["model"][k], v, atol=2e-3 * max(1.0, float(v.abs().max())))
-    out = tmp_path / "control.md"
-    stock_control.main(
-        [
-            "probe",
-            str(gpu_out),
-            "--speech-dir",
-            str(SPEECH_DIR),
-            "--work-dir",
-            str(tmp_path / "ws"),
-            "--probe-updates",
-            "2",
-            "--output",
-            str(out),
-        ]
-    )
-    record = out.read_text()
-    assert "| fast_hubert | ? |" in record and "| stock HuBERT (waveform CNN, cosine loss) | ? |" in record
-    assert "- fbank probe: " in record and "- mfcc probe: " in record
-
-
 def test_runs_that_decide_the_targets_come_first():
     budgets = [1.5, 4, 7.5]
     runs = [
@@ -437,3 +404,68 @@ def test_loss_ranges_table_gives_each_cell_the_range_over_seeds():
         "| 10 | 9.000-9.500 | 0.100 | 0.200-0.250 |",
         "| held out, after 10 | 5.000-5.500 | 0.300 | 0.400-0.500 |",
     ]
+
+
+def test_quality_at_equal_gpu_time_rehearses_on_the_cpu(tmp_path):
+    """benchmarks/quality_vs_gpu_time.py in its CPU mode (tiny model and budget): calibration, both systems' two
+    iterations from their own blocks, every upstream probed once per probe seed (2 here, to keep it short; the
+    GPU record's 3 are its preset's), the export check, and a record that brings back no checkpoint."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "quality_vs_gpu_time.py"), str(out), str(SPEECH_DIR), "cpu"]
+    proc = subprocess.run(
+        cmd + ["--work-dir", str(work), "--probe-seeds", "2"], capture_output=True, text=True, timeout=2400
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    names = ["export_gpu_check_cpu.md", "quality_vs_gpu_time_cpu.json", "quality_vs_gpu_time_cpu.md"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert "# Exported fast_hubert on cpu (dry run)" in (out / names[0]).read_text()
+    data = json.loads((out / names[1]).read_text())
+    record = (out / names[2]).read_text()
+    assert data["preset"]["budget"] == 0.04 and set(data["costs"]) == {"fast_hubert", "hubert"}
+    for system, cost in data["costs"].items():
+        updates = max(1, round(0.04 * 60 / 2 / cost))  # half the budget per iteration
+        assert data["updates"][system] == updates
+        it1, it2 = data["runs"][system]
+        assert it1["updates"] == it2["updates"] == updates
+        run = work / "runs" / it2["name"]
+        # iteration 2 learns the units of block 1 of this system's own iteration 1
+        units = json.loads((work / ".done" / f"{run.name}_units").read_text())["params"]
+        assert Path(units["checkpoint"]).parents[1].name == it1["name"] and units["layer"] == 1
+        overrides = (run / ".hydra" / "overrides.yaml").read_text()  # the size reaches both systems
+        assert "model.encoder_layers=2" in overrides and "model.encoder_embed_dim=64" in overrides
+        size_rate = 16000 if system == "hubert" else 100
+        assert f"dataset.max_tokens={8 * size_rate}" in overrides
+    upstreams = {p["upstream"] for p in data["probes"]}
+    assert len(upstreams) == 7  # 2 systems x 2 iterations, fbank, MFCC, the initial weights
+    for name in upstreams:
+        cers = [p["cer"] for p in data["probes"] if p["upstream"] == name]
+        assert sorted(p["seed"] for p in data["probes"] if p["upstream"] == name) == [1, 2]
+        assert all(0 <= c <= 150 for c in cers)  # CER counts insertions too
+        assert f"{sum(cers) / 2:.1f} ({min(cers):.1f}-{max(cers):.1f})" in record
+    for line in ("| fbank |", "| mfcc |", "| fast_hubert, never pretrained |", "b. fast_hubert below stock HuBERT"):
+        assert line in record
+    assert "Budget: **0.04 GPU-minutes of pretraining per system** (here: CPU minutes" in record
+    assert quality_vs_gpu_time.PRESETS["cuda"].probe_seeds >= 3  # the record's mean and spread
+
+
+def test_calibration_times_an_update_by_the_clock_it_is_given(monkeypatch):
+    """seconds_per_update: (long run - short run) / their update difference, in CPU or wall-clock seconds, and
+    a clear stop when start-up noise hides the updates."""
+    from types import SimpleNamespace
+
+    from fast_hubert_plugin.recipes import two_iterations
+
+    runs = {1: (30.0, 6.0), 61: (36.0, 7.2)}  # updates -> (wall, CPU) seconds
+
+    def pretrain(work, name, system, data, labels, rate, updates, **kwargs):
+        wall, cpu = runs[updates]
+        return two_iterations.PretrainingRun("ckpt", updates, wall, cpu, "log")
+
+    monkeypatch.setattr(two_iterations, "pretrain", pretrain)
+    ws = SimpleNamespace(work=Path("work"), pretrain_data=Path("data"), iteration1_labels=Path("it1"), device="cuda")
+    system = two_iterations.SYSTEMS["fast_hubert"]
+    assert common.seconds_per_update(ws, system, (1, 61), clock="wall") == pytest.approx(0.1)
+    assert common.seconds_per_update(ws, system, (1, 61), clock="cpu") == pytest.approx(0.02)
+    runs[61] = (29.0, 7.2)  # the longer run was faster: no cost can be read
+    with pytest.raises(SystemExit, match="could not measure the cost of an update"):
+        common.seconds_per_update(ws, system, (1, 61), clock="wall")

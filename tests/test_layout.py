@@ -329,9 +329,7 @@ def test_the_benchmark_checks_see_what_they_look_for():
     assert not edits_sys_path(ast.parse("import sys\nprint(sys.path)\n"))
 
 
-@pytest.mark.parametrize(
-    "doc", ["benchmarks/gpu_records.sh", "benchmarks/gpu_runs.sh", "benchmarks/README.md", "README.md", "Makefile"]
-)
+@pytest.mark.parametrize("doc", ["benchmarks/gpu_records.sh", "benchmarks/README.md", "README.md", "Makefile"])
 def test_the_benchmark_scripts_named_exist(doc):
     """Paths benchmarks/X.py and benchmarks/README.md's section titles (`X.py`) name files that exist."""
     text = (REPO / doc).read_text(encoding="utf-8")

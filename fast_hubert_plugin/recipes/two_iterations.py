@@ -397,8 +397,10 @@ def untrained(
     quiet: bool = False,
     threads: Optional[int] = None,
     device: Optional[str] = None,
+    extra: Sequence[str] = (),
 ) -> PretrainingRun:
-    """The never-pretrained floor: the model's initial weights, saved after one update at lr ~0."""
+    """The never-pretrained floor: the model's initial weights (``extra``: overrides such as its size),
+    saved after one update at lr ~0."""
     return pretrain(
         work,
         name,
@@ -407,7 +409,7 @@ def untrained(
         labels,
         label_rate,
         1,
-        extra=("optimization.lr=[1e-30]",),
+        extra=(*extra, "optimization.lr=[1e-30]"),
         threads=threads,
         progress=False,
         quiet=quiet,
