@@ -15,9 +15,13 @@ from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames
 from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel
 from fast_hubert_plugin.utils import flops
 
-# The issue's bound: the analytic count is what MFU is computed from where nothing was counted (the
-# end-to-end runs); measured agreement is within 0.1 %.
-TOLERANCE = 0.10
+# The analytic count is what MFU is computed from where nothing was counted (the end-to-end runs). Both
+# counts follow from shapes alone, the same on every CPU; what the formula leaves out is the positional
+# convolution's extra output frame (its even kernel pads one frame more, dropped after it): 1/T of that
+# part, +0.42 % for fast_hubert and +0.07 % for stock HuBERT at these 1-2 s (the Base models agree within
+# 0.1 % at 2-15.6 s, benchmarks/results/flops_cpu.md). 1 % (the issue asked for 10 %) still fails for any
+# part of 1 % or more left out or miscounted, e.g. the input projection (1.7 % here).
+TOLERANCE = 0.01
 
 
 class NoTask:
