@@ -43,6 +43,7 @@ from omegaconf import OmegaConf
 
 from fast_hubert_plugin.config import config_dir
 from fast_hubert_plugin.recipes.runner import parse_log_records
+from fast_hubert_plugin.utils.atomic import atomic_write_text
 
 from common import REPO, SPEECH_DIR, Log, reproduce, speech_rows, write_random_unit_data
 
@@ -371,8 +372,7 @@ class Benchmark:
 
     def write_report(self) -> None:
         if self.args.output:
-            Path(self.args.output).parent.mkdir(parents=True, exist_ok=True)
-            Path(self.args.output).write_text("\n".join(self.record()), encoding="utf-8")
+            atomic_write_text(self.args.output, "\n".join(self.record()))
             print(f"wrote {self.args.output}")
 
     def record(self) -> list:

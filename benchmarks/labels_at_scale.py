@@ -451,9 +451,11 @@ def long_record(args, argv, rows: List[str]) -> List[str]:
 
 # ----------------------------------------------------------------------------- main
 def write(args, name: str, lines: List[str]) -> None:
+    from fast_hubert_plugin.utils.atomic import atomic_write_text
+
     print("\n".join(lines))
     if args.output_dir:
-        Path(args.output_dir, name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        atomic_write_text(Path(args.output_dir, name), "\n".join(lines) + "\n")
         print(f"wrote {Path(args.output_dir, name)}")
 
 

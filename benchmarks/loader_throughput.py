@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fast_hubert_plugin.utils.atomic import atomic_write_text
 from fast_hubert_plugin.utils.machine import cpu_model_name
 
 from common import REPO, SPEECH_DIR, reproduce, speech_rows, write_random_unit_data
@@ -284,7 +285,7 @@ def main(argv=None):
         results = measure(args, argv)
         out = record(args, argv, len(rows), listings, results, (load_before, os.getloadavg()[0]))
     if args.output:
-        Path(args.output).write_text("\n".join(out), encoding="utf-8")
+        atomic_write_text(args.output, "\n".join(out))
         print(f"wrote {args.output}")
     print("\n".join(out))
 

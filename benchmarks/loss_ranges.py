@@ -25,6 +25,7 @@ from typing import Dict, List, Sequence
 
 from fast_hubert_plugin.recipes.runner import log_records
 from fast_hubert_plugin.recipes.two_iterations import ITERATION1_LABEL_RATE, SYSTEMS, pretrain
+from fast_hubert_plugin.utils.atomic import atomic_write_text
 
 from common import RESULTS, Log, add_workspace_args, machine, reproduce, workspace
 
@@ -123,7 +124,7 @@ def main(argv=None):
     lines = record(args, argv, ws, runs, time.time() - start)
     for line in lines:
         log(line)
-    args.output.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(args.output, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ to the other parts as ``--peak-tflops``.
 
 import argparse
 import os
-from pathlib import Path
 
+from fast_hubert_plugin.utils.atomic import atomic_write_text
 from fast_hubert_plugin.utils.flops import matmul_peak_flops
 from fast_hubert_plugin.utils.machine import describe
 
@@ -51,8 +51,7 @@ def main(argv=None):
     peak = matmul_peak_flops(args.device, args.dtype, args.n, args.iters)
     out = record(args, argv, peak)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text("\n".join(out), encoding="utf-8")
+        atomic_write_text(args.output, "\n".join(out))
     print("\n".join(out))
     print(f"PEAK_TFLOPS={peak['flops'] / 1e12:.4g}")
 

@@ -913,11 +913,10 @@ def record(args, argv, base: dict, tiny, loads, minutes: float) -> List[str]:
 
 
 def write_outputs(args, lines: List[str], fixture_data: Optional[dict]) -> None:
-    from fast_hubert_plugin.utils.atomic import atomic_path
+    from fast_hubert_plugin.utils.atomic import atomic_path, atomic_write_text
 
     if args.output:
-        with atomic_path(args.output) as tmp:
-            Path(tmp).write_text("\n".join(lines), encoding="utf-8")
+        atomic_write_text(args.output, "\n".join(lines))
         print(f"wrote {args.output}")
     if args.fixture:
         with atomic_path(args.fixture) as tmp:

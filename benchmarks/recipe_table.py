@@ -477,10 +477,9 @@ def main(argv=None):
 
 
 def write(path: Path, text: str) -> None:
-    from fast_hubert_plugin.utils.atomic import atomic_path
+    from fast_hubert_plugin.utils.atomic import atomic_write_text
 
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)
     print(f"wrote {path}")
 
 

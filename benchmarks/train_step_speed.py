@@ -941,8 +941,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def write(path: Optional[str], lines: List[str]) -> None:
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text("\n".join(lines), encoding="utf-8")
+        from fast_hubert_plugin.utils.atomic import atomic_write_text
+
+        atomic_write_text(path, "\n".join(lines))
         print(f"wrote {path}")
 
 

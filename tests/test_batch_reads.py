@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from test_span_masks import MASK_FIELDS, model_cfg
 
 from fast_hubert_plugin.data.manifest import read_manifest
 from fast_hubert_plugin.features import read_audio
@@ -25,9 +26,13 @@ def data(pretraining_data, tmp_path):
     return d
 
 
-def load_train(d, max_sample_size: int = 600, **kw):
+def load_train(d, max_sample_size: int = 600, masks: bool = False, **kw):
+    """The train split; with ``masks`` after a model is built, as fairseq orders it, so that the collater
+    draws the model's span masks (data/span_masks.py)."""
     task = make_task(d, **kw)  # test_data.py's: crops of at most 600 frames, utterances of at least 150
     task.cfg.max_sample_size = max_sample_size
+    if masks:
+        task.build_model(model_cfg())
     task.load_dataset("train")
     return task
 
@@ -55,21 +60,32 @@ def assert_same_batch(a: dict, b: dict) -> None:
     for key in ("target_list", "target_lengths_list"):
         assert all(torch.equal(x, y) for x, y in zip(a[key], b[key])), key
     assert a["ntokens_list"] == b["ntokens_list"]
+    assert set(MASK_FIELDS) & set(a["net_input"]) == set(MASK_FIELDS) & set(b["net_input"])
+    for key in set(MASK_FIELDS) & set(a["net_input"]):
+        assert torch.equal(a["net_input"][key], b["net_input"][key]), key
 
 
 @pytest.mark.parametrize("pad_audio", [False, True])
-def test_batch_reads_make_the_batches_of_whole_items(data, pad_audio):
-    task = load_train(data, pad_audio=pad_audio)
+@pytest.mark.parametrize("crop_size_multiple", [1, 200])
+def test_batch_reads_make_the_batches_of_whole_items(data, pad_audio, crop_size_multiple):
+    """With the span masks the collater draws, and with crop lengths bucketed (task.crop_size_multiple):
+    the batch size __getitems__ reads crops to is the one the collater then cuts the whole items to."""
+    task = load_train(data, pad_audio=pad_audio, masks=True, crop_size_multiple=crop_size_multiple)
     ds = task.datasets["train"]
     frozen = batches(task, max_tokens=3000, seed=3).frozen_batches
-    cropped = 0
+    cropped, sizes = 0, set()
     for indices in frozen:
         items = ds.__getitems__(indices)
         whole = [ds[i] for i in indices]
         # read: exactly the crop's samples (or the whole, shorter, padded utterance)
         assert all(len(it["source"]) <= len(w["source"]) for it, w in zip(items, whole))
         cropped += sum(len(it["source"]) < len(w["source"]) for it, w in zip(items, whole))
-        assert_same_batch(ds.collater(items), ds.collater(whole))
+        batch = ds.collater(items)
+        assert_same_batch(batch, ds.collater(whole))
+        assert batch["net_input"]["masked_frames"].numel() > 0
+        sizes.add(ds.num_frames(batch["net_input"]["source"][0]))
+    if crop_size_multiple > 1:  # a few shapes: every batch a whole bucket, or its shortest utterance
+        assert sizes and all(s % crop_size_multiple == 0 or s < crop_size_multiple for s in sizes), sizes
     # most items were read only in part (padded batches crop to their longest: a few): the test sees crops
     assert cropped >= (len(ds) // 10 if pad_audio else len(ds) // 2), cropped
     if pad_audio:

@@ -199,6 +199,32 @@ def test_interrupted_dump_leaves_no_finished_looking_file(manifest20, tmp_path, 
     assert not meta["skipped"] and np.load(paths.npy).shape == (meta["frames"], 39)
 
 
+def test_an_overwrite_killed_after_its_npy_leaves_no_finished_looking_shard(manifest20, tmp_path, monkeypatch):
+    """--overwrite of a finished shard with other settings, killed between the new .npy's rename and its
+    .json: the old .json and .len must not make the new frames look like a finished shard of the old
+    settings (here 80-dim fbank frames under a 39-dim MFCC .json)."""
+    from fast_hubert_plugin.clustering import feature_shards
+
+    small = tmp_path / "small.tsv"
+    small.write_text("\n".join(manifest20.read_text().splitlines()[:4]) + "\n")
+    dump_mod.dump_split(small, tmp_path / "f", "mfcc", progress=False)
+    paths = ShardPaths.of(tmp_path / "f", "small", 0, 1)
+    assert paths.is_finished()
+
+    def killed(path, text):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(feature_shards, "atomic_write_text", killed)  # the first write after the .npy's rename
+    with pytest.raises(KeyboardInterrupt):
+        dump_mod.dump_split(small, tmp_path / "f", "fbank", overwrite=True, progress=False)
+    assert np.load(paths.npy).shape[1] == 80  # the new frames are in place
+    assert not paths.is_finished()
+    monkeypatch.undo()
+    meta = dump_mod.dump_split(small, tmp_path / "f", "fbank", progress=False)  # redone, not refused
+    (shard,) = load_split(tmp_path / "f", "small")
+    assert not meta["skipped"] and shard.meta["feature"] == "fbank" and shard.feats.shape[1] == 80
+
+
 def test_fbank_dump_with_cmvn(manifest20, tmp_path):
     from fast_hubert_plugin.features.cmvn import GlobalCMVN
 

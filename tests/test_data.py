@@ -331,6 +331,36 @@ def test_resampling_can_be_refused(data):
     torch.testing.assert_close(ds.get_audio(ds.rows.index(0)), torch.from_numpy(to_pcm16(original)))
 
 
+def test_no_resample_refuses_in_every_command_that_reads_a_manifests_audio(data, tmp_path):
+    """task.resample_audio=false's twin, --no-resample, reaches the CMVN statistics, the fbank store, the
+    clustering dump and fast-hubert-label, not only fast-hubert-prepare-ctc: each stops at a 22.05 kHz
+    file with one error naming it, its manifest line and the fix."""
+    from fast_hubert_plugin.cli import cmvn, store_fbank
+    from fast_hubert_plugin.clustering import dump, label
+    from fast_hubert_plugin.features.audio import resampled_length
+
+    path, frames, _ = resampled_copy(data, 0, 22050)
+    rewrite_line(data / "train.tsv", 2, f"{path}\t{resampled_length(frames, 22050)}")
+    manifest = str(data / "train.tsv")
+    np.save(tmp_path / "km.npy", np.zeros((4, 39), np.float32))
+    commands = {
+        "cmvn": (cmvn.main, [manifest, "--output", str(tmp_path / "cmvn.npz")]),
+        "store": (store_fbank.main, [manifest, "--output-dir", str(tmp_path / "store")]),
+        "dump": (dump.main, [manifest, str(tmp_path / "feats"), "--feature", "mfcc"]),
+        "label": (label.main, [manifest, str(tmp_path / "km.npy"), str(tmp_path / "labels"), "--feature", "mfcc"]),
+    }
+    for name, (main, argv) in commands.items():
+        with pytest.raises(SystemExit) as e:
+            main(argv + ["--no-resample"])
+        assert e.value.code == 2, name
+        assert str(e.value).startswith(f"{path}: sample rate 22050 Hz (listed in manifest {manifest}, line 2)"), name
+        assert "expected 16000 Hz. Fix: resample the audio" in str(e.value), name
+    outputs = [tmp_path / name for name in ("cmvn.npz", "store", "feats", "labels")]
+    assert not [p for out in outputs for p in ([out] if out.is_file() else out.rglob("*"))]  # nothing written
+    cmvn.main(commands["cmvn"][1])  # by default the file is converted on load
+    assert (tmp_path / "cmvn.npz").is_file()
+
+
 def test_nan_features_are_refused(data, monkeypatch):
     task = make_task(data)
     task.load_dataset("train")

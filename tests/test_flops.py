@@ -15,9 +15,13 @@ from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames
 from fast_hubert_plugin.models.fast_hubert import FastHubertConfig, FastHubertModel
 from fast_hubert_plugin.utils import flops
 
-# The issue's bound: the analytic count is what MFU is computed from where nothing was counted (the
-# end-to-end runs); measured agreement is within 0.1 %.
-TOLERANCE = 0.10
+# The analytic count is what MFU is computed from where nothing was counted (the end-to-end runs). Both
+# counts follow from shapes alone, the same on every CPU; what the formula leaves out is the positional
+# convolution's extra output frame (its even kernel pads one frame more, dropped after it): 1/T of that
+# part, +0.42 % for fast_hubert and +0.07 % for stock HuBERT at these 1-2 s (the Base models agree within
+# 0.1 % at 2-15.6 s, benchmarks/results/flops_cpu.md). 1 % (the issue asked for 10 %) still fails for any
+# part of 1 % or more left out or miscounted, e.g. the input projection (1.7 % here).
+TOLERANCE = 0.01
 
 
 class NoTask:
@@ -112,3 +116,21 @@ def test_mfu_against_a_measured_matrix_product_peak():
     peak = flops.matmul_peak_flops(device="cpu", dtype_name="fp32", n=64, iters=2)
     assert len(peak["rounds"]) == 5 and peak["flops"] == max(peak["rounds"]) > 0
     assert flops.utilisation(2e9, 1000.0, 4e12) == pytest.approx(0.5)
+
+
+def test_the_formula_reads_the_config_lists_as_the_model_does():
+    """conv_kernel_sizes and supervised_layers in any form the model accepts ('[5,5]', '5,5', '4', '[4]'):
+    the formula counts the model that config builds (it once split on commas and failed on brackets)."""
+    written = dict(label_rate=50, encoder_layers=4)
+    bracketed = FastHubertConfig(**written, conv_kernel_sizes="[5,5]", supervised_layers="2")
+    plain = FastHubertConfig(**written, conv_kernel_sizes="5,5", supervised_layers="[2]")
+    for cfg in (bracketed, plain):
+        model = FastHubertModel(cfg, [units()])
+        assert model.subsampler.n_layers == 2 and model.supervised_layers == [2, 4]
+    assert (
+        flops.fast_hubert_step_flops(bracketed, 1562, 104).parts == flops.fast_hubert_step_flops(plain, 1562, 104).parts
+    )
+    assert (
+        flops.fast_hubert_step_flops(plain, 1562, 104).parts["label heads"][0]
+        == 2 * flops.fast_hubert_step_flops(FastHubertConfig(**written), 1562, 104).parts["label heads"][0]
+    )

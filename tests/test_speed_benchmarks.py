@@ -31,6 +31,23 @@ def table_rows(text: str, first: str):
     return [line for line in text.splitlines() if line.startswith(f"| {first}")]
 
 
+@pytest.mark.parametrize(
+    "model, config",
+    [("FAST_MODEL", "fast_hubert_base_librispeech"), ("STOCK_MODEL", "hubert_base_librispeech")],
+)
+def test_the_step_benchmark_builds_the_shipped_base_models(model, config):
+    """train_step_speed.py (and official_equivalence.py, through benchmarks/common.py) writes the Base model
+    sections out, as it must not import the plugin beside the official code: every value it sets is the
+    shipped config's (label_rate, ??? there, is the labels' 50 Hz)."""
+    from omegaconf import OmegaConf
+
+    shipped = OmegaConf.load(REPO / "config" / "pretraining" / f"{config}.yaml").model
+    written = dict(getattr(train_step_speed, model))
+    assert written.pop("label_rate") == 50 and OmegaConf.is_missing(shipped, "label_rate")
+    assert {k: v for k, v in written.items() if shipped.get(k) != v} == {}, config
+    assert len(written) >= 10
+
+
 def test_train_step_speed_times_both_models_with_the_fbank_inside(tmp_path):
     out = tmp_path / "step.md"
     run(

@@ -8,7 +8,7 @@ reuse the training statistics.
 import argparse
 
 from ..data.cmvn_stats import compute_cmvn
-from ..utils.cli import HelpFormatter, console_script
+from ..utils.cli import HelpFormatter, add_no_resample_argument, console_script
 
 
 @console_script("fast-hubert-cmvn")
@@ -17,8 +17,9 @@ def main(argv=None):
     parser.add_argument("manifest", help="training manifest (.tsv): audio root line, then path<TAB>num_samples")
     parser.add_argument("--output", required=True, help="stats file to write (.npz), written atomically")
     parser.add_argument("--workers", type=int, default=1, help="processes computing fbank")
+    add_no_resample_argument(parser)
     args = parser.parse_args(argv)
-    cmvn = compute_cmvn(args.manifest, workers=args.workers)
+    cmvn = compute_cmvn(args.manifest, workers=args.workers, resample=not args.no_resample)
     cmvn.save(args.output)
     print(
         f"wrote {args.output}: {cmvn.utterances} utterances, {cmvn.frames} frames "

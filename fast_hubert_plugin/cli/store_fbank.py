@@ -16,7 +16,7 @@ from ..data.feature_store import store_paths, write_store
 from ..data.manifest import read_manifest
 from ..data.row_features import row_features
 from ..features.kaldi_fbank import NUM_MEL_BINS, compute_fbank, num_fbank_frames
-from ..utils.cli import HelpFormatter, console_script
+from ..utils.cli import HelpFormatter, add_no_resample_argument, console_script
 
 
 @console_script("fast-hubert-store-fbank")
@@ -31,9 +31,10 @@ def main(argv=None):
         help="storage type: float16 halves the disk (log-Mel error ~1e-2)",
     )
     parser.add_argument("--workers", type=int, default=1, help="processes computing fbank (default: %(default)s)")
+    add_no_resample_argument(parser)
     args = parser.parse_args(argv)
 
-    manifest = read_manifest(args.manifest)
+    manifest = read_manifest(args.manifest, resample=not args.no_resample)
     manifest.check_files_exist()
     split = os.path.splitext(os.path.basename(args.manifest))[0]
     lengths = [num_fbank_frames(n) for n in manifest.num_samples]

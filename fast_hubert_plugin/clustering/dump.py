@@ -69,14 +69,16 @@ def dump_split(
     batch_seconds: float = 100.0,
     chunking: Chunking = Chunking(),
     workers: int = 1,
+    resample: bool = True,
     dtype: str = "float32",
     sample_fraction: Optional[float] = None,
     sample_seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Dict:
-    """Dump one shard; returns its meta plus ``skipped`` (True when it was already finished)."""
-    manifest = read_manifest(manifest_path)
+    """Dump one shard; returns its meta plus ``skipped`` (True when it was already finished). ``resample``
+    False refuses audio that is not 16 kHz mono (``--no-resample``)."""
+    manifest = read_manifest(manifest_path, resample=resample)
     split = split or Path(manifest_path).stem
     start, end = row_range(len(manifest), rank, nshard)
     paths = ShardPaths.of(out_dir, split, rank, nshard)
@@ -88,7 +90,7 @@ def dump_split(
         chosen = sampled_rows(len(manifest), sample_fraction, sample_seed)
         keep &= set(chosen.tolist())
         sample = {"fraction": sample_fraction, "seed": sample_seed, "rows": len(chosen)}
-    source = FeatureSource(feature, cmvn, checkpoint, layer, device, batch_seconds, chunking, workers)
+    source = FeatureSource(feature, cmvn, checkpoint, layer, device, batch_seconds, chunking, workers, resample)
     request = {
         **source.settings(),
         **shard_request(manifest_path, len(manifest), split, rank, nshard),

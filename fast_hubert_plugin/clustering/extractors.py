@@ -23,6 +23,7 @@ from ..data.row_features import row_features
 from ..features.cmvn import GlobalCMVN
 from ..features.kaldi_fbank import SAMPLE_RATE
 from ..models.frame_features import Chunking, InputFeatures, load_model_features
+from ..utils.cli import add_no_resample_argument
 from ..utils.errors import DataError
 
 RowFeatures = Iterator[Tuple[int, np.ndarray]]
@@ -120,6 +121,7 @@ class FeatureSource:
     batch_seconds: float = 100.0  # layer: padded audio per forward pass
     chunking: Chunking = Chunking()  # layer: long utterances in pieces
     workers: int = 1  # mfcc/fbank: processes
+    resample: bool = True  # audio that is not 16 kHz mono: converted on load (False: refused)
 
     def settings(self) -> Dict:
         """What decides the features' values, as recorded in a dump's or a labelling's ``.json``."""
@@ -201,6 +203,7 @@ def add_source_arguments(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument(
         "--workers", type=int, default=1, help="mfcc/fbank: processes computing features (default: %(default)s)"
     )
+    add_no_resample_argument(p)
 
 
 def source_options(args: argparse.Namespace) -> Tuple[FeatureSource, Dict]:
@@ -226,5 +229,6 @@ def source_options(args: argparse.Namespace) -> Tuple[FeatureSource, Dict]:
         args.batch_seconds,
         Chunking(args.chunk_seconds, args.chunk_context_seconds),
         args.workers,
+        not args.no_resample,
     )
     return source, {"split": args.split, "nshard": args.nshard, "rank": args.rank}

@@ -66,7 +66,9 @@ class ShardWriter:
     """Writes one shard; use as a context manager, then ``write(row, feats)`` for every row.
 
     The frames go through :class:`~..data.feature_store.FrameWriter` (preallocated, filled in
-    place); the ``.json`` and then the ``.len`` follow once the ``.npy`` is in place.
+    place); the ``.json`` and then the ``.len`` follow once the ``.npy`` is in place. A finished shard
+    being rewritten (``--overwrite``) loses its ``.len`` first: a job killed after the new ``.npy`` is in
+    place never leaves it beside the old ``.json`` and ``.len`` as a finished-looking shard.
     """
 
     def __init__(self, paths: ShardPaths, lengths: List[int], dim: int, meta: Dict, dtype: str = "float32"):
@@ -75,6 +77,7 @@ class ShardWriter:
         self.lengths = self.frames.lengths
 
     def __enter__(self) -> "ShardWriter":
+        self.paths.len.unlink(missing_ok=True)  # the shard stops being finished before anything changes
         self.frames.__enter__()
         return self
 
@@ -176,15 +179,3 @@ def check_same_request(meta_path, meta: Dict, request: Dict, legacy: Optional[Di
             f"a finished output with other settings is in the way (old, new): {diff}",
             "use another output folder, delete it, or pass --overwrite",
         )
-
-
-def same_settings(a: Dict, b: Dict) -> bool:
-    """Whether two shard metas describe the same dump (ignoring bookkeeping such as timings)."""
-    skip = {"seconds"}
-    return {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
-
-
-def remove_shard(paths: ShardPaths) -> None:
-    for p in (paths.len, paths.meta, paths.npy):  # .len first: the shard stops being finished
-        if p.exists():
-            os.unlink(p)

@@ -95,7 +95,7 @@ def label_split(
 
     Returns a summary: ``skipped`` (the shard was finished already), ``merged`` (the split's
     ``{split}.{label}`` and dictionary were written) and, once merged, what fast-hubert-apply-kmeans reports."""
-    manifest = read_manifest(manifest_path)
+    manifest = read_manifest(manifest_path, resample=source.resample)
     split = split or Path(manifest_path).stem
     start, end = row_range(len(manifest), rank, nshard)
     lines_path, meta_path = part_paths(label_dir, split, rank, nshard, label)

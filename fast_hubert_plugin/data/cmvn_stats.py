@@ -8,9 +8,10 @@ from .manifest import read_manifest
 from .row_features import row_features
 
 
-def compute_cmvn(manifest_path, workers: int = 1, progress: bool = True) -> GlobalCMVN:
-    """Per-bin mean and std of the raw fbank of every utterance of the manifest."""
-    manifest = read_manifest(manifest_path)
+def compute_cmvn(manifest_path, workers: int = 1, progress: bool = True, resample: bool = True) -> GlobalCMVN:
+    """Per-bin mean and std of the raw fbank of every utterance of the manifest (``resample`` False: audio
+    that is not 16 kHz mono is refused)."""
+    manifest = read_manifest(manifest_path, resample=resample)
     manifest.check_files_exist()
     acc = CMVNAccumulator(NUM_MEL_BINS)
     fbanks = row_features(compute_fbank, manifest, workers=workers, chunksize=8)

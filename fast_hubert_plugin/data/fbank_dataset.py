@@ -12,7 +12,10 @@ One utterance from the manifest line to the batch (model/loss: models/fast_huber
    each line's byte offsets are kept (fairseq's ``load_label_offset``).
 2. ``dataset[i]``: ``{"id": i, "source": waveform (N,) int16 (16-bit PCM, see ``get_audio``) at
    16 kHz or, with a precomputed store, fbank (T, 80) float32, "label_list": [unit ids (L,) int32 per
-   label set]}``; units become dictionary ids through ``LabelEncoderStrict``.
+   label set]}``; units become dictionary ids through ``LabelEncoderStrict``. Training batches come
+   through ``__getitems__`` (torch's DataLoader calls it with a batch's indices): the batch's size and each
+   crop are known from the manifest sizes and keys, so each waveform is decoded only as far as its crop
+   (step 3's crop, read in place; ``crop_start`` says where it begins).
 3. ``collater`` (in a loader worker): every utterance is cut to one size in fbank frames,
    ``min(shortest, max_sample_size)`` (``pad_audio``: ``min(longest, max_sample_size)``, shorter ones
    zero-padded), rounded to a multiple of ``crop_size_multiple`` when that is above 1

@@ -106,7 +106,7 @@ def rename_encoder_key(key: str) -> Optional[str]:
 
 def build_config(model_cfg: dict, ctc_cfg: Optional[dict], vocab_size: Optional[int]) -> FastHubertConfig:
     """FastHubertConfig from the fast_hubert model config (and the hubert_ctc one for fine-tuned models)."""
-    from ..models.fast_hubert import parse_int_list
+    from ..utils.config_values import parse_int_list
 
     checks = [
         (_get(model_cfg, "layer_norm_first", False), "pre-LN Transformers (layer_norm_first: true)"),

@@ -43,7 +43,7 @@ from ..data.labels import check_symbols_in_dictionary, dictionary_symbols, load_
 from ..features.audio import AudioFormat, audio_format
 from ..features.kaldi_fbank import SAMPLE_RATE, check_at_least_one_frame
 from ..utils.atomic import atomic_path, atomic_write_text
-from ..utils.cli import HelpFormatter, console_script
+from ..utils.cli import HelpFormatter, add_no_resample_argument, console_script
 from ..utils.errors import DataError
 from .ctc import WORD_BOUNDARY, words_to_letters
 
@@ -268,11 +268,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--dict-from", metavar="DICT", help=f"use this existing {DICT_NAME} (copied into --output-dir)")
     parser.add_argument("--no-text", action="store_true", help="write the manifest only (audio without transcripts)")
-    parser.add_argument(
-        "--no-resample",
-        action="store_true",
-        help="refuse audio that is not 16 kHz mono (by default it is down-mixed and resampled on load)",
-    )
+    add_no_resample_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.write_dict and args.dict_from:

@@ -38,7 +38,6 @@ how the dataset turned a manifest line into the batch this starts from):
    (criterions/fast_hubert_criterion.py) sums their cross-entropy against the targets of those frames.
 """
 
-import ast
 import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -54,6 +53,7 @@ from fairseq.modules import GradMultiply, LayerNorm
 from ..data.span_masks import MIN_MASKS, SpanMasking, scored_frames
 from ..features.kaldi_fbank import FBANK_FRAME_RATE, kaldi_fbank, num_fbank_frames
 from ..features.spec_augment import spec_augment
+from ..utils.config_values import parse_int_list
 from ..utils.masks import lengths_to_padding_mask
 from .cmvn import CMVN_BUFFERS, read_cmvn
 from .layer_encoder import LayerOutputEncoder
@@ -147,18 +147,6 @@ class FastHubertConfig(HubertConfig):
             "shapes compile less: task.crop_size_multiple buckets the crop lengths"
         },
     )
-
-
-def parse_int_list(text: str, name: str) -> List[int]:
-    try:
-        values = ast.literal_eval(text) if text.strip() else []
-    except (ValueError, SyntaxError):
-        raise ValueError(f"{name}={text!r} is not a list of integers, e.g. '[4,12]'") from None
-    if isinstance(values, int):
-        values = [values]
-    if not all(isinstance(v, int) for v in values):
-        raise ValueError(f"{name}={text!r} is not a list of integers, e.g. '[4,12]'")
-    return list(values)
 
 
 def label_stride(label_rate: float, frame_rate: float) -> int:

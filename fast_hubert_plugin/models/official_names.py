@@ -14,8 +14,9 @@ from typing import Dict, Mapping
 import torch
 from fairseq.models import register_model
 
+from ..utils.config_values import parse_int_list
 from .cmvn import CMVN_BUFFERS
-from .fast_hubert import FastHubertConfig, FastHubertModel, parse_int_list
+from .fast_hubert import FastHubertConfig, FastHubertModel
 
 logger = logging.getLogger(__name__)
 

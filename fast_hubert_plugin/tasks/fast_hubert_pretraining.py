@@ -235,7 +235,7 @@ class FastHubertPretrainingTask(HubertPretrainingTask):
 
     def get_batch_iterator(self, dataset, *args, seed: int = 1, **kwargs):
         # The trainer passes common.seed here (common.seed + epoch with
-        # dataset.update_ordered_indices_seed): it keys the dataset's crops and the model's masks.
+        # dataset.update_ordered_indices_seed): it keys the crops and span masks the dataset draws.
         if hasattr(dataset, "set_seed"):
             dataset.set_seed(seed)
         return super().get_batch_iterator(dataset, *args, seed=seed, **kwargs)

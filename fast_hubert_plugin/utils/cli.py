@@ -58,6 +58,17 @@ def console_script(prog: str):
     return decorate
 
 
+def add_no_resample_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-resample``: the command-line twin of ``task.resample_audio=false``, for every command that reads
+    a manifest's audio (``args.no_resample``)."""
+    parser.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="refuse audio that is not 16 kHz mono, naming the file and the manifest line (by default it is "
+        "down-mixed and resampled on load, as task.resample_audio=true does in training)",
+    )
+
+
 def fail(prog: str, message: str) -> None:
     message = " ".join(message.split())  # one line
     if message.startswith("error: "):

@@ -33,6 +33,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
+from .config_values import parse_int_list
+
 FFT_BINS = 257  # the fbank's 512-point FFT (features/kaldi_fbank.py)
 
 
@@ -83,7 +85,7 @@ def fast_hubert_step_flops(
     1 - exp(-mask_prob)); ``cfg`` a FastHubertConfig, ``num_classes`` the dictionary's size."""
     flops = StepFlops()
     flops.add("fbank mel projection", linear_flops(fbank_frames, FFT_BINS, cfg.input_feat_per_channel), 0.0)
-    kernels = [int(k) for k in str(cfg.conv_kernel_sizes).split(",")]
+    kernels = parse_int_list(str(cfg.conv_kernel_sizes), "conv_kernel_sizes")
     frames, c_in = fbank_frames, cfg.input_feat_per_channel
     for i, k in enumerate(kernels):
         frames = math.ceil(frames / 2)
@@ -94,7 +96,7 @@ def fast_hubert_step_flops(
     add_transformer(flops, cfg, frames)
     if masked_frames is None:
         masked_frames = frames * (1.0 - math.exp(-cfg.mask_prob))
-    heads = len(set(parse_layers(cfg.supervised_layers)) | {cfg.encoder_layers})
+    heads = len(set(parse_int_list(str(cfg.supervised_layers), "supervised_layers")) | {cfg.encoder_layers})
     flops.add("label heads", heads * linear_flops(masked_frames, cfg.encoder_embed_dim, num_classes))
     return flops
 
@@ -115,11 +117,6 @@ def hubert_step_flops(cfg, num_samples: int, label_frames: Optional[int] = None)
     final_dim = cfg.final_dim if cfg.final_dim > 0 else cfg.encoder_embed_dim
     flops.add("final_proj", linear_flops(frames, cfg.encoder_embed_dim, final_dim))
     return flops
-
-
-def parse_layers(text: str) -> Sequence[int]:
-    """'[4]' or '4,8' -> [4] / [4, 8] (the config's list of blocks)."""
-    return [int(x) for x in str(text).strip("[]").replace(" ", "").split(",") if x]
 
 
 def conv_feature_layers(text: str) -> Sequence[Tuple[int, int, int]]:

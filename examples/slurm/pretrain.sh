@@ -2,7 +2,7 @@
 # Fast-HuBERT Base pretraining on several GPU nodes under SLURM: srun starts one torchrun per node, and
 # torchrun one fast-hubert-hydra-train process per GPU (fairseq reads the ranks from torchrun's environment).
 #
-#   sbatch examples/slurm_pretrain.sh DATA LABELS [KEY=VALUE ...]
+#   sbatch examples/slurm/pretrain.sh DATA LABELS [KEY=VALUE ...]
 #
 # DATA holds train.tsv, valid.tsv and cmvn.npz (fast-hubert-cmvn); LABELS {train,valid}.km and dict.km.txt.
 # KEY=VALUE are fairseq-hydra-train overrides, applied last (model.label_rate=100 for 100 Hz labels). Submit from the environment of `make setup-gpu` (sbatch passes
