@@ -501,3 +501,30 @@ def test_crop_size_multiple_pads_up_to_a_bucket_with_pad_audio(data):
 def test_crop_size_multiple_must_keep_whole_model_frames(data):
     with pytest.raises(ValueError, match=r"task.crop_size_multiple=100: use 1 .* or a multiple of 8 fbank frames"):
         make_task(data, crop_size_multiple=100).load_dataset("train")
+
+
+def test_no_resample_reaches_the_probe_and_the_decoder(tmp_path, monkeypatch):
+    """fast-hubert-probe --no-resample and fast-hubert-decode's decode_split read their manifests refusing
+    conversion (the manifest reader's resample flag, whose refusal the test above checks)."""
+    from fast_hubert_plugin.finetuning import decode
+    from fast_hubert_plugin.probing import probe
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def reader(path, resample=True):
+        seen.append(resample)
+        raise Stop
+
+    (tmp_path / "dict.ltr.txt").write_text("| 10\nA 5\n")
+    monkeypatch.setattr(probe, "read_manifest", reader)
+    monkeypatch.setattr(decode, "read_manifest", reader)
+    for extra, want in (([], True), (["--no-resample"], False)):
+        with pytest.raises(Stop):
+            probe.main(["--upstream", "fbank", "--data", str(tmp_path), "--output-dir", str(tmp_path / "p"), *extra])
+        assert seen.pop() is want
+    with pytest.raises(Stop):
+        decode.decode_split(None, None, str(tmp_path / "valid.tsv"), resample=False)
+    assert seen == [False]

@@ -238,6 +238,22 @@ def test_feature_store_round_trip_and_validation(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         write_store(tmp_path, "valid", [5, 1, 12], boom, 80)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.fbank.lengths.npy", "train.fbank.npy"]
+    # a rewrite killed after its frames are in place leaves no lengths beside them: not a store
+    short_rows = [r[:1] for r in rows]
+    real_save = np.save
+
+    def killed_save(*args, **kwargs):  # the lengths are the last file written
+        raise KeyboardInterrupt
+
+    np.save = killed_save
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_store(tmp_path, "train", [1, 1, 1], lambda i: short_rows[i], 80)
+    finally:
+        np.save = real_save
+    assert not (tmp_path / "train.fbank.lengths.npy").exists()
+    with pytest.raises(DataError):
+        FbankStore(tmp_path, "train")
 
 
 def test_a_pickled_store_is_its_path_and_maps_the_file_again(tmp_path):

@@ -14,6 +14,7 @@ them keep their own file names:
 Every file is written under a temporary name and renamed when complete.
 """
 
+import os
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
@@ -167,7 +168,11 @@ def write_store(
     feats_path, lengths_path = store_paths(directory, split)
     lengths = np.asarray(lengths, dtype=np.int64)
     frames = map(rows, range(len(lengths))) if callable(rows) else iter(rows)
-    with FrameWriter(feats_path, lengths, dim, dtype) as out, atomic_path(lengths_path) as tmp_lengths:
+    # The lengths file is the store's "finished" mark: removed before anything is written, renamed in
+    # last, so a killed rewrite never leaves old lengths beside new frames.
+    if os.path.exists(lengths_path):
+        os.remove(lengths_path)
+    with atomic_path(lengths_path) as tmp_lengths, FrameWriter(feats_path, lengths, dim, dtype) as out:
         for i, feats in enumerate(frames if progress is None else progress(frames)):
             out.write(i, feats)
         np.save(tmp_lengths, lengths)

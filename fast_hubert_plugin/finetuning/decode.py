@@ -33,7 +33,7 @@ from ..data.labels import read_label_lines
 from ..data.manifest import read_manifest
 from ..models.checkpoints import load_checkpoint
 from ..utils.atomic import atomic_write_text
-from ..utils.cli import HelpFormatter, console_script
+from ..utils.cli import HelpFormatter, add_no_resample_argument, console_script
 from ..utils.errors import DataError
 from .ctc import ErrorCounts, ViterbiDecoder, letters_to_text, units_to_letters, words_to_letters
 
@@ -62,9 +62,11 @@ def decode_split(
     device: str = "cpu",
     num_workers: int = 0,
     progress: bool = True,
+    resample: bool = True,
 ) -> Dict[str, List[str]]:
-    """{"letters": [...], "words": [...]} hypotheses, one per manifest row, in manifest order."""
-    manifest = read_manifest(manifest_path)
+    """{"letters": [...], "words": [...]} hypotheses, one per manifest row, in manifest order; ``resample``:
+    audio that is not 16 kHz mono is converted on load (else refused)."""
+    manifest = read_manifest(manifest_path, resample=resample)
     manifest.check_files_exist()
     decoder = decoder or ViterbiDecoder(dictionary)
     letters: List[Optional[str]] = [None] * len(manifest)
@@ -155,6 +157,7 @@ def main(argv=None) -> None:
         "the pretrained config (made outside this plugin)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_no_resample_argument(parser)
     lm = parser.add_argument_group("KenLM beam search (needs flashlight-text)")
     lm.add_argument("--lm", help="KenLM word language model (.arpa or .bin); without it: Viterbi")
     lm.add_argument("--lexicon", help="'word<TAB>l e t t e r s |' lines (default for .arpa: its unigrams)")
@@ -198,6 +201,7 @@ def main(argv=None) -> None:
         args.device,
         args.num_workers,
         progress=not args.quiet,
+        resample=not args.no_resample,
     )
     counts = write_results(args.results_dir, hyps, refs)
     kind = "KenLM beam search" if args.lm else "Viterbi"

@@ -59,7 +59,7 @@ from ..data.manifest import read_manifest
 from ..features.cmvn import CMVNAccumulator
 from ..finetuning.ctc import ErrorCounts, ViterbiDecoder, ctc_blank, letters_to_text, units_to_letters
 from ..utils.atomic import atomic_write_text
-from ..utils.cli import HelpFormatter, console_script
+from ..utils.cli import HelpFormatter, add_no_resample_argument, console_script
 from ..utils.errors import DataError
 from .downstream import CtcProbe
 from .upstreams import build_upstream, describe
@@ -126,9 +126,11 @@ def ctc_min_frames(targets: torch.Tensor) -> int:
     return int(targets.numel() + (targets[1:] == targets[:-1]).sum())
 
 
-def load_split(upstream, data: str, label_dir: str, split: str, dictionary, dict_path: str, progress: bool) -> Split:
+def load_split(
+    upstream, data: str, label_dir: str, split: str, dictionary, dict_path: str, progress: bool, resample: bool = True
+) -> Split:
     manifest_path = os.path.join(data, f"{split}.tsv")
-    manifest = read_manifest(manifest_path)
+    manifest = read_manifest(manifest_path, resample=resample)
     manifest.check_files_exist()
     letters = read_letters(label_dir, split, len(manifest), manifest_path, dictionary, dict_path)
     targets = [torch.tensor([dictionary.index(c) for c in line.split()], dtype=torch.long) for line in letters]
@@ -226,6 +228,7 @@ def run_probe(
     valid_split: str = "valid",
     cfg: Optional[ProbeConfig] = None,
     progress: bool = True,
+    resample: bool = True,
 ) -> Dict:
     """Probe one upstream; writes the outputs and returns probe.json's content plus, under
     ``"_upstream"`` and ``"_probe"``, the upstream object and the trained downstream."""
@@ -235,8 +238,8 @@ def run_probe(
     dictionary = load_dictionary(dict_path)
     upstream = build_upstream(upstream_spec, cfg.device)
     started = time.perf_counter()
-    train = load_split(upstream, data, label_dir, train_split, dictionary, dict_path, progress)
-    valid = load_split(upstream, data, label_dir, valid_split, dictionary, dict_path, progress)
+    train = load_split(upstream, data, label_dir, train_split, dictionary, dict_path, progress, resample)
+    valid = load_split(upstream, data, label_dir, valid_split, dictionary, dict_path, progress, resample)
     extract_s = time.perf_counter() - started
 
     keep = [i for i, (x, t) in enumerate(zip(train.layers, train.targets)) if x.shape[1] >= ctc_min_frames(t)]
@@ -379,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default=d.device, help="torch device (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_no_resample_argument(p)
     return p
 
 
@@ -413,6 +417,7 @@ def main(argv=None) -> Dict:
         args.valid_split,
         cfg,
         progress=not args.quiet,
+        resample=not args.no_resample,
     )
     print(summary_text(result), end="")
     return {k: v for k, v in result.items() if not k.startswith("_")}
