@@ -10,9 +10,11 @@
 #      and a profile of fast_hubert's step at 8 x 11 s (what bounds it)              (train_step_speed.py)
 #   3. end to end: fairseq-hydra-train with the Base configs, 300 updates, 2 loader workers, fast_hubert vs
 #      stock HuBERT; then fp16 / bf16 / amp pretraining (+ ILS) and fine-tuning        (e2e_throughput.py)
-#   4. (PARTS=demo, run apart: about 10 minutes) the demo with its GPU budget, on a transcribed speech
-#      folder DEMO_SPEECH (speechocean762 layout, see examples/demo.py); its report/results.json is the
-#      record that every later demo run shows (commit it as benchmarks/results/demo_gpu.json)
+#   4. (PARTS=demo, run apart: about 10 minutes) the demo with its GPU budget (the same fine-tuning from the
+#      pretrained and the never-pretrained model, two seeds of the latter; probes of every upstream, two
+#      seeds) on a transcribed speech folder DEMO_SPEECH (speechocean762 layout, see examples/demo.py); its
+#      report/results.json is the record that every later demo run shows (commit it as
+#      benchmarks/results/demo_gpu.json)
 # Usage: [PARTS=step,largest,official,profile,e2e,compile|demo] benchmarks/gpu_records.sh OUT SPEECH_DIR [cpu]
 #   OUT: where the records go; SPEECH_DIR: a speech folder (speech-folder manifests, see benchmarks/README.md)
 #   holding librispeech_train_clean_100.tsv; "cpu": the rehearsal (tiny shapes and runs, no GPU needed).
