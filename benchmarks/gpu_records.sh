@@ -24,9 +24,11 @@
 #   compile   torch.compile of the blocks; profile: the profile of fast_hubert's step at 8 x 11 s
 #   e2e       fairseq-hydra-train with the Base configs (87.5 s per update on one GPU), 300 updates, 2 loader
 #             processes; fp16 / bf16 / amp pretraining (+ ILS) and fine-tuning          (e2e_throughput.py)
-#   demo      (about 10 minutes) the demo with its GPU budget on a transcribed speech folder DEMO_SPEECH
-#             (speechocean762 layout, see examples/demo.py); its report/results.json is the record that every
-#             later demo run shows (commit it as benchmarks/results/demo_gpu.json)
+#   demo      (about 10 minutes) the demo with its GPU budget (the same fine-tuning from the pretrained and the
+#             never-pretrained model, two seeds of the latter; probes of every upstream, two seeds) on a
+#             transcribed speech folder DEMO_SPEECH (speechocean762 layout, see examples/demo.py); its
+#             report/results.json is the record that every later demo run shows (commit it as
+#             benchmarks/results/demo_gpu.json)
 #   quality   (about 6 minutes) quality at equal GPU time: fast_hubert vs stock HuBERT, both iterations, 1 GPU-minute
 #             of pretraining each, every model + fbank + MFCC probed with 3 seeds, and the exported model on CUDA
 #             vs CPU, on DEMO_SPEECH (the project's speech copied by tools/offline_gpu/pack_speech.py); commit

@@ -1,20 +1,23 @@
-"""The whole job on real speech: pretrain two HuBERT iterations, show what they bought, end with a recognizer.
+"""The whole job on real speech: pretrain two HuBERT iterations, then show what they bought a recognizer.
 
     manifests -> CMVN -> MFCC k-means (iteration-1 units) -> pretrain a tiny fast_hubert + ILS
     -> k-means of one of its blocks (iteration-2 units) -> pretrain a new model on them
-    -> the same frozen-feature probe on MFCC, fbank, the never-pretrained model, iteration 1, iteration 2
-    -> fine-tune the iteration-2 model with letter CTC -> Viterbi-decode the dev set
-    -> export the recognizer to transformers -> a one-screen report (``report/summary.md``)
+    -> fine-tune the iteration-2 model with letter CTC -> Viterbi-decode the dev set -> export it to transformers
+    beside it: the same fine-tuning (updates, recipe, seed, data) of the never-pretrained model, two seeds
+    -> a one-screen report (``report/summary.md``) whose first table sets the two recognizers side by side
 
 It runs HuBERT's two-iteration recipe (``fast_hubert_plugin.recipes.two_iterations``, the module the
 benchmarks run) with a budget chosen by the device (``--device``, default: CUDA when present):
 
-- ``cpu``: sized for under 15 minutes on 2 cores; it shows the whole job and a recognizer that
-  transcribes, but too little pretraining for the probe to tell the models from their input features;
-- ``cuda``: thousands of updates per iteration and two probe seeds, sized for 10 minutes on one GPU,
-  where pretraining pulls ahead of MFCC and fbank.
+- ``cpu``: sized for under 15 minutes on 2 cores: one core pretrains, then fine-tunes the pretrained model;
+  the other fine-tunes the never-pretrained model meanwhile (it needs no pretraining). The split of updates
+  between pretraining and fine-tuning is the one measured to show pretraining's gain beyond the
+  fine-tuning seeds' spread (``benchmarks/results/demo_budget_cpu.md``);
+- ``cuda``: thousands of updates per iteration, the recognizers, and the frozen-feature probe (BiLSTM
+  letter CTC) of MFCC, fbank, the never-pretrained model and both iterations with two seeds each, sized
+  for 10 minutes on one GPU (probes need more updates than 2 cores give them to leave CTC's blank stage).
 
-Each ``--...-updates`` flag overrides one number of the budget (``--finetune-updates 0``: no
+Each ``--...`` flag of the budget group overrides one number of the budget (``--finetune-updates 0``: no
 fine-tuning, the pretrained model is exported). A GPU run's ``report/results.json``, committed as
 ``benchmarks/results/demo_gpu.json``, is shown next to every later run as the recorded GPU result.
 
@@ -24,7 +27,7 @@ excerpts without) when present; otherwise Mini LibriSpeech (OpenSLR 31: ``train-
 pretraining and fine-tuning, 300 ``dev-clean-2`` utterances for dev), downloaded once (458 MB;
 resumable, MD5-verified) into ``~/.cache/fast-hubert`` (``--cache-dir`` or ``$FAST_HUBERT_CACHE``).
 A folder of your own: every .flac/.wav below it is pretraining audio; ``--transcripts TSV`` (columns
-``path`` relative to DIR, ``text``) adds probing, fine-tuning and scoring, its last 15 % of rows as
+``path`` relative to DIR, ``text``) adds fine-tuning, probing and scoring, its last 15 % of rows as
 dev set. Every stage writes into ``--work-dir`` and is skipped when its outputs are already there;
 a killed run continues where it was.
 """
@@ -36,7 +39,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from demo_report import write_report
 
@@ -48,9 +51,8 @@ from fast_hubert_plugin.recipes.two_iterations import (
     SYSTEMS,
     Recipe,
     Workspace,
-    decode,
-    finetune,
     probe,
+    recognizer,
     untrained,
 )
 
@@ -64,21 +66,24 @@ class Budget:
     """How much of each stage a demo run does."""
 
     pretrain_updates: Tuple[int, int]  # of iteration 1 and iteration 2
-    probe_updates: int
-    probe_seeds: Tuple[int, ...]  # each upstream is probed once per seed: their spread is the probe's noise
-    probe_utterances: int  # CTC training utterances the probes learn from (0: all)
-    finetune_updates: int
+    finetune_updates: int  # of every recognizer: the pretrained one and each never-pretrained seed
     finetune_from: int  # the iteration whose model is fine-tuned
-    workers: int  # stages run beside the pretraining chain (probes, fine-tuning)
+    baseline_seeds: Tuple[int, ...]  # fine-tuning seeds of the never-pretrained model: their spread is the noise
+    probe_updates: int
+    probe_seeds: Tuple[int, ...]  # each upstream is probed once per seed (none: no probes)
+    probe_utterances: int  # CTC training utterances the probes learn from (0: all)
+    workers: int  # stages run beside the pretraining chain (never-pretrained fine-tunes, probes)
     threads: int  # CPU threads per stage
-    finetune_threads: int  # fine-tuning comes last: the probes are done and leave it their cores
+    finetune_threads: int  # the pretrained model's fine-tuning comes last and gets the cores the others left
 
 
 BUDGETS: Dict[str, Budget] = {
-    # 2 cores: one chain pretrains, fine-tunes and exports, the other probes each model as soon as it exists
-    "cpu": Budget((600, 600), 300, (1,), 500, 1000, finetune_from=2, workers=1, threads=1, finetune_threads=2),
-    # one GPU: the probes share it with the pretraining chain
-    "cuda": Budget((2000, 2000), 1000, (1, 2), 0, 2000, finetune_from=2, workers=3, threads=4, finetune_threads=4),
+    # 2 cores: one pretrains, then fine-tunes, decodes and exports; the other fine-tunes the never-pretrained
+    # model meanwhile. Probes are left to the GPU: at 300 updates on a core they were still in CTC's
+    # all-blank stage (86.7-100 % CER, benchmarks/results/demo_time_cpu.md before this budget).
+    "cpu": Budget((600, 600), 1000, 2, (1, 2), 0, (), 0, workers=1, threads=1, finetune_threads=2),
+    # one GPU: the recognizers and the probes share it with the pretraining chain
+    "cuda": Budget((2000, 2000), 2000, 2, (1, 2), 1000, (1, 2), 0, workers=3, threads=4, finetune_threads=4),
 }
 
 
@@ -86,6 +91,11 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def seeds(n: Optional[int]) -> Optional[Tuple[int, ...]]:
+    """Seeds 1..n (0: none; None: the budget's)."""
+    return None if n is None else tuple(range(1, n + 1))
 
 
 def main(argv=None):
@@ -139,8 +149,13 @@ def main(argv=None):
         metavar="N",
         help="updates of pretraining iteration 1 (and 2; one number: both)",
     )
+    budget.add_argument(
+        "--baseline-seeds",
+        type=int,
+        help="fine-tuning seeds of the never-pretrained model (1, 2, ...; 0: no never-pretrained recognizer)",
+    )
     budget.add_argument("--probe-updates", type=int, help="updates of each probe")
-    budget.add_argument("--probe-seeds", type=int, help="probe seeds per upstream (1, 2, ...)")
+    budget.add_argument("--probe-seeds", type=int, help="probe seeds per upstream (1, 2, ...; 0: no probes)")
     budget.add_argument(
         "--probe-utterances",
         type=int,
@@ -161,7 +176,8 @@ def main(argv=None):
             for k, v in (
                 ("pretrain_updates", tuple((args.pretrain_updates * 2)[:2]) if args.pretrain_updates else None),
                 ("probe_updates", args.probe_updates),
-                ("probe_seeds", tuple(range(1, args.probe_seeds + 1)) if args.probe_seeds else None),
+                ("baseline_seeds", seeds(args.baseline_seeds)),
+                ("probe_seeds", seeds(args.probe_seeds)),
                 ("probe_utterances", args.probe_utterances),
                 ("finetune_updates", args.finetune_updates),
                 ("finetune_from", args.finetune_from),
@@ -208,7 +224,7 @@ def run(args, speech: Path, corpus) -> Path:
     work = args.work_dir.resolve()
     print(f"device: {args.device}; budget: {asdict(budget)}", flush=True)
     if not corpus.train:
-        print("no transcripts: pretraining and clustering only (no probes, fine-tuning or CER)")
+        print("no transcripts: pretraining and clustering only (no fine-tuning, probes or CER)")
     ws = Workspace(work, corpus, clusters=args.clusters, device=args.device).prepare()
     system = SYSTEMS[args.model]
     recipe = Recipe(
@@ -221,35 +237,30 @@ def run(args, speech: Path, corpus) -> Path:
         threads=budget.threads,
     )
     finetuning = ws.transcribed and budget.finetune_updates > 0
-    split = ws.ctc_subset(budget.probe_utterances) if ws.transcribed and budget.probe_utterances else "train"
-    jobs = {}
-    # The pretraining chain takes one worker; probes and fine-tuning queue for the others in the order
-    # they become possible, and the chain's worker joins them once both iterations are trained.
+    probing = ws.transcribed and bool(budget.probe_seeds)
+    split = ws.ctc_subset(budget.probe_utterances) if probing and budget.probe_utterances else "train"
+    probe_jobs, baseline_jobs = {}, {}
+    # The pretraining chain takes one worker; the never-pretrained fine-tunes and the probes queue for the
+    # others in the order they become possible, and the chain's worker fine-tunes the pretrained model.
     with ThreadPoolExecutor(budget.workers + 1) as pool:
 
         def probe_soon(label, upstream):
-            if ws.transcribed:
-                for seed in budget.probe_seeds:
-                    name = f"demo_{label.split(' (')[0].replace(' ', '_')}" + (f"_s{seed}" if seed != 1 else "")
-                    jobs[label, seed] = pool.submit(
-                        probe, ws, name, upstream, budget.probe_updates, seed, budget.threads, split
-                    )
+            for seed in budget.probe_seeds if probing else ():
+                name = f"demo_{label.split(' (')[0].replace(' ', '_')}" + (f"_s{seed}" if seed != 1 else "")
+                probe_jobs[label, seed] = pool.submit(
+                    probe, ws, name, upstream, budget.probe_updates, seed, budget.threads, split
+                )
 
-        def recognizer(pretrained):
+        def pretrained_recognizer(pretrained):
             """Fine-tune, decode and export: the job that ends with a model that transcribes."""
-            ft = finetune(
-                ws, "demo_finetune", pretrained, system, budget.finetune_updates, threads=budget.finetune_threads
-            )
-            scores = decode(ws, "demo_decode", ft)
+            ft = recognizer(ws, "demo", pretrained, system, budget.finetune_updates, 1, budget.finetune_threads)
             export(ws, ft["checkpoint"], work / "export", budget.threads)
-            return ft, scores
+            return ft
 
         def pretraining_chain():
             ws.iteration1_units()
-            it1 = recipe.iteration1()
-            if finetuning and budget.finetune_from == 1:
-                jobs["recognizer"] = pool.submit(recognizer, it1)
-            if ws.transcribed:
+            pretrained_job = None
+            if finetuning or probing:  # the never-pretrained model: initial weights, saved after one update at lr ~0
                 init = untrained(
                     recipe.runs,
                     "demo_init",
@@ -261,27 +272,46 @@ def run(args, speech: Path, corpus) -> Path:
                     threads=budget.threads,
                     device=args.device,
                 )
+                for seed in budget.baseline_seeds if finetuning else ():
+                    # the same fine-tuning as the pretrained model's, from the initial weights
+                    baseline_jobs[seed] = pool.submit(
+                        recognizer,
+                        ws,
+                        "demo_never_pretrained" + (f"_s{seed}" if seed != 1 else ""),
+                        init,
+                        system,
+                        budget.finetune_updates,
+                        seed,
+                        budget.threads,
+                        False,
+                    )
                 probe_soon("never pretrained", init.checkpoint)
+            it1 = recipe.iteration1()
+            if finetuning and budget.finetune_from == 1:
+                pretrained_job = pool.submit(pretrained_recognizer, it1)
             probe_soon("iteration 1", it1.checkpoint)
             it2 = recipe.iteration2(it1)
             if finetuning and budget.finetune_from == 2:
-                jobs["recognizer"] = pool.submit(recognizer, it2)
+                pretrained_job = pool.submit(pretrained_recognizer, it2)
             probe_soon("iteration 2", it2.checkpoint)
             if not finetuning:
                 export(ws, it2.checkpoint, work / "export_pretrained", budget.threads)
-            return it1, it2
+            return it1, it2, pretrained_job
 
-        chain = pool.submit(pretraining_chain)  # first: the probes queue behind it for the other workers
+        chain = pool.submit(pretraining_chain)  # first: the other jobs queue behind it for the other workers
         for label, feature in FEATURES.items():
             probe_soon(label, feature)
-        it1, it2 = chain.result()
-        ft, scores = jobs.pop("recognizer").result() if finetuning else (None, None)
+        it1, it2, pretrained_job = chain.result()
+        recognizers = {}
+        if pretrained_job:
+            recognizers[f"iteration {budget.finetune_from}"] = {1: pretrained_job.result()}
+            recognizers["never pretrained"] = {seed: job.result() for seed, job in baseline_jobs.items()}
         probes: Dict[str, Dict[int, dict]] = {}
-        for (label, seed), job in list(jobs.items()):
+        for (label, seed), job in list(probe_jobs.items()):
             probes.setdefault(label, {})[seed] = job.result()
     runs = {"iteration 1": it1, "iteration 2": it2}
-    export_dir = work / ("export" if ft else "export_pretrained")
-    return write_report(args, ws, speech, system, runs, probes, ft, scores, time.time() - t0, export_dir)
+    export_dir = work / ("export" if recognizers else "export_pretrained")
+    return write_report(args, ws, speech, system, runs, probes, recognizers, time.time() - t0, export_dir)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """HuBERT's two-iteration recipe (fast_hubert_plugin.recipes) end to end on the committed speech:
-the demo (both iterations, side-by-side probes, fine-tuning, decoding, export), resumption after a
-killed stage, stock HuBERT through the same recipe, and the benchmarks built on it."""
+the demo (both iterations, the same fine-tuning from the pretrained and the never-pretrained model,
+decoding, export; probes in its GPU budget), resumption after a killed stage, stock HuBERT through the
+same recipe, and the benchmarks built on it."""
 
+import argparse
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -64,7 +67,7 @@ def run_demo(work: Path, *extra):
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    # the GPU run's stages (two probe seeds, three side by side) rehearsed on the CPU with tiny numbers
+    # the GPU run's stages (recognizers and probes, two seeds, side by side) rehearsed on the CPU, tiny numbers
     work = tmp_path_factory.mktemp("demo") / "out"
     proc = run_demo(work, "--device", "cpu", "--budget", "cuda")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -78,14 +81,62 @@ DEMO_UPSTREAMS = {
     "iteration 1": "demo_iteration_1",
     "iteration 2": "demo_iteration_2",
 }
+# the recognizers of the first table: the pretrained model and two seeds of the never-pretrained one
+DEMO_RECOGNIZERS = {
+    ("iteration 2 (3 + 3 pretraining updates)", 1): "demo",
+    ("never pretrained (initial weights)", 1): "demo_never_pretrained",
+    ("never pretrained (initial weights)", 2): "demo_never_pretrained_s2",
+}
 
 
-def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
+def scores_of(work: Path, tag: str) -> dict:
+    return json.loads((work / f"{tag}_decode" / "scores.json").read_text())
+
+
+def test_demo_first_table_is_the_same_fine_tuning_with_and_without_pretraining(demo_run):
+    work, proc = demo_run
+    summary = (work / "report" / "summary.md").read_text()
+    assert len(summary.splitlines()) <= 45  # one screen; the rest is in details.md
+    assert "DEBUG" not in proc.stdout + proc.stderr
+    # the report's first table, row by row: dev CER, WER and empty transcripts of each recognizer
+    first = summary.index("\n## ")
+    assert summary[first:].startswith("\n## What pretraining bought: the same fine-tuning from each start")
+    rows = summary[first:].split("\n\n")[1].splitlines()[2:]
+    expected = []
+    for (label, seed), tag in DEMO_RECOGNIZERS.items():
+        sc = scores_of(work, tag)
+        hyps = (work / f"{tag}_decode" / "hypo.word").read_text().splitlines()
+        assert sc["utterances"] == 16 and sc["empty_hypotheses"] == sum(1 for h in hyps if not h.strip())
+        expected.append(f"| {label} | {seed} | {sc['cer']:.1f} | {sc['wer']:.1f} | {sc['empty_hypotheses']} of 16 |")
+    assert rows == expected
+    # the same fine-tuning from both starts (updates, recipe, data); seed 1 of both is the same seed
+    logs = {tag: (work / "runs" / f"{tag}_finetune" / "train.log").read_text() for tag in DEMO_RECOGNIZERS.values()}
+    for tag, log in logs.items():
+        assert "'max_update': 3" in log and f"'seed': {2 if tag.endswith('_s2') else 1}," in log, tag
+    assert str(work / "runs" / "demo_init" / "checkpoints") in logs["demo_never_pretrained"]
+    assert str(work / "runs" / "demo_it2" / "checkpoints") in logs["demo"]
+    # the verdict under it is computed from those numbers
+    recognizers = {
+        "iteration 2": {1: {"scores": scores_of(work, "demo")}},
+        "never pretrained": {s: {"scores": scores_of(work, t)} for (_, s), t in list(DEMO_RECOGNIZERS.items())[1:]},
+    }
+    verdict = demo_report.pretraining_gain(recognizers, "iteration 2")
+    assert verdict and all(line in summary for line in verdict)
+    results = json.loads((work / "report" / "results.json").read_text())
+    assert results["finetuned"]["cer"] == scores_of(work, "demo")["cer"]
+    assert [r["cer"] for r in results["never_pretrained"]] == [
+        scores_of(work, "demo_never_pretrained")["cer"],
+        scores_of(work, "demo_never_pretrained_s2")["cer"],
+    ]
+    # two examples of the pretrained recognizer, and its export
+    assert summary.count("    REF: ") == 2 and summary.count("    HYP: ") == 2
+    assert (work / "export" / "model.safetensors").is_file() and (work / "export" / "vocab.json").is_file()
+
+
+def test_demo_gpu_budget_probes_every_upstream_with_two_seeds(demo_run):
     work, proc = demo_run
     report = work / "report"
     summary = (report / "summary.md").read_text()
-    assert len(summary.splitlines()) <= 45  # one screen; the rest is in details.md
-    assert "DEBUG" not in proc.stdout + proc.stderr
     # every upstream under the same probe, two seeds each: the mean and the seeds' range in the table
     probes = {p.name: json.loads((p / "probe.json").read_text()) for p in (work / "probes").iterdir()}
     assert set(probes) == {f"{name}{seed}" for name in DEMO_UPSTREAMS.values() for seed in ("", "_s2")}
@@ -106,16 +157,8 @@ def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
     assert all(line in summary for line in findings)
     recorded = demo_report.recorded_gpu()
     assert (recorded["machine"].split(",")[0] if recorded else "| pending |") in summary
-    # the recognizer: its scores, its empty transcripts counted, two examples, its export
-    scores = json.loads((work / "demo_decode" / "scores.json").read_text())
-    assert scores["utterances"] == 16
-    hyps = (work / "demo_decode" / "hypo.word").read_text().splitlines()
-    empty = sum(1 for h in hyps if not h.strip())
-    assert f"dev CER **{scores['cer']:.1f} %**, WER {scores['wer']:.1f} % on 16 utterances; {empty} empty" in summary
-    assert summary.count("    REF: ") == 2 and summary.count("    HYP: ") == 2
-    assert (work / "export" / "model.safetensors").is_file() and (work / "export" / "vocab.json").is_file()
     results = json.loads((report / "results.json").read_text())
-    assert results["device"] == "cpu" and results["finetuned"]["cer"] == scores["cer"]
+    assert results["device"] == "cpu"
     assert results["probes"]["iteration 2"] == [
         probes["demo_iteration_2"]["dev"]["cer"],
         probes["demo_iteration_2_s2"]["dev"]["cer"],
@@ -140,28 +183,77 @@ def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
         "cmvn",
         "iteration1_units",
         "demo_it1",
+        "demo_init",
         "demo_it2_units",
         "demo_it2",
         "demo_finetune",
+        "demo_never_pretrained_finetune",
+        "demo_never_pretrained_s2_finetune",
         "export",
     } <= set(timings)
     details = (report / "details.md").read_text()
     assert "| demo_finetune |" in details and "masked-unit accuracy block 2" in details
+    assert "- never pretrained, seed 2: valid UER " in details
     assert (report / "training_curves.png").stat().st_size > 10_000
 
 
-def test_demo_rerun_skips_every_stage_and_redoes_a_removed_one(demo_run):
+def test_demo_cpu_budget_drops_the_probes_and_redoes_only_a_removed_stage(demo_run):
     work, _ = demo_run
-    (work / ".done" / "probe_demo_iteration_2").unlink()  # as if killed during that probe
-    # the CPU budget (one probe seed) over the same work folder, without fine-tuning
+    (work / ".done" / "demo_never_pretrained_s2_decode").unlink()  # as if killed while decoding
+    # the CPU budget over the same work folder: the same recognizers, no probes
+    proc = run_demo(work, "--device", "cpu")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("(done before: skipped)") >= 12
+    assert "== Viterbi decoding of the dev set with demo_never_pretrained_s2_finetune\n" in proc.stdout  # redone
+    assert "== probe " not in proc.stdout
+    summary = (work / "report" / "summary.md").read_text()
+    assert "| never pretrained (initial weights) | 2 | " in summary
+    assert ("## The same probe" in summary) == bool(demo_report.recorded_gpu())
+    assert json.loads((work / "report" / "results.json").read_text())["probes"] == {}
+    # without fine-tuning, the pretrained model is exported instead
     proc = run_demo(work, "--device", "cpu", "--finetune-updates", "0")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("(done before: skipped)") >= 8
-    assert "== probe demo_iteration_2 (4 updates)\n" in proc.stdout
     assert (work / "export_pretrained" / "model.safetensors").is_file()
     summary = (work / "report" / "summary.md").read_text()
-    assert "## The recognizer" not in summary and "Not fine-tuned (--finetune-updates 0)" in summary
-    assert "| iteration 2 | " in summary and " (" not in summary.split("| iteration 2 | ")[1].split("|")[0]
+    assert "## What pretraining bought" not in summary and "Not fine-tuned (--finetune-updates 0)" in summary
+
+
+def recognizers_of(pretrained, never):
+    return {
+        "iteration 2": {1: {"scores": {"cer": pretrained}}},
+        "never pretrained": {seed: {"scores": {"cer": c}} for seed, c in enumerate(never, 1)},
+    }
+
+
+def test_demo_pretraining_gain_says_only_what_the_numbers_show(monkeypatch):
+    monkeypatch.setattr(demo_report, "RECORDED_FINETUNE_NOISE", 1.5)
+    # two never-pretrained seeds 1.0 apart: the recorded 1.5 is the noise, and 4 points are beyond it
+    (line,) = demo_report.pretraining_gain(recognizers_of(58.0, [61.5, 62.5]), "iteration 2")
+    assert line == (
+        "- iteration 2: dev CER 58.0 % against 62.0 % (mean of its seeds) from the initial weights, 4.0 points "
+        "lower: beyond the fine-tuning noise (1.0 between its 2 seeds here; 1.5 recorded). Pretraining bought that."
+    )
+    # seeds 4 points apart: a 3-point gain is noise
+    (line,) = demo_report.pretraining_gain(recognizers_of(58.0, [59.0, 63.0]), "iteration 2")
+    assert line.endswith(
+        "3.0 points apart: within the fine-tuning noise (4.0 between its 2 seeds here; 1.5 recorded), "
+        "so this budget shows no gain."
+    )
+    # one seed: only the recorded noise; worse beyond it
+    (line,) = demo_report.pretraining_gain(recognizers_of(62.0, [60.0]), "iteration 2")
+    assert "against 60.0 % from the initial weights, 2.0 points higher: worse, beyond" in line
+    assert "(one seed here; 1.5 recorded)" in line
+    assert "nothing to compare" in demo_report.pretraining_gain(recognizers_of(58.0, []), "iteration 2")[0]
+    # a never-pretrained seed that never left CTC's blank stage is the noise, and is said to be stuck
+    gain, stuck = demo_report.pretraining_gain(recognizers_of(59.5, [100.0, 59.8]), "iteration 2")
+    assert (
+        "against 79.9 % (mean of its seeds) from the initial weights, 20.4 points apart: within the fine-tuning noise (40.2 between its 2 seeds here"
+        in gain
+    )
+    assert stuck == (
+        "- Still in CTC's all-blank stage (dev CER >= 95 %: (almost) every transcript empty): "
+        "iteration 2 0 of 1 seeds, never pretrained 1 of 2 seeds."
+    )
 
 
 def test_demo_findings_say_only_what_the_numbers_show():
@@ -307,3 +399,83 @@ def test_at_most_hours_keeps_a_seeded_subset_in_order_within_the_budget():
     assert 0 < len(subset) < len(rows) and sum(seconds[r["path"]] for r in subset) <= hours * 3600
     assert subset == [r for r in rows if r in subset]  # the corpus order is kept
     assert at_most_hours(rows, hours) == subset and at_most_hours(rows, hours, seed=1) != subset
+
+
+def load_benchmark(name: str):
+    """A benchmark script as a module (benchmarks/ on the path for its ``common``)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_budget_compares_the_same_fine_tuning_from_both_starts_per_split(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "demo_budget.md"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "demo_budget.py"), "--speech-dir", str(SPEECH_DIR)]
+    cmd += ["--work-dir", str(work), "--splits", "2,0,2", "2,1,2", "--seeds", "1", "2", "--clusters", "8"]
+    proc = subprocess.run([*cmd, "--output", str(out)], capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = out.read_text()
+    assert str(SPEECH_DIR) not in record and str(work) not in record
+    # both splits share iteration 1 and the never-pretrained fine-tunes (the same updates and seeds)
+    runs = sorted(p.name for p in (work / "runs").iterdir() if not p.name.startswith("."))
+    assert runs == [
+        "fast_hubert_ils_2_1_it2",
+        "fast_hubert_ils_2_1_it2_ft2_s1_finetune",
+        "fast_hubert_ils_2_1_it2_ft2_s2_finetune",
+        "fast_hubert_ils_2_it1",
+        "fast_hubert_ils_2_it1_ft2_s1_finetune",
+        "fast_hubert_ils_2_it1_ft2_s2_finetune",
+        "init",
+        "never_pretrained_ft2_s1_finetune",
+        "never_pretrained_ft2_s2_finetune",
+    ]
+    log = (work / "runs" / "fast_hubert_ils_2_1_it2_ft2_s2_finetune" / "train.log").read_text()
+    assert "'max_update': 2" in log and "'seed': 2," in log
+    # the summary rows are the decoded CERs: their means, the difference and the seeds' spread
+    demo_budget = load_benchmark("demo_budget")
+    cer = {
+        tag: [json.loads((work / f"{tag}_ft2_s{s}_decode" / "scores.json").read_text())["cer"] for s in (1, 2)]
+        for tag in ("fast_hubert_ils_2_it1", "fast_hubert_ils_2_1_it2", "never_pretrained")
+    }
+    for split, tag in (("2,0,2", "fast_hubert_ils_2_it1"), ("2,1,2", "fast_hubert_ils_2_1_it2")):
+        ours, never = statistics.mean(cer[tag]), statistics.mean(cer["never_pretrained"])
+        spread = max(max(c) - min(c) for c in (cer[tag], cer["never_pretrained"]))
+        beyond = "yes" if never - ours > spread else "no"
+        stuck = [sum(c >= 95 for c in cer[t]) for t in (tag, "never_pretrained")]
+        row = f"| {split} | {ours:.1f} | {never:.1f} | {never - ours:+.1f} | {spread:.1f} | {beyond} | "
+        row += f"{stuck[0]} of 2; {stuck[1]} of 2 |"
+        assert row in record, row
+    assert "| iteration 1 (2 updates) | 2 | " in record and "| iteration 2 (2 + 1 updates) | 1 | " in record
+    assert record.count("| never pretrained | 1 | ") == 2  # one table per split, the same run in both
+    # a second invocation finds every run done
+    again = subprocess.run([*cmd, "--output", str(out)], capture_output=True, text=True, timeout=600)
+    stages = [line for line in again.stdout.splitlines() if line.startswith("== ")]
+    assert again.returncode == 0 and len(stages) == 20 and all(s.endswith("(done before: skipped)") for s in stages)
+    assert demo_budget.Split.parse("600,0,500") == (600, 0, 500)
+
+
+def test_demo_budget_verdicts_and_split_errors():
+    demo_budget = load_benchmark("demo_budget")
+
+    def results(pretrained, never):
+        return {
+            "p": {s: {"scores": {"cer": c}} for s, c in enumerate(pretrained, 1)},
+            demo_budget.NEVER: {s: {"scores": {"cer": c}} for s, c in enumerate(never, 1)},
+        }
+
+    s = demo_budget.summary(results([58.0, 59.0], [61.0, 63.0]), "p")
+    assert (s["pretrained"], s["never"], s["gain"], s["spread"], s["beyond_noise"]) == (58.5, 62.0, 3.5, 2.0, True)
+    assert demo_budget.verdict(s) == "pretraining is 3.5 points better, beyond the seeds' spread (2.0)"
+    s = demo_budget.summary(results([58.0, 62.0], [61.0, 63.0]), "p")
+    assert not s["beyond_noise"] and "within the seeds' spread (4.0): noise" in demo_budget.verdict(s)
+    # ranges that do not overlap are not enough: one never-pretrained seed stuck at 100 % is the noise
+    s = demo_budget.summary(results([59.6, 59.4], [100.0, 59.7]), "p")
+    assert not s["beyond_noise"] and s["spread"] == pytest.approx(40.3)
+    assert s["blank"] == {"p": "0 of 2", demo_budget.NEVER: "1 of 2"}
+    s = demo_budget.summary(results([63.0, 64.0], [61.0, 62.0]), "p")
+    assert demo_budget.verdict(s) == "pretraining is 2.0 points worse (seeds' spread 1.0)"
+    for bad in ("600,600", "600,x,100", "0,600,100", "600,600,0"):
+        with pytest.raises(argparse.ArgumentTypeError, match="U1"):
+            demo_budget.Split.parse(bad)

@@ -553,15 +553,20 @@ def finetune(
     updates: int,
     threads: Optional[int] = None,
     progress: bool = True,
+    seed: int = 1,
 ) -> Dict:
-    """Letter CTC on the transcribed split through fairseq's hubert_ctc; fairseq's dev CER/WER."""
+    """Letter CTC on the transcribed split through fairseq's hubert_ctc; fairseq's dev CER/WER.
+
+    ``seed`` (fairseq's common.seed) draws the CTC head's initial weights, the batch order and dropout:
+    the same seed from two upstreams is the same fine-tuning, and two seeds from one upstream its noise."""
     ws = workspace
     run_dir = ws.work / "runs" / name
     with ws.stage(
         name,
-        f"fine-tune letter CTC from {Path(pretrained.log).parent.name} ({updates} updates)",
+        f"fine-tune letter CTC from {Path(pretrained.log).parent.name} ({updates} updates, seed {seed})",
         checkpoint=pretrained.checkpoint,
         updates=updates,
+        seed=seed,
     ) as s:
         if not s.done:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -577,6 +582,7 @@ def finetune(
                 f"task.label_dir={ws.ctc_data}",
                 f"model.w2v_path={pretrained.checkpoint}",
                 f"optimization.max_update={updates}",
+                f"common.seed={seed}",
                 *finetune_fast_start(system),
                 "dataset.validate_interval=100000",
                 f"dataset.validate_interval_updates={max(1, updates // 4)}",
@@ -598,7 +604,8 @@ def finetune(
 def decode(workspace: Workspace, name: str, finetuned: Dict) -> Dict:
     """Viterbi decoding of the dev split with fast-hubert-decode: its scores.json."""
     out = workspace.work / name
-    with workspace.stage(name, "Viterbi decoding of the dev set", checkpoint=finetuned["checkpoint"]) as s:
+    title = f"Viterbi decoding of the dev set with {Path(finetuned['checkpoint']).parents[1].name}"
+    with workspace.stage(name, title, checkpoint=finetuned["checkpoint"]) as s:
         if not s.done:
             run_cli(
                 [
@@ -616,6 +623,22 @@ def decode(workspace: Workspace, name: str, finetuned: Dict) -> Dict:
             )
             s.result = json.loads((out / "scores.json").read_text())
     return s.result
+
+
+def recognizer(
+    workspace: Workspace,
+    tag: str,
+    upstream: PretrainingRun,
+    system: System,
+    updates: int,
+    seed: int = 1,
+    threads: Optional[int] = None,
+    progress: bool = True,
+) -> Dict:
+    """Fine-tune ``upstream`` (stage ``TAG_finetune``) and Viterbi-decode the dev set (``TAG_decode``):
+    the fine-tuning's result with the decoding's ``scores`` (cer, wer, utterances, empty_hypotheses)."""
+    ft = finetune(workspace, f"{tag}_finetune", upstream, system, updates, threads, progress, seed)
+    return dict(ft, scores=decode(workspace, f"{tag}_decode", ft))
 
 
 def probe(
