@@ -3,6 +3,8 @@ the demo (both iterations, side-by-side probes, fine-tuning, decoding, export), 
 killed stage, stock HuBERT through the same recipe, and the benchmarks built on it."""
 
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,13 +64,30 @@ def run_demo(work: Path, *extra):
     )
 
 
+def snapshot(folder: Path, to: Path) -> Path:
+    """A copy of ``folder`` that later runs in it cannot change: text files copied (the demo rewrites its
+    reports in place), the large binaries, which are only ever replaced whole, hard-linked."""
+
+    def copy(src, dst):
+        if src.endswith((".pt", ".safetensors", ".npy")):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    return Path(shutil.copytree(folder, to, copy_function=copy, symlinks=True))
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    """(the demo's folder as the first run left it, its output, the folder later runs continue in).
+
+    The rerun test changes the live folder; the first run's outputs are read from the snapshot, so the
+    tests pass in any order."""
     # the GPU run's stages (two probe seeds, three side by side) rehearsed on the CPU with tiny numbers
     work = tmp_path_factory.mktemp("demo") / "out"
     proc = run_demo(work, "--device", "cpu", "--budget", "cuda")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return work, proc
+    return snapshot(work, work.parent / "first_run"), proc, work
 
 
 DEMO_UPSTREAMS = {
@@ -81,7 +100,7 @@ DEMO_UPSTREAMS = {
 
 
 def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
-    work, proc = demo_run
+    work, proc, _ = demo_run
     report = work / "report"
     summary = (report / "summary.md").read_text()
     assert len(summary.splitlines()) <= 45  # one screen; the rest is in details.md
@@ -151,7 +170,7 @@ def test_demo_runs_both_iterations_and_reports_side_by_side(demo_run):
 
 
 def test_demo_rerun_skips_every_stage_and_redoes_a_removed_one(demo_run):
-    work, _ = demo_run
+    _, _, work = demo_run
     (work / ".done" / "probe_demo_iteration_2").unlink()  # as if killed during that probe
     # the CPU budget (one probe seed) over the same work folder, without fine-tuning
     proc = run_demo(work, "--device", "cpu", "--finetune-updates", "0")
