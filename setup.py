@@ -41,7 +41,7 @@ setup(
         "report": ["matplotlib>=3.7"],
         "bench": ["scikit-learn>=1.3"],
         "lm": ["flashlight-text>=0.0.7"],
-        "dev": ["pytest>=8"],
+        "dev": ["pytest>=8", "pytest-random-order>=1.2"],
         # fast-hubert-export and loading its folders (tested with transformers 5.24: config dataclasses, masking utils)
         "hf": ["transformers>=5.24,<6", "safetensors>=0.8"],
     },

@@ -3,16 +3,19 @@ in benchmarks/results; here: that every stage runs, the budget arithmetic, and w
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO, SPEECH_DIR
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import label_alignment  # noqa: E402
+import learning_controls  # noqa: E402
 import quality_vs_compute  # noqa: E402
 import quality_vs_gpu_time  # noqa: E402
 
@@ -286,6 +289,55 @@ def test_shifted_units_keep_the_length_and_move_in_time():
     assert label_alignment.shift_units(line, 0) == line
     assert label_alignment.shift_units(line, 2) == "3 4 5 5 5"  # frame t gets the unit of t + 2
     assert label_alignment.shift_units(line, -2) == "1 1 1 2 3"
+
+
+def test_shuffled_units_give_each_utterance_another_ones_units_at_its_own_length():
+    lines = ["1 1 2 2", "3 4 5", "6 6 6 7 7 7"]
+    out = learning_controls.shuffled_units(lines, seed=0)
+    assert [len(x.split()) for x in out] == [4, 3, 6]
+    for own, got in zip(lines, out):
+        assert not set(got.split()) & set(own.split())  # never its own units (a derangement)
+    assert sorted(out) == sorted(learning_controls.shuffled_units(lines, seed=0))  # drawn from the seed
+    assert learning_controls.shuffled_units(["1 2", "3 4"]) == ["3 4", "1 2"]
+    assert learning_controls.shuffled_units(["1 2 3 4", "5 6"]) == ["5 5 6 6", "1 3"]  # stretched, shrunk
+
+
+def test_unigram_baseline_is_the_cross_entropy_of_the_training_frequencies(tmp_path):
+    # model frames take every second 50 Hz label: train "0 x 0 x 1 x" -> units 0, 0, 1
+    (tmp_path / "train.km").write_text("0 9 0 9 1 9\n")
+    (tmp_path / "valid.km").write_text("1 9 0 9\n")
+    counts = np.bincount([0, 0, 1], minlength=learning_controls.CLUSTERS) + 1.0  # add-one
+    p = counts / counts.sum()
+    got = learning_controls.unigram_baseline(tmp_path)
+    assert got["ce_bits"] == pytest.approx(-(np.log2(p[1]) + np.log2(p[0])) / 2)
+    assert got["majority_acc"] == 0.5  # unit 0 is right on one of the two held-out frames
+
+
+def test_learning_controls_record_reuses_finished_runs(pretraining_data, tmp_path):
+    """The record from runs a work folder already holds (each run's result.json): no training here."""
+    work = tmp_path / "work"
+    shutil.copytree(pretraining_data, work / "data")
+    results = {"true": (4.4, 0.12), "shuffled": (5.4, 0.04)}
+    for seed in (1, 2):
+        for kind, (loss, acc) in results.items():
+            (work / "runs" / f"{kind}_s{seed}").mkdir(parents=True)
+            result = {"loss": loss + seed / 10, "acc": acc, "cpu_s": 40.0}
+            (work / "runs" / f"{kind}_s{seed}" / "result.json").write_text(json.dumps(result))
+    (work / "runs" / "finetuned_s1").mkdir()
+    tuned = {"cer": 6.7, "wer": 32.6, "sentences_right": 4, "cpu_s": 90.0}
+    (work / "runs" / "finetuned_s1" / "result.json").write_text(json.dumps(tuned))
+    out = tmp_path / "record.md"
+    learning_controls.main(
+        ["--seeds", "1", "2", "--finetune-seeds", "1", "--work-dir", str(work), "--output", str(out)]
+    )
+    record = out.read_text()
+    assert "Command: `python benchmarks/learning_controls.py --seeds 1 2 --finetune-seeds 1 --output " in record
+    assert str(work) not in record  # the work folder changes no number
+    assert "Load average (1, 5, 15 min) at the start: " in record
+    assert "| 1 | 4.500 | 0.1200 | 5.500 | 0.0400 | 40, 40 |" in record
+    assert "- shuffled CE - true CE: 1.000 (1.000-1.000) bits" in record
+    assert "- true accuracy - max(shuffled accuracy, majority accuracy): " in record
+    assert "| 1 | 6.7 | 32.6 | 4 | 90 |" in record and "Training-set CER, mean (min-max): 6.700" in record
 
 
 def test_targets_compare_the_right_cells():

@@ -20,7 +20,7 @@ from fast_hubert_plugin.clustering.phones import PhoneInventory, frame_phones_to
 from fast_hubert_plugin.data.labels import check_label_lengths, load_dictionary
 from fast_hubert_plugin.data.manifest import read_manifest
 from fast_hubert_plugin.features.audio import read_audio
-from fast_hubert_plugin.features.kaldi_fbank import num_fbank_frames
+from fast_hubert_plugin.features.kaldi_fbank import compute_fbank, num_fbank_frames
 from fast_hubert_plugin.features.mfcc import MFCC_DIM, compute_mfcc, compute_mfcc_static
 from fast_hubert_plugin.utils.errors import DataError
 
@@ -75,18 +75,37 @@ def pipeline(manifest20, tmp_path_factory):
 # ---------------------------------------------------------------- MFCC
 
 
-def test_mfcc_shape_frames_and_deltas(speech_root):
+def regression_delta(x: np.ndarray) -> np.ndarray:
+    """Least-squares slope over +-2 frames with replicated edges (torchaudio's compute_deltas, win_length 5)."""
+    p = np.concatenate([x[:1], x[:1], x, x[-1:], x[-1:]])
+    return sum(n * (p[2 + n : len(p) - 2 + n] - p[2 - n : len(p) - 2 - n]) for n in (1, 2)) / 10
+
+
+def test_mfcc_is_the_lifted_dct_of_the_log_mel_and_its_deltas(speech_root):
+    """HuBERT's MFCC (Kaldi's, as torchaudio's compliance.kaldi.mfcc): 13 cepstra = lifter(22) x the
+    orthonormal DCT-II of 23 log-Mel energies of the float waveform, then delta and delta-delta.
+    The reference is built from the project's own torch fbank (an implementation independent of the
+    kaldi-native-fbank that computes the MFCC): a wrong bin count, DCT, lifter, scale or delta order
+    moves the cepstra by 0.1 to tens, the two implementations differ by < 2e-4."""
     row = read_corpus_tsv("so762_train.tsv")[0]
     wav = read_audio(speech_root / row["path"])
     feats = compute_mfcc(wav)
     assert feats.dtype == np.float32 and feats.shape == (num_fbank_frames(len(wav)), MFCC_DIM) == (256, 39)
-    assert np.isfinite(feats).all()
     static = compute_mfcc_static(wav)
     np.testing.assert_array_equal(feats[:, :13], static)
-    # delta: least-squares slope over +-2 frames with replicated edges (torchaudio compute_deltas)
-    padded = np.concatenate([static[:1], static[:1], static, static[-1:], static[-1:]])
-    delta = sum(n * (padded[2 + n : len(padded) - 2 + n] - padded[2 - n : len(padded) - 2 - n]) for n in (1, 2)) / 10
-    np.testing.assert_allclose(feats[:, 13:26], delta, rtol=1e-4, atol=1e-3)
+    # the fbank of the float waveform: ours is of the int16 scale (+2 ln 32768 in every bin), floored at eps
+    eps = np.log(np.finfo(np.float32).eps)
+    log_mel = np.maximum(compute_fbank(wav, num_mel_bins=23).astype(np.float64) - 2 * np.log(32768.0), eps)
+    bins, ceps = np.arange(23), np.arange(13)[:, None]
+    dct = np.sqrt(2 / 23) * np.cos(np.pi / 23 * (bins + 0.5) * ceps)
+    dct[0] = np.sqrt(1 / 23)
+    lifter = 1 + 11 * np.sin(np.pi * np.arange(13) / 22)
+    reference = (log_mel @ dct.T) * lifter
+    np.testing.assert_allclose(static, reference, rtol=0, atol=0.01)
+    # delta of the cepstra, delta-delta = delta of the delta
+    np.testing.assert_allclose(feats[:, 13:26], regression_delta(reference), rtol=0, atol=0.01)
+    np.testing.assert_allclose(feats[:, 26:], regression_delta(regression_delta(reference)), rtol=0, atol=0.01)
+    assert np.abs(feats[:, 26:]).mean() > 0.1  # delta-deltas that are there to be compared
     assert compute_mfcc(np.zeros(399, np.float32)).shape == (0, 39)
 
 

@@ -380,18 +380,69 @@ def test_missing_cmvn_stats_is_a_clear_error(data):
         task.build_model(tiny_model_cfg())
 
 
-def test_precomputed_store_gives_the_same_batches(data, tmp_path):
+@pytest.mark.parametrize("pad_audio", [False, True])
+def test_precomputed_store_gives_the_same_batches(data, tmp_path, pad_audio):
+    """A batch from fast-hubert-store-fbank's store is the batch of waveforms with the model's fbank taken:
+    the same utterances, crops, labels and padding, the fbank of the cropped waveforms frame for frame."""
     from fast_hubert_plugin.cli.store_fbank import main as store_main
+    from fast_hubert_plugin.features.kaldi_fbank import kaldi_fbank
 
     store_main([str(data / "train.tsv"), "--output-dir", str(tmp_path / "feats")])
-    a = make_task(data)
+    a = make_task(data, pad_audio=pad_audio)
     a.load_dataset("train")
-    b = make_task(data, feature_dir=str(tmp_path / "feats"))
+    b = make_task(data, pad_audio=pad_audio, feature_dir=str(tmp_path / "feats"))
     b.load_dataset("train")
-    for i in (0, 7, 30):  # waveform items, whose fbank the model computes, against the stored fbank
-        assert torch.equal(
-            torch.from_numpy(compute_fbank(a.datasets["train"][i]["source"].numpy())), b.datasets["train"][i]["source"]
-        )
+    wave_ds, store_ds = a.datasets["train"], b.datasets["train"]
+    indices = [0, 7, 30, int(np.argmax(wave_ds.sizes))]  # unequal lengths: crops (or padding) in every batch
+    assert len({int(wave_ds.sizes[i]) for i in indices}) == len(indices)
+    for epoch in (1, 2):  # crops move with the epoch, the same in both
+        wave_ds.set_epoch(epoch)
+        store_ds.set_epoch(epoch)
+        wave = wave_ds.collater([wave_ds[i] for i in indices])
+        stored = store_ds.collater([store_ds[i] for i in indices])
+        assert torch.equal(wave["id"], stored["id"])
+        for t_wave, t_stored in zip(wave["target_list"], stored["target_list"]):
+            assert torch.equal(t_wave, t_stored)
+        waveforms, feats = wave["net_input"]["source"], stored["net_input"]["source"]
+        assert feats.dtype == torch.float32 and feats.shape == (len(indices), num_fbank_frames(waveforms.shape[1]), 80)
+        wave_pad, store_pad = wave["net_input"]["padding_mask"], stored["net_input"]["padding_mask"]
+        assert (wave_pad is None) == (store_pad is None) == (not pad_audio)
+        fbank = kaldi_fbank(waveforms)
+        for row in range(len(indices)):
+            frames = feats.shape[1] if store_pad is None else int((~store_pad[row]).sum())
+            if wave_pad is not None:
+                assert num_fbank_frames(int((~wave_pad[row]).sum())) == frames
+            torch.testing.assert_close(fbank[row, :frames], feats[row, :frames], atol=1e-4, rtol=0)
+            assert not feats[row, frames:].any()  # padding frames are zeros
+
+
+def test_several_label_sets_are_cut_with_the_same_crop(data):
+    """task.labels [km, ph]: each label set is read with its own dictionary and cut at the crop of the
+    audio, so a batch holds both sets' units of the same frames (the model gives each set its own head)."""
+    from fairseq.data import Dictionary
+
+    # a second label set: the k-means units renamed (p<u>), in a dictionary of another order
+    rename = lambda line: " ".join(f"p{u}" for u in line.split())  # noqa: E731
+    for split in ("train", "valid"):
+        lines = (data / f"{split}.km").read_text().splitlines()
+        (data / f"{split}.ph").write_text("".join(rename(line) + "\n" for line in lines))
+    (data / "dict.ph.txt").write_text("".join(f"p{u} 1\n" for u in reversed(range(50))))
+    task = make_task(data)
+    task.cfg.labels = ["km", "ph"]
+    task.load_dataset("train")
+    ds = task.datasets["train"]
+    km, ph = (Dictionary.load(str(data / f"dict.{label}.txt")) for label in ("km", "ph"))
+    assert [len(d) for d in task.dictionaries] == [len(km), len(ph)]
+    longest = int(np.argmax(ds.sizes))
+    batch = ds.collater([ds[i] for i in (0, 5, longest)])
+    units, renamed = batch["target_list"]
+    assert units.shape == renamed.shape and len(batch["target_lengths_list"]) == 2
+    assert [[ph[i] for i in row] for row in renamed.tolist()] == [[f"p{km[i]}" for i in row] for row in units.tolist()]
+    assert not torch.equal(units, renamed)  # other ids: each set through its own dictionary
+    # a wrong unit in the second set is caught in that set's file
+    rewrite_line(data / "train.ph", 3, "p1 p2 q7")
+    with pytest.raises(DataError, match=r"train.ph, line 3"):
+        task.load_dataset("train")
 
 
 def test_label_encoder_equals_fairseqs_encode_line(data):

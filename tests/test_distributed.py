@@ -27,13 +27,20 @@ from conftest import train_log_records
 PROBE = Path(__file__).resolve().parent / "rank_probe"
 
 
-def hydra_command(run_dir: Path, overrides, user_dir: Path = PROBE, entry_point: str = "fairseq-hydra-train"):
+def hydra_command(
+    run_dir: Path,
+    overrides,
+    user_dir: Path = PROBE,
+    kind: str = "pretraining",
+    config: str = "fast_hubert_tiny_cpu",
+    entry_point: str = "fairseq-hydra-train",
+):
     return [
         str(Path(sys.executable).parent / entry_point),
         "--config-dir",
-        str(config_dir("pretraining")),
+        str(config_dir(kind)),
         "--config-name",
-        "fast_hubert_tiny_cpu",
+        config,
         f"common.user_dir={user_dir}",
         f"hydra.run.dir={run_dir}",
         *overrides,
@@ -339,8 +346,52 @@ def test_ddp_without_find_unused_parameters_trains_ils_model(tmp_path):
 # ---- 3. a run killed with SIGKILL continues as if never stopped ---------------------------------------
 
 MAX_UPDATE, SAVE_EVERY, KILL_AT = 12, 4, 7
+RESUMED_FROM = (KILL_AT // SAVE_EVERY) * SAVE_EVERY
 # dropout and layerdrop on: their draws must be restored too
 RESUME = [f"checkpoint.save_interval_updates={SAVE_EVERY}", "model.dropout=0.1", "model.encoder_layerdrop=0.2"]
+
+
+def run_to_the_end(cmd, cwd: Path) -> str:
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=cwd, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return proc.stdout
+
+
+def kill_and_resume(cmd, probe: Path, cwd: Path):
+    """Run ``cmd``, SIGKILL it (the trainer and its loader workers) when it logs update KILL_AT, run it again
+    to MAX_UPDATE: (losses of the killed run, losses of the resumed run, the resumed run's log)."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=cwd, start_new_session=True
+    )
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        records = train_log_records(line)
+        if records and int(records[0]["num_updates"]) == KILL_AT:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen[-50:])
+    killed = losses_per_update(probe)
+    assert max(killed) >= KILL_AT and max(killed) < MAX_UPDATE
+    for f in probe.glob("losses_rank*.jsonl"):
+        f.rename(f.with_suffix(".killed"))
+    log = run_to_the_end(cmd, cwd)
+    assert f"@ {RESUMED_FROM} updates" in log and "Loaded checkpoint" in log
+    return killed, losses_per_update(probe), log
+
+
+def check_resumed_as_uninterrupted(killed, resumed, reference, what: str):
+    assert sorted(resumed) == list(range(RESUMED_FROM + 1, MAX_UPDATE + 1))
+    diffs = [abs(resumed[u] - reference[u]) for u in resumed]
+    print(
+        f"{what}: resumed vs uninterrupted, max |loss diff| {max(diffs):.3g} over updates {min(resumed)}-{max(resumed)}"
+    )
+    assert max(diffs) <= 1e-4, list(zip(resumed, diffs))
+    # the killed run itself matched the reference before it died
+    assert max(abs(killed[u] - reference[u]) for u in killed) <= 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -348,19 +399,11 @@ def uninterrupted_losses(pretraining_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("uninterrupted")
     run_dir = root / "run"
     run_dir.mkdir()
-    proc = subprocess.run(
-        hydra_command(
-            run_dir, probe_overrides(pretraining_data, root / "probe", MAX_UPDATE) + ["dataset.num_workers=0"] + RESUME
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=run_env(),
-        cwd=root,
-        timeout=600,
+    cmd = hydra_command(
+        run_dir, probe_overrides(pretraining_data, root / "probe", MAX_UPDATE) + ["dataset.num_workers=0"] + RESUME
     )
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    return losses_per_update(root / "probe"), proc.stdout
+    log = run_to_the_end(cmd, root)
+    return losses_per_update(root / "probe"), log
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -377,42 +420,44 @@ def test_run_killed_with_sigkill_resumes_with_identical_losses(
     cmd = hydra_command(
         run_dir, probe_overrides(pretraining_data, probe, MAX_UPDATE) + [f"dataset.num_workers={num_workers}"] + RESUME
     )
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=run_env(),
-        cwd=tmp_path,
-        start_new_session=True,
-    )
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        records = train_log_records(line)
-        if records and int(records[0]["num_updates"]) == KILL_AT:
-            os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its data-loader workers
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "".join(seen[-50:])
-    killed = losses_per_update(probe)
-    assert max(killed) >= KILL_AT and max(killed) < MAX_UPDATE
-    for f in probe.glob("losses_rank*.jsonl"):
-        f.rename(f.with_suffix(".killed"))
+    killed, resumed, _ = kill_and_resume(cmd, probe, tmp_path)
+    check_resumed_as_uninterrupted(killed, resumed, reference, f"num_workers={num_workers}")
 
-    again = subprocess.run(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=tmp_path, timeout=600
+
+def finetuning_command(run_dir: Path, probe: Path, data: Path, pretrained: Path):
+    """The tiny letter-CTC fine-tuning through the probe task: SpecAugment, activation dropout and an
+    encoder frozen for the first 6 updates, so the resumed run must restore their state too."""
+    probe.mkdir(parents=True, exist_ok=True)
+    overrides = [
+        f"task.data={data}",
+        f"task.label_dir={data}",
+        f"model.w2v_path={pretrained}",
+        "task._name=fast_hubert_pretraining_rank_probe",
+        f"+task.probe_dir={probe}",
+        f"optimization.max_update={MAX_UPDATE}",
+        "model.freeze_finetune_updates=6",
+        "dataset.max_tokens=1500",  # small batches: the 20 utterances make several per epoch
+        "common.log_interval=1",
+        "dataset.validate_interval=1000",
+        f"checkpoint.save_interval_updates={SAVE_EVERY}",
+        "checkpoint.save_interval=1000",
+    ]
+    return hydra_command(run_dir, overrides, kind="finetuning", config="tiny_cpu")
+
+
+def test_finetuning_killed_with_sigkill_resumes_with_identical_losses(finetuned, pretrained, tmp_path):
+    """As pretraining: a fine-tuning run killed after its update-4 checkpoint continues with the losses
+    of a run that was never stopped."""
+    reference_dir = tmp_path / "uninterrupted"
+    (reference_dir / "run").mkdir(parents=True)
+    reference_log = run_to_the_end(
+        finetuning_command(reference_dir / "run", reference_dir / "probe", finetuned["data"], pretrained), reference_dir
     )
-    assert again.returncode == 0, again.stdout[-4000:]
-    resumed_from = (KILL_AT // SAVE_EVERY) * SAVE_EVERY
-    assert f"@ {resumed_from} updates" in again.stdout and "Loaded checkpoint" in again.stdout
-    resumed = losses_per_update(probe)
-    assert sorted(resumed) == list(range(resumed_from + 1, MAX_UPDATE + 1))
-    diffs = [abs(resumed[u] - reference[u]) for u in resumed]
-    print(
-        f"num_workers={num_workers}: resumed vs uninterrupted, max |loss diff| {max(diffs):.3g} "
-        f"over updates {min(resumed)}-{max(resumed)}"
-    )
-    assert max(diffs) <= 1e-4, list(zip(resumed, diffs))
-    # the killed run itself matched the reference before it died, with workers or without
-    assert max(abs(killed[u] - reference[u]) for u in killed) <= 1e-4
+    reference = losses_per_update(reference_dir / "probe")
+    assert sorted(reference) == list(range(1, MAX_UPDATE + 1)) and "end of epoch 1" in reference_log
+    assert len({round(v, 3) for v in reference.values()}) == MAX_UPDATE  # a loss that moves
+
+    (tmp_path / "run").mkdir()
+    cmd = finetuning_command(tmp_path / "run", tmp_path / "probe", finetuned["data"], pretrained)
+    killed, resumed, _ = kill_and_resume(cmd, tmp_path / "probe", tmp_path)
+    check_resumed_as_uninterrupted(killed, resumed, reference, "fine-tuning")

@@ -9,6 +9,7 @@ point into a temporary folder and it runs offline (``HF_HUB_OFFLINE``). The fair
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,8 +22,9 @@ import torch
 
 from fast_hubert_plugin.export.cli import export
 from fast_hubert_plugin.features.kaldi_fbank import compute_fbank, float32_log_mel_tolerance
+from fast_hubert_plugin.finetuning.ctc import cer
 
-from conftest import cli, read_corpus_tsv
+from conftest import FINETUNE_UPDATES, FINETUNED_TRAIN_CER_BELOW, cli, read_corpus_tsv
 
 BLOCK_FAIRSEQ = textwrap.dedent("""
     import importlib.abc, sys
@@ -294,58 +296,77 @@ def exported_ctc(finetuned, tmp_path_factory):
     return out
 
 
+def top2_margin(lprobs: np.ndarray) -> np.ndarray:
+    """(frames,) gap between the best and the second-best log-probability of each frame."""
+    top = np.sort(lprobs, axis=-1)
+    return top[:, -1] - top[:, -2]
+
+
+LPROBS_TOLERANCE = 1e-3  # fairseq vs transformers log-probs (float32 kernels of different shapes)
+
+
 def test_pipeline_transcripts_equal_fast_hubert_decode_without_fairseq(finetuned, exported_ctc, speech_root, tmp_path):
+    """On the utterances the model was fine-tuned on (transcripts that mean something: the model learnt
+    them), transformers' ASR pipeline gives fast-hubert-decode's transcripts and fairseq's log-probs.
+    Transcripts are compared where no frame's two best log-probs lie within twice the tolerance (there
+    the exported model's best letter is fairseq's); elsewhere the log-probs themselves are."""
     files = {p.name for p in exported_ctc.iterdir()}
     assert {"vocab.json", "tokenizer_config.json", "tokenization_fast_hubert.py", "preprocessor_config.json"} <= files
     card = (exported_ctc / "README.md").read_text()
-    assert "fine-tuned with letter CTC" in card and "Pretrained (before fine-tuning)" in card and "Updates: 6" in card
+    assert "fine-tuned with letter CTC" in card and "Pretrained (before fine-tuning)" in card
+    assert f"Updates: {FINETUNE_UPDATES}" in card
     dec = tmp_path / "dec"
-    cli(
-        "fast-hubert-decode",
-        finetuned["ckpt"],
-        "--data",
-        finetuned["data"],
-        "--split",
-        "valid",
-        "--results-dir",
-        dec,
-        "--quiet",
-    )
+    decode = ["--data", finetuned["data"], "--split", "train", "--results-dir", dec, "--quiet"]
+    cli("fast-hubert-decode", finetuned["ckpt"], *decode)
     expected = (dec / "hypo.word").read_text().splitlines()
-    dev = finetuned["dev"]
-    assert len(expected) == len(dev) and sum(map(len, expected)) > 20  # something to compare
-    wavs = load_wavs(speech_root, dev)
-    np.savez(tmp_path / "dev.npz", *wavs)
-    # fairseq CTC log-probs of the first utterance, for the logits check
+    refs = (dec / "ref.word").read_text().splitlines()
+    rows = finetuned["train"]
+    assert len(expected) == len(rows) and cer(expected, refs) < FINETUNED_TRAIN_CER_BELOW  # they mean something
+    wavs = load_wavs(speech_root, rows)
+    np.savez(tmp_path / "wavs.npz", *wavs)
     model, _ = fairseq_model(finetuned["ckpt"], finetuned["data"])
     with torch.inference_mode():
-        fb = torch.from_numpy(compute_fbank(wavs[0]))[None]
-        ref = model.get_normalized_probs(model(source=fb, padding_mask=None), log_probs=True)[:, 0].numpy()
+        ref_lprobs = [
+            model.get_normalized_probs(
+                model(source=torch.from_numpy(compute_fbank(w))[None], padding_mask=None), log_probs=True
+            )[:, 0].numpy()
+            for w in wavs
+        ]
     proc = run_without_fairseq(
         f"""
         import json
         import numpy as np, torch
         from transformers import AutoModelForCTC, AutoProcessor, pipeline
         folder = {str(exported_ctc)!r}
-        z = np.load("dev.npz")
+        z = np.load("wavs.npz")
         wavs = [z[f"arr_{{i}}"] for i in range(len(z.files))]
         asr = pipeline("automatic-speech-recognition", model=folder, trust_remote_code=True)
         texts = [asr({{"raw": w, "sampling_rate": 16000}})["text"] for w in wavs]
         processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
         model = AutoModelForCTC.from_pretrained(folder, trust_remote_code=True).eval()
+        lprobs = []
         with torch.inference_mode():
-            inputs = processor(wavs[:1], sampling_rate=16000, return_tensors="pt")
-            lp = torch.log_softmax(model(**inputs).logits[0], -1).numpy()
-        np.save("lprobs.npy", lp)
+            for w in wavs:
+                inputs = processor([w], sampling_rate=16000, return_tensors="pt")
+                lprobs.append(torch.log_softmax(model(**inputs).logits[0], -1).numpy())
+        np.savez("lprobs.npz", *lprobs)
         print(json.dumps(texts))
     """,
         tmp_path,
     )
     texts = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert texts == expected
-    print("pipeline == fast-hubert-decode:", texts)
-    lp = np.load(tmp_path / "lprobs.npy")
-    assert lp.shape == ref.shape and float(np.abs(lp - ref).max()) <= 1e-3
+    with np.load(tmp_path / "lprobs.npz") as z:
+        lprobs = [z[f"arr_{i}"] for i in range(len(z.files))]
+    compared = 0
+    for i, (lp, ref) in enumerate(zip(lprobs, ref_lprobs)):
+        assert lp.shape == ref.shape and float(np.abs(lp - ref).max()) <= LPROBS_TOLERANCE, i
+        clear = top2_margin(ref) > 2 * LPROBS_TOLERANCE
+        assert (lp.argmax(-1) == ref.argmax(-1))[clear].all(), i  # the same best letter where it is clear
+        if clear.all():
+            assert texts[i] == expected[i], (i, texts[i], expected[i])
+            compared += 1
+    print(f"pipeline == fast-hubert-decode on {compared} of {len(texts)} utterances (the rest: by log-probs)")
+    assert compared >= len(texts) // 2
 
 
 def test_exported_pretrained_model_fine_tunes_with_plain_transformers(exported_pretrained, speech_root, tmp_path):
@@ -405,6 +426,43 @@ def test_ctc_export_refuses_a_letter_dictionary_of_another_size(finetuned, tmp_p
     with pytest.raises(ExportError, match=r"6 symbols .* but the CTC head has \d+ outputs"):
         export(finetuned["ckpt"], tmp_path / "out", dict_path=str(bad))
     assert not (tmp_path / "out").exists()
+
+
+def test_overwrite_replaces_an_existing_export_whole(pretrained, exported_pretrained, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(exported_pretrained, out)
+    (out / "stale.txt").write_text("from an older export")
+    (out / "model.safetensors").write_bytes(b"not weights")
+    assert export_main(pretrained, out) == 2  # refused without --overwrite, left as it was
+    assert "already exists" in capsys.readouterr().err and (out / "model.safetensors").read_bytes() == b"not weights"
+    assert export_main(pretrained, out, "--overwrite") == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in exported_pretrained.iterdir())
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json"):
+        assert (out / name).read_bytes() == (exported_pretrained / name).read_bytes(), name
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left beside it
+
+
+def test_ctc_export_without_a_readable_letter_dictionary_fails_with_the_fix(finetuned, tmp_path, capsys):
+    """The dictionary missing where the checkpoint's task says, missing where --dict says, or malformed:
+    one line naming the file (and line) and what to pass; nothing written."""
+    moved = tmp_path / "moved.pt"  # a checkpoint whose fine-tuning data folder is gone
+    state = torch.load(finetuned["ckpt"], map_location="cpu", weights_only=False)
+    state["cfg"]["task"]["data"] = state["cfg"]["task"]["label_dir"] = str(tmp_path / "gone")
+    torch.save(state, moved)
+    assert export_main(moved, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "dict.ltr.txt of the fine-tuning data was not found" in err and "pass --dict PATH/dict.ltr.txt" in err
+    assert export_main(finetuned["ckpt"], tmp_path / "out", "--dict", tmp_path / "absent.txt") == 2
+    assert f"{tmp_path / 'absent.txt'}: letter dictionary not found. Fix: pass --dict" in capsys.readouterr().err
+    bad = tmp_path / "dict.ltr.txt"
+    lines = (finetuned["data"] / "dict.ltr.txt").read_text().splitlines()
+    bad.write_text("\n".join(lines[:3] + [lines[3].split()[0]] + lines[4:]) + "\n")  # line 4 without its count
+    assert export_main(finetuned["ckpt"], tmp_path / "out", "--dict", bad) == 2
+    assert f"{bad}, line 4: expected 'symbol count'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "dict.ltr.txt",
+        "moved.pt",
+    ]
 
 
 def test_feature_extractor_frames_and_input_errors():

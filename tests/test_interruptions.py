@@ -17,7 +17,7 @@ from fast_hubert_plugin.clustering import apply as apply_mod
 from fast_hubert_plugin.clustering import dump as dump_mod
 from fast_hubert_plugin.clustering.feature_shards import ShardPaths, load_split
 
-from conftest import REPO
+from conftest import REPO, learning_controls
 
 
 def run_killed(script: str, *args) -> subprocess.CompletedProcess:
@@ -75,7 +75,7 @@ def test_kill_while_saving_keeps_the_previous_checkpoint_last(pretrained_tiny, t
     if with_plugin:
         assert sha(last) == before  # untouched: the restarted job resumes from it
         loaded = checkpoint_utils.load_checkpoint_to_cpu(str(last))
-        assert loaded["optimizer_history"][-1]["num_updates"] == 60
+        assert loaded["optimizer_history"][-1]["num_updates"] == learning_controls.UPDATES
         leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
         assert all(".tmp" in name for name in leftovers)  # at most a hidden temporary, never a *.pt fairseq reads
     else:  # fairseq alone: a truncated checkpoint_last.pt that cannot be loaded

@@ -6,6 +6,8 @@ same recipe, and the benchmarks built on it."""
 import argparse
 import importlib.util
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,13 +67,30 @@ def run_demo(work: Path, *extra):
     )
 
 
+def snapshot(folder: Path, to: Path) -> Path:
+    """A copy of ``folder`` that later runs in it cannot change: text files copied (the demo rewrites its
+    reports in place), the large binaries, which are only ever replaced whole, hard-linked."""
+
+    def copy(src, dst):
+        if src.endswith((".pt", ".safetensors", ".npy")):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    return Path(shutil.copytree(folder, to, copy_function=copy, symlinks=True))
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    """(the demo's folder as the first run left it, its output, the folder later runs continue in).
+
+    The rerun test changes the live folder; the first run's outputs are read from the snapshot, so the
+    tests pass in any order."""
     # the GPU run's stages (recognizers and probes, two seeds, side by side) rehearsed on the CPU, tiny numbers
     work = tmp_path_factory.mktemp("demo") / "out"
     proc = run_demo(work, "--device", "cpu", "--budget", "cuda")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return work, proc
+    return snapshot(work, work.parent / "first_run"), proc, work
 
 
 DEMO_UPSTREAMS = {
@@ -94,7 +113,7 @@ def scores_of(work: Path, tag: str) -> dict:
 
 
 def test_demo_first_table_is_the_same_fine_tuning_with_and_without_pretraining(demo_run):
-    work, proc = demo_run
+    work, proc, live = demo_run
     summary = (work / "report" / "summary.md").read_text()
     assert len(summary.splitlines()) <= 45  # one screen; the rest is in details.md
     assert "DEBUG" not in proc.stdout + proc.stderr
@@ -113,8 +132,8 @@ def test_demo_first_table_is_the_same_fine_tuning_with_and_without_pretraining(d
     logs = {tag: (work / "runs" / f"{tag}_finetune" / "train.log").read_text() for tag in DEMO_RECOGNIZERS.values()}
     for tag, log in logs.items():
         assert "'max_update': 3" in log and f"'seed': {2 if tag.endswith('_s2') else 1}," in log, tag
-    assert str(work / "runs" / "demo_init" / "checkpoints") in logs["demo_never_pretrained"]
-    assert str(work / "runs" / "demo_it2" / "checkpoints") in logs["demo"]
+    assert str(live / "runs" / "demo_init" / "checkpoints") in logs["demo_never_pretrained"]
+    assert str(live / "runs" / "demo_it2" / "checkpoints") in logs["demo"]
     # the verdict under it is computed from those numbers
     recognizers = {
         "iteration 2": {1: {"scores": scores_of(work, "demo")}},
@@ -134,7 +153,7 @@ def test_demo_first_table_is_the_same_fine_tuning_with_and_without_pretraining(d
 
 
 def test_demo_gpu_budget_probes_every_upstream_with_two_seeds(demo_run):
-    work, proc = demo_run
+    work, proc, _ = demo_run
     report = work / "report"
     summary = (report / "summary.md").read_text()
     # every upstream under the same probe, two seeds each: the mean and the seeds' range in the table
@@ -198,7 +217,7 @@ def test_demo_gpu_budget_probes_every_upstream_with_two_seeds(demo_run):
 
 
 def test_demo_cpu_budget_drops_the_probes_and_redoes_only_a_removed_stage(demo_run):
-    work, _ = demo_run
+    _, _, work = demo_run
     (work / ".done" / "demo_never_pretrained_s2_decode").unlink()  # as if killed while decoding
     # the CPU budget over the same work folder: the same recognizers, no probes
     proc = run_demo(work, "--device", "cpu")

@@ -180,8 +180,9 @@ def main(argv=None) -> None:
     if args.w2v_path:
         overrides["w2v_path"] = os.path.abspath(args.w2v_path)
     model, cfg, task = load_checkpoint(args.checkpoint, args.device, overrides)
-    dictionary = task.target_dictionary
-    if dictionary is None or not isinstance(model, HubertCtc):
+    # a pretraining task has no target dictionary at all: ask for the model type first
+    dictionary = task.target_dictionary if isinstance(model, HubertCtc) else None
+    if dictionary is None:
         raise DataError(
             args.checkpoint,
             "not a fine-tuned CTC checkpoint (hubert_ctc)",
