@@ -128,21 +128,11 @@ def pretraining_cost(runs: List[PretrainingRun]) -> str:
     return ", ".join(f"{Path(r.log).parent.name} {r.updates} updates {r.cpu_s / 60:.1f} CPU-min" for r in runs)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    start = time.time()
-    corpus = speech_folder().load_speech(args.speech_dir.resolve())
-    if not corpus.train:
-        sys.exit(f"{args.speech_dir}: no transcripts, nothing to fine-tune")
-    corpus = corpus._replace(pretrain=at_most_hours(corpus.pretrain, args.pretrain_hours))
-    system = SYSTEMS[args.model]
-    ws = Workspace(args.work_dir, corpus, clusters=args.clusters, threads=1).prepare().iteration1_units()
-    runs_dir = ws.work / "runs"
-    init = untrained(runs_dir, "init", system, ws.pretrain_data, ws.iteration1_labels, ITERATION1_LABEL_RATE, threads=1)
-
+def run_splits(args, ws: Workspace, system, init: PretrainingRun):
+    """Every split's pretraining chain and the recognizers of both starts, ``args.jobs`` runs at a time:
+    ({split: {start: {seed: recognizer result}}}, {split: its pretraining runs})."""
     results: Dict[Split, Dict[str, Dict[int, Future]]] = {s: {NEVER: {}} for s in args.splits}
     pretraining: Dict[Split, List[PretrainingRun]] = {}
-
     submitted: Dict[str, Future] = {}  # by stage name: splits that share a run share its job
 
     def recognizers(pool, split: Split, start: str, upstream: PretrainingRun, tag: str):
@@ -186,7 +176,11 @@ def main(argv=None):
             split: {start: {seed: f.result() for seed, f in seeds.items()} for start, seeds in starts.items()}
             for split, starts in results.items()
         }
+    return done, pretraining
 
+
+def record(args, argv, corpus, system, done, pretraining, minutes: float) -> List[str]:
+    """The record's lines: how it was measured, one summary row per split, then every run."""
     lines = [
         "# What pretraining buys the demo's recognizer: budget splits (CPU)",
         "",
@@ -201,7 +195,7 @@ def main(argv=None):
         "two_iterations.finetune_fast_start), the same seeds from both starts; Viterbi decoding, no LM",
         "- beyond noise: the gain (never-pretrained mean minus pretrained mean) is larger than the seeds' spread "
         "(the larger of the two starts' max - min); blank stage: dev CER >= 95 %, (almost) every transcript empty",
-        f"- wall-clock of this invocation: {(time.time() - start) / 60:.1f} min ({args.jobs} runs at a time, "
+        f"- wall-clock of this invocation: {minutes:.1f} min ({args.jobs} runs at a time, "
         "stages done before not counted; CPU-min below are per run and do not grow with the machine's load)",
         "",
         "| split U1,U2,F | pretrained dev CER % | never pretrained dev CER % | gain (points) | seeds' spread | "
@@ -218,6 +212,23 @@ def main(argv=None):
     for split in args.splits:
         lines += table(split, done[split], split.pretrained_label)
         lines += [f"- pretraining: {pretraining_cost(pretraining[split])}", ""]
+    return lines
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.time()
+    corpus = speech_folder().load_speech(args.speech_dir.resolve())
+    if not corpus.train:
+        sys.exit(f"{args.speech_dir}: no transcripts, nothing to fine-tune")
+    corpus = corpus._replace(pretrain=at_most_hours(corpus.pretrain, args.pretrain_hours))
+    system = SYSTEMS[args.model]
+    ws = Workspace(args.work_dir, corpus, clusters=args.clusters, threads=1).prepare().iteration1_units()
+    init = untrained(
+        ws.work / "runs", "init", system, ws.pretrain_data, ws.iteration1_labels, ITERATION1_LABEL_RATE, threads=1
+    )
+    done, pretraining = run_splits(args, ws, system, init)
+    lines = record(args, argv, corpus, system, done, pretraining, (time.time() - start) / 60)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
