@@ -133,7 +133,7 @@ def record(args, stand_in, load_before, minutes: float) -> list:
         f"# `make demo` {title} (CPU)",
         "",
         f"- machine: {machine(threads=None)}; load average before the run {tuple(round(x, 2) for x in load_before)}",
-        f"- command: `{f'python benchmarks/demo_time.py {command}'.strip()}` (from a fresh clone, after make setup)",
+        f"- command: `{f'python benchmarks/demo_time.py {command}'.strip()}` (from the repository checkout, after make setup)",
         *data,
         f"- demo wall-clock: **{minutes:.1f} min**" + (" (download excluded)" if stand_in else ""),
         "",
